@@ -1,0 +1,1 @@
+"""Provider implementations of the operation phases, one module per provider."""

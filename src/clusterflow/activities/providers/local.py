@@ -1,0 +1,167 @@
+"""The `local` provider: a simulated cloud for demos and tests, with realistic phases.
+
+Resources live in PostgreSQL (`records.local_cloud`) and behave like a cloud's: creation
+returns at once, the resource is CREATING until it is ready, and creating an existing resource
+is a no-op, so a retried or re-run phase waits for what exists instead of creating it again.
+
+The spec's `provisioner.local` block controls the simulation: `phaseSeconds` (duration of one
+phase, default from settings), `failAt` (a phase) and `failTimes` (attempts that fail there
+before one succeeds; absent means every attempt fails, a permanent error).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+
+from clusterflow.activities.providers.phases import (
+    PhaseReporter,
+    ProviderError,
+    run_phase,
+)
+from clusterflow.records import local_cloud
+from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
+
+MACHINE_TYPES = {"small": (2, 4), "medium": (4, 16), "large": (8, 32), "xlarge": (16, 64)}
+KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
+DEFAULT_KUBERNETES_VERSION = "1.31"
+ADDONS = ("coredns", "kube-proxy", "metrics-server")
+
+
+def local_block(spec: dict[str, Any]) -> dict[str, Any]:
+    return dict((spec.get("provisioner") or {}).get("local") or {})
+
+
+def node_groups(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster_spec = spec.get("clusterSpec") or {}
+    return list(((cluster_spec.get("dataPlane") or {}).get("nodeGroups")) or [])
+
+
+class LocalProvider:
+    def __init__(self, pool: asyncpg.Pool[Any], default_phase_seconds: float) -> None:
+        self.pool = pool
+        self.default_phase_seconds = default_phase_seconds
+
+    @activity.defn(name="local.deploy_phase")
+    async def deploy_phase(self, inp: PhaseInput) -> PhaseResult:
+        async def body(reporter: PhaseReporter) -> PhaseResult:
+            self._maybe_fail(inp, reporter.attempt)
+            return await self._deploy(inp, reporter)
+
+        return await run_phase(self.pool, inp, body)
+
+    def _phase_seconds(self, spec: dict[str, Any]) -> float:
+        value = local_block(spec).get("phaseSeconds")
+        return float(value) if value is not None else self.default_phase_seconds
+
+    @staticmethod
+    def _maybe_fail(inp: PhaseInput, attempt: int) -> None:
+        block = local_block(inp.spec)
+        if block.get("failAt") != inp.phase:
+            return
+        fail_times = block.get("failTimes")
+        if fail_times is None:
+            raise ProviderError(
+                ErrorCode.SIMULATED_FAILURE,
+                f"simulated permanent failure injected at {inp.phase} (provisioner.local.failAt)",
+                retryable=False,
+            )
+        if attempt <= int(fail_times):
+            raise ProviderError(
+                ErrorCode.SIMULATED_FAILURE,
+                f"simulated transient failure {attempt} of {fail_times} at {inp.phase}",
+                retryable=True,
+            )
+
+    async def _deploy(self, inp: PhaseInput, reporter: PhaseReporter) -> PhaseResult:
+        seconds = self._phase_seconds(inp.spec)
+        version = local_block(inp.spec).get("kubernetesVersion") or DEFAULT_KUBERNETES_VERSION
+        if inp.phase == Phase.VALIDATE:
+            self._validate(inp.spec, version)
+            await reporter.heartbeat_while(seconds / 2, "checking quotas")
+            await reporter.event("quotas", "quotas and machine types available", fraction=0.5)
+            await reporter.heartbeat_while(seconds / 2, "validated")
+            return PhaseResult(inp.phase)
+        wanted = self._resources_for(inp)
+        if inp.phase == Phase.VERIFY:
+            return await self._verify(inp, reporter, seconds, version)
+        share = seconds / max(len(wanted), 1)
+        for index, (kind, name, spec) in enumerate(wanted):
+            created = await local_cloud.create_resource(
+                self.pool, inp.cluster_id, kind, name, inp.operation_id, share, spec
+            )
+            await self._wait_ready(inp, reporter, kind, name)
+            verb = "created" if created else "found existing"
+            await reporter.event(f"{kind}/{name}", f"{verb} {kind} {name}", fraction=(index + 1) / len(wanted))
+        return PhaseResult(inp.phase, resources=[f"{kind}/{name}" for kind, name, _ in wanted])
+
+    @staticmethod
+    def _validate(spec: dict[str, Any], version: str) -> None:
+        if version not in KUBERNETES_VERSIONS:
+            raise ProviderError(
+                ErrorCode.INVALID_SPEC,
+                f"kubernetesVersion {version} is not offered by the local provider "
+                f"(supported: {', '.join(KUBERNETES_VERSIONS)})",
+                retryable=False,
+            )
+        control_plane = ((spec.get("clusterSpec") or {}).get("controlPlane") or {}).get("nodeGroup") or {}
+        for group in [control_plane, *node_groups(spec)]:
+            for machine in group.get("machineTypes") or []:
+                if machine not in MACHINE_TYPES:
+                    raise ProviderError(
+                        ErrorCode.INVALID_SPEC,
+                        f"machine type {machine!r} of node group {group.get('name')!r} is unknown to the "
+                        f"local provider (offered: {', '.join(MACHINE_TYPES)})",
+                        retryable=False,
+                    )
+
+    @staticmethod
+    def _resources_for(inp: PhaseInput) -> list[tuple[str, str, dict[str, Any]]]:
+        if inp.phase == Phase.NETWORK:
+            return [
+                ("network", "vpc", {"cidr": "10.0.0.0/16"}),
+                ("subnet", "subnet-a", {"cidr": "10.0.0.0/19"}),
+                ("subnet", "subnet-b", {"cidr": "10.0.32.0/19"}),
+            ]
+        if inp.phase == Phase.CONTROL_PLANE:
+            return [("control_plane", "control-plane", {})]
+        if inp.phase == Phase.NODE_GROUPS:
+            return [("node_group", group["name"], group) for group in node_groups(inp.spec)]
+        if inp.phase == Phase.ADDONS:
+            return [("addon", name, {}) for name in ADDONS]
+        return []
+
+    async def _wait_ready(self, inp: PhaseInput, reporter: PhaseReporter, kind: str, name: str) -> None:
+        while True:
+            resource = await local_cloud.describe(self.pool, inp.cluster_id, kind, name)
+            if resource is None or resource["state"] == "DELETED":
+                raise ProviderError(
+                    ErrorCode.PHASE_FAILED, f"{kind} {name} disappeared while being created", retryable=True
+                )
+            if resource["state"] == "READY":
+                return
+            await reporter.heartbeat_while(min(float(resource["seconds_left"]), 0.5), f"waiting for {kind} {name}")
+
+    async def _verify(
+        self, inp: PhaseInput, reporter: PhaseReporter, seconds: float, version: str
+    ) -> PhaseResult:
+        resources = await local_cloud.list_resources(self.pool, inp.cluster_id)
+        kinds = {r["kind"] for r in resources if r["deleted_at"] is None}
+        missing = {"network", "control_plane"} - kinds
+        if missing:
+            raise ProviderError(
+                ErrorCode.PHASE_FAILED, f"cluster is missing {', '.join(sorted(missing))}", retryable=True
+            )
+        await reporter.heartbeat_while(seconds, "checking cluster health")
+        await reporter.event("healthy", f"{len(resources)} resources healthy", fraction=1.0)
+        return PhaseResult(
+            inp.phase,
+            outputs={
+                "cluster": {
+                    "kubernetesVersion": version,
+                    "endpoint": f"https://{inp.cluster_name}.{inp.region}.local.clusterflow.invalid",
+                }
+            },
+        )

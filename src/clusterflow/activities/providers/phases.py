@@ -1,0 +1,92 @@
+"""What every provider phase activity does around its own work: report, classify, retry.
+
+A provider implements a phase as a coroutine that receives a `PhaseReporter`. The runner
+writes the phase's started/completed events, turns `ProviderError` into Temporal's
+`ApplicationError` (permanent errors non-retryable, with a stable code), and makes each retry
+visible as an event. Event keys include the attempt, so a retry is a new fact, while a
+repeated report of the same fact is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from clusterflow.records import operations
+from clusterflow.workflows.contracts import PhaseInput, PhaseResult
+
+
+class ProviderError(Exception):
+    """A classified failure: `code` is stable, `retryable` says whether trying again may help."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class PhaseReporter:
+    def __init__(self, pool: asyncpg.Pool[Any], inp: PhaseInput) -> None:
+        self.pool = pool
+        self.inp = inp
+        info = activity.info()
+        self.attempt = info.attempt
+        self.max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
+
+    def progress_at(self, fraction: float) -> int:
+        span = self.inp.progress_to - self.inp.progress_from
+        return self.inp.progress_from + int(span * min(max(fraction, 0.0), 1.0))
+
+    async def event(
+        self, key: str, message: str, *, fraction: float | None = None, level: str = "INFO", kind: str = "progress"
+    ) -> None:
+        await operations.append_event(
+            self.pool, self.inp.operation_id, f"{self.inp.phase}/{key}", message, kind=kind, level=level,
+            phase=self.inp.phase, progress_percentage=None if fraction is None else self.progress_at(fraction),
+            labels={"attempt": str(self.attempt)},
+        )
+
+    async def heartbeat_while(self, seconds: float, detail: str) -> None:
+        """Wait, heartbeating, so cancellation and worker loss are noticed within a heartbeat."""
+        remaining = seconds
+        while remaining > 0:
+            activity.heartbeat(detail)
+            step = min(remaining, 0.5)
+            await asyncio.sleep(step)
+            remaining -= step
+        activity.heartbeat(detail)
+
+
+PhaseBody = Callable[[PhaseReporter], Awaitable[PhaseResult]]
+
+
+async def run_phase(pool: asyncpg.Pool[Any], inp: PhaseInput, body: PhaseBody) -> PhaseResult:
+    reporter = PhaseReporter(pool, inp)
+    if reporter.attempt == 1:
+        await reporter.event("started", f"{inp.phase} started", fraction=0.0, kind="phase")
+    else:
+        await reporter.event(
+            f"attempt-{reporter.attempt}/started",
+            f"retrying {inp.phase} (attempt {reporter.attempt} of {reporter.max_attempts or 'unlimited'})",
+            fraction=0.0, level="WARN", kind="phase",
+        )
+    try:
+        result = await body(reporter)
+    except ProviderError as err:
+        last_attempt = reporter.max_attempts and reporter.attempt >= reporter.max_attempts
+        will_retry = err.retryable and not last_attempt
+        await reporter.event(
+            f"attempt-{reporter.attempt}/failed",
+            f"{inp.phase} attempt {reporter.attempt} failed: {err.message}"
+            + ("; will retry" if will_retry else ""),
+            level="WARN" if will_retry else "ERROR", kind="log",
+        )
+        raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
+    await reporter.event("completed", f"{inp.phase} completed", fraction=1.0, kind="phase")
+    return result

@@ -1,0 +1,1 @@
+"""The REST API: validates, authorizes, records and enqueues; never calls a cloud."""

@@ -1,0 +1,73 @@
+"""Request dependencies: the pool, the Temporal client, settings, and the caller's identity.
+
+Authentication accepts `Authorization: Bearer <key>` or `X-API-Key: <key>`. Unknown, revoked
+and expired keys get the same 401, so a caller cannot probe which keys exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from temporalio.client import Client
+
+from clusterflow.api.errors import ApiError
+from clusterflow.records.organizations import Principal, authenticate
+from clusterflow.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
+
+
+def get_pool(request: Request) -> asyncpg.Pool:  # type: ignore[type-arg]  # FastAPI evaluates this
+    return request.app.state.pool  # type: ignore[no-any-return]
+
+
+def get_temporal(request: Request) -> Client:
+    return request.app.state.temporal  # type: ignore[no-any-return]
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]  # type: ignore[type-arg]  # not generic at run time
+Temporal = Annotated[Client, Depends(get_temporal)]
+AppSettings = Annotated[Settings, Depends(get_app_settings)]
+
+
+async def get_principal(
+    request: Request,
+    pool: Pool,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header_key: Annotated[str | None, Security(_api_key_header)],
+) -> Principal:
+    key = (bearer.credentials if bearer else None) or header_key
+    unauthorized = ApiError(
+        401, "UNAUTHORIZED", "a valid API key is required", headers={"WWW-Authenticate": "Bearer"}
+    )
+    if not key:
+        raise unauthorized
+    principal = await authenticate(pool, key)
+    if principal is None:
+        raise unauthorized
+    request.state.principal = principal
+    return principal
+
+
+def require_role(role: str) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not principal.has_role(role):
+            raise ApiError(403, "FORBIDDEN", f"this action needs the {role} role; the key has {principal.role}")
+        return principal
+
+    return dependency
+
+
+Viewer = Annotated[Principal, Depends(require_role("viewer"))]
+Editor = Annotated[Principal, Depends(require_role("editor"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+Owner = Annotated[Principal, Depends(require_role("owner"))]

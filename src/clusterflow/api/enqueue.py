@@ -1,0 +1,174 @@
+"""Turning a mutating request into an operation: one transaction, then one workflow start.
+
+Every route that starts an operation goes through `enqueue`:
+
+1. An `Idempotency-Key` seen before replays the first response (422 if the body differs).
+2. One transaction inserts whatever the route prepares (a cluster row), the PENDING operation
+   (the partial unique index refuses a second active operation on the cluster: 409), and the
+   idempotency key with the response it will replay.
+3. The workflow starts with ID = operation ID. If that start fails we cannot know whether it
+   happened, so we try to abandon the operation: that succeeds only while it is still PENDING
+   and unstarted, in which case the client gets 503 + Retry-After and nothing remains enqueued;
+   otherwise the workflow did start and the client gets its 202. If this process dies before
+   either, the worker's reconciler starts the workflow from the committed row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import asyncpg
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+
+from clusterflow.api.errors import ApiError, request_id_of
+from clusterflow.records import idempotency, operations
+from clusterflow.records.errors import ClusterBusy, IdempotencyKeyReused, NameTaken
+from clusterflow.records.organizations import Principal
+from clusterflow.workflows.contracts import ErrorCode, OperationStatus
+from clusterflow.workflows.registry import start_operation_workflow
+
+log = logging.getLogger(__name__)
+
+Prepare: TypeAlias = "Callable[[asyncpg.Connection[Any]], Awaitable[None]]"
+
+RETRY_AFTER_SECONDS = 5
+
+
+@dataclass
+class OperationPlan:
+    operation_id: str
+    operation_type: str
+    workflow_type: str
+    workflow_input: dict[str, Any]
+    cluster_id: str | None
+    cluster_name: str | None
+    accepted_message: str
+    prepare: Prepare | None = None
+    abandon: Prepare | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
+    return JSONResponse(stored.body, status_code=stored.status_code, headers=stored.headers | {"Idempotent-Replayed": "true"})
+
+
+def _conflict(err: Exception) -> ApiError:
+    if isinstance(err, ClusterBusy):
+        return ApiError(
+            409, "CLUSTER_BUSY",
+            f"cluster {err.cluster_id} already has operation {err.active_operation_id} in flight; "
+            "wait for it or cancel it",
+            {"clusterId": err.cluster_id, "activeOperationId": err.active_operation_id},
+        )
+    if isinstance(err, NameTaken):
+        return ApiError(409, "CLUSTER_NAME_TAKEN", f"a cluster named {err.name!r} already exists",
+                        {"clusterName": err.name, "clusterId": err.cluster_id})
+    raise err
+
+
+async def enqueue(
+    request: Request,
+    pool: asyncpg.Pool[Any],
+    temporal: Client,
+    task_queue: str,
+    principal: Principal,
+    plan: OperationPlan,
+    idempotency_key: str | None,
+    fingerprint: bytes,
+) -> JSONResponse:
+    org = principal.organization_id
+    if idempotency_key:
+        try:
+            stored = await idempotency.lookup(pool, org, idempotency_key, fingerprint)
+        except IdempotencyKeyReused as err:
+            raise _key_reused(idempotency_key) from err
+        if stored is not None:
+            return _replay(stored)
+
+    location = f"/v1/operations/{plan.operation_id}"
+    body = {
+        "id": request_id_of(request),
+        "status": "success",
+        "message": plan.accepted_message,
+        "data": {"operationId": plan.operation_id, "clusterId": plan.cluster_id, "status": OperationStatus.PENDING},
+    }
+    headers = {"Location": location}
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            if plan.prepare is not None:
+                await plan.prepare(conn)
+            await operations.insert(
+                conn,
+                operation_id=plan.operation_id,
+                organization_id=org,
+                cluster_id=plan.cluster_id,
+                cluster_name=plan.cluster_name,
+                operation_type=plan.operation_type,
+                requested_by=principal.key_id,
+                idempotency_key=idempotency_key,
+                workflow_type=plan.workflow_type,
+                workflow_input=plan.workflow_input,
+                metadata=plan.metadata,
+            )
+            if idempotency_key:
+                await idempotency.store(
+                    conn, org, idempotency_key, request.method, request.url.path, fingerprint,
+                    idempotency.StoredResponse(202, body, headers),
+                )
+    except (ClusterBusy, NameTaken) as err:
+        raise _conflict(err) from err
+    except asyncpg.UniqueViolationError:
+        # A concurrent request with the same idempotency key committed first: answer as it did.
+        if not idempotency_key:
+            raise
+        try:
+            stored = await idempotency.lookup(pool, org, idempotency_key, fingerprint)
+        except IdempotencyKeyReused as err:
+            raise _key_reused(idempotency_key) from err
+        assert stored is not None
+        return _replay(stored)
+
+    try:
+        await start_operation_workflow(temporal, task_queue, plan.operation_id, plan.workflow_type, plan.workflow_input)
+    except Exception:
+        log.exception("could not start workflow of operation %s", plan.operation_id)
+        if await _abandon(pool, plan, org, idempotency_key):
+            raise ApiError(
+                503, ErrorCode.ORCHESTRATOR_UNAVAILABLE,
+                "the workflow engine is unavailable; nothing was enqueued, retry later",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from None
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
+def _key_reused(key: str) -> ApiError:
+    return ApiError(422, "IDEMPOTENCY_KEY_REUSED",
+                    f"Idempotency-Key {key!r} was already used with a different request",
+                    {"field": "Idempotency-Key"})
+
+
+async def _abandon(pool: asyncpg.Pool[Any], plan: OperationPlan, org: str, idempotency_key: str | None) -> bool:
+    """Fail the operation if its workflow provably never ran; true if it was abandoned."""
+    async with pool.acquire() as conn, conn.transaction():
+        abandoned = await conn.fetchval(
+            """UPDATE operations SET status = 'FAILED', completed_at = now(), last_update = now(),
+                      error = $2, message = $3
+                WHERE id = $1 AND status = 'PENDING' AND workflow_started_at IS NULL
+                RETURNING true""",
+            plan.operation_id,
+            {"code": ErrorCode.ORCHESTRATOR_UNAVAILABLE, "message": "the workflow could not be started",
+             "retryable": True},
+            "not started: the workflow engine was unavailable",
+        )
+        if not abandoned:
+            return False
+        if plan.abandon is not None:
+            await plan.abandon(conn)
+        if idempotency_key:
+            await idempotency.forget(conn, org, idempotency_key)
+        return True

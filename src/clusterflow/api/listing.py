@@ -1,0 +1,36 @@
+"""Paged listings shared by routers (organization-wide and per-cluster operation history)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from clusterflow.api.errors import ApiError
+from clusterflow.api.schemas.operations import OperationPage
+from clusterflow.api.views import operation_view
+from clusterflow.records import operations
+
+
+async def operation_page(
+    pool: asyncpg.Pool[Any],
+    organization_id: str,
+    *,
+    limit: int,
+    page_token: str | None,
+    cluster_id: str | None = None,
+    operation_type: str | None = None,
+    status: str | None = None,
+) -> OperationPage:
+    after_id = None
+    if page_token:
+        try:
+            after_id = operations.decode_page_token(page_token)
+        except ValueError as err:
+            raise ApiError(400, "INVALID_PAGE_TOKEN", "pageToken was not issued by this API",
+                           {"field": "pageToken"}) from err
+    rows, total, next_token = await operations.list_page(
+        pool, organization_id, cluster_id=cluster_id, operation_type=operation_type, status=status,
+        limit=limit, after_id=after_id,
+    )
+    return OperationPage(operations=[operation_view(r) for r in rows], totalCount=total, nextPageToken=next_token)

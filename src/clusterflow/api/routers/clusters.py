@@ -1,0 +1,239 @@
+"""Clusters: deploy (and its dry run), list, get, spec, operation history, progress."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from clusterflow.api.body import read_json_object
+from clusterflow.api.deps import AppSettings, Editor, Pool, Temporal, Viewer
+from clusterflow.api.enqueue import OperationPlan, enqueue
+from clusterflow.api.errors import ApiError, not_found, request_id_of, validation_error
+from clusterflow.api.listing import operation_page
+from clusterflow.api.schemas.clusters import (
+    API_VERSION,
+    ClusterSpec,
+    ClusterSpecDocument,
+    ClusterView,
+    K8sCluster,
+)
+from clusterflow.api.schemas.common import (
+    ERRORS,
+    DryRunResult,
+    Envelope,
+    OperationAccepted,
+)
+from clusterflow.api.schemas.operations import Operation, OperationPage
+from clusterflow.api.views import cluster_view, operation_view
+from clusterflow.ids import cluster_id as new_cluster_id
+from clusterflow.ids import operation_id as new_operation_id
+from clusterflow.records import clusters, idempotency, operations
+from clusterflow.settings import Settings
+from clusterflow.workflows.contracts import (
+    ClusterState,
+    DeployInput,
+    ExecutionPolicy,
+    OperationType,
+)
+from clusterflow.workflows.registry import WORKFLOW_TYPES
+
+router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255,
+           description="Replays the first response for a repeated request"),
+]
+
+
+
+def execution_policy(settings: Settings) -> ExecutionPolicy:
+    return ExecutionPolicy(
+        retry_initial_seconds=settings.activity_retry_initial_seconds,
+        max_attempts=settings.activity_max_attempts,
+        heartbeat_timeout_seconds=settings.activity_heartbeat_timeout_seconds,
+    )
+
+
+def parse_cluster_document(body: dict[str, Any]) -> K8sCluster:
+    """A K8sCluster document, or the reference's legacy flat body (the spec alone)."""
+    legacy = "spec" not in body and "apiVersion" not in body and "kind" not in body
+    try:
+        if legacy:
+            return K8sCluster(apiVersion=API_VERSION, kind="K8sCluster", spec=ClusterSpec.model_validate(body))
+        return K8sCluster.model_validate(body)
+    except ValidationError as err:
+        raise validation_error(err.errors(), strip_prefix=()) from err
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Deploy a cluster",
+    description="Validates a K8sCluster document, records a CLUSTER_DEPLOY operation and starts its "
+    "workflow. Answers 202 with the operation ID at once. `?dryRun=true` validates only (200). "
+    "The reference's legacy flat body (the spec alone) is accepted too.",
+    response_model=Envelope[OperationAccepted],
+    responses={200: {"model": Envelope[DryRunResult], "description": "dry run result"}, **ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/K8sCluster"},
+                {"$ref": "#/components/schemas/ClusterSpec"},
+            ]}}},
+        }
+    },
+)
+async def deploy_cluster(
+    request: Request,
+    principal: Editor,
+    pool: Pool,
+    temporal: Temporal,
+    settings: AppSettings,
+    idempotency_key: IdempotencyKey = None,
+    dryRun: Annotated[bool, Query(description="Validate without creating anything")] = False,
+) -> JSONResponse:
+    body = await read_json_object(request)
+    document = parse_cluster_document(body)
+    spec = document.spec
+    if spec.provider not in settings.enabled_providers:
+        raise ApiError(
+            422, "PROVIDER_NOT_ENABLED",
+            f"provider {spec.provider!r} is not enabled on this control plane "
+            f"(enabled: {', '.join(settings.enabled_providers)})",
+            [{"field": "spec.provider", "message": "provider not enabled", "type": "provider_not_enabled"}],
+        )
+    if dryRun:
+        result = DryRunResult(valid=True, message=f"cluster {spec.clusterName} would be deployed on {spec.provider}")
+        return JSONResponse({"id": request_id_of(request), "status": "success", "message": "dry run passed",
+                             "data": result.model_dump()})
+
+    spec_json = spec.model_dump(mode="json", exclude_none=True)
+    document_json = {"apiVersion": document.apiVersion, "kind": document.kind, "spec": spec_json}
+    operation_id, cluster_id = new_operation_id(), new_cluster_id()
+    deploy_input = DeployInput(
+        operation_id=operation_id,
+        organization_id=principal.organization_id,
+        cluster_id=cluster_id,
+        cluster_name=spec.clusterName,
+        provider=spec.provider,
+        region=spec.region,
+        spec=spec_json,
+        policy=execution_policy(settings),
+    )
+
+    async def insert_cluster(conn: asyncpg.Connection[Any]) -> None:
+        topology = spec_json["clusterSpec"]
+        await clusters.insert(
+            conn,
+            cluster_id=cluster_id,
+            organization_id=principal.organization_id,
+            name=spec.clusterName,
+            provider=spec.provider,
+            provisioner_type=spec.provisioner.type,
+            region=spec.region,
+            kubernetes_version=spec.provisioner.kubernetes_version(),
+            state=ClusterState.PROVISIONING,
+            spec=document_json,
+            control_plane=(topology.get("controlPlane") or {}).get("nodeGroup"),
+            worker_nodes=topology["dataPlane"]["nodeGroups"],
+        )
+
+    async def release_cluster(conn: asyncpg.Connection[Any]) -> None:
+        await clusters.set_state(conn, cluster_id, ClusterState.DELETED)
+
+    plan = OperationPlan(
+        operation_id=operation_id,
+        operation_type=OperationType.CLUSTER_DEPLOY,
+        workflow_type=WORKFLOW_TYPES[OperationType.CLUSTER_DEPLOY],
+        workflow_input=asdict(deploy_input),
+        cluster_id=cluster_id,
+        cluster_name=spec.clusterName,
+        accepted_message="deploy accepted",
+        prepare=insert_cluster,
+        abandon=release_cluster,
+    )
+    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, body)
+    return await enqueue(request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint)
+
+
+@router.get("", response_model=Envelope[list[ClusterView]], responses=ERRORS, summary="List clusters")
+async def list_clusters(
+    request: Request,
+    principal: Viewer,
+    pool: Pool,
+    providerId: Annotated[str | None, Query(max_length=32, description="Only clusters of this provider")] = None,
+) -> Envelope[list[ClusterView]]:
+    rows = await clusters.list_for_org(pool, principal.organization_id, providerId)
+    return Envelope(id=request_id_of(request), message=f"{len(rows)} clusters", data=[cluster_view(r) for r in rows])
+
+
+async def _cluster_or_404(pool: Pool, organization_id: str, cluster_id: str) -> asyncpg.Record:
+    row = await clusters.get(pool, organization_id, cluster_id)
+    if row is None:
+        raise not_found("cluster", cluster_id)
+    return row
+
+
+@router.get("/{clusterId}", response_model=Envelope[ClusterView], responses=ERRORS, summary="Get a cluster")
+async def get_cluster(request: Request, clusterId: str, principal: Viewer, pool: Pool) -> Envelope[ClusterView]:
+    row = await _cluster_or_404(pool, principal.organization_id, clusterId)
+    return Envelope(id=request_id_of(request), message="cluster", data=cluster_view(row))
+
+
+@router.get(
+    "/{clusterId}/spec", response_model=Envelope[ClusterSpecDocument], responses=ERRORS,
+    summary="The document the cluster was deployed from",
+)
+async def get_cluster_spec(
+    request: Request, clusterId: str, principal: Viewer, pool: Pool
+) -> Envelope[ClusterSpecDocument]:
+    row = await _cluster_or_404(pool, principal.organization_id, clusterId)
+    return Envelope(id=request_id_of(request), message="cluster spec", data=ClusterSpecDocument(**row["spec"]))
+
+
+@router.get(
+    "/{clusterId}/operations", response_model=Envelope[OperationPage], responses=ERRORS,
+    summary="Operation history of a cluster, newest first",
+)
+async def cluster_operations(
+    request: Request,
+    clusterId: str,
+    principal: Viewer,
+    pool: Pool,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    pageToken: Annotated[str | None, Query(max_length=200)] = None,
+) -> Envelope[OperationPage]:
+    await _cluster_or_404(pool, principal.organization_id, clusterId)
+    page = await operation_page(pool, principal.organization_id, limit=limit, page_token=pageToken, cluster_id=clusterId)
+    return Envelope(id=request_id_of(request), message=f"{page.totalCount} operations", data=page)
+
+
+@router.get(
+    "/{clusterId}/progress", response_model=Envelope[Operation], responses=ERRORS,
+    summary="Progress of the cluster's latest (or a given) operation, with recent events",
+)
+async def cluster_progress(
+    request: Request,
+    clusterId: str,
+    principal: Viewer,
+    pool: Pool,
+    operationId: Annotated[str | None, Query(max_length=64)] = None,
+) -> Envelope[Operation]:
+    await _cluster_or_404(pool, principal.organization_id, clusterId)
+    if operationId:
+        row = await operations.get(pool, principal.organization_id, operationId)
+        if row is None or row["cluster_id"] != clusterId:
+            raise not_found("operation", operationId)
+    else:
+        row = await operations.latest_for_cluster(pool, principal.organization_id, clusterId)
+        if row is None:
+            raise not_found("operation of cluster", clusterId)
+    events = await operations.recent_events(pool, row["id"])
+    return Envelope(id=request_id_of(request), message="progress", data=operation_view(row, events))

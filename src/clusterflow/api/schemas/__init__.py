@@ -1,0 +1,1 @@
+"""Request and response documents, named and shaped as in the reference API (camelCase)."""

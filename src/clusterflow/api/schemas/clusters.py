@@ -1,0 +1,254 @@
+"""The K8sCluster document (deploy) and the cluster view, after the reference API.
+
+Validation lives in the models so every entry point (deploy, dry run, legacy flat body)
+refuses the same inputs with the same field paths.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from clusterflow.api.schemas.common import Strict
+from clusterflow.workflows.contracts import Phase
+
+API_VERSION = "clusterflow.dev/v1"
+API_VERSION_ALIASES = ("platform.astropulse.io/v1",)
+
+DnsName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$"),
+]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+Region = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+KubeVersion = Annotated[str, StringConstraints(pattern=r"^1\.[0-9]{1,2}(\.[0-9]{1,3})?$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+Provider = Literal["local", "aws", "gcp", "azure"]
+ProvisionerType = Literal["local", "eks", "gke", "aks", "selfHosted"]
+
+PROVISIONERS_BY_PROVIDER: dict[str, tuple[str, ...]] = {
+    "local": ("local",),
+    "aws": ("eks", "selfHosted"),
+    "gcp": ("gke", "selfHosted"),
+    "azure": ("aks", "selfHosted"),
+}
+
+
+class Taint(Strict):
+    key: Label
+    value: Annotated[str, StringConstraints(max_length=63)] | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    operator: Literal["Equal", "Exists"] = "Equal"
+
+
+class NodeGroup(Strict):
+    name: DnsName
+    machineTypes: Annotated[list[ShortText], Field(min_length=1, max_length=10)]
+    minNode: Annotated[int, Field(ge=0, le=1000)]
+    maxNode: Annotated[int, Field(ge=1, le=1000)]
+    labels: Annotated[dict[Label, Annotated[str, StringConstraints(max_length=63)]], Field(max_length=64)] = {}
+    taints: Annotated[list[Taint], Field(max_length=32)] = []
+    availabilityZones: Annotated[list[ShortText], Field(max_length=8)] = []
+    instanceType: Literal["ondemand", "spot"] = "ondemand"
+
+    @field_validator("maxNode")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: Any) -> int:
+        minimum = info.data.get("minNode")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"maxNode ({value}) must not be below minNode ({minimum})")
+        return value
+
+
+class ControlPlane(Strict):
+    nodeGroup: NodeGroup
+
+
+class DataPlane(Strict):
+    nodeGroups: Annotated[list[NodeGroup], Field(min_length=1, max_length=50)]
+
+    @field_validator("nodeGroups")
+    @classmethod
+    def _unique_names(cls, groups: list[NodeGroup]) -> list[NodeGroup]:
+        seen: set[str] = set()
+        for group in groups:
+            if group.name in seen:
+                raise ValueError(f"node group name {group.name!r} is used twice")
+            seen.add(group.name)
+        return groups
+
+
+class ClusterTopology(Strict):
+    controlPlane: ControlPlane | None = None
+    dataPlane: DataPlane
+
+
+class Credentials(Strict):
+    type: Literal["static", "dynamic", "vault"]
+    data: Annotated[dict[ShortText, Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=32)] = {}
+
+
+class LocalProvisioner(Strict):
+    kubernetesVersion: KubeVersion | None = None
+    phaseSeconds: Annotated[float, Field(ge=0, le=3600)] | None = Field(
+        default=None, description="Seconds each simulated phase takes (default from settings)"
+    )
+    failAt: Phase | None = Field(default=None, description="Phase at which the simulation fails")
+    failTimes: Annotated[int, Field(ge=0, le=100)] | None = Field(
+        default=None, description="Attempts that fail at failAt before one succeeds; absent: all fail"
+    )
+
+
+class EksSubnet(Strict):
+    id: ShortText | None = None
+    cidr: ShortText | None = None
+    type: Literal["public", "private"] = "private"
+
+
+class EksProvisioner(Strict):
+    accountId: Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")] | None = None
+    kubernetesVersion: KubeVersion | None = None
+    amiFamily: ShortText | None = None
+    vpcId: ShortText | None = None
+    vpcCIDR: ShortText | None = None
+    subnets: dict[ShortText, list[EksSubnet]] = {}
+    tags: dict[Label, Annotated[str, StringConstraints(max_length=256)]] = {}
+    credentials: Credentials | None = None
+
+
+class GkeSubnet(Strict):
+    name: ShortText | None = None
+    podsRange: ShortText | None = None
+    servicesRange: ShortText | None = None
+
+
+class GkeProvisioner(Strict):
+    projectId: ShortText | None = None
+    kubernetesVersion: KubeVersion | None = None
+    releaseChannel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] | None = None
+    autopilot: bool = False
+    privateCluster: bool = False
+    enableWorkloadIdentity: bool = False
+    networkId: ShortText | None = None
+    networkCIDR: ShortText | None = None
+    masterIPv4CidrBlock: ShortText | None = None
+    subnet: GkeSubnet | None = None
+    authorizedNetworks: list[ShortText] = []
+    labels: dict[Label, Annotated[str, StringConstraints(max_length=63)]] = {}
+    credentials: Credentials | None = None
+
+
+class AksProvisioner(Strict):
+    subscriptionId: ShortText | None = None
+    resourceGroup: ShortText | None = None
+    kubernetesVersion: KubeVersion | None = None
+    networkPlugin: Literal["azure", "kubenet", "none"] | None = None
+    networkPluginMode: Literal["overlay"] | None = None
+    privateCluster: bool = False
+    enableOidcIssuer: bool = False
+    enableWorkloadIdentity: bool = False
+    autoUpgradeChannel: Literal["none", "patch", "stable", "rapid", "node-image"] | None = None
+    nodeOsUpgradeChannel: Literal["None", "Unmanaged", "SecurityPatch", "NodeImage"] | None = None
+    authorizedIPRanges: list[ShortText] = []
+    vnetSubnetId: ShortText | None = None
+    tags: dict[Label, Annotated[str, StringConstraints(max_length=256)]] = {}
+    credentials: Credentials | None = None
+
+
+class SelfHostedProvisioner(Strict):
+    accountId: ShortText | None = None
+    bucketName: ShortText | None = None
+    kubernetesVersion: KubeVersion | None = None
+    networkId: ShortText | None = None
+    credentials: Credentials | None = None
+
+
+class Provisioner(Strict):
+    type: ProvisionerType
+    local: LocalProvisioner | None = None
+    eks: EksProvisioner | None = None
+    gke: GkeProvisioner | None = None
+    aks: AksProvisioner | None = None
+    selfHosted: SelfHostedProvisioner | None = None
+
+    @model_validator(mode="after")
+    def _only_own_block(self) -> Provisioner:
+        for block in ("local", "eks", "gke", "aks", "selfHosted"):
+            if block != self.type and getattr(self, block) is not None:
+                raise ValueError(f"provisioner.{block} is given but provisioner.type is {self.type!r}")
+        return self
+
+    def kubernetes_version(self) -> str | None:
+        block = getattr(self, self.type)
+        return getattr(block, "kubernetesVersion", None) if block is not None else None
+
+
+class ClusterSpec(Strict):
+    clusterName: DnsName
+    provider: Provider
+    region: Region
+    provisioner: Provisioner
+    clusterSpec: ClusterTopology
+
+    @model_validator(mode="after")
+    def _provisioner_matches_provider(self) -> ClusterSpec:
+        allowed = PROVISIONERS_BY_PROVIDER[self.provider]
+        if self.provisioner.type not in allowed:
+            raise ValueError(
+                f"provisioner.type {self.provisioner.type!r} does not run on provider {self.provider!r} "
+                f"(allowed: {', '.join(allowed)})"
+            )
+        return self
+
+
+class K8sCluster(Strict):
+    apiVersion: str = Field(description=f"{API_VERSION} (or the alias {API_VERSION_ALIASES[0]})")
+    kind: Literal["K8sCluster"]
+    spec: ClusterSpec
+
+    @field_validator("apiVersion")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        if value != API_VERSION and value not in API_VERSION_ALIASES:
+            raise ValueError(f"apiVersion must be {API_VERSION!r}")
+        return value
+
+
+class ClusterStatusDetail(BaseModel):
+    status: str = "UNSPECIFIED"
+    reason: str | None = None
+    suggestedAction: str | None = None
+    startedAt: str | None = None
+    completedAt: str | None = None
+
+
+class ClusterView(BaseModel):
+    clusterId: str
+    clusterName: str
+    provider: str
+    provisionerType: str
+    region: str
+    kubernetesVersion: str | None
+    state: str
+    controlPlaneNode: dict[str, Any] | None
+    workerNodes: list[dict[str, Any]]
+    activeOperationId: str | None
+    upgradeStatus: ClusterStatusDetail | None
+    rollbackStatus: ClusterStatusDetail | None
+    createdTimestamp: str
+    lastUpdatedTimestamp: str
+    deletedTimestamp: str | None = None
+
+
+class ClusterSpecDocument(BaseModel):
+    apiVersion: str
+    kind: str
+    spec: dict[str, Any]

@@ -1,0 +1,57 @@
+"""The response envelope and error shapes every route shares."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    """Request documents refuse unknown fields: a typo must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Envelope(BaseModel, Generic[T]):
+    id: str = Field(description="Request ID, also in the X-Request-ID header")
+    status: Literal["success"] = "success"
+    message: str
+    data: T
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable error code")
+    details: Any = None
+
+
+class ErrorEnvelope(BaseModel):
+    id: str
+    status: Literal["error"] = "error"
+    message: str
+    error: ErrorBody
+
+
+class OperationAccepted(BaseModel):
+    operationId: str
+    clusterId: str | None = None
+    status: str
+
+
+class DryRunResult(BaseModel):
+    valid: bool
+    message: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope} for code in (400, 401, 403, 404, 409, 422, 429, 503)
+}
+"""The error answers every route may give, for the OpenAPI document."""

@@ -1,0 +1,96 @@
+"""Database rows to API documents: the one place field names are translated to camelCase."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from clusterflow.api.schemas.clusters import ClusterStatusDetail, ClusterView
+from clusterflow.api.schemas.operations import (
+    Operation,
+    OperationErrorView,
+    OperationEvent,
+)
+from clusterflow.workflows.contracts import OperationStatus
+
+CANCELABLE = {OperationStatus.PENDING, OperationStatus.AWAITING_APPROVAL, OperationStatus.RUNNING}
+
+
+def timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ts(value: datetime) -> str:
+    out = timestamp(value)
+    assert out is not None
+    return out
+
+
+def event_view(row: asyncpg.Record) -> OperationEvent:
+    return OperationEvent(
+        sequence=row["sequence"],
+        timestamp=_ts(row["timestamp"]),
+        kind=row["kind"],
+        level=row["level"],
+        phase=row["phase"],
+        progressPercentage=row["progress_percentage"],
+        message=row["message"],
+        rawOutput=row["raw_output"],
+        labels=row["labels"] or {},
+    )
+
+
+def operation_view(row: asyncpg.Record, events: list[asyncpg.Record] | None = None) -> Operation:
+    status = row["status"]
+    error = row["error"]
+    return Operation(
+        operationId=row["id"],
+        organizationId=row["organization_id"],
+        operationType=row["operation_type"],
+        status=status,
+        currentPhase=row["current_phase"],
+        progressPercentage=row["progress_percentage"],
+        message=row["message"],
+        error=OperationErrorView(**error) if error else None,
+        clusterId=row["cluster_id"],
+        clusterName=row["cluster_name"],
+        userId=row["requested_by"],
+        attempt=row["attempt"],
+        metadata=row["metadata"] or {},
+        result=row["result"],
+        createdAt=_ts(row["created_at"]),
+        startedAt=timestamp(row["started_at"]),
+        lastUpdate=_ts(row["last_update"]),
+        completedAt=timestamp(row["completed_at"]),
+        isCancelable=status in CANCELABLE,
+        isApprovable=status == OperationStatus.AWAITING_APPROVAL,
+        recentEvents=[event_view(e) for e in events or []],
+    )
+
+
+def _status_detail(value: dict[str, Any] | None) -> ClusterStatusDetail | None:
+    return ClusterStatusDetail(**value) if value else None
+
+
+def cluster_view(row: asyncpg.Record) -> ClusterView:
+    return ClusterView(
+        clusterId=row["id"],
+        clusterName=row["name"],
+        provider=row["provider"],
+        provisionerType=row["provisioner_type"],
+        region=row["region"],
+        kubernetesVersion=row["kubernetes_version"],
+        state=row["state"],
+        controlPlaneNode=row["control_plane"],
+        workerNodes=row["worker_nodes"] or [],
+        activeOperationId=row["active_operation_id"],
+        upgradeStatus=_status_detail(row["upgrade_status"]),
+        rollbackStatus=_status_detail(row["rollback_status"]),
+        createdTimestamp=_ts(row["created_at"]),
+        lastUpdatedTimestamp=_ts(row["updated_at"]),
+        deletedTimestamp=timestamp(row["deleted_at"]),
+    )

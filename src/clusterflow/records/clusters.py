@@ -1,0 +1,87 @@
+"""Cluster rows: what the control plane believes each cluster is right now.
+
+Functions take a connection (or pool) so the API can compose them with operation inserts in
+one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from clusterflow.records.db import Executor
+from clusterflow.records.errors import NameTaken
+
+_COLUMNS = """id, organization_id, name, provider, provisioner_type, region, kubernetes_version,
+    state, spec, control_plane, worker_nodes, upgrade_status, rollback_status, created_at,
+    updated_at, deleted_at,
+    (SELECT o.id FROM operations o WHERE o.cluster_id = clusters.id
+       AND o.status IN ('PENDING', 'AWAITING_APPROVAL', 'RUNNING', 'CANCELLING')) AS active_operation_id"""
+
+
+async def insert(
+    conn: asyncpg.Connection[Any],
+    *,
+    cluster_id: str,
+    organization_id: str,
+    name: str,
+    provider: str,
+    provisioner_type: str,
+    region: str,
+    kubernetes_version: str | None,
+    state: str,
+    spec: dict[str, Any],
+    control_plane: dict[str, Any] | None,
+    worker_nodes: list[dict[str, Any]],
+) -> None:
+    """Insert a new cluster; a live cluster with the same name raises NameTaken."""
+    try:
+        async with conn.transaction():  # a savepoint, so the caller's transaction survives
+            await conn.execute(
+                """INSERT INTO clusters (id, organization_id, name, provider, provisioner_type, region,
+                       kubernetes_version, state, spec, control_plane, worker_nodes)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                cluster_id, organization_id, name, provider, provisioner_type, region,
+                kubernetes_version, state, spec, control_plane, worker_nodes,
+            )
+    except asyncpg.UniqueViolationError as err:
+        existing = await conn.fetchval(
+            "SELECT id FROM clusters WHERE organization_id = $1 AND name = $2 AND state <> 'DELETED'",
+            organization_id, name,
+        )
+        raise NameTaken(name, existing) from err
+
+
+async def get(db: Executor, organization_id: str, cluster_id: str) -> asyncpg.Record | None:
+    """One cluster of the organization, by ID (deleted ones included: their history stays)."""
+    return await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM clusters WHERE organization_id = $1 AND id = $2",
+        organization_id, cluster_id,
+    )
+
+
+async def list_for_org(db: Executor, organization_id: str, provider: str | None = None) -> list[asyncpg.Record]:
+    """The organization's clusters that are not deleted, newest first."""
+    return await db.fetch(
+        f"""SELECT {_COLUMNS} FROM clusters
+             WHERE organization_id = $1 AND state <> 'DELETED' AND ($2::text IS NULL OR provider = $2)
+             ORDER BY id DESC""",
+        organization_id, provider,
+    )
+
+
+async def set_state(
+    conn: asyncpg.Connection[Any], cluster_id: str, state: str, fields: dict[str, Any] | None = None
+) -> None:
+    """Move a cluster to `state`, merging provider-reported fields (version, endpoint...)."""
+    fields = fields or {}
+    await conn.execute(
+        """UPDATE clusters
+              SET state = $2,
+                  kubernetes_version = COALESCE($3, kubernetes_version),
+                  updated_at = now(),
+                  deleted_at = CASE WHEN $2 = 'DELETED' THEN now() ELSE deleted_at END
+            WHERE id = $1""",
+        cluster_id, state, fields.get("kubernetesVersion"),
+    )

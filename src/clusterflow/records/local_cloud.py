@@ -1,0 +1,71 @@
+"""The local provider's simulated cloud, kept in PostgreSQL so it survives worker crashes.
+
+It behaves like a cloud API: creating a resource is a call that returns at once and leaves
+the resource CREATING until its `ready_at`; creating an existing resource is a no-op (like a
+client request token); every call that changed something is logged in `local_api_calls`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from clusterflow.records.db import Executor
+
+
+async def create_resource(
+    pool: asyncpg.Pool[Any],
+    cluster_id: str,
+    kind: str,
+    name: str,
+    operation_id: str,
+    ready_in_seconds: float,
+    spec: dict[str, Any] | None = None,
+) -> bool:
+    """Create a resource unless it exists; true if this call created it."""
+    async with pool.acquire() as conn, conn.transaction():
+        created = await conn.fetchval(
+            """INSERT INTO local_resources (cluster_id, kind, name, state, spec, ready_at, operation_id)
+               VALUES ($1, $2, $3, 'CREATING', $4, now() + make_interval(secs => $5), $6)
+               ON CONFLICT (cluster_id, kind, name) DO NOTHING
+               RETURNING true""",
+            cluster_id, kind, name, spec or {}, ready_in_seconds, operation_id,
+        )
+        if created:
+            await conn.execute(
+                """INSERT INTO local_api_calls (cluster_id, kind, name, action, operation_id)
+                   VALUES ($1, $2, $3, 'create', $4)""",
+                cluster_id, kind, name, operation_id,
+            )
+        return bool(created)
+
+
+async def describe(db: Executor, cluster_id: str, kind: str, name: str) -> asyncpg.Record | None:
+    """The resource with its state derived from the clock: CREATING until ready_at."""
+    return await db.fetchrow(
+        """SELECT cluster_id, kind, name, spec, operation_id, created_at,
+                  CASE WHEN deleted_at IS NOT NULL THEN 'DELETED'
+                       WHEN ready_at <= now() THEN 'READY' ELSE 'CREATING' END AS state,
+                  GREATEST(0, EXTRACT(EPOCH FROM ready_at - now()))::float8 AS seconds_left
+             FROM local_resources WHERE cluster_id = $1 AND kind = $2 AND name = $3""",
+        cluster_id, kind, name,
+    )
+
+
+async def list_resources(db: Executor, cluster_id: str) -> list[asyncpg.Record]:
+    return list(
+        await db.fetch(
+            "SELECT kind, name, state, deleted_at FROM local_resources WHERE cluster_id = $1 ORDER BY created_at",
+            cluster_id,
+        )
+    )
+
+
+async def api_calls(db: Executor, cluster_id: str) -> list[asyncpg.Record]:
+    return list(
+        await db.fetch(
+            "SELECT kind, name, action, operation_id FROM local_api_calls WHERE cluster_id = $1 ORDER BY id",
+            cluster_id,
+        )
+    )

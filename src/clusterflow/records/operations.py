@@ -1,0 +1,238 @@
+"""Operation records and their event log: the truth clients poll and stream.
+
+Status changes are guarded transitions (`UPDATE ... WHERE status = ANY(allowed)`), so a terminal
+status never changes again however often a retried activity repeats a write. Events go through
+the `append_operation_event` SQL function (see migration 0001) for contiguous sequences.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import asyncpg
+
+from clusterflow.records.db import Executor
+from clusterflow.records.errors import ClusterBusy
+from clusterflow.workflows.contracts import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    OperationStatus,
+)
+
+RECENT_EVENTS = 20
+
+_COLUMNS = """id, organization_id, cluster_id, cluster_name, operation_type, status, current_phase,
+    progress_percentage, message, error, attempt, requested_by, idempotency_key, metadata, result,
+    workflow_type, workflow_started_at, event_count, created_at, started_at, last_update, completed_at"""
+
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+
+async def insert(
+    conn: asyncpg.Connection[Any],
+    *,
+    operation_id: str,
+    organization_id: str,
+    cluster_id: str | None,
+    cluster_name: str | None,
+    operation_type: str,
+    requested_by: str | None,
+    idempotency_key: str | None,
+    workflow_type: str,
+    workflow_input: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+    message: str | None = None,
+) -> None:
+    """Insert a PENDING operation; a cluster with an active operation raises ClusterBusy."""
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                """INSERT INTO operations (id, organization_id, cluster_id, cluster_name, operation_type,
+                       status, requested_by, idempotency_key, workflow_type, workflow_input, metadata, message)
+                   VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11)""",
+                operation_id, organization_id, cluster_id, cluster_name, operation_type,
+                requested_by, idempotency_key, workflow_type, workflow_input, metadata or {},
+                message or "accepted, waiting for a worker",
+            )
+    except asyncpg.UniqueViolationError as err:
+        active = await conn.fetchval(
+            "SELECT id FROM operations WHERE cluster_id = $1 AND status = ANY($2::text[])",
+            cluster_id, _ACTIVE,
+        )
+        raise ClusterBusy(cluster_id or "", active) from err
+
+
+async def get(db: Executor, organization_id: str, operation_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM operations WHERE organization_id = $1 AND id = $2",
+        organization_id, operation_id,
+    )
+
+
+async def latest_for_cluster(db: Executor, organization_id: str, cluster_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        f"""SELECT {_COLUMNS} FROM operations WHERE organization_id = $1 AND cluster_id = $2
+             ORDER BY id DESC LIMIT 1""",
+        organization_id, cluster_id,
+    )
+
+
+def encode_page_token(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> str:
+    """Raise ValueError on a token we did not issue."""
+    padded = token + "=" * (-len(token) % 4)
+    value = base64.urlsafe_b64decode(padded.encode()).decode()
+    if not value.startswith("op_"):
+        raise ValueError("not a page token")
+    return value
+
+
+async def list_page(
+    db: Executor,
+    organization_id: str,
+    *,
+    cluster_id: str | None = None,
+    operation_type: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    after_id: str | None = None,
+) -> tuple[list[asyncpg.Record], int, str | None]:
+    """A keyset page of operations, newest first: (rows, total matching, next page token).
+
+    Keyset on the ULID operation ID (time ordered), so pages stay stable while new operations
+    are inserted at the head.
+    """
+    filters = """organization_id = $1 AND ($2::text IS NULL OR cluster_id = $2)
+        AND ($3::text IS NULL OR operation_type = $3) AND ($4::text IS NULL OR status = $4)"""
+    args = [organization_id, cluster_id, operation_type, status]
+    rows = await db.fetch(
+        f"""SELECT {_COLUMNS} FROM operations WHERE {filters} AND ($5::text IS NULL OR id < $5)
+             ORDER BY id DESC LIMIT $6""",
+        *args, after_id, limit + 1,
+    )
+    total = await db.fetchval(f"SELECT count(*) FROM operations WHERE {filters}", *args)
+    next_token = encode_page_token(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return list(rows[:limit]), int(total), next_token
+
+
+async def recent_events(db: Executor, operation_id: str, limit: int = RECENT_EVENTS) -> list[asyncpg.Record]:
+    """The last `limit` events, oldest first."""
+    rows = await db.fetch(
+        """SELECT * FROM (SELECT * FROM operation_events WHERE operation_id = $1
+             ORDER BY sequence DESC LIMIT $2) AS recent ORDER BY sequence""",
+        operation_id, limit,
+    )
+    return list(rows)
+
+
+async def events_after(db: Executor, operation_id: str, after_sequence: int, limit: int) -> list[asyncpg.Record]:
+    rows = await db.fetch(
+        """SELECT * FROM operation_events WHERE operation_id = $1 AND sequence > $2
+            ORDER BY sequence LIMIT $3""",
+        operation_id, after_sequence, limit,
+    )
+    return list(rows)
+
+
+async def append_event(
+    db: Executor,
+    operation_id: str,
+    event_key: str,
+    message: str,
+    *,
+    kind: str = "log",
+    level: str = "INFO",
+    phase: str | None = None,
+    progress_percentage: int | None = None,
+    raw_output: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> int:
+    """Append an event (idempotent by `event_key`); return its sequence number."""
+    sequence = await db.fetchval(
+        "SELECT append_operation_event($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        operation_id, event_key, kind, level, phase, progress_percentage, message, raw_output, labels or {},
+    )
+    return int(sequence)
+
+
+async def begin(conn: asyncpg.Connection[Any], operation_id: str) -> str | None:
+    """PENDING -> RUNNING when the workflow starts; return the status after, None if unknown.
+
+    Also marks the workflow as started, which tells the reconciler to leave it alone.
+    """
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE operations SET status = 'RUNNING', started_at = COALESCE(started_at, now()),
+                      workflow_started_at = COALESCE(workflow_started_at, now()), last_update = now()
+                WHERE id = $1 AND status = 'PENDING'
+                RETURNING status""",
+            operation_id,
+        )
+        if row is not None:
+            await append_event(
+                conn, operation_id, "operation/started", "operation started",
+                kind="status", progress_percentage=0, labels={"status": OperationStatus.RUNNING},
+            )
+            return OperationStatus.RUNNING
+        status = await conn.fetchval("SELECT status FROM operations WHERE id = $1", operation_id)
+        return str(status) if status is not None else None
+
+
+async def finish(
+    conn: asyncpg.Connection[Any],
+    operation_id: str,
+    status: str,
+    message: str,
+    *,
+    error: dict[str, Any] | None = None,
+    result: dict[str, Any] | None = None,
+) -> bool:
+    """Move an active operation to a terminal status; false if it already was terminal."""
+    if status not in _TERMINAL:
+        raise ValueError(f"{status} is not terminal")
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE operations SET status = $2, error = $3, result = $4, completed_at = now(),
+                      last_update = now(),
+                      progress_percentage = CASE WHEN $2 = 'SUCCEEDED' THEN 100 ELSE progress_percentage END
+                WHERE id = $1 AND status = ANY($5::text[])
+                RETURNING id""",
+            operation_id, status, error, result, _ACTIVE,
+        )
+        if row is None:
+            return False
+        await append_event(
+            conn, operation_id, f"operation/{status.lower()}", message,
+            kind="status", level="ERROR" if status == OperationStatus.FAILED else "INFO",
+            progress_percentage=100 if status == OperationStatus.SUCCEEDED else None,
+            labels={"status": status} | ({"errorCode": error["code"]} if error else {}),
+        )
+        return True
+
+
+async def unstarted(
+    conn: asyncpg.Connection[Any], older_than_seconds: float, limit: int = 100
+) -> list[asyncpg.Record]:
+    """PENDING operations whose workflow start was never confirmed, oldest first; locked
+    (SKIP LOCKED) so concurrent reconcilers split the work."""
+    rows = await conn.fetch(
+        """SELECT id, workflow_type, workflow_input FROM operations
+            WHERE status = 'PENDING' AND workflow_started_at IS NULL
+              AND created_at < now() - make_interval(secs => $1)
+            ORDER BY created_at LIMIT $2
+            FOR UPDATE SKIP LOCKED""",
+        older_than_seconds, limit,
+    )
+    return list(rows)
+
+
+async def mark_workflow_started(db: Executor, operation_id: str) -> None:
+    await db.execute(
+        "UPDATE operations SET workflow_started_at = COALESCE(workflow_started_at, now()) WHERE id = $1",
+        operation_id,
+    )

@@ -1,0 +1,116 @@
+"""Organizations and API keys.
+
+A key is `cfk_<prefix><secret><checksum>`: the 8-character prefix finds the row, SHA-256 of
+the whole key is what we store (keys are 190 bits of randomness, so a slow hash adds nothing),
+and the CRC32 checksum lets a secret scanner recognize a leaked key offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from clusterflow.ids import new_id, organization_id
+from clusterflow.records.db import Executor
+
+KEY_PREFIX = "cfk_"
+_ALPHABET = string.ascii_letters + string.digits
+_PREFIX_LEN = 8
+_SECRET_LEN = 32
+_CHECKSUM_LEN = 6
+ROLES = ("viewer", "editor", "admin", "owner")
+
+
+def _base62(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, rem = divmod(number, 62)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def generate_key() -> str:
+    body = "".join(secrets.choice(_ALPHABET) for _ in range(_PREFIX_LEN + _SECRET_LEN))
+    return f"{KEY_PREFIX}{body}{_base62(zlib.crc32(body.encode()), _CHECKSUM_LEN)}"
+
+
+def parse_key(key: str) -> str | None:
+    """The lookup prefix of a well-formed key with a valid checksum, else None."""
+    if not key.startswith(KEY_PREFIX) or len(key) != len(KEY_PREFIX) + _PREFIX_LEN + _SECRET_LEN + _CHECKSUM_LEN:
+        return None
+    body, checksum = key[len(KEY_PREFIX) : -_CHECKSUM_LEN], key[-_CHECKSUM_LEN:]
+    if not all(c in _ALPHABET for c in body) or _base62(zlib.crc32(body.encode()), _CHECKSUM_LEN) != checksum:
+        return None
+    return body[:_PREFIX_LEN]
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key, its organization and its role."""
+
+    key_id: str
+    organization_id: str
+    role: str
+    name: str
+
+    def has_role(self, needed: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(needed)
+
+
+async def create_organization(db: Executor, name: str) -> str:
+    org_id = organization_id()
+    await db.execute("INSERT INTO organizations (id, name) VALUES ($1, $2)", org_id, name)
+    return org_id
+
+
+async def find_organization_by_name(db: Executor, name: str) -> str | None:
+    value = await db.fetchval("SELECT id FROM organizations WHERE name = $1 ORDER BY id LIMIT 1", name)
+    return str(value) if value is not None else None
+
+
+async def create_api_key(
+    db: Executor,
+    organization_id: str,
+    name: str,
+    role: str,
+    *,
+    created_by: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[str, str]:
+    """Create a key; return (key ID, the secret key). The secret is not stored."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role}")
+    key = generate_key()
+    prefix = parse_key(key)
+    assert prefix is not None
+    key_id = new_id("key")
+    await db.execute(
+        """INSERT INTO api_keys (id, organization_id, name, key_prefix, key_hash, role, created_by, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        key_id, organization_id, name, prefix, hash_key(key), role, created_by, expires_at,
+    )
+    return key_id, key
+
+
+async def authenticate(db: Executor, key: str) -> Principal | None:
+    """The principal of a valid, unexpired, unrevoked key; None for anything else."""
+    prefix = parse_key(key)
+    if prefix is None:
+        return None
+    row = await db.fetchrow(
+        """SELECT id, organization_id, role, name, key_hash FROM api_keys
+            WHERE key_prefix = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())""",
+        prefix,
+    )
+    if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(key)):
+        return None
+    return Principal(key_id=row["id"], organization_id=row["organization_id"], role=row["role"], name=row["name"])

@@ -1,0 +1,93 @@
+"""All configuration in one pydantic-settings class.
+
+Every process (API, worker, dev stack, tests) builds exactly one `Settings` from the
+environment; nothing else reads environment variables. The two service addresses use the
+conventional unprefixed names (`DATABASE_URL`, `TEMPORAL_ADDRESS`) so platform tooling that
+already sets them works; everything else is prefixed `CLUSTERFLOW_`. When either address is
+unset, `clusterflow dev` starts the embedded service and fills it in for its children.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLUSTERFLOW_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "CLUSTERFLOW_DATABASE_URL"),
+        description="PostgreSQL DSN. Unset: `clusterflow dev` starts an embedded server.",
+    )
+    temporal_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "CLUSTERFLOW_TEMPORAL_ADDRESS"),
+        description="Temporal frontend host:port. Unset: `clusterflow dev` starts a dev server.",
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "CLUSTERFLOW_TEMPORAL_NAMESPACE"),
+    )
+    task_queue: str = Field(default="clusterflow", description="Temporal task queue of the workers.")
+
+    state_dir: Path = Field(default=Path(".clusterflow"), description="Run-time state of the dev stack.")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    public_url: str | None = Field(
+        default=None, description="URL clients use to reach the API (defaults to http://api_host:api_port)."
+    )
+    temporal_ui_port: int = 8233
+    temporal_port: int = 7233
+    postgres_port: int = 5433
+
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+
+    local_phase_seconds: float = Field(
+        default=3.0, ge=0, description="Default duration of one simulated phase of the local provider."
+    )
+    activity_retry_initial_seconds: float = Field(
+        default=2.0, gt=0, description="First retry delay of a failed provider activity (doubles each try)."
+    )
+    activity_heartbeat_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A provider activity silent this long is presumed lost and retried."
+    )
+    activity_max_attempts: int = Field(default=5, ge=1, description="Attempts per provider phase.")
+    reconcile_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often workers look for operations whose workflow never started."
+    )
+    reconcile_grace_seconds: float = Field(
+        default=10.0, ge=0, description="Age after which a PENDING operation with no workflow is restarted."
+    )
+    worker_max_concurrent_activities: int = 200
+    worker_max_concurrent_workflow_tasks: int = 200
+
+    enabled_providers: list[str] = Field(
+        default=["local"], description="Providers this deployment accepts (JSON list in the environment)."
+    )
+
+    log_level: str = "INFO"
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set (run through `clusterflow dev` or set it)")
+        return self.database_url
+
+    def require_temporal_address(self) -> str:
+        if not self.temporal_address:
+            raise RuntimeError("TEMPORAL_ADDRESS is not set (run through `clusterflow dev` or set it)")
+        return self.temporal_address
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

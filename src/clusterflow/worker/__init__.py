@@ -1,0 +1,1 @@
+"""The worker process: runs workflows and activities, and reconciles unstarted operations."""

@@ -1,0 +1,84 @@
+"""Builds and runs a worker: activity objects with injected clients, workflows, reconciler.
+
+`build_worker` is what tests use too, so the suite runs the same registration as production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from clusterflow.activities.providers.local import LocalProvider
+from clusterflow.activities.records import RecordActivities
+from clusterflow.logs import configure_logging
+from clusterflow.records.db import create_pool
+from clusterflow.settings import Settings, get_settings
+from clusterflow.worker.reconciler import run_reconciler
+from clusterflow.workflows.registry import ALL_WORKFLOWS
+
+log = logging.getLogger(__name__)
+
+
+def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
+    records = RecordActivities(pool)
+    local = LocalProvider(pool, settings.local_phase_seconds)
+    return [
+        records.begin_operation,
+        records.append_event,
+        records.finish_operation,
+        local.deploy_phase,
+    ]
+
+
+def build_worker(client: Client, pool: asyncpg.Pool[Any], settings: Settings, task_queue: str | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=ALL_WORKFLOWS,
+        activities=activities_for(pool, settings),
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        # On SIGTERM, in-flight activities get this long to finish before they are cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=20),
+    )
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    return await Client.connect(settings.require_temporal_address(), namespace=settings.temporal_namespace)
+
+
+async def run(settings: Settings) -> None:
+    pool = await create_pool(settings.require_database_url(), settings.db_pool_min, settings.db_pool_max)
+    client = await connect_temporal(settings)
+    worker = build_worker(client, pool, settings)
+    reconciler = asyncio.create_task(
+        run_reconciler(pool, client, settings.task_queue, settings.reconcile_interval_seconds,
+                       settings.reconcile_grace_seconds)
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+    async with worker:
+        await stop.wait()
+        log.info("worker stopping: finishing in-flight activities")
+    reconciler.cancel()
+    await pool.close()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

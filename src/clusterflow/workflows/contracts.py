@@ -1,0 +1,184 @@
+"""Shared contracts: statuses, phases, error codes, and one dataclass per input and result.
+
+These cross the Temporal boundary (API -> workflow -> activities), so they only ever grow
+optional fields with defaults; renaming or removing a field breaks running workflows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class OperationType(StrEnum):
+    CLUSTER_DEPLOY = "CLUSTER_DEPLOY"
+    CLUSTER_UPDATE = "CLUSTER_UPDATE"
+    CLUSTER_DELETE = "CLUSTER_DELETE"
+    CLUSTER_REGISTER = "CLUSTER_REGISTER"
+    CLUSTER_UNREGISTER = "CLUSTER_UNREGISTER"
+    CLOUD_CONNECT = "CLOUD_CONNECT"
+    KUBECONFIG_GENERATE = "KUBECONFIG_GENERATE"
+    CLUSTER_RESYNC = "CLUSTER_RESYNC"
+
+
+class OperationStatus(StrEnum):
+    PENDING = "PENDING"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    RUNNING = "RUNNING"
+    CANCELLING = "CANCELLING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+
+TERMINAL_STATUSES = frozenset(
+    {OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.CANCELLED, OperationStatus.REJECTED}
+)
+ACTIVE_STATUSES = frozenset(set(OperationStatus) - TERMINAL_STATUSES)
+
+
+class ClusterState(StrEnum):
+    PROVISIONING = "PROVISIONING"
+    ACTIVE = "ACTIVE"
+    UPDATING = "UPDATING"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+    FAILED = "FAILED"
+
+
+class Phase(StrEnum):
+    VALIDATE = "VALIDATE"
+    NETWORK = "NETWORK"
+    CONTROL_PLANE = "CONTROL_PLANE"
+    NODE_GROUPS = "NODE_GROUPS"
+    ADDONS = "ADDONS"
+    VERIFY = "VERIFY"
+
+
+DEPLOY_PHASES: tuple[Phase, ...] = (
+    Phase.VALIDATE,
+    Phase.NETWORK,
+    Phase.CONTROL_PLANE,
+    Phase.NODE_GROUPS,
+    Phase.ADDONS,
+    Phase.VERIFY,
+)
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes a client may branch on. Never renumber or reuse one."""
+
+    PHASE_FAILED = "PHASE_FAILED"
+    SIMULATED_FAILURE = "SIMULATED_FAILURE"
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+    PHASE_TIMED_OUT = "PHASE_TIMED_OUT"
+    INVALID_SPEC = "INVALID_SPEC"
+    ORCHESTRATOR_UNAVAILABLE = "ORCHESTRATOR_UNAVAILABLE"
+    OPERATION_ABANDONED = "OPERATION_ABANDONED"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass
+class OperationError:
+    code: str
+    message: str
+    retryable: bool = False
+
+
+@dataclass
+class ExecutionPolicy:
+    """How patiently activities run, chosen by the caller from settings at enqueue time.
+
+    Carried in the input (rather than read by the workflow) because a workflow must not read
+    its environment, and so a replay on another worker builds the same commands.
+    """
+
+    retry_initial_seconds: float = 2.0
+    retry_max_interval_seconds: float = 60.0
+    max_attempts: int = 5
+    heartbeat_timeout_seconds: float = 30.0
+    phase_timeout_seconds: float = 3 * 3600.0
+    record_timeout_seconds: float = 30.0
+
+
+@dataclass
+class DeployInput:
+    operation_id: str
+    organization_id: str
+    cluster_id: str
+    cluster_name: str
+    provider: str
+    region: str
+    spec: dict[str, Any]
+    policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+
+
+@dataclass
+class OperationOutcome:
+    operation_id: str
+    status: str
+    error: OperationError | None = None
+    result: dict[str, Any] | None = None
+
+
+# --- activity contracts -------------------------------------------------------------------
+
+
+@dataclass
+class BeginInput:
+    operation_id: str
+
+
+@dataclass
+class BeginResult:
+    """Whether the workflow should proceed: false when the record already ended (for example
+    the API marked it FAILED because it could not confirm the workflow start)."""
+
+    proceed: bool
+    status: str
+
+
+@dataclass
+class EventInput:
+    operation_id: str
+    event_key: str
+    message: str
+    kind: str = "log"
+    level: str = "INFO"
+    phase: str | None = None
+    progress_percentage: int | None = None
+    raw_output: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PhaseInput:
+    operation_id: str
+    cluster_id: str
+    cluster_name: str
+    provider: str
+    region: str
+    phase: str
+    spec: dict[str, Any]
+    progress_from: int
+    progress_to: int
+
+
+@dataclass
+class PhaseResult:
+    phase: str
+    resources: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FinishInput:
+    operation_id: str
+    status: str
+    message: str
+    error: OperationError | None = None
+    result: dict[str, Any] | None = None
+    cluster_state: str | None = None
+    cluster_fields: dict[str, Any] | None = None

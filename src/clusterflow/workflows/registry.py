@@ -1,0 +1,36 @@
+"""Which workflow runs each operation type, and how an operation row starts its workflow.
+
+Shared by the API (first start) and the worker's reconciler (restart of a start that never
+happened), so both start workflows the same way: workflow ID = operation ID, and an ID that was
+ever used is refused, so a finished operation can never run twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from clusterflow.workflows.contracts import OperationType
+from clusterflow.workflows.deploy import ClusterDeployWorkflow
+
+WORKFLOW_TYPES: dict[str, str] = {
+    OperationType.CLUSTER_DEPLOY: "ClusterDeploy",
+}
+
+ALL_WORKFLOWS: list[type] = [ClusterDeployWorkflow]
+
+
+async def start_operation_workflow(
+    client: Client, task_queue: str, operation_id: str, workflow_type: str, workflow_input: dict[str, Any]
+) -> None:
+    """Start the workflow; raises WorkflowAlreadyStartedError if this operation ever had one."""
+    await client.start_workflow(
+        workflow_type,
+        workflow_input,
+        id=operation_id,
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )

@@ -1,0 +1,100 @@
+"""Workflow-side helpers every operation workflow uses to drive its record and its phases.
+
+Activities are referenced by name, not imported, so this module and the workflows stay free of
+the I/O libraries the activity implementations import.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+from clusterflow.workflows.contracts import (
+    BeginInput,
+    BeginResult,
+    ErrorCode,
+    EventInput,
+    ExecutionPolicy,
+    FinishInput,
+    OperationError,
+    PhaseInput,
+    PhaseResult,
+)
+
+BEGIN_OPERATION = "records.begin_operation"
+FINISH_OPERATION = "records.finish_operation"
+APPEND_EVENT = "records.append_event"
+
+
+def phase_activity(provider: str, action: str) -> str:
+    """Activity name of one provider's phase implementation, e.g. `local.deploy_phase`."""
+    return f"{provider}.{action}_phase"
+
+
+def error_from_activity(err: ActivityError, phase: str) -> OperationError:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        code = cause.type or ErrorCode.PHASE_FAILED
+        # A retryable error that still ended the phase ran out of attempts: the condition may
+        # clear, so the operation is worth retrying later.
+        return OperationError(code=code, message=f"{phase}: {cause.message}", retryable=not cause.non_retryable)
+    if isinstance(cause, TimeoutError):
+        return OperationError(
+            code=ErrorCode.PHASE_TIMED_OUT, message=f"{phase}: timed out ({cause.type.name})", retryable=True
+        )
+    return OperationError(code=ErrorCode.PHASE_FAILED, message=f"{phase}: {err}", retryable=True)
+
+
+class OperationSteps:
+    """The operation record as seen from a workflow: begin, run phases, append events, finish."""
+
+    def __init__(self, operation_id: str, policy: ExecutionPolicy) -> None:
+        self.operation_id = operation_id
+        self.policy = policy
+
+    def _record_options(self) -> dict[str, Any]:
+        # Record writes retry until the database is back: losing one would desynchronize the
+        # record clients read from the workflow's real progress.
+        return {
+            "start_to_close_timeout": timedelta(seconds=self.policy.record_timeout_seconds),
+            "retry_policy": RetryPolicy(
+                initial_interval=timedelta(milliseconds=200),
+                maximum_interval=timedelta(seconds=10),
+                non_retryable_error_types=["UNKNOWN_OPERATION"],
+            ),
+        }
+
+    async def begin(self) -> BeginResult:
+        return await workflow.execute_activity(
+            BEGIN_OPERATION, BeginInput(self.operation_id), result_type=BeginResult, **self._record_options()
+        )
+
+    async def event(self, event: EventInput) -> None:
+        await workflow.execute_activity(APPEND_EVENT, event, **self._record_options())
+
+    async def finish(self, finish: FinishInput) -> None:
+        await workflow.execute_activity(FINISH_OPERATION, finish, **self._record_options())
+
+    async def run_phase(self, action: str, phase_input: PhaseInput) -> PhaseResult:
+        return await workflow.execute_activity(
+            phase_activity(phase_input.provider, action),
+            phase_input,
+            result_type=PhaseResult,
+            start_to_close_timeout=timedelta(seconds=self.policy.phase_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=self.policy.heartbeat_timeout_seconds),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=self.policy.retry_initial_seconds),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(seconds=self.policy.retry_max_interval_seconds),
+                maximum_attempts=self.policy.max_attempts,
+            ),
+        )
+
+
+def phase_progress(index: int, total: int) -> tuple[int, int]:
+    """Progress range of phase `index` of `total`: phases share 0..100 evenly."""
+    return (index * 100) // total, ((index + 1) * 100) // total
