@@ -32,15 +32,23 @@ class RecordActivities:
         async with self.pool.acquire() as conn:
             status = await operations.begin(conn, inp.operation_id)
         if status is None:
-            raise ApplicationError(f"operation {inp.operation_id} has no record", type="UNKNOWN_OPERATION",
-                                   non_retryable=True)
+            raise ApplicationError(
+                f"operation {inp.operation_id} has no record", type="UNKNOWN_OPERATION", non_retryable=True
+            )
         return BeginResult(proceed=status == OperationStatus.RUNNING, status=status)
 
     @activity.defn(name="records.append_event")
     async def append_event(self, inp: EventInput) -> int:
         return await operations.append_event(
-            self.pool, inp.operation_id, inp.event_key, inp.message, kind=inp.kind, level=inp.level,
-            phase=inp.phase, progress_percentage=inp.progress_percentage, raw_output=inp.raw_output,
+            self.pool,
+            inp.operation_id,
+            inp.event_key,
+            inp.message,
+            kind=inp.kind,
+            level=inp.level,
+            phase=inp.phase,
+            progress_percentage=inp.progress_percentage,
+            raw_output=inp.raw_output,
             labels=inp.labels,
         )
 
@@ -48,8 +56,12 @@ class RecordActivities:
     async def finish_operation(self, inp: FinishInput) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             changed = await operations.finish(
-                conn, inp.operation_id, inp.status, inp.message,
-                error=asdict(inp.error) if inp.error else None, result=inp.result,
+                conn,
+                inp.operation_id,
+                inp.status,
+                inp.message,
+                error=asdict(inp.error) if inp.error else None,
+                result=inp.result,
             )
             if changed and inp.cluster_state:
                 cluster_id = await conn.fetchval("SELECT cluster_id FROM operations WHERE id = $1", inp.operation_id)

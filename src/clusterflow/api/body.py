@@ -21,6 +21,10 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as err:
         raise ApiError(400, "MALFORMED_JSON", f"request body is not valid JSON: {err}") from err
     if not isinstance(value, dict):
-        raise ApiError(422, "VALIDATION_FAILED", "request body must be a JSON object",
-                       [{"field": "body", "message": "must be a JSON object", "type": "object_type"}])
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            "request body must be a JSON object",
+            [{"field": "body", "message": "must be a JSON object", "type": "object_type"}],
+        )
     return value

@@ -7,14 +7,14 @@ and expired keys get the same 401, so a caller cannot probe which keys exist.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
-import asyncpg
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from clusterflow.api.errors import ApiError
+from clusterflow.records.db import DbPool
 from clusterflow.records.organizations import Principal, authenticate
 from clusterflow.settings import Settings
 
@@ -22,7 +22,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
 
 
-def get_pool(request: Request) -> asyncpg.Pool:  # type: ignore[type-arg]  # FastAPI evaluates this
+def get_pool(request: Request) -> DbPool:
     return request.app.state.pool  # type: ignore[no-any-return]
 
 
@@ -34,7 +34,7 @@ def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]  # type: ignore[type-arg]  # not generic at run time
+Pool = Annotated[DbPool, Depends(get_pool)]
 Temporal = Annotated[Client, Depends(get_temporal)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 
@@ -46,9 +46,7 @@ async def get_principal(
     header_key: Annotated[str | None, Security(_api_key_header)],
 ) -> Principal:
     key = (bearer.credentials if bearer else None) or header_key
-    unauthorized = ApiError(
-        401, "UNAUTHORIZED", "a valid API key is required", headers={"WWW-Authenticate": "Bearer"}
-    )
+    unauthorized = ApiError(401, "UNAUTHORIZED", "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
     if not key:
         raise unauthorized
     principal = await authenticate(pool, key)

@@ -27,6 +27,7 @@ from temporalio.client import Client
 
 from clusterflow.api.errors import ApiError, request_id_of
 from clusterflow.records import idempotency, operations
+from clusterflow.records.db import Conn
 from clusterflow.records.errors import ClusterBusy, IdempotencyKeyReused, NameTaken
 from clusterflow.records.organizations import Principal
 from clusterflow.workflows.contracts import ErrorCode, OperationStatus
@@ -34,7 +35,7 @@ from clusterflow.workflows.registry import start_operation_workflow
 
 log = logging.getLogger(__name__)
 
-Prepare: TypeAlias = "Callable[[asyncpg.Connection[Any]], Awaitable[None]]"
+Prepare: TypeAlias = "Callable[[Conn], Awaitable[None]]"
 
 RETRY_AFTER_SECONDS = 5
 
@@ -54,20 +55,27 @@ class OperationPlan:
 
 
 def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
-    return JSONResponse(stored.body, status_code=stored.status_code, headers=stored.headers | {"Idempotent-Replayed": "true"})
+    return JSONResponse(
+        stored.body, status_code=stored.status_code, headers=stored.headers | {"Idempotent-Replayed": "true"}
+    )
 
 
 def _conflict(err: Exception) -> ApiError:
     if isinstance(err, ClusterBusy):
         return ApiError(
-            409, "CLUSTER_BUSY",
+            409,
+            "CLUSTER_BUSY",
             f"cluster {err.cluster_id} already has operation {err.active_operation_id} in flight; "
             "wait for it or cancel it",
             {"clusterId": err.cluster_id, "activeOperationId": err.active_operation_id},
         )
     if isinstance(err, NameTaken):
-        return ApiError(409, "CLUSTER_NAME_TAKEN", f"a cluster named {err.name!r} already exists",
-                        {"clusterName": err.name, "clusterId": err.cluster_id})
+        return ApiError(
+            409,
+            "CLUSTER_NAME_TAKEN",
+            f"a cluster named {err.name!r} already exists",
+            {"clusterName": err.name, "clusterId": err.cluster_id},
+        )
     raise err
 
 
@@ -117,7 +125,12 @@ async def enqueue(
             )
             if idempotency_key:
                 await idempotency.store(
-                    conn, org, idempotency_key, request.method, request.url.path, fingerprint,
+                    conn,
+                    org,
+                    idempotency_key,
+                    request.method,
+                    request.url.path,
+                    fingerprint,
                     idempotency.StoredResponse(202, body, headers),
                 )
     except (ClusterBusy, NameTaken) as err:
@@ -139,7 +152,8 @@ async def enqueue(
         log.exception("could not start workflow of operation %s", plan.operation_id)
         if await _abandon(pool, plan, org, idempotency_key):
             raise ApiError(
-                503, ErrorCode.ORCHESTRATOR_UNAVAILABLE,
+                503,
+                ErrorCode.ORCHESTRATOR_UNAVAILABLE,
                 "the workflow engine is unavailable; nothing was enqueued, retry later",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from None
@@ -147,9 +161,12 @@ async def enqueue(
 
 
 def _key_reused(key: str) -> ApiError:
-    return ApiError(422, "IDEMPOTENCY_KEY_REUSED",
-                    f"Idempotency-Key {key!r} was already used with a different request",
-                    {"field": "Idempotency-Key"})
+    return ApiError(
+        422,
+        "IDEMPOTENCY_KEY_REUSED",
+        f"Idempotency-Key {key!r} was already used with a different request",
+        {"field": "Idempotency-Key"},
+    )
 
 
 async def _abandon(pool: asyncpg.Pool[Any], plan: OperationPlan, org: str, idempotency_key: str | None) -> bool:
@@ -161,8 +178,11 @@ async def _abandon(pool: asyncpg.Pool[Any], plan: OperationPlan, org: str, idemp
                 WHERE id = $1 AND status = 'PENDING' AND workflow_started_at IS NULL
                 RETURNING true""",
             plan.operation_id,
-            {"code": ErrorCode.ORCHESTRATOR_UNAVAILABLE, "message": "the workflow could not be started",
-             "retryable": True},
+            {
+                "code": ErrorCode.ORCHESTRATOR_UNAVAILABLE,
+                "message": "the workflow could not be started",
+                "retryable": True,
+            },
             "not started: the workflow engine was unavailable",
         )
         if not abandoned:

@@ -93,8 +93,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED", 413: "BODY_TOO_LARGE"}
-        api_err = ApiError(err.status_code, codes.get(err.status_code, "HTTP_ERROR"), str(err.detail),
-                           headers=dict(err.headers or {}))
+        api_err = ApiError(
+            err.status_code, codes.get(err.status_code, "HTTP_ERROR"), str(err.detail), headers=dict(err.headers or {})
+        )
         return error_response(request, api_err)
 
     @app.exception_handler(Exception)

@@ -27,10 +27,16 @@ async def operation_page(
         try:
             after_id = operations.decode_page_token(page_token)
         except ValueError as err:
-            raise ApiError(400, "INVALID_PAGE_TOKEN", "pageToken was not issued by this API",
-                           {"field": "pageToken"}) from err
+            raise ApiError(
+                400, "INVALID_PAGE_TOKEN", "pageToken was not issued by this API", {"field": "pageToken"}
+            ) from err
     rows, total, next_token = await operations.list_page(
-        pool, organization_id, cluster_id=cluster_id, operation_type=operation_type, status=status,
-        limit=limit, after_id=after_id,
+        pool,
+        organization_id,
+        cluster_id=cluster_id,
+        operation_type=operation_type,
+        status=status,
+        limit=limit,
+        after_id=after_id,
     )
     return OperationPage(operations=[operation_view(r) for r in rows], totalCount=total, nextPageToken=next_token)

@@ -26,8 +26,13 @@ def _cmd_api(_args: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging(settings.log_level)
     uvicorn.run(
-        "clusterflow.api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port,
-        log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=10,
+        "clusterflow.api.app:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
     )
     return 0
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from clusterflow.records.db import connect
-from clusterflow.records.organizations import authenticate, create_api_key, create_organization, find_organization_by_name
+from clusterflow.records.organizations import (
+    authenticate,
+    create_api_key,
+    create_organization,
+    find_organization_by_name,
+)
 
 DEFAULT_ORGANIZATION = "default"
 

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _bin_path() -> Path:
@@ -32,7 +33,7 @@ POSTGRES_BIN_PATH = _bin_path()
 SYSTEM_USER = "clusterflow_pg"
 
 
-def _run_as() -> dict[str, int]:
+def _run_as() -> dict[str, Any]:
     if os.geteuid() != 0:
         return {}
     try:
@@ -74,7 +75,7 @@ class EmbeddedPostgres:
     def dsn(self) -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
-    def _ensure_initialized(self, ids: dict[str, int]) -> None:
+    def _ensure_initialized(self, ids: dict[str, Any]) -> None:
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -85,12 +86,17 @@ class EmbeddedPostgres:
         subprocess.run(
             [
                 str(POSTGRES_BIN_PATH / "initdb"),
-                "-D", str(self.data_dir),
-                "--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres",
+                "-D",
+                str(self.data_dir),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-U",
+                "postgres",
             ],
             check=True,
             capture_output=True,
-            **ids,  # type: ignore[arg-type]
+            **ids,
         )
 
     def start(self, timeout: float = 60.0) -> None:
@@ -99,43 +105,57 @@ class EmbeddedPostgres:
         stale_pid = self.data_dir / "postmaster.pid"
         if stale_pid.exists():
             self._stop_stale(stale_pid)
-        log = open(self.data_dir.parent / "postgres.log", "ab")  # noqa: SIM115 - lives with the child
-        if ids:
-            os.chown(log.name, ids["user"], ids["group"])
-        self.process = subprocess.Popen(
+        log_path = self.data_dir.parent / "postgres.log"
+        with open(log_path, "ab") as log:  # the child keeps its own descriptor
+            if ids:
+                os.chown(log_path, ids["user"], ids["group"])
+            self.process = self._spawn(log, ids)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.process.returncode}; see {log_path}")
+            if self._accepting():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"postgres did not accept connections on {self.host}:{self.port}")
+
+    def _spawn(self, log: Any, ids: dict[str, Any]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 str(POSTGRES_BIN_PATH / "postgres"),
-                "-D", str(self.data_dir),
-                "-h", self.host,
-                "-p", str(self.port),
-                "-k", "",  # no Unix socket: nothing outside the data directory
-                "-c", "max_connections=300",
-                "-c", "shared_buffers=128MB",
-                "-c", "fsync=on",
-                "-c", "synchronous_commit=on",
+                "-D",
+                str(self.data_dir),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                "",  # no Unix socket: nothing outside the data directory
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=128MB",
+                "-c",
+                "fsync=on",
+                "-c",
+                "synchronous_commit=on",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C goes to the stack, which stops us in order
-            **ids,  # type: ignore[arg-type]
+            **ids,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"postgres exited with {self.process.returncode}; see {log.name}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    pass
-                ready = subprocess.run(
-                    [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", self.host, "-p", str(self.port)],
-                    capture_output=True,
-                )
-                if ready.returncode == 0:
-                    return
-            except OSError:
+
+    def _accepting(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
                 pass
-            time.sleep(0.1)
-        raise TimeoutError(f"postgres did not accept connections on {self.host}:{self.port}")
+        except OSError:
+            return False
+        ready = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", self.host, "-p", str(self.port)], capture_output=True
+        )
+        return ready.returncode == 0
 
     def _stop_stale(self, pid_file: Path) -> None:
         """A previous stack died without stopping its server: stop it so we own the data."""

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from clusterflow.devstack.bootstrap import ensure_owner_key, write_env_file
 from clusterflow.devstack.postgres import EmbeddedPostgres
@@ -30,7 +29,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0
         if process.poll() is not None:
             raise RuntimeError(f"the API exited with {process.returncode} during start-up")
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own http:// URL
                 if response.status == 200:
                     return
         except OSError:
@@ -77,8 +76,11 @@ def run_dev_stack(settings: Settings) -> int:
             temporal_address, ui_url = settings.temporal_address, None
         else:
             temporal = EmbeddedTemporal(
-                state / "temporal" / "temporal.db", settings.temporal_port, settings.temporal_ui_port,
-                namespace=settings.temporal_namespace, log_file=state / "temporal" / "server.log",
+                state / "temporal" / "temporal.db",
+                settings.temporal_port,
+                settings.temporal_ui_port,
+                namespace=settings.temporal_namespace,
+                log_file=state / "temporal" / "server.log",
             )
             temporal.start()
             temporal_address, ui_url = temporal.address, temporal.ui_url
@@ -91,10 +93,14 @@ def run_dev_stack(settings: Settings) -> int:
         logs = state / "logs"
         logs.mkdir(exist_ok=True)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "clusterflow.cli.main", "worker"], env=env, start_new_session=True,
+            [sys.executable, "-m", "clusterflow.cli.main", "worker"],
+            env=env,
+            start_new_session=True,
         )
         api = subprocess.Popen(
-            [sys.executable, "-m", "clusterflow.cli.main", "api"], env=env, start_new_session=True,
+            [sys.executable, "-m", "clusterflow.cli.main", "api"],
+            env=env,
+            start_new_session=True,
         )
         _wait_http(f"http://{settings.api_host}:{settings.api_port}/healthz", api)
         print(

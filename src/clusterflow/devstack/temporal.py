@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def temporal_cli() -> str:
@@ -55,13 +56,21 @@ class EmbeddedTemporal:
 
     def command(self) -> list[str]:
         cmd = [
-            temporal_cli(), "server", "start-dev",
-            "--ip", self.host,
-            "--port", str(self.port),
-            "--namespace", self.namespace,
-            "--log-level", "warn",
-            "--sqlite-pragma", "journal_mode=wal",
-            "--sqlite-pragma", "synchronous=normal",
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--ip",
+            self.host,
+            "--port",
+            str(self.port),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            "warn",
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
         ]
         if self.db_file is not None:
             cmd += ["--db-filename", str(self.db_file)]
@@ -74,10 +83,12 @@ class EmbeddedTemporal:
     def start(self, timeout: float = 60.0) -> None:
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        if self.log_file:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_file, "ab") as out:  # the child keeps its own descriptor
+                self.process = self._spawn(out)
+        else:
+            self.process = self._spawn(subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -88,6 +99,9 @@ class EmbeddedTemporal:
             except OSError:
                 time.sleep(0.1)
         raise TimeoutError(f"temporal dev server did not listen on {self.address}")
+
+    def _spawn(self, out: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from clusterflow.records.db import Executor
+from clusterflow.records.db import Conn, Executor
 from clusterflow.records.errors import NameTaken
 
 _COLUMNS = """id, organization_id, name, provider, provisioner_type, region, kubernetes_version,
@@ -21,7 +21,7 @@ _COLUMNS = """id, organization_id, name, provider, provisioner_type, region, kub
 
 
 async def insert(
-    conn: asyncpg.Connection[Any],
+    conn: Conn,
     *,
     cluster_id: str,
     organization_id: str,
@@ -42,13 +42,23 @@ async def insert(
                 """INSERT INTO clusters (id, organization_id, name, provider, provisioner_type, region,
                        kubernetes_version, state, spec, control_plane, worker_nodes)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-                cluster_id, organization_id, name, provider, provisioner_type, region,
-                kubernetes_version, state, spec, control_plane, worker_nodes,
+                cluster_id,
+                organization_id,
+                name,
+                provider,
+                provisioner_type,
+                region,
+                kubernetes_version,
+                state,
+                spec,
+                control_plane,
+                worker_nodes,
             )
     except asyncpg.UniqueViolationError as err:
         existing = await conn.fetchval(
             "SELECT id FROM clusters WHERE organization_id = $1 AND name = $2 AND state <> 'DELETED'",
-            organization_id, name,
+            organization_id,
+            name,
         )
         raise NameTaken(name, existing) from err
 
@@ -57,7 +67,8 @@ async def get(db: Executor, organization_id: str, cluster_id: str) -> asyncpg.Re
     """One cluster of the organization, by ID (deleted ones included: their history stays)."""
     return await db.fetchrow(
         f"SELECT {_COLUMNS} FROM clusters WHERE organization_id = $1 AND id = $2",
-        organization_id, cluster_id,
+        organization_id,
+        cluster_id,
     )
 
 
@@ -67,13 +78,12 @@ async def list_for_org(db: Executor, organization_id: str, provider: str | None 
         f"""SELECT {_COLUMNS} FROM clusters
              WHERE organization_id = $1 AND state <> 'DELETED' AND ($2::text IS NULL OR provider = $2)
              ORDER BY id DESC""",
-        organization_id, provider,
+        organization_id,
+        provider,
     )
 
 
-async def set_state(
-    conn: asyncpg.Connection[Any], cluster_id: str, state: str, fields: dict[str, Any] | None = None
-) -> None:
+async def set_state(conn: Conn, cluster_id: str, state: str, fields: dict[str, Any] | None = None) -> None:
     """Move a cluster to `state`, merging provider-reported fields (version, endpoint...)."""
     fields = fields or {}
     await conn.execute(
@@ -83,5 +93,7 @@ async def set_state(
                   updated_at = now(),
                   deleted_at = CASE WHEN $2 = 'DELETED' THEN now() ELSE deleted_at END
             WHERE id = $1""",
-        cluster_id, state, fields.get("kubernetesVersion"),
+        cluster_id,
+        state,
+        fields.get("kubernetesVersion"),
     )

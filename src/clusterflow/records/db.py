@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
-# asyncpg classes are generic only in their stubs, so the alias is a string.
-Executor: TypeAlias = "asyncpg.Connection[Any] | asyncpg.Pool[Any]"
+# asyncpg classes are generic only in their stubs, so the aliases are strings.
+Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+"""A connection, bare or borrowed from a pool; transactions are opened on these."""
+Executor: TypeAlias = "Conn | asyncpg.Pool[Any]"
+"""Anything that runs a single statement: a connection or the pool itself."""
+
+if TYPE_CHECKING:
+    DbPool: TypeAlias = asyncpg.Pool[Any]
+else:  # FastAPI evaluates dependency annotations at run time, where Pool is not generic
+    DbPool = asyncpg.Pool
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
     for typename in ("json", "jsonb"):
-        await conn.set_type_codec(
-            typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
+        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool[Any]:

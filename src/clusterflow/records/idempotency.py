@@ -11,9 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
-from clusterflow.records.db import Executor
+from clusterflow.records.db import Conn, Executor
 from clusterflow.records.errors import IdempotencyKeyReused
 
 
@@ -33,8 +31,10 @@ async def lookup(db: Executor, organization_id: str, key: str, fingerprint: byte
     """The stored response for this key, None if unused; IdempotencyKeyReused if the key was
     used for a different request."""
     row = await db.fetchrow(
-        "SELECT request_hash, status_code, response, headers FROM idempotency_keys WHERE organization_id = $1 AND key = $2",
-        organization_id, key,
+        """SELECT request_hash, status_code, response, headers FROM idempotency_keys
+            WHERE organization_id = $1 AND key = $2""",
+        organization_id,
+        key,
     )
     if row is None:
         return None
@@ -44,7 +44,7 @@ async def lookup(db: Executor, organization_id: str, key: str, fingerprint: byte
 
 
 async def store(
-    conn: asyncpg.Connection[Any],
+    conn: Conn,
     organization_id: str,
     key: str,
     method: str,
@@ -54,9 +54,17 @@ async def store(
 ) -> None:
     """Record the response; raises asyncpg.UniqueViolationError if a concurrent request won."""
     await conn.execute(
-        """INSERT INTO idempotency_keys (organization_id, key, method, path, request_hash, status_code, response, headers)
+        """INSERT INTO idempotency_keys
+               (organization_id, key, method, path, request_hash, status_code, response, headers)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        organization_id, key, method, path, fingerprint, response.status_code, response.body, response.headers,
+        organization_id,
+        key,
+        method,
+        path,
+        fingerprint,
+        response.status_code,
+        response.body,
+        response.headers,
     )
 
 

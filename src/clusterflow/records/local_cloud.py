@@ -30,13 +30,21 @@ async def create_resource(
                VALUES ($1, $2, $3, 'CREATING', $4, now() + make_interval(secs => $5), $6)
                ON CONFLICT (cluster_id, kind, name) DO NOTHING
                RETURNING true""",
-            cluster_id, kind, name, spec or {}, ready_in_seconds, operation_id,
+            cluster_id,
+            kind,
+            name,
+            spec or {},
+            ready_in_seconds,
+            operation_id,
         )
         if created:
             await conn.execute(
                 """INSERT INTO local_api_calls (cluster_id, kind, name, action, operation_id)
                    VALUES ($1, $2, $3, 'create', $4)""",
-                cluster_id, kind, name, operation_id,
+                cluster_id,
+                kind,
+                name,
+                operation_id,
             )
         return bool(created)
 
@@ -49,7 +57,9 @@ async def describe(db: Executor, cluster_id: str, kind: str, name: str) -> async
                        WHEN ready_at <= now() THEN 'READY' ELSE 'CREATING' END AS state,
                   GREATEST(0, EXTRACT(EPOCH FROM ready_at - now()))::float8 AS seconds_left
              FROM local_resources WHERE cluster_id = $1 AND kind = $2 AND name = $3""",
-        cluster_id, kind, name,
+        cluster_id,
+        kind,
+        name,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from clusterflow.records.db import Executor
+from clusterflow.records.db import Conn, Executor
 from clusterflow.records.errors import ClusterBusy
 from clusterflow.workflows.contracts import (
     ACTIVE_STATUSES,
@@ -31,7 +31,7 @@ _TERMINAL = [s.value for s in TERMINAL_STATUSES]
 
 
 async def insert(
-    conn: asyncpg.Connection[Any],
+    conn: Conn,
     *,
     operation_id: str,
     organization_id: str,
@@ -52,14 +52,23 @@ async def insert(
                 """INSERT INTO operations (id, organization_id, cluster_id, cluster_name, operation_type,
                        status, requested_by, idempotency_key, workflow_type, workflow_input, metadata, message)
                    VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11)""",
-                operation_id, organization_id, cluster_id, cluster_name, operation_type,
-                requested_by, idempotency_key, workflow_type, workflow_input, metadata or {},
+                operation_id,
+                organization_id,
+                cluster_id,
+                cluster_name,
+                operation_type,
+                requested_by,
+                idempotency_key,
+                workflow_type,
+                workflow_input,
+                metadata or {},
                 message or "accepted, waiting for a worker",
             )
     except asyncpg.UniqueViolationError as err:
         active = await conn.fetchval(
             "SELECT id FROM operations WHERE cluster_id = $1 AND status = ANY($2::text[])",
-            cluster_id, _ACTIVE,
+            cluster_id,
+            _ACTIVE,
         )
         raise ClusterBusy(cluster_id or "", active) from err
 
@@ -67,7 +76,8 @@ async def insert(
 async def get(db: Executor, organization_id: str, operation_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(
         f"SELECT {_COLUMNS} FROM operations WHERE organization_id = $1 AND id = $2",
-        organization_id, operation_id,
+        organization_id,
+        operation_id,
     )
 
 
@@ -75,7 +85,8 @@ async def latest_for_cluster(db: Executor, organization_id: str, cluster_id: str
     return await db.fetchrow(
         f"""SELECT {_COLUMNS} FROM operations WHERE organization_id = $1 AND cluster_id = $2
              ORDER BY id DESC LIMIT 1""",
-        organization_id, cluster_id,
+        organization_id,
+        cluster_id,
     )
 
 
@@ -113,7 +124,9 @@ async def list_page(
     rows = await db.fetch(
         f"""SELECT {_COLUMNS} FROM operations WHERE {filters} AND ($5::text IS NULL OR id < $5)
              ORDER BY id DESC LIMIT $6""",
-        *args, after_id, limit + 1,
+        *args,
+        after_id,
+        limit + 1,
     )
     total = await db.fetchval(f"SELECT count(*) FROM operations WHERE {filters}", *args)
     next_token = encode_page_token(rows[limit - 1]["id"]) if len(rows) > limit else None
@@ -125,7 +138,8 @@ async def recent_events(db: Executor, operation_id: str, limit: int = RECENT_EVE
     rows = await db.fetch(
         """SELECT * FROM (SELECT * FROM operation_events WHERE operation_id = $1
              ORDER BY sequence DESC LIMIT $2) AS recent ORDER BY sequence""",
-        operation_id, limit,
+        operation_id,
+        limit,
     )
     return list(rows)
 
@@ -134,7 +148,9 @@ async def events_after(db: Executor, operation_id: str, after_sequence: int, lim
     rows = await db.fetch(
         """SELECT * FROM operation_events WHERE operation_id = $1 AND sequence > $2
             ORDER BY sequence LIMIT $3""",
-        operation_id, after_sequence, limit,
+        operation_id,
+        after_sequence,
+        limit,
     )
     return list(rows)
 
@@ -155,12 +171,20 @@ async def append_event(
     """Append an event (idempotent by `event_key`); return its sequence number."""
     sequence = await db.fetchval(
         "SELECT append_operation_event($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        operation_id, event_key, kind, level, phase, progress_percentage, message, raw_output, labels or {},
+        operation_id,
+        event_key,
+        kind,
+        level,
+        phase,
+        progress_percentage,
+        message,
+        raw_output,
+        labels or {},
     )
     return int(sequence)
 
 
-async def begin(conn: asyncpg.Connection[Any], operation_id: str) -> str | None:
+async def begin(conn: Conn, operation_id: str) -> str | None:
     """PENDING -> RUNNING when the workflow starts; return the status after, None if unknown.
 
     Also marks the workflow as started, which tells the reconciler to leave it alone.
@@ -175,8 +199,13 @@ async def begin(conn: asyncpg.Connection[Any], operation_id: str) -> str | None:
         )
         if row is not None:
             await append_event(
-                conn, operation_id, "operation/started", "operation started",
-                kind="status", progress_percentage=0, labels={"status": OperationStatus.RUNNING},
+                conn,
+                operation_id,
+                "operation/started",
+                "operation started",
+                kind="status",
+                progress_percentage=0,
+                labels={"status": OperationStatus.RUNNING},
             )
             return OperationStatus.RUNNING
         status = await conn.fetchval("SELECT status FROM operations WHERE id = $1", operation_id)
@@ -184,7 +213,7 @@ async def begin(conn: asyncpg.Connection[Any], operation_id: str) -> str | None:
 
 
 async def finish(
-    conn: asyncpg.Connection[Any],
+    conn: Conn,
     operation_id: str,
     status: str,
     message: str,
@@ -202,22 +231,28 @@ async def finish(
                       progress_percentage = CASE WHEN $2 = 'SUCCEEDED' THEN 100 ELSE progress_percentage END
                 WHERE id = $1 AND status = ANY($5::text[])
                 RETURNING id""",
-            operation_id, status, error, result, _ACTIVE,
+            operation_id,
+            status,
+            error,
+            result,
+            _ACTIVE,
         )
         if row is None:
             return False
         await append_event(
-            conn, operation_id, f"operation/{status.lower()}", message,
-            kind="status", level="ERROR" if status == OperationStatus.FAILED else "INFO",
+            conn,
+            operation_id,
+            f"operation/{status.lower()}",
+            message,
+            kind="status",
+            level="ERROR" if status == OperationStatus.FAILED else "INFO",
             progress_percentage=100 if status == OperationStatus.SUCCEEDED else None,
             labels={"status": status} | ({"errorCode": error["code"]} if error else {}),
         )
         return True
 
 
-async def unstarted(
-    conn: asyncpg.Connection[Any], older_than_seconds: float, limit: int = 100
-) -> list[asyncpg.Record]:
+async def unstarted(conn: Conn, older_than_seconds: float, limit: int = 100) -> list[asyncpg.Record]:
     """PENDING operations whose workflow start was never confirmed, oldest first; locked
     (SKIP LOCKED) so concurrent reconcilers split the work."""
     rows = await conn.fetch(
@@ -226,7 +261,8 @@ async def unstarted(
               AND created_at < now() - make_interval(secs => $1)
             ORDER BY created_at LIMIT $2
             FOR UPDATE SKIP LOCKED""",
-        older_than_seconds, limit,
+        older_than_seconds,
+        limit,
     )
     return list(rows)
 

@@ -96,7 +96,14 @@ async def create_api_key(
     await db.execute(
         """INSERT INTO api_keys (id, organization_id, name, key_prefix, key_hash, role, created_by, expires_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        key_id, organization_id, name, prefix, hash_key(key), role, created_by, expires_at,
+        key_id,
+        organization_id,
+        name,
+        prefix,
+        hash_key(key),
+        role,
+        created_by,
+        expires_at,
     )
     return key_id, key
 

@@ -59,8 +59,9 @@ async def run(settings: Settings) -> None:
     client = await connect_temporal(settings)
     worker = build_worker(client, pool, settings)
     reconciler = asyncio.create_task(
-        run_reconciler(pool, client, settings.task_queue, settings.reconcile_interval_seconds,
-                       settings.reconcile_grace_seconds)
+        run_reconciler(
+            pool, client, settings.task_queue, settings.reconcile_interval_seconds, settings.reconcile_grace_seconds
+        )
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -43,8 +43,11 @@ def error_from_activity(err: ActivityError, phase: str) -> OperationError:
         # clear, so the operation is worth retrying later.
         return OperationError(code=code, message=f"{phase}: {cause.message}", retryable=not cause.non_retryable)
     if isinstance(cause, TimeoutError):
+        timeout_kind = cause.type.name if cause.type else "unknown"
         return OperationError(
-            code=ErrorCode.PHASE_TIMED_OUT, message=f"{phase}: timed out ({cause.type.name})", retryable=True
+            code=ErrorCode.PHASE_TIMED_OUT,
+            message=f"{phase}: timed out ({timeout_kind})",
+            retryable=True,
         )
     return OperationError(code=ErrorCode.PHASE_FAILED, message=f"{phase}: {err}", retryable=True)
 
@@ -69,9 +72,10 @@ class OperationSteps:
         }
 
     async def begin(self) -> BeginResult:
-        return await workflow.execute_activity(
+        result: BeginResult = await workflow.execute_activity(
             BEGIN_OPERATION, BeginInput(self.operation_id), result_type=BeginResult, **self._record_options()
         )
+        return result
 
     async def event(self, event: EventInput) -> None:
         await workflow.execute_activity(APPEND_EVENT, event, **self._record_options())
@@ -80,7 +84,7 @@ class OperationSteps:
         await workflow.execute_activity(FINISH_OPERATION, finish, **self._record_options())
 
     async def run_phase(self, action: str, phase_input: PhaseInput) -> PhaseResult:
-        return await workflow.execute_activity(
+        result: PhaseResult = await workflow.execute_activity(
             phase_activity(phase_input.provider, action),
             phase_input,
             result_type=PhaseResult,
@@ -93,6 +97,7 @@ class OperationSteps:
                 maximum_attempts=self.policy.max_attempts,
             ),
         )
+        return result
 
 
 def phase_progress(index: int, total: int) -> tuple[int, int]:

@@ -144,9 +144,7 @@ class LocalProvider:
                 return
             await reporter.heartbeat_while(min(float(resource["seconds_left"]), 0.5), f"waiting for {kind} {name}")
 
-    async def _verify(
-        self, inp: PhaseInput, reporter: PhaseReporter, seconds: float, version: str
-    ) -> PhaseResult:
+    async def _verify(self, inp: PhaseInput, reporter: PhaseReporter, seconds: float, version: str) -> PhaseResult:
         resources = await local_cloud.list_resources(self.pool, inp.cluster_id)
         kinds = {r["kind"] for r in resources if r["deleted_at"] is None}
         missing = {"network", "control_plane"} - kinds

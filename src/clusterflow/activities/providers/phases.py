@@ -47,8 +47,14 @@ class PhaseReporter:
         self, key: str, message: str, *, fraction: float | None = None, level: str = "INFO", kind: str = "progress"
     ) -> None:
         await operations.append_event(
-            self.pool, self.inp.operation_id, f"{self.inp.phase}/{key}", message, kind=kind, level=level,
-            phase=self.inp.phase, progress_percentage=None if fraction is None else self.progress_at(fraction),
+            self.pool,
+            self.inp.operation_id,
+            f"{self.inp.phase}/{key}",
+            message,
+            kind=kind,
+            level=level,
+            phase=self.inp.phase,
+            progress_percentage=None if fraction is None else self.progress_at(fraction),
             labels={"attempt": str(self.attempt)},
         )
 
@@ -74,7 +80,9 @@ async def run_phase(pool: asyncpg.Pool[Any], inp: PhaseInput, body: PhaseBody) -
         await reporter.event(
             f"attempt-{reporter.attempt}/started",
             f"retrying {inp.phase} (attempt {reporter.attempt} of {reporter.max_attempts or 'unlimited'})",
-            fraction=0.0, level="WARN", kind="phase",
+            fraction=0.0,
+            level="WARN",
+            kind="phase",
         )
     try:
         result = await body(reporter)
@@ -83,9 +91,9 @@ async def run_phase(pool: asyncpg.Pool[Any], inp: PhaseInput, body: PhaseBody) -
         will_retry = err.retryable and not last_attempt
         await reporter.event(
             f"attempt-{reporter.attempt}/failed",
-            f"{inp.phase} attempt {reporter.attempt} failed: {err.message}"
-            + ("; will retry" if will_retry else ""),
-            level="WARN" if will_retry else "ERROR", kind="log",
+            f"{inp.phase} attempt {reporter.attempt} failed: {err.message}" + ("; will retry" if will_retry else ""),
+            level="WARN" if will_retry else "ERROR",
+            kind="log",
         )
         raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
     await reporter.event("completed", f"{inp.phase} completed", fraction=1.0, kind="phase")

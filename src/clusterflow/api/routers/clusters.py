@@ -33,6 +33,7 @@ from clusterflow.api.views import cluster_view, operation_view
 from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import clusters, idempotency, operations
+from clusterflow.records.db import Conn
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import (
     ClusterState,
@@ -46,10 +47,13 @@ router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=255,
-           description="Replays the first response for a repeated request"),
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Replays the first response for a repeated request",
+    ),
 ]
-
 
 
 def execution_policy(settings: Settings) -> ExecutionPolicy:
@@ -83,10 +87,16 @@ def parse_cluster_document(body: dict[str, Any]) -> K8sCluster:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"oneOf": [
-                {"$ref": "#/components/schemas/K8sCluster"},
-                {"$ref": "#/components/schemas/ClusterSpec"},
-            ]}}},
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/K8sCluster"},
+                            {"$ref": "#/components/schemas/ClusterSpec"},
+                        ]
+                    }
+                }
+            },
         }
     },
 )
@@ -104,18 +114,28 @@ async def deploy_cluster(
     spec = document.spec
     if spec.provider not in settings.enabled_providers:
         raise ApiError(
-            422, "PROVIDER_NOT_ENABLED",
+            422,
+            "PROVIDER_NOT_ENABLED",
             f"provider {spec.provider!r} is not enabled on this control plane "
             f"(enabled: {', '.join(settings.enabled_providers)})",
             [{"field": "spec.provider", "message": "provider not enabled", "type": "provider_not_enabled"}],
         )
     if dryRun:
         result = DryRunResult(valid=True, message=f"cluster {spec.clusterName} would be deployed on {spec.provider}")
-        return JSONResponse({"id": request_id_of(request), "status": "success", "message": "dry run passed",
-                             "data": result.model_dump()})
+        return JSONResponse(
+            {
+                "id": request_id_of(request),
+                "status": "success",
+                "message": "dry run passed",
+                "data": result.model_dump(),
+            }
+        )
 
     spec_json = spec.model_dump(mode="json", exclude_none=True)
-    document_json = {"apiVersion": document.apiVersion, "kind": document.kind, "spec": spec_json}
+    # /spec returns the document as the client sent it (a legacy flat body, wrapped); the
+    # workflow gets the normalized spec with defaults filled in.
+    original_spec = body if "spec" not in body else body["spec"]
+    document_json = {"apiVersion": document.apiVersion, "kind": document.kind, "spec": original_spec}
     operation_id, cluster_id = new_operation_id(), new_cluster_id()
     deploy_input = DeployInput(
         operation_id=operation_id,
@@ -128,7 +148,7 @@ async def deploy_cluster(
         policy=execution_policy(settings),
     )
 
-    async def insert_cluster(conn: asyncpg.Connection[Any]) -> None:
+    async def insert_cluster(conn: Conn) -> None:
         topology = spec_json["clusterSpec"]
         await clusters.insert(
             conn,
@@ -145,7 +165,7 @@ async def deploy_cluster(
             worker_nodes=topology["dataPlane"]["nodeGroups"],
         )
 
-    async def release_cluster(conn: asyncpg.Connection[Any]) -> None:
+    async def release_cluster(conn: Conn) -> None:
         await clusters.set_state(conn, cluster_id, ClusterState.DELETED)
 
     plan = OperationPlan(
@@ -188,7 +208,9 @@ async def get_cluster(request: Request, clusterId: str, principal: Viewer, pool:
 
 
 @router.get(
-    "/{clusterId}/spec", response_model=Envelope[ClusterSpecDocument], responses=ERRORS,
+    "/{clusterId}/spec",
+    response_model=Envelope[ClusterSpecDocument],
+    responses=ERRORS,
     summary="The document the cluster was deployed from",
 )
 async def get_cluster_spec(
@@ -199,7 +221,9 @@ async def get_cluster_spec(
 
 
 @router.get(
-    "/{clusterId}/operations", response_model=Envelope[OperationPage], responses=ERRORS,
+    "/{clusterId}/operations",
+    response_model=Envelope[OperationPage],
+    responses=ERRORS,
     summary="Operation history of a cluster, newest first",
 )
 async def cluster_operations(
@@ -211,12 +235,16 @@ async def cluster_operations(
     pageToken: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Envelope[OperationPage]:
     await _cluster_or_404(pool, principal.organization_id, clusterId)
-    page = await operation_page(pool, principal.organization_id, limit=limit, page_token=pageToken, cluster_id=clusterId)
+    page = await operation_page(
+        pool, principal.organization_id, limit=limit, page_token=pageToken, cluster_id=clusterId
+    )
     return Envelope(id=request_id_of(request), message=f"{page.totalCount} operations", data=page)
 
 
 @router.get(
-    "/{clusterId}/progress", response_model=Envelope[Operation], responses=ERRORS,
+    "/{clusterId}/progress",
+    response_model=Envelope[Operation],
+    responses=ERRORS,
     summary="Progress of the cluster's latest (or a given) operation, with recent events",
 )
 async def cluster_progress(

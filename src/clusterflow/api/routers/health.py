@@ -31,4 +31,6 @@ async def readyz(pool: Pool, temporal: Temporal) -> JSONResponse:
     except Exception as err:
         checks["temporal"] = f"unavailable: {type(err).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )

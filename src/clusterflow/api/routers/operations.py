@@ -34,8 +34,13 @@ async def list_operations(
     pageToken: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Envelope[OperationPage]:
     page = await operation_page(
-        pool, principal.organization_id, limit=limit, page_token=pageToken, cluster_id=clusterId,
-        operation_type=operationType, status=status,
+        pool,
+        principal.organization_id,
+        limit=limit,
+        page_token=pageToken,
+        cluster_id=clusterId,
+        operation_type=operationType,
+        status=status,
     )
     return Envelope(id=request_id_of(request), message=f"{page.totalCount} operations", data=page)
 
@@ -50,7 +55,9 @@ async def get_operation(request: Request, operationId: str, principal: Viewer, p
 
 
 @router.get(
-    "/{operationId}/events", response_model=Envelope[EventPage], responses=ERRORS,
+    "/{operationId}/events",
+    response_model=Envelope[EventPage],
+    responses=ERRORS,
     summary="The operation's event log, in sequence order, after a cursor",
 )
 async def operation_events(
