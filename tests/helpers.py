@@ -27,7 +27,13 @@ def deploy_document(name: str = "demo-1", **local: Any) -> dict[str, Any]:
                 "dataPlane": {
                     "nodeGroups": [
                         {"name": "workers", "machineTypes": ["medium"], "minNode": 1, "maxNode": 3},
-                        {"name": "batch", "machineTypes": ["large"], "minNode": 0, "maxNode": 5, "instanceType": "spot"},
+                        {
+                            "name": "batch",
+                            "machineTypes": ["large"],
+                            "minNode": 0,
+                            "maxNode": 5,
+                            "instanceType": "spot",
+                        },
                     ]
                 },
             },
@@ -37,7 +43,10 @@ def deploy_document(name: str = "demo-1", **local: Any) -> dict[str, Any]:
 
 
 async def wait_for_operation(
-    client: httpx.AsyncClient, headers: dict[str, str], operation_id: str, timeout: float = 60.0,
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    operation_id: str,
+    timeout: float = 60.0,
     until: set[str] | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout

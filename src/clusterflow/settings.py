@@ -32,21 +32,22 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field(
         default="default",
         validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "CLUSTERFLOW_TEMPORAL_NAMESPACE"),
+        description="Temporal namespace of every workflow.",
     )
     task_queue: str = Field(default="clusterflow", description="Temporal task queue of the workers.")
 
     state_dir: Path = Field(default=Path(".clusterflow"), description="Run-time state of the dev stack.")
-    api_host: str = "127.0.0.1"
-    api_port: int = 8080
+    api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(default=8080, description="Port the API listens on.")
     public_url: str | None = Field(
         default=None, description="URL clients use to reach the API (defaults to http://api_host:api_port)."
     )
-    temporal_ui_port: int = 8233
-    temporal_port: int = 7233
-    postgres_port: int = 5433
+    temporal_ui_port: int = Field(default=8233, description="Web UI port of the embedded Temporal dev server.")
+    temporal_port: int = Field(default=7233, description="gRPC port of the embedded Temporal dev server.")
+    postgres_port: int = Field(default=5433, description="Port of the embedded PostgreSQL.")
 
-    db_pool_min: int = 2
-    db_pool_max: int = 20
+    db_pool_min: int = Field(default=2, ge=1, description="Database connections each process keeps open.")
+    db_pool_max: int = Field(default=20, ge=1, description="Most database connections one process opens.")
 
     local_phase_seconds: float = Field(
         default=3.0, ge=0, description="Default duration of one simulated phase of the local provider."
@@ -64,14 +65,14 @@ class Settings(BaseSettings):
     reconcile_grace_seconds: float = Field(
         default=10.0, ge=0, description="Age after which a PENDING operation with no workflow is restarted."
     )
-    worker_max_concurrent_activities: int = 200
-    worker_max_concurrent_workflow_tasks: int = 200
+    worker_max_concurrent_activities: int = Field(default=200, ge=1, description="Activity slots per worker.")
+    worker_max_concurrent_workflow_tasks: int = Field(default=200, ge=1, description="Workflow task slots per worker.")
 
     enabled_providers: list[str] = Field(
         default=["local"], description="Providers this deployment accepts (JSON list in the environment)."
     )
 
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @property
     def api_url(self) -> str:

@@ -34,7 +34,9 @@ async def test_deploy_runs_every_phase_and_leaves_an_active_cluster(
     assert record["progressPercentage"] == 100
     assert record["operationType"] == "CLUSTER_DEPLOY"
     assert record["error"] is None
-    assert record["startedAt"] and record["completedAt"] and record["lastUpdate"]
+    assert record["startedAt"]
+    assert record["completedAt"]
+    assert record["lastUpdate"]
     assert record["isCancelable"] is False
 
     events = await all_events(api, org.headers(), accepted["operationId"])
@@ -42,8 +44,10 @@ async def test_deploy_runs_every_phase_and_leaves_an_active_cluster(
     phases_started = [e["phase"] for e in events if e["kind"] == "phase" and e["message"].endswith("started")]
     assert phases_started == ["VALIDATE", "NETWORK", "CONTROL_PLANE", "NODE_GROUPS", "ADDONS", "VERIFY"]
     progress = [e["progressPercentage"] for e in events if e["progressPercentage"] is not None]
-    assert progress == sorted(progress) and progress[-1] == 100
-    assert events[-1]["kind"] == "status" and events[-1]["labels"]["status"] == "SUCCEEDED"
+    assert progress == sorted(progress)
+    assert progress[-1] == 100
+    assert events[-1]["kind"] == "status"
+    assert events[-1]["labels"]["status"] == "SUCCEEDED"
     assert record["recentEvents"] == events[-20:]
 
     cluster = (await api.get(f"/v1/clusters/{accepted['clusterId']}", headers=org.headers())).json()["data"]
@@ -70,13 +74,25 @@ async def test_deploy_runs_every_phase_and_leaves_an_active_cluster(
 
     resources = {(r["kind"], r["name"]) for r in await local_cloud.list_resources(pool, accepted["clusterId"])}
     assert ("control_plane", "control-plane") in resources
-    assert ("node_group", "workers") in resources and ("node_group", "batch") in resources
+    assert ("node_group", "workers") in resources
+    assert ("node_group", "batch") in resources
 
     # The workflow is a real Temporal execution with ID = operation ID.
     described = subprocess.run(
-        [temporal_cli(), "workflow", "describe", "-w", accepted["operationId"],
-         "--address", services.temporal_address, "-o", "json"],
-        capture_output=True, text=True, check=True,
+        [
+            temporal_cli(),
+            "workflow",
+            "describe",
+            "-w",
+            accepted["operationId"],
+            "--address",
+            services.temporal_address,
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert '"ClusterDeploy"' in described.stdout
     assert "COMPLETED" in described.stdout
@@ -116,12 +132,14 @@ async def test_injected_permanent_failure_ends_failed_with_a_stable_code(
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     # A permanent error is not retried: one attempt, no retry event.
     assert not [e for e in events if "retrying" in e["message"]]
-    assert events[-1]["level"] == "ERROR" and events[-1]["labels"]["errorCode"] == "SIMULATED_FAILURE"
+    assert events[-1]["level"] == "ERROR"
+    assert events[-1]["labels"]["errorCode"] == "SIMULATED_FAILURE"
     cluster = (await api.get(f"/v1/clusters/{accepted['clusterId']}", headers=org.headers())).json()["data"]
     assert cluster["state"] == "FAILED"
     # Nothing past the failing phase was created.
     kinds = {r["kind"] for r in await local_cloud.list_resources(pool, accepted["clusterId"])}
-    assert "node_group" not in kinds and "control_plane" not in kinds
+    assert "node_group" not in kinds
+    assert "control_plane" not in kinds
 
 
 async def test_transient_failure_is_retried_visibly_and_the_deploy_succeeds(
@@ -141,9 +159,7 @@ async def test_transient_failure_is_retried_visibly_and_the_deploy_succeeds(
     assert len([c for c in calls if c["kind"] == "network"]) == 1
 
 
-async def test_transient_failures_beyond_the_attempt_budget_fail_as_retryable(
-    api: httpx.AsyncClient, org: Org
-) -> None:
+async def test_transient_failures_beyond_the_attempt_budget_fail_as_retryable(api: httpx.AsyncClient, org: Org) -> None:
     doc = deploy_document("flaky-2", failAt="ADDONS", failTimes=50)
     accepted = (await api.post("/v1/clusters", json=doc, headers=org.headers())).json()["data"]
     record = await wait_for_operation(api, org.headers(), accepted["operationId"])
@@ -152,7 +168,8 @@ async def test_transient_failures_beyond_the_attempt_budget_fail_as_retryable(
     assert record["error"]["retryable"] is True
     events = await all_events(api, org.headers(), accepted["operationId"])
     last_attempt = [e for e in events if e["message"].startswith("ADDONS attempt 5 failed")]
-    assert last_attempt and last_attempt[0]["level"] == "ERROR"
+    assert last_attempt
+    assert last_attempt[0]["level"] == "ERROR"
 
 
 async def test_unsupported_version_fails_validation_without_creating_anything(
@@ -162,6 +179,8 @@ async def test_unsupported_version_fails_validation_without_creating_anything(
     doc["spec"]["provisioner"]["local"]["kubernetesVersion"] = "1.20"
     accepted = (await api.post("/v1/clusters", json=doc, headers=org.headers())).json()["data"]
     record = await wait_for_operation(api, org.headers(), accepted["operationId"])
-    assert record["status"] == "FAILED" and record["currentPhase"] == "VALIDATE"
-    assert record["error"]["code"] == "INVALID_SPEC" and "1.20" in record["error"]["message"]
+    assert record["status"] == "FAILED"
+    assert record["currentPhase"] == "VALIDATE"
+    assert record["error"]["code"] == "INVALID_SPEC"
+    assert "1.20" in record["error"]["message"]
     assert await local_cloud.api_calls(pool, accepted["clusterId"]) == []

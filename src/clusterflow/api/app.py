@@ -31,8 +31,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.pool = await create_pool(settings.require_database_url(), settings.db_pool_min, settings.db_pool_max)
+        # Lazy: the API starts (and serves reads) while Temporal is unreachable; /readyz says so,
+        # and enqueues answer 503 until it is back.
         app.state.temporal = await Client.connect(
-            settings.require_temporal_address(), namespace=settings.temporal_namespace
+            settings.require_temporal_address(), namespace=settings.temporal_namespace, lazy=True
         )
         try:
             yield

@@ -3,9 +3,10 @@
 Every route that starts an operation goes through `enqueue`:
 
 1. An `Idempotency-Key` seen before replays the first response (422 if the body differs).
-2. One transaction inserts whatever the route prepares (a cluster row), the PENDING operation
-   (the partial unique index refuses a second active operation on the cluster: 409), and the
-   idempotency key with the response it will replay.
+2. One transaction, holding a lock on the idempotency key, inserts whatever the route
+   prepares (a cluster row), the PENDING operation (the partial unique index refuses a second
+   active operation on the cluster: 409), and the idempotency key with the response it will
+   replay.
 3. The workflow starts with ID = operation ID. If that start fails we cannot know whether it
    happened, so we try to abandon the operation: that succeeds only while it is still PENDING
    and unstarted, in which case the client gets 503 + Retry-After and nothing remains enqueued;
@@ -90,14 +91,6 @@ async def enqueue(
     fingerprint: bytes,
 ) -> JSONResponse:
     org = principal.organization_id
-    if idempotency_key:
-        try:
-            stored = await idempotency.lookup(pool, org, idempotency_key, fingerprint)
-        except IdempotencyKeyReused as err:
-            raise _key_reused(idempotency_key) from err
-        if stored is not None:
-            return _replay(stored)
-
     location = f"/v1/operations/{plan.operation_id}"
     body = {
         "id": request_id_of(request),
@@ -108,6 +101,12 @@ async def enqueue(
     headers = {"Location": location}
     try:
         async with pool.acquire() as conn, conn.transaction():
+            if idempotency_key:
+                # Requests sharing a key queue here; the first commits, the rest replay it.
+                await idempotency.lock(conn, org, idempotency_key)
+                stored = await idempotency.lookup(conn, org, idempotency_key, fingerprint)
+                if stored is not None:
+                    return _replay(stored)
             if plan.prepare is not None:
                 await plan.prepare(conn)
             await operations.insert(
@@ -133,18 +132,10 @@ async def enqueue(
                     fingerprint,
                     idempotency.StoredResponse(202, body, headers),
                 )
+    except IdempotencyKeyReused as err:
+        raise _key_reused(idempotency_key or "") from err
     except (ClusterBusy, NameTaken) as err:
         raise _conflict(err) from err
-    except asyncpg.UniqueViolationError:
-        # A concurrent request with the same idempotency key committed first: answer as it did.
-        if not idempotency_key:
-            raise
-        try:
-            stored = await idempotency.lookup(pool, org, idempotency_key, fingerprint)
-        except IdempotencyKeyReused as err:
-            raise _key_reused(idempotency_key) from err
-        assert stored is not None
-        return _replay(stored)
 
     try:
         await start_operation_workflow(temporal, task_queue, plan.operation_id, plan.workflow_type, plan.workflow_input)

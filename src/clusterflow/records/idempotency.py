@@ -27,6 +27,11 @@ class StoredResponse:
     headers: dict[str, str]
 
 
+async def lock(conn: Conn, organization_id: str, key: str) -> None:
+    """Serialize requests that share a key until this transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"idem:{organization_id}:{key}")
+
+
 async def lookup(db: Executor, organization_id: str, key: str, fingerprint: bytes) -> StoredResponse | None:
     """The stored response for this key, None if unused; IdempotencyKeyReused if the key was
     used for a different request."""
@@ -52,7 +57,7 @@ async def store(
     fingerprint: bytes,
     response: StoredResponse,
 ) -> None:
-    """Record the response; raises asyncpg.UniqueViolationError if a concurrent request won."""
+    """Record the response (under `lock`, so no concurrent request stores the same key)."""
     await conn.execute(
         """INSERT INTO idempotency_keys
                (organization_id, key, method, path, request_hash, status_code, response, headers)

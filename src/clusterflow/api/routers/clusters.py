@@ -134,7 +134,7 @@ async def deploy_cluster(
     spec_json = spec.model_dump(mode="json", exclude_none=True)
     # /spec returns the document as the client sent it (a legacy flat body, wrapped); the
     # workflow gets the normalized spec with defaults filled in.
-    original_spec = body if "spec" not in body else body["spec"]
+    original_spec = body.get("spec", body)
     document_json = {"apiVersion": document.apiVersion, "kind": document.kind, "spec": original_spec}
     operation_id, cluster_id = new_operation_id(), new_cluster_id()
     deploy_input = DeployInput(

@@ -198,15 +198,17 @@ class ClusterSpec(Strict):
     provisioner: Provisioner
     clusterSpec: ClusterTopology
 
-    @model_validator(mode="after")
-    def _provisioner_matches_provider(self) -> ClusterSpec:
-        allowed = PROVISIONERS_BY_PROVIDER[self.provider]
-        if self.provisioner.type not in allowed:
+    @field_validator("provisioner")
+    @classmethod
+    def _provisioner_matches_provider(cls, provisioner: Provisioner, info: Any) -> Provisioner:
+        provider = info.data.get("provider")
+        allowed = PROVISIONERS_BY_PROVIDER.get(provider or "", ())
+        if provider and provisioner.type not in allowed:
             raise ValueError(
-                f"provisioner.type {self.provisioner.type!r} does not run on provider {self.provider!r} "
+                f"provisioner.type {provisioner.type!r} does not run on provider {provider!r} "
                 f"(allowed: {', '.join(allowed)})"
             )
-        return self
+        return provisioner
 
 
 class K8sCluster(Strict):

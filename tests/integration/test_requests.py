@@ -1,0 +1,254 @@
+"""What the API refuses, and how: bad documents, bad keys, conflicts, idempotent retries.
+
+Every refusal must leave nothing behind: no operation row and no workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from temporalio.client import Client
+
+from clusterflow.records.organizations import create_api_key, create_organization
+from clusterflow.settings import Settings
+from tests.conftest import Org
+from tests.helpers import deploy_document, wait_for_operation
+
+
+async def _operation_count(pool: asyncpg.Pool, org: Org) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM operations WHERE organization_id = $1", org.id))
+
+
+async def _workflow_count(client: Client, settings: Settings) -> int:
+    count = 0
+    async for _ in client.list_workflows(f"TaskQueue = '{settings.task_queue}'"):
+        count += 1
+    return count
+
+
+def _mutate(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    target = doc
+    keys = path.split(".")
+    for key in keys[:-1]:
+        target = target[int(key)] if key.isdigit() else target[key]
+    last = keys[-1]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return doc
+
+
+_DELETE = object()
+
+INVALID_DOCUMENTS = [
+    ("apiVersion", "v2", "apiVersion"),
+    ("kind", "Cluster", "kind"),
+    ("spec.clusterName", "Demo_1", "spec.clusterName"),
+    ("spec.clusterName", "x" * 51, "spec.clusterName"),
+    ("spec.clusterName", _DELETE, "spec.clusterName"),
+    ("spec.provider", "digitalocean", "spec.provider"),
+    ("spec.region", "", "spec.region"),
+    ("spec.clusterSpec.dataPlane.nodeGroups.0.minNode", 4, "spec.clusterSpec.dataPlane.nodeGroups[0].maxNode"),
+    ("spec.clusterSpec.dataPlane.nodeGroups.0.minNode", -1, "spec.clusterSpec.dataPlane.nodeGroups[0].minNode"),
+    (
+        "spec.clusterSpec.dataPlane.nodeGroups.0.machineTypes",
+        [],
+        "spec.clusterSpec.dataPlane.nodeGroups[0].machineTypes",
+    ),
+    ("spec.clusterSpec.dataPlane.nodeGroups.1.name", "workers", "spec.clusterSpec.dataPlane.nodeGroups"),
+    ("spec.clusterSpec.dataPlane.nodeGroups", [], "spec.clusterSpec.dataPlane.nodeGroups"),
+    ("spec.provisioner.type", "eks", "spec.provisioner"),
+    ("spec.provider", "aws", "spec.provisioner"),
+    ("spec.provisioner.local.failAt", "NOWHERE", "spec.provisioner.local.failAt"),
+    ("spec.provisioner.local.kubernetesVersion", "latest", "spec.provisioner.local.kubernetesVersion"),
+    ("spec.unknownField", True, "spec.unknownField"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field"), INVALID_DOCUMENTS)
+async def test_invalid_documents_are_refused_naming_the_field_and_enqueue_nothing(
+    api: httpx.AsyncClient,
+    org: Org,
+    pool: asyncpg.Pool,
+    temporal_client: Client,
+    settings: Settings,
+    path: str,
+    value: Any,
+    field: str,
+) -> None:
+    doc = _mutate(deploy_document(), path, value)
+    response = await api.post("/v1/clusters", json=doc, headers=org.headers())
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["error"]["code"] == "VALIDATION_FAILED"
+    assert field in [d["field"] for d in body["error"]["details"]], body
+    assert field in body["message"]
+    assert await _operation_count(pool, org) == 0
+    assert await _workflow_count(temporal_client, settings) == 0
+
+
+async def test_malformed_json_is_a_400(api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool) -> None:
+    response = await api.post(
+        "/v1/clusters", content=b'{"apiVersion": ', headers=org.headers() | {"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "MALFORMED_JSON"
+    response = await api.post("/v1/clusters", json=[1, 2], headers=org.headers())
+    assert response.status_code == 422
+    assert await _operation_count(pool, org) == 0
+
+
+async def test_provider_not_enabled_is_refused(api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool) -> None:
+    doc = deploy_document()
+    doc["spec"].update(provider="aws", region="us-east-1", provisioner={"type": "eks", "eks": {}})
+    response = await api.post("/v1/clusters", json=doc, headers=org.headers())
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "PROVIDER_NOT_ENABLED"
+    assert response.json()["error"]["details"][0]["field"] == "spec.provider"
+    assert await _operation_count(pool, org) == 0
+
+
+async def test_dry_run_validates_without_enqueuing(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, temporal_client: Client, settings: Settings
+) -> None:
+    response = await api.post("/v1/clusters?dryRun=true", json=deploy_document(), headers=org.headers())
+    assert response.status_code == 200
+    assert response.json()["data"]["valid"] is True
+    bad = _mutate(deploy_document(), "spec.clusterName", "Bad Name")
+    response = await api.post("/v1/clusters?dryRun=true", json=bad, headers=org.headers())
+    assert response.status_code == 422
+    assert await _operation_count(pool, org) == 0
+    assert await _workflow_count(temporal_client, settings) == 0
+    assert (await api.get("/v1/clusters", headers=org.headers())).json()["data"] == []
+
+
+@pytest.mark.usefixtures("worker")
+async def test_legacy_flat_body_and_reference_api_version_are_accepted(api: httpx.AsyncClient, org: Org) -> None:
+    flat = deploy_document("legacy-1")["spec"]
+    response = await api.post("/v1/clusters", json=flat, headers=org.headers())
+    assert response.status_code == 202, response.text
+    cluster_id = response.json()["data"]["clusterId"]
+    spec = (await api.get(f"/v1/clusters/{cluster_id}/spec", headers=org.headers())).json()["data"]
+    assert spec["kind"] == "K8sCluster"
+    assert spec["spec"] == flat
+
+    aliased = deploy_document("alias-1")
+    aliased["apiVersion"] = "platform.astropulse.io/v1"
+    assert (await api.post("/v1/clusters", json=aliased, headers=org.headers())).status_code == 202
+
+
+async def test_keys_and_roles_are_enforced(api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool) -> None:
+    doc = deploy_document()
+    assert (await api.post("/v1/clusters", json=doc)).status_code == 401
+    bad = await api.post("/v1/clusters", json=doc, headers={"Authorization": "Bearer cfk_not-a-key"})
+    assert bad.status_code == 401
+    assert bad.json()["error"]["code"] == "UNAUTHORIZED"
+    assert bad.headers["WWW-Authenticate"] == "Bearer"
+    _, viewer = await create_api_key(pool, org.id, "viewer", "viewer")
+    refused = await api.post("/v1/clusters", json=doc, headers={"X-API-Key": viewer})
+    assert refused.status_code == 403
+    assert "editor" in refused.json()["message"]
+    assert (await api.get("/v1/clusters", headers={"X-API-Key": viewer})).status_code == 200
+    assert await _operation_count(pool, org) == 0
+
+
+@pytest.mark.usefixtures("worker")
+async def test_another_organizations_resources_answer_404(api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool) -> None:
+    accepted = (await api.post("/v1/clusters", json=deploy_document(), headers=org.headers())).json()["data"]
+    other_org = await create_organization(pool, "other")
+    _, other_key = await create_api_key(pool, other_org, "other owner", "owner")
+    other = {"Authorization": f"Bearer {other_key}"}
+    for path in (
+        f"/v1/clusters/{accepted['clusterId']}",
+        f"/v1/clusters/{accepted['clusterId']}/spec",
+        f"/v1/clusters/{accepted['clusterId']}/operations",
+        f"/v1/clusters/{accepted['clusterId']}/progress",
+        f"/v1/operations/{accepted['operationId']}",
+        f"/v1/operations/{accepted['operationId']}/events",
+    ):
+        assert (await api.get(path, headers=other)).status_code == 404, path
+    assert (await api.get("/v1/clusters", headers=other)).json()["data"] == []
+    assert (await api.get("/v1/operations", headers=other)).json()["data"]["totalCount"] == 0
+    # The same name is free in another organization.
+    assert (await api.post("/v1/clusters", json=deploy_document(), headers=other)).status_code == 202
+
+
+@pytest.mark.usefixtures("worker")
+async def test_duplicate_cluster_name_is_a_409(api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool) -> None:
+    first = await api.post("/v1/clusters", json=deploy_document("twin"), headers=org.headers())
+    assert first.status_code == 202
+    second = await api.post("/v1/clusters", json=deploy_document("twin"), headers=org.headers())
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "CLUSTER_NAME_TAKEN"
+    assert second.json()["error"]["details"]["clusterId"] == first.json()["data"]["clusterId"]
+    assert await _operation_count(pool, org) == 1
+
+
+@pytest.mark.usefixtures("worker")
+async def test_idempotency_key_replays_and_refuses_a_different_body(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    headers = org.headers() | {"Idempotency-Key": "deploy-idem-1"}
+    first = await api.post("/v1/clusters", json=deploy_document("idem"), headers=headers)
+    again = await api.post("/v1/clusters", json=deploy_document("idem"), headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["data"] == first.json()["data"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
+    other = await api.post("/v1/clusters", json=deploy_document("idem-other"), headers=headers)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert await _operation_count(pool, org) == 1
+    await wait_for_operation(api, org.headers(), first.json()["data"]["operationId"])
+
+
+@pytest.mark.usefixtures("worker")
+async def test_concurrent_requests_with_one_idempotency_key_make_one_operation(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    headers = org.headers() | {"Idempotency-Key": "burst"}
+    responses = await asyncio.gather(
+        *(api.post("/v1/clusters", json=deploy_document("burst"), headers=headers) for _ in range(20))
+    )
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.json()["data"]["operationId"] for r in responses}) == 1
+    assert await _operation_count(pool, org) == 1
+
+
+@pytest.mark.usefixtures("worker")
+async def test_operation_list_filters_and_pages(api: httpx.AsyncClient, org: Org) -> None:
+    ids = []
+    for index in range(5):
+        accepted = (await api.post("/v1/clusters", json=deploy_document(f"page-{index}"), headers=org.headers())).json()
+        ids.append(accepted["data"]["operationId"])
+    for op in ids:
+        await wait_for_operation(api, org.headers(), op)
+    seen: list[str] = []
+    token = None
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if token:
+            params["pageToken"] = token
+        page = (await api.get("/v1/operations", params=params, headers=org.headers())).json()["data"]
+        assert page["totalCount"] == 5
+        seen += [o["operationId"] for o in page["operations"]]
+        token = page["nextPageToken"]
+        if not token:
+            break
+    assert seen == list(reversed(ids))
+    filtered = await api.get("/v1/operations", params={"status": "FAILED"}, headers=org.headers())
+    assert filtered.json()["data"]["totalCount"] == 0
+    typed = await api.get("/v1/operations", params={"operationType": "CLUSTER_DEPLOY"}, headers=org.headers())
+    assert typed.json()["data"]["totalCount"] == 5
+    wrong = await api.get("/v1/operations", params={"status": "DONE"}, headers=org.headers())
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["details"][0]["field"] == "query.status"
+    forged = await api.get("/v1/operations", params={"pageToken": "nonsense!"}, headers=org.headers())
+    assert forged.status_code == 400
+    assert forged.json()["error"]["code"] == "INVALID_PAGE_TOKEN"

@@ -1,0 +1,26 @@
+"""The README and examples stay true to the code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clusterflow.api.schemas.clusters import K8sCluster
+from clusterflow.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", list(Settings.model_fields))
+def test_readme_documents_every_setting(name: str) -> None:
+    field = Settings.model_fields[name]
+    variable = field.validation_alias.choices[0] if field.validation_alias else f"CLUSTERFLOW_{name.upper()}"
+    assert f"`{variable}`" in (ROOT / "README.md").read_text()
+    assert field.description, f"setting {name} has no description"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.json")), ids=lambda p: p.name)
+def test_examples_are_valid_documents(path: Path) -> None:
+    K8sCluster.model_validate(json.loads(path.read_text()))
