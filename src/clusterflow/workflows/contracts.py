@@ -67,6 +67,27 @@ DEPLOY_PHASES: tuple[Phase, ...] = (
 )
 
 
+# Teardown runs in reverse order of creation. Each provider's `<provider>.delete_phase` takes
+# these phases; deleting what does not exist is success, so teardown is idempotent and is also
+# the compensation of a cancelled or failed deploy.
+DELETE_PHASES: tuple[Phase, ...] = (
+    Phase.ADDONS,
+    Phase.NODE_GROUPS,
+    Phase.CONTROL_PLANE,
+    Phase.NETWORK,
+)
+
+# An update's phases, in order; the update planner drops those with nothing to do. Each
+# provider's `<provider>.update_phase` receives the change in `PhaseInput.change`.
+UPDATE_PHASES: tuple[Phase, ...] = (
+    Phase.VALIDATE,
+    Phase.CONTROL_PLANE,
+    Phase.NODE_GROUPS,
+    Phase.ADDONS,
+    Phase.VERIFY,
+)
+
+
 class ErrorCode(StrEnum):
     """Stable error codes a client may branch on. Never renumber or reuse one."""
 
@@ -164,6 +185,9 @@ class PhaseInput:
     spec: dict[str, Any]
     progress_from: int
     progress_to: int
+    # What an update or delete phase should change (target version, node-group changes...);
+    # empty for deploy phases, which read `spec`.
+    change: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
