@@ -6,6 +6,7 @@ deterministic keys, so Temporal retrying one after a lost response changes nothi
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Any
 
@@ -15,11 +16,16 @@ from temporalio.exceptions import ApplicationError
 
 from clusterflow.records import clusters, operations
 from clusterflow.workflows.contracts import (
+    TERMINAL_STATUSES,
     BeginInput,
     BeginResult,
+    CancelRequest,
+    ClusterChange,
+    DecisionRecord,
     EventInput,
     FinishInput,
     OperationStatus,
+    WaitForOperations,
 )
 
 
@@ -30,12 +36,37 @@ class RecordActivities:
     @activity.defn(name="records.begin_operation")
     async def begin_operation(self, inp: BeginInput) -> BeginResult:
         async with self.pool.acquire() as conn:
-            status = await operations.begin(conn, inp.operation_id)
+            status = await operations.begin(conn, inp.operation_id, inp.awaiting_approval)
         if status is None:
             raise ApplicationError(
                 f"operation {inp.operation_id} has no record", type="UNKNOWN_OPERATION", non_retryable=True
             )
         return BeginResult(proceed=status == OperationStatus.RUNNING, status=status)
+
+    @activity.defn(name="records.record_decision")
+    async def record_decision(self, inp: DecisionRecord) -> str | None:
+        async with self.pool.acquire() as conn:
+            return await operations.record_decision(conn, inp.operation_id, inp.decision, inp.decided_by, inp.comment)
+
+    @activity.defn(name="records.update_cluster")
+    async def update_cluster(self, inp: ClusterChange) -> None:
+        async with self.pool.acquire() as conn:
+            await clusters.set_state(conn, inp.cluster_id, inp.state, inp.fields)
+
+    @activity.defn(name="records.request_cancel")
+    async def request_cancel(self, inp: CancelRequest) -> str | None:
+        async with self.pool.acquire() as conn:
+            return await operations.request_cancel(conn, inp.operation_id, inp.requested_by, forced=False)
+
+    @activity.defn(name="records.wait_for_operations")
+    async def wait_for_operations(self, inp: WaitForOperations) -> None:
+        """Heartbeating poll of the records until every operation is terminal."""
+        while True:
+            statuses = [await operations.status_of(self.pool, op) for op in inp.operation_ids]
+            if all(s is None or s in TERMINAL_STATUSES for s in statuses):
+                return
+            activity.heartbeat(statuses)
+            await asyncio.sleep(0.5)
 
     @activity.defn(name="records.append_event")
     async def append_event(self, inp: EventInput) -> int:
@@ -62,6 +93,7 @@ class RecordActivities:
                 inp.message,
                 error=asdict(inp.error) if inp.error else None,
                 result=inp.result,
+                metadata=inp.metadata,
             )
             if changed and inp.cluster_state:
                 cluster_id = await conn.fetchval("SELECT cluster_id FROM operations WHERE id = $1", inp.operation_id)

@@ -14,10 +14,11 @@ from clusterflow.records.db import Conn, Executor
 from clusterflow.records.errors import NameTaken
 
 _COLUMNS = """id, organization_id, name, provider, provisioner_type, region, kubernetes_version,
-    state, spec, control_plane, worker_nodes, upgrade_status, rollback_status, created_at,
+    state, spec, control_plane, worker_nodes, tags, upgrade_status, rollback_status, created_at,
     updated_at, deleted_at,
     (SELECT o.id FROM operations o WHERE o.cluster_id = clusters.id
-       AND o.status IN ('PENDING', 'AWAITING_APPROVAL', 'RUNNING', 'CANCELLING')) AS active_operation_id"""
+       AND o.status IN ('PENDING', 'AWAITING_APPROVAL', 'RUNNING', 'CANCELLING')
+     ORDER BY o.id DESC LIMIT 1) AS active_operation_id"""
 
 
 async def insert(
@@ -83,17 +84,38 @@ async def list_for_org(db: Executor, organization_id: str, provider: str | None 
     )
 
 
-async def set_state(conn: Conn, cluster_id: str, state: str, fields: dict[str, Any] | None = None) -> None:
-    """Move a cluster to `state`, merging provider-reported fields (version, endpoint...)."""
+async def lock(conn: Conn, organization_id: str, cluster_id: str) -> asyncpg.Record | None:
+    """The cluster row, locked until the transaction ends: every enqueue on an existing cluster
+    takes this lock first, so deciding which operations may run together is race-free."""
+    return await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM clusters WHERE organization_id = $1 AND id = $2 FOR UPDATE",
+        organization_id,
+        cluster_id,
+    )
+
+
+async def set_state(conn: Conn, cluster_id: str, state: str | None, fields: dict[str, Any] | None = None) -> None:
+    """Move a cluster to `state` (None keeps it), merging reported fields: `kubernetesVersion`,
+    `workerNodes`, `controlPlaneNode`, `tags`, `upgradeStatus`, `rollbackStatus`."""
     fields = fields or {}
     await conn.execute(
         """UPDATE clusters
-              SET state = $2,
+              SET state = COALESCE($2, state),
                   kubernetes_version = COALESCE($3, kubernetes_version),
+                  worker_nodes = COALESCE($4, worker_nodes),
+                  control_plane = COALESCE($5, control_plane),
+                  tags = COALESCE($6, tags),
+                  upgrade_status = COALESCE($7, upgrade_status),
+                  rollback_status = COALESCE($8, rollback_status),
                   updated_at = now(),
                   deleted_at = CASE WHEN $2 = 'DELETED' THEN now() ELSE deleted_at END
             WHERE id = $1""",
         cluster_id,
         state,
         fields.get("kubernetesVersion"),
+        fields.get("workerNodes"),
+        fields.get("controlPlaneNode"),
+        fields.get("tags"),
+        fields.get("upgradeStatus"),
+        fields.get("rollbackStatus"),
     )

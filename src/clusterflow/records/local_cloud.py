@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from clusterflow.records.db import Executor
+from clusterflow.records.db import Conn, Executor
 
 
 async def create_resource(
@@ -38,15 +38,56 @@ async def create_resource(
             operation_id,
         )
         if created:
-            await conn.execute(
-                """INSERT INTO local_api_calls (cluster_id, kind, name, action, operation_id)
-                   VALUES ($1, $2, $3, 'create', $4)""",
-                cluster_id,
-                kind,
-                name,
-                operation_id,
-            )
+            await _log_call(conn, cluster_id, kind, name, "create", operation_id)
         return bool(created)
+
+
+async def delete_resource(pool: asyncpg.Pool[Any], cluster_id: str, kind: str, name: str, operation_id: str) -> bool:
+    """Delete a resource if it exists; true if this call deleted it (deleting twice is a no-op)."""
+    async with pool.acquire() as conn, conn.transaction():
+        deleted = await conn.fetchval(
+            """UPDATE local_resources SET deleted_at = now()
+                WHERE cluster_id = $1 AND kind = $2 AND name = $3 AND deleted_at IS NULL
+                RETURNING true""",
+            cluster_id,
+            kind,
+            name,
+        )
+        if deleted:
+            await _log_call(conn, cluster_id, kind, name, "delete", operation_id)
+        return bool(deleted)
+
+
+async def update_resource(
+    pool: asyncpg.Pool[Any], cluster_id: str, kind: str, name: str, operation_id: str, spec: dict[str, Any]
+) -> bool:
+    """Merge `spec` into a live resource; true if anything changed (same spec twice: no-op)."""
+    async with pool.acquire() as conn, conn.transaction():
+        changed = await conn.fetchval(
+            """UPDATE local_resources SET spec = spec || $4
+                WHERE cluster_id = $1 AND kind = $2 AND name = $3 AND deleted_at IS NULL
+                  AND NOT (spec @> $4)
+                RETURNING true""",
+            cluster_id,
+            kind,
+            name,
+            spec,
+        )
+        if changed:
+            await _log_call(conn, cluster_id, kind, name, "update", operation_id)
+        return bool(changed)
+
+
+async def _log_call(conn: Conn, cluster_id: str, kind: str, name: str, action: str, operation_id: str) -> None:
+    await conn.execute(
+        """INSERT INTO local_api_calls (cluster_id, kind, name, action, operation_id)
+           VALUES ($1, $2, $3, $4, $5)""",
+        cluster_id,
+        kind,
+        name,
+        action,
+        operation_id,
+    )
 
 
 async def describe(db: Executor, cluster_id: str, kind: str, name: str) -> asyncpg.Record | None:
@@ -63,11 +104,14 @@ async def describe(db: Executor, cluster_id: str, kind: str, name: str) -> async
     )
 
 
-async def list_resources(db: Executor, cluster_id: str) -> list[asyncpg.Record]:
+async def list_resources(db: Executor, cluster_id: str, live_only: bool = False) -> list[asyncpg.Record]:
+    """The cluster's resources in creation order (with `live_only`, the undeleted ones)."""
     return list(
         await db.fetch(
-            "SELECT kind, name, state, deleted_at FROM local_resources WHERE cluster_id = $1 ORDER BY created_at",
+            """SELECT kind, name, state, spec, deleted_at FROM local_resources
+                WHERE cluster_id = $1 AND (NOT $2 OR deleted_at IS NULL) ORDER BY created_at, kind, name""",
             cluster_id,
+            live_only,
         )
     )
 

@@ -8,6 +8,8 @@ the `append_operation_event` SQL function (see migration 0001) for contiguous se
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -24,9 +26,23 @@ RECENT_EVENTS = 20
 
 _COLUMNS = """id, organization_id, cluster_id, cluster_name, operation_type, status, current_phase,
     progress_percentage, message, error, attempt, requested_by, idempotency_key, metadata, result,
-    workflow_type, workflow_started_at, event_count, created_at, started_at, last_update, completed_at"""
+    workflow_type, workflow_started_at, event_count, created_at, started_at, last_update, completed_at,
+    approval_expires_at, approval_required_role, approval_plan_hash, approval_decision, approval_decided_by,
+    approval_decided_at, approval_comment, cancel_requested_at, cancel_requested_by, cancel_forced"""
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
+
+
+@dataclass
+class Approval:
+    """What an operation waiting for approval needs; all None when no approval is needed."""
+
+    token_hash: bytes | None = None
+    expires_at: datetime | None = None
+    required_role: str | None = None
+    plan_hash: str | None = None
+
+
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
 
 
@@ -44,14 +60,17 @@ async def insert(
     workflow_input: dict[str, Any],
     metadata: dict[str, Any] | None = None,
     message: str | None = None,
+    approval: Approval | None = None,
 ) -> None:
     """Insert a PENDING operation; a cluster with an active operation raises ClusterBusy."""
+    approval = approval or Approval()
     try:
         async with conn.transaction():
             await conn.execute(
                 """INSERT INTO operations (id, organization_id, cluster_id, cluster_name, operation_type,
-                       status, requested_by, idempotency_key, workflow_type, workflow_input, metadata, message)
-                   VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11)""",
+                       status, requested_by, idempotency_key, workflow_type, workflow_input, metadata, message,
+                       approval_token_hash, approval_expires_at, approval_required_role, approval_plan_hash)
+                   VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
                 operation_id,
                 organization_id,
                 cluster_id,
@@ -63,6 +82,10 @@ async def insert(
                 workflow_input,
                 metadata or {},
                 message or "accepted, waiting for a worker",
+                approval.token_hash,
+                approval.expires_at,
+                approval.required_role,
+                approval.plan_hash,
             )
     except asyncpg.UniqueViolationError as err:
         active = await conn.fetchval(
@@ -184,32 +207,103 @@ async def append_event(
     return int(sequence)
 
 
-async def begin(conn: Conn, operation_id: str) -> str | None:
-    """PENDING -> RUNNING when the workflow starts; return the status after, None if unknown.
+async def begin(conn: Conn, operation_id: str, awaiting_approval: bool = False) -> str | None:
+    """PENDING -> RUNNING (or AWAITING_APPROVAL) when the workflow starts; return the status
+    after, None if the operation is unknown.
 
     Also marks the workflow as started, which tells the reconciler to leave it alone.
     """
+    target = OperationStatus.AWAITING_APPROVAL if awaiting_approval else OperationStatus.RUNNING
     async with conn.transaction():
         row = await conn.fetchrow(
-            """UPDATE operations SET status = 'RUNNING', started_at = COALESCE(started_at, now()),
+            """UPDATE operations SET status = $2, started_at = COALESCE(started_at, now()),
                       workflow_started_at = COALESCE(workflow_started_at, now()), last_update = now()
                 WHERE id = $1 AND status = 'PENDING'
                 RETURNING status""",
             operation_id,
+            target,
         )
         if row is not None:
             await append_event(
                 conn,
                 operation_id,
                 "operation/started",
-                "operation started",
+                "operation started" + (", waiting for approval" if awaiting_approval else ""),
                 kind="status",
                 progress_percentage=0,
-                labels={"status": OperationStatus.RUNNING},
+                labels={"status": target},
             )
-            return OperationStatus.RUNNING
+            return target
         status = await conn.fetchval("SELECT status FROM operations WHERE id = $1", operation_id)
         return str(status) if status is not None else None
+
+
+async def record_decision(
+    conn: Conn, operation_id: str, decision: str, decided_by: str, comment: str | None
+) -> str | None:
+    """Record an approval decision (APPROVE, REJECT or EXPIRED) on an operation awaiting one.
+
+    APPROVE moves it to RUNNING; REJECT and EXPIRED end it REJECTED. Returns the new status, or
+    None if it was not awaiting approval (a repeated write after a retry changes nothing).
+    """
+    status = OperationStatus.RUNNING if decision == "APPROVE" else OperationStatus.REJECTED
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE operations SET status = $2, approval_decision = $3, approval_decided_by = $4,
+                      approval_decided_at = now(), approval_comment = $5, last_update = now(),
+                      completed_at = CASE WHEN $2 = 'REJECTED' THEN now() ELSE NULL END
+                WHERE id = $1 AND status = 'AWAITING_APPROVAL'
+                RETURNING id""",
+            operation_id,
+            status,
+            decision,
+            decided_by,
+            comment,
+        )
+        if row is None:
+            return None
+        verb = {"APPROVE": "approved", "REJECT": "rejected", "EXPIRED": "rejected: the approval window expired"}
+        message = f"{verb[decision]} by {decided_by}" if decision != "EXPIRED" else verb[decision]
+        if comment:
+            message += f": {comment}"
+        await append_event(
+            conn,
+            operation_id,
+            f"approval/{decision.lower()}",
+            message,
+            kind="status",
+            level="INFO" if decision == "APPROVE" else "WARN",
+            labels={"status": status, "decision": decision},
+        )
+        return status
+
+
+async def request_cancel(conn: Conn, operation_id: str, requested_by: str, forced: bool) -> str | None:
+    """Mark an active operation CANCELLING; return its status before, None if it was terminal."""
+    async with conn.transaction():
+        before = await conn.fetchval("SELECT status FROM operations WHERE id = $1 FOR UPDATE", operation_id)
+        if before not in _ACTIVE:
+            return None
+        await conn.execute(
+            """UPDATE operations SET status = 'CANCELLING', last_update = now(),
+                      cancel_requested_at = COALESCE(cancel_requested_at, now()),
+                      cancel_requested_by = COALESCE(cancel_requested_by, $2),
+                      cancel_forced = cancel_forced OR $3
+                WHERE id = $1""",
+            operation_id,
+            requested_by,
+            forced,
+        )
+        await append_event(
+            conn,
+            operation_id,
+            "operation/cancel-requested" + ("/forced" if forced else ""),
+            f"{'force ' if forced else ''}cancel requested by {requested_by}",
+            kind="status",
+            level="WARN",
+            labels={"status": OperationStatus.CANCELLING},
+        )
+        return str(before)
 
 
 async def finish(
@@ -220,14 +314,18 @@ async def finish(
     *,
     error: dict[str, Any] | None = None,
     result: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> bool:
-    """Move an active operation to a terminal status; false if it already was terminal."""
+    """Move an active operation to a terminal status; false if it already was terminal.
+
+    `metadata` is merged into the record's metadata (for example what a cancel cleaned up).
+    """
     if status not in _TERMINAL:
         raise ValueError(f"{status} is not terminal")
     async with conn.transaction():
         row = await conn.fetchrow(
             """UPDATE operations SET status = $2, error = $3, result = $4, completed_at = now(),
-                      last_update = now(),
+                      last_update = now(), metadata = metadata || $6,
                       progress_percentage = CASE WHEN $2 = 'SUCCEEDED' THEN 100 ELSE progress_percentage END
                 WHERE id = $1 AND status = ANY($5::text[])
                 RETURNING id""",
@@ -236,6 +334,7 @@ async def finish(
             error,
             result,
             _ACTIVE,
+            metadata or {},
         )
         if row is None:
             return False
@@ -245,7 +344,7 @@ async def finish(
             f"operation/{status.lower()}",
             message,
             kind="status",
-            level="ERROR" if status == OperationStatus.FAILED else "INFO",
+            level={"FAILED": "ERROR", "CANCELLED": "WARN"}.get(status, "INFO"),
             progress_percentage=100 if status == OperationStatus.SUCCEEDED else None,
             labels={"status": status} | ({"errorCode": error["code"]} if error else {}),
         )
@@ -272,3 +371,18 @@ async def mark_workflow_started(db: Executor, operation_id: str) -> None:
         "UPDATE operations SET workflow_started_at = COALESCE(workflow_started_at, now()) WHERE id = $1",
         operation_id,
     )
+
+
+async def active_for_cluster(db: Executor, cluster_id: str) -> list[asyncpg.Record]:
+    """The cluster's operations that are not finished (at most a delete and one other)."""
+    rows = await db.fetch(
+        "SELECT id, operation_type, status FROM operations WHERE cluster_id = $1 AND status = ANY($2::text[])",
+        cluster_id,
+        _ACTIVE,
+    )
+    return list(rows)
+
+
+async def status_of(db: Executor, operation_id: str) -> str | None:
+    value = await db.fetchval("SELECT status FROM operations WHERE id = $1", operation_id)
+    return str(value) if value is not None else None

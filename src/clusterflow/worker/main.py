@@ -33,7 +33,13 @@ def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
         records.begin_operation,
         records.append_event,
         records.finish_operation,
+        records.record_decision,
+        records.update_cluster,
+        records.request_cancel,
+        records.wait_for_operations,
         local.deploy_phase,
+        local.delete_phase,
+        local.update_phase,
     ]
 
 

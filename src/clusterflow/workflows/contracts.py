@@ -98,6 +98,8 @@ class ErrorCode(StrEnum):
     INVALID_SPEC = "INVALID_SPEC"
     ORCHESTRATOR_UNAVAILABLE = "ORCHESTRATOR_UNAVAILABLE"
     OPERATION_ABANDONED = "OPERATION_ABANDONED"
+    TEARDOWN_INCOMPLETE = "TEARDOWN_INCOMPLETE"
+    UPDATE_FAILED = "UPDATE_FAILED"
     INTERNAL = "INTERNAL"
 
 
@@ -124,6 +126,23 @@ class ExecutionPolicy:
     record_timeout_seconds: float = 30.0
 
 
+ROLE_ORDER = ("viewer", "editor", "admin", "owner")
+
+
+@dataclass
+class ApprovalRequirement:
+    """An operation that waits for a decision before doing anything.
+
+    Only the token's SHA-256 travels here; the token itself is shown once to the requester.
+    """
+
+    token_sha256: str
+    expires_at: str  # ISO 8601, UTC
+    required_role: str = "owner"
+    plan_hash: str | None = None
+    reason: str = ""
+
+
 @dataclass
 class DeployInput:
     operation_id: str
@@ -134,6 +153,43 @@ class DeployInput:
     region: str
     spec: dict[str, Any]
     policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    approval: ApprovalRequirement | None = None
+
+
+@dataclass
+class DeleteInput:
+    operation_id: str
+    organization_id: str
+    cluster_id: str
+    cluster_name: str
+    provider: str
+    region: str
+    spec: dict[str, Any]
+    policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    approval: ApprovalRequirement | None = None
+    # Deploys this delete pre-empts: they are cancelled (and clean up) before teardown.
+    preempts: list[str] = field(default_factory=list)
+    # The cluster's state before the delete, restored if the delete is rejected.
+    previous_state: str = "ACTIVE"
+
+
+@dataclass
+class UpdateInput:
+    operation_id: str
+    organization_id: str
+    cluster_id: str
+    cluster_name: str
+    provider: str
+    region: str
+    spec: dict[str, Any]
+    phases: list[str]
+    change: dict[str, Any]
+    # The inverse change, applied phase by phase in reverse if the update fails or is cancelled.
+    rollback: dict[str, Any]
+    # Cluster fields (kubernetesVersion, workerNodes, tags) after success.
+    result_fields: dict[str, Any]
+    policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    approval: ApprovalRequirement | None = None
 
 
 @dataclass
@@ -150,6 +206,50 @@ class OperationOutcome:
 @dataclass
 class BeginInput:
     operation_id: str
+    awaiting_approval: bool = False
+
+
+@dataclass
+class DecideInput:
+    """An approval decision, as the API forwards it (the actor's role comes from their key)."""
+
+    token: str
+    action: str  # APPROVE or REJECT
+    actor: str
+    actor_role: str
+    comment: str | None = None
+    plan_hash: str | None = None
+
+
+@dataclass
+class DecisionResult:
+    status: str
+
+
+@dataclass
+class DecisionRecord:
+    operation_id: str
+    decision: str  # APPROVE, REJECT or EXPIRED
+    decided_by: str
+    comment: str | None = None
+
+
+@dataclass
+class ClusterChange:
+    cluster_id: str
+    state: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CancelRequest:
+    operation_id: str
+    requested_by: str
+
+
+@dataclass
+class WaitForOperations:
+    operation_ids: list[str]
 
 
 @dataclass
@@ -188,6 +288,9 @@ class PhaseInput:
     # What an update or delete phase should change (target version, node-group changes...);
     # empty for deploy phases, which read `spec`.
     change: dict[str, Any] = field(default_factory=dict)
+    # "" for the operation's own work; "cleanup" or "rollback" when a phase runs again to undo
+    # work, so its events are new facts rather than repeats of the first pass.
+    stage: str = ""
 
 
 @dataclass
@@ -206,3 +309,4 @@ class FinishInput:
     result: dict[str, Any] | None = None
     cluster_state: str | None = None
     cluster_fields: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None

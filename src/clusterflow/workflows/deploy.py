@@ -4,6 +4,11 @@ The phases are fixed and shared by every provider (VALIDATE, NETWORK, CONTROL_PL
 NODE_GROUPS, ADDONS, VERIFY); each provider implements them as one activity that is idempotent
 (describe before create, request tokens derived from operation ID and phase), so Temporal's
 retries and a worker crash never create a resource twice.
+
+A cancelled deploy cleans up: it runs the provider's teardown phases over whatever exists, in
+a shielded scope so a second cancel cannot interrupt the cleanup, and ends CANCELLED listing
+what it removed and anything it had to leave behind. A failed deploy leaves its resources for
+diagnosis; deleting the cluster removes them.
 """
 
 from __future__ import annotations
@@ -11,69 +16,76 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from clusterflow.workflows.base import OperationWorkflow
     from clusterflow.workflows.contracts import (
         DEPLOY_PHASES,
         ClusterState,
         DeployInput,
         FinishInput,
-        OperationError,
         OperationOutcome,
         OperationStatus,
         PhaseInput,
     )
-    from clusterflow.workflows.steps import (
-        OperationSteps,
-        error_from_activity,
-        phase_progress,
-    )
+    from clusterflow.workflows.steps import OperationSteps, error_from_activity
+
+
+def phase_input_factory(inp: Any) -> Any:
+    """Builds the PhaseInput of one phase from any operation input with the cluster fields."""
+
+    def make(phase: str, low: int, high: int, change: dict[str, Any] | None = None) -> PhaseInput:
+        return PhaseInput(
+            operation_id=inp.operation_id,
+            cluster_id=inp.cluster_id,
+            cluster_name=inp.cluster_name,
+            provider=inp.provider,
+            region=inp.region,
+            phase=phase,
+            spec=inp.spec,
+            progress_from=low,
+            progress_to=high,
+            change=change or {},
+        )
+
+    return make
 
 
 @workflow.defn(name="ClusterDeploy")
-class ClusterDeployWorkflow:
-    def __init__(self) -> None:
-        self._phase: str | None = None
-
-    @workflow.query
-    def current_phase(self) -> str | None:
-        """Live phase for operators with the Temporal UI; clients read the record instead."""
-        return self._phase
-
+class ClusterDeployWorkflow(OperationWorkflow):
     @workflow.run
     async def run(self, inp: DeployInput) -> OperationOutcome:
+        outcome: OperationOutcome = await self.guarded(lambda: self._deploy(inp), lambda: self._clean_up(inp))
+        return outcome
+
+    async def _deploy(self, inp: DeployInput) -> OperationOutcome:
         steps = OperationSteps(inp.operation_id, inp.policy)
-        begun = await steps.begin()
-        if not begun.proceed:
-            return OperationOutcome(inp.operation_id, begun.status)
+        ended = await self.begin(steps, inp.approval)
+        if ended is not None:
+            return OperationOutcome(inp.operation_id, ended)
+        make = phase_input_factory(inp)
+        try:
+            results = await self.run_phases("deploy", list(DEPLOY_PHASES), make)
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            error = error_from_activity(err, self._phase or "")
+            await self.finish(
+                FinishInput(
+                    operation_id=inp.operation_id,
+                    status=OperationStatus.FAILED,
+                    message=f"deploy of {inp.cluster_name} failed: {error.message}",
+                    error=error,
+                    cluster_state=ClusterState.FAILED,
+                )
+            )
+            raise ApplicationError(error.message, type=error.code, non_retryable=True) from err
 
         outputs: dict[str, Any] = {}
-        for index, phase in enumerate(DEPLOY_PHASES):
-            self._phase = phase
-            low, high = phase_progress(index, len(DEPLOY_PHASES))
-            try:
-                result = await steps.run_phase(
-                    "deploy",
-                    PhaseInput(
-                        operation_id=inp.operation_id,
-                        cluster_id=inp.cluster_id,
-                        cluster_name=inp.cluster_name,
-                        provider=inp.provider,
-                        region=inp.region,
-                        phase=phase,
-                        spec=inp.spec,
-                        progress_from=low,
-                        progress_to=high,
-                    ),
-                )
-            except ActivityError as err:
-                error = error_from_activity(err, phase)
-                await self._fail(steps, inp, error)
-                raise ApplicationError(error.message, type=error.code, non_retryable=True) from err
+        for result in results.values():
             outputs.update(result.outputs)
-
-        await steps.finish(
+        await self.finish(
             FinishInput(
                 operation_id=inp.operation_id,
                 status=OperationStatus.SUCCEEDED,
@@ -85,13 +97,19 @@ class ClusterDeployWorkflow:
         )
         return OperationOutcome(inp.operation_id, OperationStatus.SUCCEEDED, result=outputs)
 
-    async def _fail(self, steps: OperationSteps, inp: DeployInput, error: OperationError) -> None:
-        await steps.finish(
+    async def _clean_up(self, inp: DeployInput) -> None:
+        """Tear down whatever the deploy created, then record CANCELLED with the inventory."""
+        if self.steps is None:
+            self.steps = OperationSteps(inp.operation_id, inp.policy)
+        cleaned, left_behind = await self.tear_down(phase_input_factory(inp), stage="cleanup")
+        complete = not left_behind
+        await self.finish(
             FinishInput(
                 operation_id=inp.operation_id,
-                status=OperationStatus.FAILED,
-                message=f"deploy of {inp.cluster_name} failed: {error.message}",
-                error=error,
-                cluster_state=ClusterState.FAILED,
+                status=OperationStatus.CANCELLED,
+                message=f"deploy cancelled; removed {len(cleaned)} resources"
+                + ("" if complete else f"; could not remove: {'; '.join(left_behind)}"),
+                cluster_state=ClusterState.DELETED if complete else ClusterState.FAILED,
+                metadata={"cleanedUp": cleaned, "leftBehind": left_behind},
             )
         )

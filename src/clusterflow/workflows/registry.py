@@ -13,13 +13,17 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from clusterflow.workflows.contracts import OperationType
+from clusterflow.workflows.delete import ClusterDeleteWorkflow
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
+from clusterflow.workflows.update import ClusterUpdateWorkflow
 
 WORKFLOW_TYPES: dict[str, str] = {
     OperationType.CLUSTER_DEPLOY: "ClusterDeploy",
+    OperationType.CLUSTER_DELETE: "ClusterDelete",
+    OperationType.CLUSTER_UPDATE: "ClusterUpdate",
 }
 
-ALL_WORKFLOWS: list[type] = [ClusterDeployWorkflow]
+ALL_WORKFLOWS: list[type] = [ClusterDeployWorkflow, ClusterDeleteWorkflow, ClusterUpdateWorkflow]
 
 
 async def start_operation_workflow(

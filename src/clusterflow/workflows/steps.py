@@ -12,10 +12,14 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.workflow import ActivityCancellationType
 
 from clusterflow.workflows.contracts import (
     BeginInput,
     BeginResult,
+    CancelRequest,
+    ClusterChange,
+    DecisionRecord,
     ErrorCode,
     EventInput,
     ExecutionPolicy,
@@ -23,11 +27,16 @@ from clusterflow.workflows.contracts import (
     OperationError,
     PhaseInput,
     PhaseResult,
+    WaitForOperations,
 )
 
 BEGIN_OPERATION = "records.begin_operation"
 FINISH_OPERATION = "records.finish_operation"
 APPEND_EVENT = "records.append_event"
+RECORD_DECISION = "records.record_decision"
+UPDATE_CLUSTER = "records.update_cluster"
+REQUEST_CANCEL = "records.request_cancel"
+WAIT_FOR_OPERATIONS = "records.wait_for_operations"
 
 
 def phase_activity(provider: str, action: str) -> str:
@@ -71,11 +80,40 @@ class OperationSteps:
             ),
         }
 
-    async def begin(self) -> BeginResult:
+    async def begin(self, awaiting_approval: bool = False) -> BeginResult:
         result: BeginResult = await workflow.execute_activity(
-            BEGIN_OPERATION, BeginInput(self.operation_id), result_type=BeginResult, **self._record_options()
+            BEGIN_OPERATION,
+            BeginInput(self.operation_id, awaiting_approval),
+            result_type=BeginResult,
+            **self._record_options(),
         )
         return result
+
+    async def record_decision(self, decision: str, decided_by: str, comment: str | None) -> None:
+        await workflow.execute_activity(
+            RECORD_DECISION,
+            DecisionRecord(self.operation_id, decision, decided_by, comment),
+            **self._record_options(),
+        )
+
+    async def update_cluster(self, change: ClusterChange) -> None:
+        await workflow.execute_activity(UPDATE_CLUSTER, change, **self._record_options())
+
+    async def request_cancel(self, operation_id: str) -> None:
+        """Mark another operation CANCELLING in its record (the caller cancels its workflow)."""
+        await workflow.execute_activity(
+            REQUEST_CANCEL, CancelRequest(operation_id, self.operation_id), **self._record_options()
+        )
+
+    async def wait_for_operations(self, operation_ids: list[str]) -> None:
+        """Wait until the operations end; the activity heartbeats while it polls their records."""
+        await workflow.execute_activity(
+            WAIT_FOR_OPERATIONS,
+            WaitForOperations(operation_ids),
+            start_to_close_timeout=timedelta(seconds=self.policy.phase_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=self.policy.heartbeat_timeout_seconds),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
 
     async def event(self, event: EventInput) -> None:
         await workflow.execute_activity(APPEND_EVENT, event, **self._record_options())
@@ -90,6 +128,9 @@ class OperationSteps:
             result_type=PhaseResult,
             start_to_close_timeout=timedelta(seconds=self.policy.phase_timeout_seconds),
             heartbeat_timeout=timedelta(seconds=self.policy.heartbeat_timeout_seconds),
+            # On cancel, wait until the activity has stopped: cleanup must not race a phase
+            # that is still creating resources.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=self.policy.retry_initial_seconds),
                 backoff_coefficient=2.0,

@@ -6,7 +6,13 @@ is a no-op, so a retried or re-run phase waits for what exists instead of creati
 
 The spec's `provisioner.local` block controls the simulation: `phaseSeconds` (duration of one
 phase, default from settings), `failAt` (a phase) and `failTimes` (attempts that fail there
-before one succeeds; absent means every attempt fails, a permanent error).
+before one succeeds; absent means every attempt fails, a permanent error). An update's
+`spec.local` block does the same for update phases.
+
+`update_phase` reads `PhaseInput.change`: `kubernetesVersion` (target, or absent),
+`nodeGroups` (a list of `{name, changeType: ADD|RESIZE|REMOVE|UPGRADE, spec}`), `tags`, and
+`local` (the failure injection block). `delete_phase` needs no change: it deletes whatever of
+the phase's kinds the simulated cloud still holds for the cluster.
 """
 
 from __future__ import annotations
@@ -28,6 +34,14 @@ MACHINE_TYPES = {"small": (2, 4), "medium": (4, 16), "large": (8, 32), "xlarge":
 KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
 DEFAULT_KUBERNETES_VERSION = "1.31"
 ADDONS = ("coredns", "kube-proxy", "metrics-server")
+
+# Which simulated resource kinds each phase owns, for teardown (in teardown order).
+KINDS_BY_PHASE: dict[str, tuple[str, ...]] = {
+    Phase.ADDONS: ("addon",),
+    Phase.NODE_GROUPS: ("node_group",),
+    Phase.CONTROL_PLANE: ("control_plane",),
+    Phase.NETWORK: ("subnet", "network"),
+}
 
 
 def local_block(spec: dict[str, Any]) -> dict[str, Any]:
@@ -52,13 +66,31 @@ class LocalProvider:
 
         return await run_phase(self.pool, inp, body)
 
-    def _phase_seconds(self, spec: dict[str, Any]) -> float:
-        value = local_block(spec).get("phaseSeconds")
+    @activity.defn(name="local.delete_phase")
+    async def delete_phase(self, inp: PhaseInput) -> PhaseResult:
+        async def body(reporter: PhaseReporter) -> PhaseResult:
+            if not inp.stage:
+                self._maybe_fail(inp, reporter.attempt)
+            return await self._delete(inp, reporter)
+
+        return await run_phase(self.pool, inp, body)
+
+    @activity.defn(name="local.update_phase")
+    async def update_phase(self, inp: PhaseInput) -> PhaseResult:
+        async def body(reporter: PhaseReporter) -> PhaseResult:
+            if not inp.stage:
+                self._maybe_fail(inp, reporter.attempt, inp.change.get("local") or {})
+            return await self._update(inp, reporter)
+
+        return await run_phase(self.pool, inp, body)
+
+    def _phase_seconds(self, spec: dict[str, Any], override: dict[str, Any] | None = None) -> float:
+        value = (override or {}).get("phaseSeconds", local_block(spec).get("phaseSeconds"))
         return float(value) if value is not None else self.default_phase_seconds
 
     @staticmethod
-    def _maybe_fail(inp: PhaseInput, attempt: int) -> None:
-        block = local_block(inp.spec)
+    def _maybe_fail(inp: PhaseInput, attempt: int, block: dict[str, Any] | None = None) -> None:
+        block = local_block(inp.spec) if block is None else block
         if block.get("failAt") != inp.phase:
             return
         fail_times = block.get("failTimes")
@@ -163,3 +195,84 @@ class LocalProvider:
                 }
             },
         )
+
+    async def _delete(self, inp: PhaseInput, reporter: PhaseReporter) -> PhaseResult:
+        kinds = KINDS_BY_PHASE.get(inp.phase, ())
+        live = [r for r in await local_cloud.list_resources(self.pool, inp.cluster_id, live_only=True)]
+        doomed = sorted((r for r in live if r["kind"] in kinds), key=lambda r: (kinds.index(r["kind"]), r["name"]))
+        share = self._phase_seconds(inp.spec) / max(len(doomed), 1)
+        deleted = []
+        for index, resource in enumerate(doomed):
+            kind, name = resource["kind"], resource["name"]
+            await local_cloud.delete_resource(self.pool, inp.cluster_id, kind, name, inp.operation_id)
+            await reporter.heartbeat_while(share, f"deleting {kind} {name}")
+            deleted.append(f"{kind}/{name}")
+            await reporter.event(f"{kind}/{name}/deleted", f"deleted {kind} {name}", fraction=(index + 1) / len(doomed))
+        return PhaseResult(inp.phase, resources=deleted)
+
+    async def _update(self, inp: PhaseInput, reporter: PhaseReporter) -> PhaseResult:
+        change = inp.change
+        seconds = self._phase_seconds(inp.spec, change.get("local"))
+        version = change.get("kubernetesVersion")
+        if inp.phase == Phase.VALIDATE:
+            if version and version not in KUBERNETES_VERSIONS:
+                raise ProviderError(
+                    ErrorCode.INVALID_SPEC, f"kubernetesVersion {version} is not offered", retryable=False
+                )
+            for group in change.get("nodeGroups") or []:
+                self._validate(
+                    {"clusterSpec": {"dataPlane": {"nodeGroups": [group.get("spec") or {}]}}}, version or "1.31"
+                )
+            await reporter.heartbeat_while(seconds, "preflight checks")
+            return PhaseResult(inp.phase)
+        if inp.phase == Phase.CONTROL_PLANE and version:
+            await local_cloud.update_resource(
+                self.pool,
+                inp.cluster_id,
+                "control_plane",
+                "control-plane",
+                inp.operation_id,
+                {"kubernetesVersion": version},
+            )
+            await reporter.heartbeat_while(seconds, f"upgrading control plane to {version}")
+            await reporter.event("control-plane", f"control plane runs {version}", fraction=1.0)
+            return PhaseResult(inp.phase, resources=["control_plane/control-plane"])
+        if inp.phase == Phase.NODE_GROUPS:
+            return await self._update_node_groups(inp, reporter, seconds)
+        if inp.phase == Phase.ADDONS and version:
+            for index, name in enumerate(ADDONS):
+                await local_cloud.update_resource(
+                    self.pool, inp.cluster_id, "addon", name, inp.operation_id, {"kubernetesVersion": version}
+                )
+                await reporter.heartbeat_while(seconds / len(ADDONS), f"updating {name}")
+                await reporter.event(f"addon/{name}", f"addon {name} matches {version}", fraction=(index + 1) / 3)
+            return PhaseResult(inp.phase)
+        if inp.phase == Phase.VERIFY:
+            await reporter.heartbeat_while(seconds, "checking cluster health")
+            await reporter.event("healthy", "cluster healthy after update", fraction=1.0)
+        return PhaseResult(inp.phase)
+
+    async def _update_node_groups(self, inp: PhaseInput, reporter: PhaseReporter, seconds: float) -> PhaseResult:
+        changes = inp.change.get("nodeGroups") or []
+        share = seconds / max(len(changes), 1)
+        touched = []
+        for index, change in enumerate(changes):
+            name, kind, spec = change["name"], change["changeType"], change.get("spec") or {}
+            if kind == "ADD":
+                await local_cloud.create_resource(
+                    self.pool, inp.cluster_id, "node_group", name, inp.operation_id, share, spec
+                )
+                await self._wait_ready(inp, reporter, "node_group", name)
+            elif kind == "REMOVE":
+                await local_cloud.delete_resource(self.pool, inp.cluster_id, "node_group", name, inp.operation_id)
+                await reporter.heartbeat_while(share, f"draining and removing {name}")
+            else:  # RESIZE, UPGRADE: both change the group in place (UPGRADE rolls its nodes)
+                await local_cloud.update_resource(self.pool, inp.cluster_id, "node_group", name, inp.operation_id, spec)
+                await reporter.heartbeat_while(share, f"{kind.lower()} {name}")
+            touched.append(f"node_group/{name}")
+            await reporter.event(
+                f"node_group/{name}/{kind.lower()}",
+                f"{kind.lower()} node group {name} done",
+                fraction=(index + 1) / len(changes),
+            )
+        return PhaseResult(inp.phase, resources=touched)

@@ -43,18 +43,25 @@ class PhaseReporter:
         span = self.inp.progress_to - self.inp.progress_from
         return self.inp.progress_from + int(span * min(max(fraction, 0.0), 1.0))
 
+    @property
+    def label(self) -> str:
+        """How events name the phase: `NETWORK`, or `NETWORK cleanup` in a cleanup pass."""
+        return f"{self.inp.phase} {self.inp.stage}" if self.inp.stage else self.inp.phase
+
     async def event(
         self, key: str, message: str, *, fraction: float | None = None, level: str = "INFO", kind: str = "progress"
     ) -> None:
+        stage = f"{self.inp.stage}:" if self.inp.stage else ""
         await operations.append_event(
             self.pool,
             self.inp.operation_id,
-            f"{self.inp.phase}/{key}",
+            f"{stage}{self.inp.phase}/{key}",
             message,
             kind=kind,
             level=level,
             phase=self.inp.phase,
-            progress_percentage=None if fraction is None else self.progress_at(fraction),
+            # A cleanup or rollback pass does not move the operation's progress.
+            progress_percentage=None if fraction is None or self.inp.stage else self.progress_at(fraction),
             labels={"attempt": str(self.attempt)},
         )
 
@@ -74,12 +81,13 @@ PhaseBody = Callable[[PhaseReporter], Awaitable[PhaseResult]]
 
 async def run_phase(pool: asyncpg.Pool[Any], inp: PhaseInput, body: PhaseBody) -> PhaseResult:
     reporter = PhaseReporter(pool, inp)
+    label = reporter.label
     if reporter.attempt == 1:
-        await reporter.event("started", f"{inp.phase} started", fraction=0.0, kind="phase")
+        await reporter.event("started", f"{label} started", fraction=0.0, kind="phase")
     else:
         await reporter.event(
             f"attempt-{reporter.attempt}/started",
-            f"retrying {inp.phase} (attempt {reporter.attempt} of {reporter.max_attempts or 'unlimited'})",
+            f"retrying {label} (attempt {reporter.attempt} of {reporter.max_attempts or 'unlimited'})",
             fraction=0.0,
             level="WARN",
             kind="phase",
@@ -91,10 +99,10 @@ async def run_phase(pool: asyncpg.Pool[Any], inp: PhaseInput, body: PhaseBody) -
         will_retry = err.retryable and not last_attempt
         await reporter.event(
             f"attempt-{reporter.attempt}/failed",
-            f"{inp.phase} attempt {reporter.attempt} failed: {err.message}" + ("; will retry" if will_retry else ""),
+            f"{label} attempt {reporter.attempt} failed: {err.message}" + ("; will retry" if will_retry else ""),
             level="WARN" if will_retry else "ERROR",
             kind="log",
         )
         raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
-    await reporter.event("completed", f"{inp.phase} completed", fraction=1.0, kind="phase")
+    await reporter.event("completed", f"{label} completed", fraction=1.0, kind="phase")
     return result
