@@ -73,8 +73,10 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
 @pytest.fixture
-def settings(services: Services) -> Settings:
-    return test_settings(services)
+def settings(services: Services, request: pytest.FixtureRequest) -> Settings:
+    """Per-test settings; a test changes them with
+    `@pytest.mark.parametrize("settings", [{...}], indirect=True)`."""
+    return test_settings(services, **getattr(request, "param", {}))
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = Field(default=200, ge=1, description="Activity slots per worker.")
     worker_max_concurrent_workflow_tasks: int = Field(default=200, ge=1, description="Workflow task slots per worker.")
 
+    approval_window_seconds: float = Field(
+        default=24 * 3600.0, gt=0, description="How long an operation waits for approval before it is rejected."
+    )
+    force_cancel_grace_seconds: float = Field(
+        default=30.0, ge=0, description="How long a force cancel lets the graceful cancel run before terminating."
+    )
     enabled_providers: list[str] = Field(
         default=["local"], description="Providers this deployment accepts (JSON list in the environment)."
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -26,7 +26,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from clusterflow.api.approvals import IssuedApproval
 from clusterflow.api.errors import ApiError, request_id_of
+from clusterflow.api.schemas.common import OperationAccepted
 from clusterflow.records import idempotency, operations
 from clusterflow.records.db import Conn
 from clusterflow.records.errors import ClusterBusy, IdempotencyKeyReused, NameTaken
@@ -43,16 +45,22 @@ RETRY_AFTER_SECONDS = 5
 
 @dataclass
 class OperationPlan:
+    """What a route wants enqueued. `prepare` runs first inside the transaction (it may lock and
+    read rows, refuse with an ApiError, and fill in `workflow_input` and `approval`)."""
+
     operation_id: str
     operation_type: str
     workflow_type: str
-    workflow_input: dict[str, Any]
     cluster_id: str | None
     cluster_name: str | None
     accepted_message: str
+    workflow_input: dict[str, Any] = field(default_factory=dict)
     prepare: Prepare | None = None
     abandon: Prepare | None = None
     metadata: dict[str, Any] | None = None
+    approval: IssuedApproval | None = None
+    # The approval token goes to the requester only if they may decide themselves.
+    show_token: bool = False
 
 
 def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
@@ -91,14 +99,7 @@ async def enqueue(
     fingerprint: bytes,
 ) -> JSONResponse:
     org = principal.organization_id
-    location = f"/v1/operations/{plan.operation_id}"
-    body = {
-        "id": request_id_of(request),
-        "status": "success",
-        "message": plan.accepted_message,
-        "data": {"operationId": plan.operation_id, "clusterId": plan.cluster_id, "status": OperationStatus.PENDING},
-    }
-    headers = {"Location": location}
+    headers = {"Location": f"/v1/operations/{plan.operation_id}"}
     try:
         async with pool.acquire() as conn, conn.transaction():
             if idempotency_key:
@@ -121,8 +122,12 @@ async def enqueue(
                 workflow_type=plan.workflow_type,
                 workflow_input=plan.workflow_input,
                 metadata=plan.metadata,
+                approval=plan.approval.record if plan.approval else None,
+                message="accepted, waiting for approval" if plan.approval else None,
             )
+            body = _accepted_body(request, plan)
             if idempotency_key:
+                # The replayed answer never carries the approval token: it is shown once.
                 await idempotency.store(
                     conn,
                     org,
@@ -148,7 +153,26 @@ async def enqueue(
                 "the workflow engine is unavailable; nothing was enqueued, retry later",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from None
+    if plan.approval and plan.show_token:
+        body = body | {"data": body["data"] | {"approvalToken": plan.approval.token}}
     return JSONResponse(body, status_code=202, headers=headers)
+
+
+def _accepted_body(request: Request, plan: OperationPlan) -> dict[str, Any]:
+    status = OperationStatus.PENDING
+    data = OperationAccepted(
+        operationId=plan.operation_id,
+        clusterId=plan.cluster_id,
+        status=status,
+        approvalRequired=plan.approval is not None,
+        approvalExpiresAt=plan.approval.requirement.expires_at if plan.approval else None,
+    )
+    return {
+        "id": request_id_of(request),
+        "status": "success",
+        "message": plan.accepted_message,
+        "data": data.model_dump(exclude_none=True),
+    }
 
 
 def _key_reused(key: str) -> ApiError:

@@ -9,6 +9,8 @@ import asyncpg
 
 from clusterflow.api.schemas.clusters import ClusterStatusDetail, ClusterView
 from clusterflow.api.schemas.operations import (
+    ApprovalView,
+    CancellationView,
     Operation,
     OperationErrorView,
     OperationEvent,
@@ -68,6 +70,24 @@ def operation_view(row: asyncpg.Record, events: list[asyncpg.Record] | None = No
         completedAt=timestamp(row["completed_at"]),
         isCancelable=status in CANCELABLE,
         isApprovable=status == OperationStatus.AWAITING_APPROVAL,
+        approval=ApprovalView(
+            requiredRole=row["approval_required_role"],
+            expiresAt=timestamp(row["approval_expires_at"]),
+            planHash=row["approval_plan_hash"],
+            decision=row["approval_decision"],
+            decidedBy=row["approval_decided_by"],
+            decidedAt=timestamp(row["approval_decided_at"]),
+            comment=row["approval_comment"],
+        )
+        if row["approval_required_role"]
+        else None,
+        cancellation=CancellationView(
+            requestedAt=_ts(row["cancel_requested_at"]),
+            requestedBy=row["cancel_requested_by"],
+            forced=row["cancel_forced"],
+        )
+        if row["cancel_requested_at"]
+        else None,
         recentEvents=[event_view(e) for e in events or []],
     )
 

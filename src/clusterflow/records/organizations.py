@@ -14,6 +14,7 @@ import string
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from clusterflow.ids import new_id, organization_id
 from clusterflow.records.db import Executor
@@ -121,3 +122,12 @@ async def authenticate(db: Executor, key: str) -> Principal | None:
     if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(key)):
         return None
     return Principal(key_id=row["id"], organization_id=row["organization_id"], role=row["role"], name=row["name"])
+
+
+async def approval_policy(db: Executor, organization_id: str) -> dict[str, Any]:
+    value = await db.fetchval("SELECT approval_policy FROM organizations WHERE id = $1", organization_id)
+    return dict(value or {})
+
+
+async def set_approval_policy(db: Executor, organization_id: str, policy: dict[str, bool]) -> None:
+    await db.execute("UPDATE organizations SET approval_policy = $2 WHERE id = $1", organization_id, policy)

@@ -6,6 +6,7 @@ the I/O libraries the activity implementations import.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -122,6 +123,11 @@ class OperationSteps:
         await workflow.execute_activity(FINISH_OPERATION, finish, **self._record_options())
 
     async def run_phase(self, action: str, phase_input: PhaseInput) -> PhaseResult:
+        # A cancel that lands while an activity finishes anyway is only a request: the activity's
+        # result still arrives. Check between phases so such a cancel is not lost. Cleanup and
+        # rollback passes (a stage) run after the cancel on purpose and are exempt.
+        if not phase_input.stage:
+            raise_if_cancel_requested()
         result: PhaseResult = await workflow.execute_activity(
             phase_activity(phase_input.provider, action),
             phase_input,
@@ -138,7 +144,14 @@ class OperationSteps:
                 maximum_attempts=self.policy.max_attempts,
             ),
         )
+        if not phase_input.stage:
+            raise_if_cancel_requested()
         return result
+
+
+def raise_if_cancel_requested() -> None:
+    if workflow.cancellation_reason() is not None:
+        raise asyncio.CancelledError("cancel requested")
 
 
 def phase_progress(index: int, total: int) -> tuple[int, int]:

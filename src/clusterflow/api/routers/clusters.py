@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from clusterflow.api import approvals
 from clusterflow.api.body import read_json_object
 from clusterflow.api.deps import AppSettings, Editor, Pool, Temporal, Viewer
 from clusterflow.api.enqueue import OperationPlan, enqueue
@@ -34,6 +35,7 @@ from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import clusters, idempotency, operations
 from clusterflow.records.db import Conn
+from clusterflow.records.organizations import approval_policy
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import (
     ClusterState,
@@ -62,6 +64,11 @@ def execution_policy(settings: Settings) -> ExecutionPolicy:
         max_attempts=settings.activity_max_attempts,
         heartbeat_timeout_seconds=settings.activity_heartbeat_timeout_seconds,
     )
+
+
+def normalized_spec(row: Any) -> dict[str, Any]:
+    """The cluster's spec with defaults filled in, as the deploy workflow received it."""
+    return parse_cluster_document(dict(row["spec"])).spec.model_dump(mode="json", exclude_none=True)
 
 
 def parse_cluster_document(body: dict[str, Any]) -> K8sCluster:
@@ -149,6 +156,14 @@ async def deploy_cluster(
     )
 
     async def insert_cluster(conn: Conn) -> None:
+        reason = approvals.approval_reason(
+            approvals.effective_policy(await approval_policy(conn, principal.organization_id)),
+            OperationType.CLUSTER_DEPLOY,
+        )
+        if reason:
+            plan.approval = approvals.issue(reason, settings.approval_window_seconds)
+            deploy_input.approval = plan.approval.requirement
+            plan.workflow_input = asdict(deploy_input)
         topology = spec_json["clusterSpec"]
         await clusters.insert(
             conn,
@@ -178,6 +193,7 @@ async def deploy_cluster(
         accepted_message="deploy accepted",
         prepare=insert_cluster,
         abandon=release_cluster,
+        show_token=principal.has_role("owner"),
     )
     fingerprint = idempotency.request_fingerprint(request.method, request.url.path, body)
     return await enqueue(request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint)

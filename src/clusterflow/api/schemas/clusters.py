@@ -219,9 +219,13 @@ class K8sCluster(Strict):
     @field_validator("apiVersion")
     @classmethod
     def _known_version(cls, value: str) -> str:
-        if value != API_VERSION and value not in API_VERSION_ALIASES:
-            raise ValueError(f"apiVersion must be {API_VERSION!r}")
-        return value
+        return check_api_version(value)
+
+
+def check_api_version(value: str) -> str:
+    if value != API_VERSION and value not in API_VERSION_ALIASES:
+        raise ValueError(f"apiVersion must be {API_VERSION!r}")
+    return value
 
 
 class ClusterStatusDetail(BaseModel):
@@ -254,3 +258,102 @@ class ClusterSpecDocument(BaseModel):
     apiVersion: str
     kind: str
     spec: dict[str, Any]
+
+
+Surge = Annotated[str, StringConstraints(pattern=r"^(100|[1-9]?[0-9])%$|^[0-9]{1,3}$")]
+
+
+class UpdateConfig(Strict):
+    allowDowngrade: bool = False
+    dryRun: bool = False
+    generateReport: bool = False
+    maxSurge: Surge | None = None
+    maxUnavailable: Surge | None = None
+    outputFormat: Literal["json"] = "json"
+
+
+class MaintenanceWindow(Strict):
+    startTime: ShortText
+    duration: ShortText
+
+
+class GkeUpdate(Strict):
+    authorizedNetworks: list[ShortText] | None = None
+    imageType: ShortText | None = None
+    maintenanceWindow: MaintenanceWindow | None = None
+    releaseChannel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] | None = None
+
+
+class AksUpdate(Strict):
+    authorizedIPRanges: list[ShortText] | None = None
+    autoUpgradeChannel: Literal["none", "patch", "stable", "rapid", "node-image"] | None = None
+    nodeOsUpgradeChannel: Literal["None", "Unmanaged", "SecurityPatch", "NodeImage"] | None = None
+
+
+class EksUpdate(Strict):
+    amiFamily: ShortText | None = None
+
+
+class SelfHostedUpdate(Strict):
+    controlPlane: NodeGroup | None = None
+
+
+class LocalUpdate(Strict):
+    """Failure injection and pacing of the local simulator, for updates."""
+
+    phaseSeconds: Annotated[float, Field(ge=0, le=3600)] | None = None
+    failAt: Phase | None = None
+    failTimes: Annotated[int, Field(ge=0, le=100)] | None = None
+
+
+class ClusterUpdateSpec(Strict):
+    kubernetesVersion: KubeVersion | None = None
+    nodeGroups: Annotated[list[NodeGroup], Field(max_length=50)] | None = Field(
+        default=None, description="The wanted data-plane node groups: new names are added, missing ones removed"
+    )
+    tags: dict[Label, Annotated[str, StringConstraints(max_length=256)]] | None = None
+    eks: EksUpdate | None = None
+    gke: GkeUpdate | None = None
+    aks: AksUpdate | None = None
+    selfHosted: SelfHostedUpdate | None = None
+    local: LocalUpdate | None = None
+    updateConfig: UpdateConfig = UpdateConfig()
+
+    @field_validator("nodeGroups")
+    @classmethod
+    def _unique_names(cls, groups: list[NodeGroup] | None) -> list[NodeGroup] | None:
+        return None if groups is None else DataPlane._unique_names(groups)
+
+
+class K8sClusterUpdate(Strict):
+    apiVersion: str = Field(description=f"{API_VERSION} (or the alias {API_VERSION_ALIASES[0]})")
+    kind: Literal["K8sClusterUpdate"]
+    spec: ClusterUpdateSpec
+
+    @field_validator("apiVersion")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        return check_api_version(value)
+
+
+class PreflightCheck(BaseModel):
+    name: str
+    category: str
+    description: str
+    status: Literal["PASS", "WARN", "FAIL"]
+    remediation: str
+
+
+class UpdatePreview(BaseModel):
+    """The answer to a dry run or report request: what the update would do, and whether it may."""
+
+    clusterId: str
+    status: str
+    message: str
+    validationPassed: bool
+    errors: list[str]
+    warnings: list[str]
+    preflightChecks: list[PreflightCheck]
+    upgradePlan: dict[str, Any]
+    upgradeReport: dict[str, Any] | None = None
+    planHash: str

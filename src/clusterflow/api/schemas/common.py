@@ -44,6 +44,12 @@ class OperationAccepted(BaseModel):
     operationId: str
     clusterId: str | None = None
     status: str
+    approvalRequired: bool = False
+    approvalExpiresAt: str | None = None
+    approvalToken: str | None = Field(
+        default=None,
+        description="Shown once, and only to a requester who may approve (owner); never replayed",
+    )
 
 
 class DryRunResult(BaseModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class OperationErrorView(BaseModel):
@@ -23,6 +23,22 @@ class OperationEvent(BaseModel):
     message: str
     rawOutput: str | None = None
     labels: dict[str, str] = {}
+
+
+class ApprovalView(BaseModel):
+    requiredRole: str
+    expiresAt: str | None
+    planHash: str | None = None
+    decision: str | None = None
+    decidedBy: str | None = None
+    decidedAt: str | None = None
+    comment: str | None = None
+
+
+class CancellationView(BaseModel):
+    requestedAt: str
+    requestedBy: str | None
+    forced: bool
 
 
 class Operation(BaseModel):
@@ -46,6 +62,8 @@ class Operation(BaseModel):
     completedAt: str | None
     isCancelable: bool
     isApprovable: bool
+    approval: ApprovalView | None = None
+    cancellation: CancellationView | None = None
     recentEvents: list[OperationEvent] = []
 
 
@@ -60,3 +78,27 @@ class EventPage(BaseModel):
     nextCursor: int = Field(description="Pass as ?cursor= to continue after the last event")
     status: str
     terminal: bool
+
+
+class ApprovalDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["APPROVE", "REJECT"]
+    token: str = Field(min_length=1, max_length=200)
+    comment: str | None = Field(default=None, max_length=1000)
+    planHash: str | None = Field(
+        default=None, max_length=100, description="The plan the approver reviewed; refused if the plan changed"
+    )
+
+
+class DecisionOutcome(BaseModel):
+    operationId: str
+    status: str
+    decision: str
+
+
+class CancelOutcome(BaseModel):
+    operationId: str
+    status: str
+    forced: bool
+    terminated: bool = Field(description="True when a force cancel had to terminate the workflow")

@@ -1,0 +1,68 @@
+"""Approval policy and tokens.
+
+Which operations wait for an owner is organization policy, stored in
+`organizations.approval_policy` and changed through `/v1/organizations/{orgId}/approval-policy`:
+`clusterDelete` (default on) and `minorVersionUpgrade` (default on), plus `clusterUpdate` (any
+update) and `clusterDeploy` (default off). The token is shown once to the requester when they
+may decide themselves; only its SHA-256 is stored (the record) and carried (the workflow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from clusterflow.records.operations import Approval
+from clusterflow.workflows.contracts import ApprovalRequirement, OperationType
+
+DEFAULT_POLICY: dict[str, bool] = {
+    "clusterDeploy": False,
+    "clusterUpdate": False,
+    "minorVersionUpgrade": True,
+    "clusterDelete": True,
+}
+
+
+def effective_policy(stored: dict[str, Any] | None) -> dict[str, bool]:
+    return DEFAULT_POLICY | {k: bool(v) for k, v in (stored or {}).items() if k in DEFAULT_POLICY}
+
+
+def approval_reason(policy: dict[str, bool], operation_type: str, minor_upgrade: bool = False) -> str | None:
+    """Why this operation needs approval under the policy, or None if it does not."""
+    if operation_type == OperationType.CLUSTER_DELETE and policy["clusterDelete"]:
+        return "deleting a cluster needs an owner's approval"
+    if operation_type == OperationType.CLUSTER_DEPLOY and policy["clusterDeploy"]:
+        return "deploying a cluster needs an owner's approval"
+    if operation_type == OperationType.CLUSTER_UPDATE:
+        if minor_upgrade and policy["minorVersionUpgrade"]:
+            return "a Kubernetes minor-version upgrade needs an owner's approval"
+        if policy["clusterUpdate"]:
+            return "updating a cluster needs an owner's approval"
+    return None
+
+
+@dataclass
+class IssuedApproval:
+    token: str
+    requirement: ApprovalRequirement
+    record: Approval
+
+
+def issue(reason: str, window_seconds: float, plan_hash: str | None = None) -> IssuedApproval:
+    token = "cfa_" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode())
+    expires = datetime.now(UTC) + timedelta(seconds=window_seconds)
+    return IssuedApproval(
+        token=token,
+        requirement=ApprovalRequirement(
+            token_sha256=digest.hexdigest(),
+            expires_at=expires.isoformat(),
+            required_role="owner",
+            plan_hash=plan_hash,
+            reason=reason,
+        ),
+        record=Approval(token_hash=digest.digest(), expires_at=expires, required_role="owner", plan_hash=plan_hash),
+    )

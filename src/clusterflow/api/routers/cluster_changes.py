@@ -1,0 +1,214 @@
+"""Changing an existing cluster: update (PATCH, with dry runs and reports) and delete."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Request
+from fastapi.responses import JSONResponse
+
+from clusterflow.api import approvals
+from clusterflow.api.cluster_lock import lock_cluster_for
+from clusterflow.api.deps import AppSettings, Editor, Pool, Temporal
+from clusterflow.api.enqueue import OperationPlan, enqueue
+from clusterflow.api.errors import ApiError, not_found, request_id_of
+from clusterflow.api.routers.clusters import execution_policy, normalized_spec
+from clusterflow.api.schemas.clusters import K8sClusterUpdate, UpdatePreview
+from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
+from clusterflow.catalog.local import KUBERNETES_VERSIONS, MACHINE_TYPES
+from clusterflow.ids import operation_id as new_operation_id
+from clusterflow.planning import UpdatePlan, plan_update, plan_view, report_view
+from clusterflow.records import clusters, idempotency
+from clusterflow.records.db import Conn
+from clusterflow.records.organizations import approval_policy
+from clusterflow.workflows.contracts import DeleteInput, OperationType, UpdateInput
+from clusterflow.workflows.registry import WORKFLOW_TYPES
+
+router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
+
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, description="Replays the first response")
+]
+
+
+def _plan(row: Any, document: K8sClusterUpdate) -> UpdatePlan:
+    return plan_update(
+        cluster_id=row["id"],
+        current_version=row["kubernetes_version"],
+        worker_nodes=row["worker_nodes"] or [],
+        tags=row["tags"] or {},
+        spec=document.spec.model_dump(mode="json", exclude_none=True),
+        # The catalog of each provider replaces these once providers publish theirs.
+        supported_versions=list(KUBERNETES_VERSIONS),
+        known_machine_types=set(MACHINE_TYPES) if row["provider"] == "local" else None,
+    )
+
+
+def _preview(row: Any, plan: UpdatePlan, with_report: bool) -> UpdatePreview:
+    view = plan_view(plan, row["name"], row["provider"], row["provisioner_type"], row["region"])
+    nodes = sum(int(g.get("minNode", 0)) for g in row["worker_nodes"] or [])
+    return UpdatePreview(
+        clusterId=row["id"],
+        status=row["state"],
+        message="validation passed" if plan.passed else "the update is blocked: " + "; ".join(plan.errors),
+        validationPassed=plan.passed,
+        errors=plan.errors,
+        warnings=plan.warnings,
+        preflightChecks=view["preflightChecks"],
+        upgradePlan=view,
+        upgradeReport=report_view(plan, nodes) if with_report else None,
+        planHash=plan.plan_hash,
+    )
+
+
+@router.patch(
+    "/{clusterId}",
+    status_code=202,
+    summary="Update a cluster (version, node groups, tags, provider settings)",
+    description="With `updateConfig.dryRun` or `generateReport`: 200 with the plan, preflight checks and "
+    "report; nothing is enqueued. Otherwise 202 with a CLUSTER_UPDATE operation. Skipping minor "
+    "versions, or downgrading without `allowDowngrade`, is refused (422 UPDATE_REFUSED).",
+    response_model=Envelope[OperationAccepted],
+    responses={200: {"model": Envelope[UpdatePreview], "description": "dry run or report"}, **ERRORS},
+)
+async def update_cluster(
+    request: Request,
+    clusterId: str,
+    document: K8sClusterUpdate,
+    principal: Editor,
+    pool: Pool,
+    temporal: Temporal,
+    settings: AppSettings,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    config = document.spec.updateConfig
+    if config.dryRun or config.generateReport:
+        row = await clusters.get(pool, principal.organization_id, clusterId)
+        if row is None:
+            raise not_found("cluster", clusterId)
+        preview = _preview(row, _plan(row, document), with_report=config.generateReport)
+        return JSONResponse(
+            {
+                "id": request_id_of(request),
+                "status": "success",
+                "message": preview.message,
+                "data": preview.model_dump(mode="json"),
+            }
+        )
+
+    operation_id = new_operation_id()
+    plan = OperationPlan(
+        operation_id=operation_id,
+        operation_type=OperationType.CLUSTER_UPDATE,
+        workflow_type=WORKFLOW_TYPES[OperationType.CLUSTER_UPDATE],
+        cluster_id=clusterId,
+        cluster_name=None,
+        accepted_message="update accepted",
+        show_token=principal.has_role("owner"),
+    )
+
+    async def prepare(conn: Conn) -> None:
+        locked = await lock_cluster_for(conn, principal.organization_id, clusterId, OperationType.CLUSTER_UPDATE)
+        row = locked.row
+        update = _plan(row, document)
+        if not update.passed:
+            raise ApiError(
+                422,
+                "UPDATE_REFUSED",
+                "the update is refused: " + "; ".join(update.errors),
+                {"errors": update.errors, "preflightChecks": [c.view() for c in update.checks]},
+            )
+        reason = approvals.approval_reason(
+            approvals.effective_policy(await approval_policy(conn, principal.organization_id)),
+            OperationType.CLUSTER_UPDATE,
+            update.is_minor_upgrade,
+        )
+        if reason:
+            plan.approval = approvals.issue(reason, settings.approval_window_seconds, update.plan_hash)
+        plan.cluster_name = row["name"]
+        plan.metadata = {"planHash": update.plan_hash, "targetVersion": update.target_version or ""}
+        plan.workflow_input = asdict(
+            UpdateInput(
+                operation_id=operation_id,
+                organization_id=principal.organization_id,
+                cluster_id=clusterId,
+                cluster_name=row["name"],
+                provider=row["provider"],
+                region=row["region"],
+                spec=normalized_spec(row),
+                phases=list(update.phases),
+                change=update.change,
+                rollback=update.rollback,
+                result_fields=update.result_fields,
+                policy=execution_policy(settings),
+                approval=plan.approval.requirement if plan.approval else None,
+            )
+        )
+
+    plan.prepare = prepare
+    body = document.model_dump(mode="json")
+    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, body)
+    return await enqueue(request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint)
+
+
+@router.delete(
+    "/{clusterId}",
+    status_code=202,
+    summary="Delete a cluster and all its cloud resources",
+    description="Tears down node groups, control plane and network in reverse order. May wait for an owner's "
+    "approval (organization policy). A deploy still running is cancelled first (pre-empted).",
+    response_model=Envelope[OperationAccepted],
+    responses=ERRORS,
+)
+async def delete_cluster(
+    request: Request,
+    clusterId: str,
+    principal: Editor,
+    pool: Pool,
+    temporal: Temporal,
+    settings: AppSettings,
+    idempotency_key: IdempotencyKey = None,
+    credentials: Annotated[dict[str, Any] | None, Body(description="Accepted for compatibility; unused")] = None,
+) -> JSONResponse:
+    operation_id = new_operation_id()
+    plan = OperationPlan(
+        operation_id=operation_id,
+        operation_type=OperationType.CLUSTER_DELETE,
+        workflow_type=WORKFLOW_TYPES[OperationType.CLUSTER_DELETE],
+        cluster_id=clusterId,
+        cluster_name=None,
+        accepted_message="delete accepted",
+        show_token=principal.has_role("owner"),
+    )
+
+    async def prepare(conn: Conn) -> None:
+        locked = await lock_cluster_for(conn, principal.organization_id, clusterId, OperationType.CLUSTER_DELETE)
+        row = locked.row
+        reason = approvals.approval_reason(
+            approvals.effective_policy(await approval_policy(conn, principal.organization_id)),
+            OperationType.CLUSTER_DELETE,
+        )
+        if reason:
+            plan.approval = approvals.issue(reason, settings.approval_window_seconds)
+        plan.cluster_name = row["name"]
+        plan.metadata = {"preempts": locked.preempts} if locked.preempts else None
+        plan.workflow_input = asdict(
+            DeleteInput(
+                operation_id=operation_id,
+                organization_id=principal.organization_id,
+                cluster_id=clusterId,
+                cluster_name=row["name"],
+                provider=row["provider"],
+                region=row["region"],
+                spec=normalized_spec(row),
+                policy=execution_policy(settings),
+                approval=plan.approval.requirement if plan.approval else None,
+                preempts=locked.preempts,
+                previous_state=row["state"],
+            )
+        )
+
+    plan.prepare = prepare
+    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, {})
+    return await enqueue(request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint)
