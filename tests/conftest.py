@@ -61,6 +61,10 @@ def test_settings(services: Services, **overrides: Any) -> Settings:
         "local_phase_seconds": 0.05,
         "activity_retry_initial_seconds": 0.1,
         "activity_heartbeat_timeout_seconds": 3.0,
+        # Generous limits: tests that are not about rate limiting must never meet them.
+        "rate_limit_writes_per_second": 100_000.0,
+        "rate_limit_deletes_per_second": 100_000.0,
+        "rate_limit_reads_per_second": 100_000.0,
         "reconcile_interval_seconds": 0.2,
         "reconcile_grace_seconds": 0.5,
         "state_dir": services.state_dir,

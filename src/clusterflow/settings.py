@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     force_cancel_grace_seconds: float = Field(
         default=30.0, ge=0, description="How long a force cancel lets the graceful cancel run before terminating."
     )
+    rate_limit_writes_per_second: float = Field(
+        default=10.0, gt=0, description="POST, PUT and PATCH requests per second per API key (all API processes)."
+    )
+    rate_limit_deletes_per_second: float = Field(
+        default=5.0, gt=0, description="DELETE requests per second per API key (all API processes)."
+    )
+    rate_limit_reads_per_second: float = Field(
+        default=25.0, gt=0, description="GET requests per second per API key (all API processes)."
+    )
+    instance_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often an API process announces itself (rate-limit sharing, key usage)."
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body accepted (413 above).")
     enabled_providers: list[str] = Field(
         default=["local"], description="Providers this deployment accepts (JSON list in the environment)."
     )

@@ -16,10 +16,21 @@ from pydantic.json_schema import models_json_schema
 from temporalio.client import Client
 
 from clusterflow import __version__
+from clusterflow.api.audit_log import AuditMiddleware
 from clusterflow.api.errors import install_error_handlers
-from clusterflow.api.middleware import RequestIdMiddleware
-from clusterflow.api.routers import cluster_changes, clusters, health, operations, operator_control
+from clusterflow.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from clusterflow.api.routers import (
+    api_keys,
+    audit,
+    cluster_changes,
+    clusters,
+    health,
+    operations,
+    operator_control,
+    organizations,
+)
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
+from clusterflow.api.security import ApiGuards
 from clusterflow.records.db import create_pool
 from clusterflow.settings import Settings, get_settings
 
@@ -36,9 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.temporal = await Client.connect(
             settings.require_temporal_address(), namespace=settings.temporal_namespace, lazy=True
         )
+        app.state.guards = ApiGuards(settings)
+        await app.state.guards.start(app.state.pool)
         try:
             yield
         finally:
+            await app.state.guards.stop()
             await app.state.pool.close()
 
     app = FastAPI(
@@ -54,7 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(clusters.router)
     app.include_router(cluster_changes.router)
     app.include_router(operator_control.router)
+    app.include_router(organizations.router)
+    app.include_router(api_keys.router)
+    app.include_router(audit.router)
     app.include_router(operations.router)
+    # Outermost last: the request ID exists before anything else runs, audit sees every answer.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

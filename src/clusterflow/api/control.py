@@ -10,6 +10,7 @@ checks the role first as well, so a viewer never reaches the workflow.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from typing import Any
@@ -162,7 +163,7 @@ async def decide(
             {"operationId": row["id"], "status": row["status"]},
         )
     decision = DecideInput(
-        token=token,
+        token_sha256=hashlib.sha256(token.encode()).hexdigest(),
         action=action,
         actor=principal.key_id,
         actor_role=principal.role,

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from temporalio.client import Client
 
 from clusterflow.api.errors import ApiError
+from clusterflow.api.security import ApiGuards, rate_class, retry_after_header
 from clusterflow.records.db import DbPool
 from clusterflow.records.organizations import Principal, authenticate
 from clusterflow.settings import Settings
@@ -53,6 +54,16 @@ async def get_principal(
     if principal is None:
         raise unauthorized
     request.state.principal = principal
+    guards: ApiGuards = request.app.state.guards
+    guards.touch(principal.key_id)
+    wait = guards.limiter.check(principal.key_id, request.method)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            f"too many {rate_class(request.method)} requests for this key; retry later",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
     return principal
 
 
@@ -62,6 +73,7 @@ def require_role(role: str) -> Callable[..., Awaitable[Principal]]:
             raise ApiError(403, "FORBIDDEN", f"this action needs the {role} role; the key has {principal.role}")
         return principal
 
+    dependency.required_role = role  # type: ignore[attr-defined]  # read by the authorization test matrix
     return dependency
 
 

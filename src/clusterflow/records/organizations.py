@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from clusterflow.ids import new_id, organization_id
-from clusterflow.records.db import Executor
+from clusterflow.records.db import Conn, Executor
 
 KEY_PREFIX = "cfk_"
 _ALPHABET = string.ascii_letters + string.digits
@@ -86,6 +88,7 @@ async def create_api_key(
     *,
     created_by: str | None = None,
     expires_at: datetime | None = None,
+    source: str = "api",
 ) -> tuple[str, str]:
     """Create a key; return (key ID, the secret key). The secret is not stored."""
     if role not in ROLES:
@@ -95,8 +98,8 @@ async def create_api_key(
     assert prefix is not None
     key_id = new_id("key")
     await db.execute(
-        """INSERT INTO api_keys (id, organization_id, name, key_prefix, key_hash, role, created_by, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        """INSERT INTO api_keys (id, organization_id, name, key_prefix, key_hash, role, created_by, expires_at, source)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
         key_id,
         organization_id,
         name,
@@ -105,6 +108,7 @@ async def create_api_key(
         role,
         created_by,
         expires_at,
+        source,
     )
     return key_id, key
 
@@ -131,3 +135,118 @@ async def approval_policy(db: Executor, organization_id: str) -> dict[str, Any]:
 
 async def set_approval_policy(db: Executor, organization_id: str, policy: dict[str, bool]) -> None:
     await db.execute("UPDATE organizations SET approval_policy = $2 WHERE id = $1", organization_id, policy)
+
+
+# --- organizations, members and keys as resources ---------------------------------------------
+
+_KEY_COLUMNS = """id, organization_id, name, key_prefix, role, created_by, created_at, expires_at, revoked_at,
+    revoke_reason, revoked_by, last_used_at, source,
+    CASE WHEN revoked_at IS NOT NULL THEN 'REVOKED'
+         WHEN expires_at IS NOT NULL AND expires_at <= now() THEN 'EXPIRED' ELSE 'ACTIVE' END AS status"""
+
+
+async def get_organization(db: Executor, organization_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT id, name, created_at FROM organizations WHERE id = $1", organization_id)
+
+
+async def list_keys(db: Executor, organization_id: str) -> list[asyncpg.Record]:
+    return list(
+        await db.fetch(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE organization_id = $1 ORDER BY created_at DESC, id DESC",
+            organization_id,
+        )
+    )
+
+
+async def get_key(db: Executor, organization_id: str, key_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE organization_id = $1 AND id = $2", organization_id, key_id
+    )
+
+
+async def key_status(db: Executor, key: str) -> asyncpg.Record | None:
+    """The record of a presented key (whatever its status), if the key is genuine."""
+    prefix = parse_key(key)
+    if prefix is None:
+        return None
+    row: asyncpg.Record | None = await db.fetchrow(
+        f"SELECT {_KEY_COLUMNS}, key_hash FROM api_keys WHERE key_prefix = $1", prefix
+    )
+    if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(key)):
+        return None
+    return row
+
+
+async def revoke_key(db: Executor, organization_id: str, key_id: str, revoked_by: str, reason: str | None) -> bool:
+    """Revoke a key (kept, with who and why, for audit); false if unknown or already revoked."""
+    changed = await db.fetchval(
+        """UPDATE api_keys SET revoked_at = now(), revoked_by = $3, revoke_reason = $4
+            WHERE organization_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING true""",
+        organization_id,
+        key_id,
+        revoked_by,
+        reason,
+    )
+    return bool(changed)
+
+
+async def delete_key(db: Executor, organization_id: str, key_id: str) -> bool:
+    """Delete a key's record. Audit events keep its ID."""
+    deleted = await db.fetchval(
+        "DELETE FROM api_keys WHERE organization_id = $1 AND id = $2 RETURNING true", organization_id, key_id
+    )
+    return bool(deleted)
+
+
+async def touch_keys(db: Executor, last_used: dict[str, datetime]) -> None:
+    """Record when keys were last used, many at once (the API batches these in memory)."""
+    if not last_used:
+        return
+    await db.execute(
+        """UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, u.at)
+             FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) WHERE k.id = u.id""",
+        list(last_used),
+        list(last_used.values()),
+    )
+
+
+async def list_members(db: Executor, organization_id: str) -> list[asyncpg.Record]:
+    return list(
+        await db.fetch(
+            "SELECT id, email, name, role, created_at FROM members WHERE organization_id = $1 ORDER BY created_at, id",
+            organization_id,
+        )
+    )
+
+
+async def add_member(db: Executor, organization_id: str, email: str, name: str | None, role: str) -> str | None:
+    """Add a member; None if the email is already a member."""
+    member_id = new_id("mem")
+    inserted = await db.fetchval(
+        """INSERT INTO members (id, organization_id, email, name, role) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (organization_id, email) DO NOTHING RETURNING id""",
+        member_id,
+        organization_id,
+        email,
+        name,
+        role,
+    )
+    return str(inserted) if inserted else None
+
+
+async def remove_member(conn: Conn, organization_id: str, member_id: str) -> str:
+    """Remove a member: "removed", "not_found", or "last_owner" (refused: an organization
+    always keeps an owner). Owners are counted under a lock so two removals cannot race."""
+    async with conn.transaction():
+        owners = await conn.fetch(
+            "SELECT id FROM members WHERE organization_id = $1 AND role = 'owner' FOR UPDATE", organization_id
+        )
+        role = await conn.fetchval(
+            "SELECT role FROM members WHERE organization_id = $1 AND id = $2", organization_id, member_id
+        )
+        if role is None:
+            return "not_found"
+        if role == "owner" and len(owners) <= 1:
+            return "last_owner"
+        await conn.execute("DELETE FROM members WHERE organization_id = $1 AND id = $2", organization_id, member_id)
+        return "removed"

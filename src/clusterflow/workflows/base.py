@@ -8,7 +8,6 @@ enter the workflow history. A durable timer rejects the operation when the windo
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,8 +70,7 @@ class OperationWorkflow:
             raise ApplicationError("action must be APPROVE or REJECT", type="INVALID_ACTION")
         if ROLE_ORDER.index(decision.actor_role) < ROLE_ORDER.index(approval.required_role):
             raise ApplicationError(f"deciding needs the {approval.required_role} role", type="APPROVAL_ROLE_TOO_LOW")
-        presented = hashlib.sha256(decision.token.encode()).hexdigest()
-        if not hmac.compare_digest(presented, approval.token_sha256):
+        if not hmac.compare_digest(decision.token_sha256, approval.token_sha256):
             raise ApplicationError("the approval token is not valid for this operation", type="INVALID_APPROVAL_TOKEN")
         if decision.plan_hash is not None and decision.plan_hash != approval.plan_hash:
             raise ApplicationError(

@@ -211,9 +211,13 @@ class BeginInput:
 
 @dataclass
 class DecideInput:
-    """An approval decision, as the API forwards it (the actor's role comes from their key)."""
+    """An approval decision, as the API forwards it (the actor's role comes from their key).
 
-    token: str
+    The API sends the presented token's SHA-256, never the token: update inputs are kept in
+    the workflow history, which must hold no secret.
+    """
+
+    token_sha256: str
     action: str  # APPROVE or REJECT
     actor: str
     actor_role: str

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from clusterflow.api import control
 from clusterflow.api.approvals import effective_policy
-from clusterflow.api.deps import Admin, AppSettings, Editor, Pool, Temporal, Viewer
+from clusterflow.api.deps import Admin, AppSettings, Editor, Owner, Pool, Temporal, Viewer
 from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.schemas.operations import ApprovalDecision, CancelOutcome, DecisionOutcome
@@ -91,7 +91,7 @@ async def decide_operation(
     request: Request,
     operationId: str,
     decision: ApprovalDecision,
-    principal: Viewer,
+    principal: Owner,
     pool: Pool,
     temporal: Temporal,
 ) -> Envelope[DecisionOutcome]:
@@ -117,7 +117,7 @@ async def decide_by_cluster_name(
     request: Request,
     orgId: str,
     clusterName: str,
-    principal: Viewer,
+    principal: Owner,
     pool: Pool,
     temporal: Temporal,
     token: Annotated[str, Query(min_length=1, max_length=200)],

@@ -1,0 +1,229 @@
+"""The audit log, for admins: filtered pages, one event, streamed exports, statistics.
+
+Fields keep the reference API's snake_case names. Exports stream from a server-side cursor, so
+an export of any size holds one batch in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from clusterflow.api.deps import Admin, Pool
+from clusterflow.api.errors import ApiError, not_found, request_id_of
+from clusterflow.api.schemas.common import ERRORS, Envelope
+from clusterflow.api.views import timestamp
+from clusterflow.records import audit
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+class AuditEventView(BaseModel):
+    id: str
+    org_id: str | None
+    timestamp: str
+    event_type: str
+    action: str
+    resource: str
+    resource_id: str | None
+    user_id: str | None
+    user_role: str | None
+    request_id: str | None
+    ip_address: str | None
+    user_agent: str | None
+    success: bool
+    status_code: int
+    source: str = "api"
+    details: dict[str, Any]
+
+
+class Pagination(BaseModel):
+    page: int
+    pageSize: int
+    totalItems: int
+    totalPages: int
+    hasNext: bool
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventView]
+    pagination: Pagination
+
+
+class AuditStats(BaseModel):
+    org_id: str
+    period: str
+    total_events: int
+    events_by_type: dict[str, int]
+    events_by_action: dict[str, int]
+    top_users: list[dict[str, Any]]
+
+
+def event_view(row: asyncpg.Record) -> AuditEventView:
+    return AuditEventView(
+        id=row["id"],
+        org_id=row["organization_id"],
+        timestamp=timestamp(row["occurred_at"]) or "",
+        event_type=row["event_type"],
+        action=row["action"],
+        resource=row["resource"],
+        resource_id=row["resource_id"],
+        user_id=row["actor"],
+        user_role=row["actor_role"],
+        request_id=row["request_id"],
+        ip_address=row["ip_address"],
+        user_agent=row["user_agent"],
+        success=row["success"],
+        status_code=row["status_code"],
+        details=row["details"] or {},
+    )
+
+
+def parse_when(value: str | None, field: str, end_of_day: bool = False) -> datetime | None:
+    """A date (2024-01-15) or a timestamp (2024-01-15T00:00:00Z); a bare date as an end bound
+    means the end of that day."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except ValueError as err:
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            f"{field}: not a date or timestamp: {value!r}",
+            [
+                {
+                    "field": f"query.{field}",
+                    "message": "expected 2024-01-15 or 2024-01-15T00:00:00Z",
+                    "type": "date_parsing",
+                }
+            ],
+        ) from err
+
+
+Text = Annotated[str | None, Query(max_length=100)]
+
+
+def _filter(
+    eventType: str | None, action: str | None, userId: str | None, startDate: str | None, endDate: str | None
+) -> audit.AuditFilter:
+    return audit.AuditFilter(
+        event_type=eventType,
+        action=action,
+        actor=userId,
+        start=parse_when(startDate, "startDate"),
+        end=parse_when(endDate, "endDate", end_of_day=True),
+    )
+
+
+@router.get("/events", response_model=Envelope[AuditPage], responses=ERRORS, summary="Audit events, newest first")
+async def list_events(
+    request: Request,
+    principal: Admin,
+    pool: Pool,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    pageSize: Annotated[int, Query(ge=1, le=100)] = 50,
+    eventType: Text = None,
+    action: Text = None,
+    userId: Text = None,
+    startDate: Text = None,
+    endDate: Text = None,
+) -> Envelope[AuditPage]:
+    where = _filter(eventType, action, userId, startDate, endDate)
+    rows, total = await audit.page(pool, principal.organization_id, where, page, pageSize)
+    pages = (total + pageSize - 1) // pageSize
+    result = AuditPage(
+        events=[event_view(r) for r in rows],
+        pagination=Pagination(page=page, pageSize=pageSize, totalItems=total, totalPages=pages, hasNext=page < pages),
+    )
+    return Envelope(id=request_id_of(request), message=f"{total} audit events", data=result)
+
+
+_CSV_FIELDS = list(AuditEventView.model_fields)
+
+
+@router.get(
+    "/events/export",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}, **ERRORS},
+    summary="Export matching audit events (streamed, any size)",
+    response_class=StreamingResponse,
+)
+async def export_events(
+    principal: Admin,
+    pool: Pool,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+    eventType: Text = None,
+    action: Text = None,
+    userId: Text = None,
+    startDate: Text = None,
+    endDate: Text = None,
+) -> StreamingResponse:
+    where = _filter(eventType, action, userId, startDate, endDate)
+    org = principal.organization_id
+
+    async def rows() -> AsyncIterator[AuditEventView]:
+        async with pool.acquire() as conn:
+            async for row in audit.stream(conn, org, where):
+                yield event_view(row)
+
+    async def as_json() -> AsyncIterator[bytes]:
+        yield b"["
+        first = True
+        async for event in rows():
+            yield (b"" if first else b",") + event.model_dump_json().encode()
+            first = False
+        yield b"]"
+
+    async def as_csv() -> AsyncIterator[bytes]:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=_CSV_FIELDS)
+        writer.writeheader()
+        async for event in rows():
+            record = event.model_dump()
+            record["details"] = json.dumps(record["details"], sort_keys=True)
+            writer.writerow(record)
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue().encode()
+
+    media = "text/csv" if format == "csv" else "application/json"
+    headers = {"Content-Disposition": f'attachment; filename="audit-events.{format}"'}
+    return StreamingResponse(as_csv() if format == "csv" else as_json(), media_type=media, headers=headers)
+
+
+@router.get("/events/{eventId}", response_model=Envelope[AuditEventView], responses=ERRORS)
+async def get_event(request: Request, eventId: str, principal: Admin, pool: Pool) -> Envelope[AuditEventView]:
+    row = await audit.get(pool, principal.organization_id, eventId)
+    if row is None:
+        raise not_found("audit event", eventId)
+    return Envelope(id=request_id_of(request), message="audit event", data=event_view(row))
+
+
+@router.get("/stats", response_model=Envelope[AuditStats], responses=ERRORS, summary="Audit statistics")
+async def audit_stats(
+    request: Request,
+    principal: Admin,
+    pool: Pool,
+    period: Annotated[Literal["7d", "30d", "90d"], Query()] = "30d",
+) -> Envelope[AuditStats]:
+    numbers = await audit.stats(pool, principal.organization_id, int(period[:-1]))
+    return Envelope(
+        id=request_id_of(request),
+        message="audit statistics",
+        data=AuditStats(org_id=principal.organization_id, period=period, **numbers),
+    )

@@ -1,0 +1,136 @@
+"""Per-process guards around authentication: rate limits and key-usage tracking.
+
+Rate limits are token buckets per key and per kind of request (writes, deletes, reads), kept
+in memory so a request costs no database write. To hold across API processes, each process
+registers itself in `api_instances` with a heartbeat and gives every key 1/N of the configured
+rate, N being the live processes: two processes never double a key's allowance. (With uneven
+load a client may be limited slightly early; it is never allowed more.)
+
+`lastUsedAt` is tracked the same way: in memory, flushed in one statement every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from clusterflow.ids import new_id
+from clusterflow.records.organizations import touch_keys
+from clusterflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def rate_class(method: str) -> str:
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return "read"
+    return "delete" if method == "DELETE" else "write"
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings) -> None:
+        self.rates = {
+            "write": settings.rate_limit_writes_per_second,
+            "delete": settings.rate_limit_deletes_per_second,
+            "read": settings.rate_limit_reads_per_second,
+        }
+        self.instances = 1
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+
+    def check(self, key_id: str, method: str) -> float | None:
+        """Take a token; None if allowed, else the seconds until the next one."""
+        kind = rate_class(method)
+        rate = max(self.rates[kind] / max(self.instances, 1), 0.001)
+        capacity = max(rate, 1.0)
+        now = time.monotonic()
+        bucket = self._buckets.get((key_id, kind))
+        if bucket is None:
+            bucket = self._buckets[(key_id, kind)] = _Bucket(capacity, now)
+        bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return None
+        return (1 - bucket.tokens) / rate
+
+    def forget_idle(self, older_than: float = 60.0) -> None:
+        cutoff = time.monotonic() - older_than
+        for key in [k for k, b in self._buckets.items() if b.updated < cutoff]:
+            del self._buckets[key]
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+class ApiGuards:
+    """The rate limiter and key-usage tracker of one API process, with their background loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limiter = RateLimiter(settings)
+        self.instance_id = new_id("api")
+        self._last_used: dict[str, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._pool: asyncpg.Pool[Any] | None = None
+
+    def touch(self, key_id: str) -> None:
+        self._last_used[key_id] = datetime.now(UTC)
+
+    async def start(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+        await self._heartbeat()
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pool is not None:
+            with contextlib.suppress(Exception):  # best effort on the way out
+                await self._flush()
+                await self._pool.execute("DELETE FROM api_instances WHERE id = $1", self.instance_id)
+
+    async def _flush(self) -> None:
+        pending, self._last_used = self._last_used, {}
+        assert self._pool is not None
+        await touch_keys(self._pool, pending)
+
+    async def _heartbeat(self) -> None:
+        assert self._pool is not None
+        interval = self.settings.instance_heartbeat_seconds
+        live = await self._pool.fetchval(
+            """WITH beat AS (
+                   INSERT INTO api_instances (id) VALUES ($1)
+                   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now())
+               SELECT count(*) + 1 FROM api_instances
+                WHERE id <> $1 AND heartbeat_at > now() - make_interval(secs => $2)""",
+            self.instance_id,
+            interval * 3,
+        )
+        self.limiter.instances = int(live or 1)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.instance_heartbeat_seconds)
+            try:
+                await self._heartbeat()
+                await self._flush()
+                self.limiter.forget_idle()
+            except Exception:  # the next round retries; a missed beat only delays accounting
+                log.exception("API guard loop failed")

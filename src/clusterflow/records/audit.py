@@ -1,0 +1,144 @@
+"""The audit log: one row per mutation, decision, cancel, key change and refused request.
+
+Rows are written by the API's audit middleware after the response is known, so the outcome
+(`success`, `status_code`) is the one the client saw. Details never hold secrets: the
+middleware records the route template and non-secret query parameters, never bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from clusterflow.ids import new_id
+from clusterflow.records.db import Conn, Executor
+
+_COLUMNS = """id, organization_id, occurred_at, event_type, action, resource, resource_id, actor, actor_role,
+    request_id, ip_address, user_agent, success, status_code, details"""
+
+
+@dataclass
+class AuditEvent:
+    organization_id: str | None
+    event_type: str
+    action: str
+    resource: str
+    resource_id: str | None
+    actor: str | None
+    actor_role: str | None
+    request_id: str | None
+    ip_address: str | None
+    user_agent: str | None
+    success: bool
+    status_code: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+async def record(db: Executor, event: AuditEvent) -> str:
+    event_id = new_id("aud")
+    await db.execute(
+        f"""INSERT INTO audit_events ({_COLUMNS})
+            VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+        event_id,
+        event.organization_id,
+        event.event_type,
+        event.action,
+        event.resource,
+        event.resource_id,
+        event.actor,
+        event.actor_role,
+        event.request_id,
+        event.ip_address,
+        event.user_agent,
+        event.success,
+        event.status_code,
+        event.details,
+    )
+    return event_id
+
+
+@dataclass
+class AuditFilter:
+    event_type: str | None = None
+    action: str | None = None
+    actor: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def args(self) -> list[Any]:
+        return [self.event_type, self.action, self.actor, self.start, self.end]
+
+
+# $1 is the organization, $2..$6 the filter (AuditFilter.args order).
+_WHERE = """organization_id = $1 AND ($2::text IS NULL OR event_type = $2) AND ($3::text IS NULL OR action = $3)
+    AND ($4::text IS NULL OR actor = $4) AND ($5::timestamptz IS NULL OR occurred_at >= $5)
+    AND ($6::timestamptz IS NULL OR occurred_at <= $6)"""
+
+
+async def page(
+    db: Executor, organization_id: str, where: AuditFilter, page_number: int, page_size: int
+) -> tuple[list[asyncpg.Record], int]:
+    args = where.args()
+    total = await db.fetchval(f"SELECT count(*) FROM audit_events WHERE {_WHERE}", organization_id, *args)
+    rows = await db.fetch(
+        f"""SELECT {_COLUMNS} FROM audit_events WHERE {_WHERE}
+             ORDER BY occurred_at DESC, id DESC LIMIT $7 OFFSET $8""",
+        organization_id,
+        *args,
+        page_size,
+        (page_number - 1) * page_size,
+    )
+    return list(rows), int(total)
+
+
+async def get(db: Executor, organization_id: str, event_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM audit_events WHERE organization_id = $1 AND id = $2", organization_id, event_id
+    )
+
+
+async def stream(
+    conn: Conn, organization_id: str, where: AuditFilter, batch: int = 500
+) -> AsyncIterator[asyncpg.Record]:
+    """Every matching event, oldest first, read with a server-side cursor (constant memory)."""
+    async with conn.transaction():
+        async for row in conn.cursor(
+            f"SELECT {_COLUMNS} FROM audit_events WHERE {_WHERE} ORDER BY occurred_at, id",
+            organization_id,
+            *where.args(),
+            prefetch=batch,
+        ):
+            yield row
+
+
+async def stats(db: Executor, organization_id: str, days: int) -> dict[str, Any]:
+    since = "now() - make_interval(days => $2)"
+    by_type = await db.fetch(
+        f"""SELECT event_type, count(*) AS n FROM audit_events WHERE organization_id = $1 AND occurred_at >= {since}
+             GROUP BY event_type""",
+        organization_id,
+        days,
+    )
+    by_action = await db.fetch(
+        f"""SELECT action, count(*) AS n FROM audit_events WHERE organization_id = $1 AND occurred_at >= {since}
+             GROUP BY action""",
+        organization_id,
+        days,
+    )
+    top = await db.fetch(
+        f"""SELECT a.actor, k.name, count(*) AS n FROM audit_events a LEFT JOIN api_keys k ON k.id = a.actor
+             WHERE a.organization_id = $1 AND a.occurred_at >= {since} AND a.actor IS NOT NULL
+             GROUP BY a.actor, k.name ORDER BY n DESC LIMIT 10""",
+        organization_id,
+        days,
+    )
+    return {
+        "events_by_type": {r["event_type"]: r["n"] for r in by_type},
+        "events_by_action": {r["action"]: r["n"] for r in by_action},
+        "top_users": [{"user_id": r["actor"], "name": r["name"] or r["actor"], "event_count": r["n"]} for r in top],
+        "total_events": sum(r["n"] for r in by_type),
+    }
