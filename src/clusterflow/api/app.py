@@ -1,6 +1,7 @@
 """The FastAPI app factory.
 
-The lifespan opens the asyncpg pool and the Temporal client once per process; routes get them
+The lifespan opens the asyncpg pool, the Temporal client and the one LISTEN connection that
+feeds this process's event streams (`api/streams.py`) once per process; routes get them
 through dependencies. Tests build the app with their own settings and drive it in-process.
 """
 
@@ -18,9 +19,11 @@ from temporalio.client import Client
 from clusterflow import __version__
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import RequestIdMiddleware
-from clusterflow.api.routers import clusters, health, operations
+from clusterflow.api.routers import clusters, health, operations, progress_stream
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
+from clusterflow.api.streams import StreamHub
 from clusterflow.records.db import create_pool
+from clusterflow.records.notify import EventListener
 from clusterflow.settings import Settings, get_settings
 
 
@@ -36,9 +39,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.temporal = await Client.connect(
             settings.require_temporal_address(), namespace=settings.temporal_namespace, lazy=True
         )
+        app.state.hub = hub = StreamHub()
+        listener = EventListener(settings.require_database_url(), hub.notify, hub.resync)
+        await listener.start()
+        app.state.listener = listener
         try:
             yield
         finally:
+            hub.close()
+            await listener.stop()
             await app.state.pool.close()
 
     app = FastAPI(
@@ -53,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(clusters.router)
     app.include_router(operations.router)
+    app.include_router(progress_stream.router)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

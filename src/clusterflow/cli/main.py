@@ -33,6 +33,7 @@ def _cmd_api(_args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=10,
+        ws="websockets-sansio",  # the default picks websockets.legacy, which is deprecated
     )
     return 0
 
