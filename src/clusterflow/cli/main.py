@@ -2,6 +2,10 @@
 
 Server commands: `dev` (the whole local stack), `api`, `worker`, `migrate`. Each reads the
 same Settings, so one environment configures every process.
+
+Client commands (REST over httpx, one module each): `clusters` (`cli/clusters.py`), `ops` and
+`approve` (`cli/ops.py`), `keys` (`cli/keys.py`); shared plumbing and exit codes in
+`cli/client.py`, live following in `cli/follow.py`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import argparse
 import asyncio
 import sys
 
+from clusterflow.cli import clusters, keys, ops
+from clusterflow.cli.client import CliError, common_options
 from clusterflow.logs import configure_logging
 from clusterflow.settings import get_settings
 
@@ -64,12 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("api", help="run the REST API").set_defaults(func=_cmd_api)
     sub.add_parser("worker", help="run a worker").set_defaults(func=_cmd_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_cmd_migrate)
+    common = common_options()
+    clusters.register(sub, common)
+    ops.register(sub, common)
+    keys.register(sub, common)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return int(err.code)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
