@@ -76,7 +76,7 @@ class Topic:
         self.tail: deque[StreamEvent] = deque(maxlen=TAIL)
         self.latest = 0
         """Highest sequence known to exist (notifications and reads); a hint, never data."""
-        self._lock = asyncio.Lock()
+        self._fetching: asyncio.Future[None] | None = None
 
     def _from_tail(self, cursor: int, limit: int) -> list[StreamEvent] | None:
         if not self.tail or self.tail[-1].sequence <= cursor or cursor + 1 < self.tail[0].sequence:
@@ -102,13 +102,21 @@ class Topic:
             return []
         if self.tail and cursor + 1 < self.tail[0].sequence:
             return await _read(pool, self.operation_id, cursor, limit)  # far behind: not worth caching
-        async with self._lock:  # one reader per topic; the others then find the rows in the tail
+        while self._fetching is not None:
+            # Another subscriber is reading this operation's new rows: wait for it (all waiters
+            # wake together, unlike a lock's one-by-one hand-off), then take them from the tail.
+            await asyncio.wait({self._fetching})
             hit = self._from_tail(cursor, limit)
             if hit:
                 return hit
+        self._fetching = done = asyncio.get_running_loop().create_future()
+        try:
             events = await _read(pool, self.operation_id, cursor, limit)
             self._remember(events)
             return events
+        finally:
+            self._fetching = None
+            done.set_result(None)
 
 
 class StreamHub:
@@ -189,7 +197,8 @@ async def stream_events(
             if not req.follow or (req.terminal_at_start and req.until_terminal):
                 return
             try:
-                await asyncio.wait_for(sub.wake.wait(), keepalive)
+                async with asyncio.timeout(keepalive):  # no task per wait, unlike wait_for
+                    await sub.wake.wait()
             except TimeoutError:
                 yield None
 

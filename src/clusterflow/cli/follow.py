@@ -78,7 +78,7 @@ class TextView:
         level = str(event.get("level", "INFO"))
         style = _LEVEL_STYLE.get(level, "")
         stamp = str(event.get("timestamp", ""))[11:23]
-        where = f"{phase} " if phase else ""
+        where = f"{phase} " if phase and not message.startswith(str(phase)) else ""
         line = f"{stamp} {escape(where)}{escape(message)}"
         self.progress.console.print(f"[{style}]{line}[/{style}]" if style else line)
         if event.get("progressPercentage") is not None:
