@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -117,9 +118,17 @@ def test_cli_follows_deploys_to_the_end_and_exits_with_the_outcome(stack: Stack,
     assert "404 NOT_FOUND" in missing.stderr
 
 
-def test_cli_resumes_after_the_api_is_killed_mid_deploy(stack: Stack, org: Org, tmp_path: Path) -> None:
+def _wait_for_lines(out: Path, count: int, follower: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while len(out.read_text().splitlines()) < count:
+        assert follower.poll() is None, follower.stderr.read() if follower.stderr else ""
+        assert time.monotonic() < deadline, out.read_text()
+        time.sleep(0.05)
+
+
+def test_cli_resumes_after_the_api_restarts_or_is_killed_mid_deploy(stack: Stack, org: Org, tmp_path: Path) -> None:
     out = tmp_path / "follow.out"
-    spec = _spec(tmp_path, "cli-resume", phaseSeconds=0.6)
+    spec = _spec(tmp_path, "cli-resume", phaseSeconds=1.0)
     with open(out, "w") as stdout:
         follower = subprocess.Popen(
             [sys.executable, "-m", "clusterflow.cli.main", "clusters", "deploy", "-f", spec, "--follow", "-o", "json"],
@@ -129,22 +138,25 @@ def test_cli_resumes_after_the_api_is_killed_mid_deploy(stack: Stack, org: Org, 
             text=True,
         )
     try:
-        deadline = time.monotonic() + 60
-        while len(out.read_text().splitlines()) < 4:  # the accepted line and a few events
-            assert follower.poll() is None, follower.stderr.read() if follower.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        kill_hard(stack.api)
+        _wait_for_lines(out, 4, follower)  # the accepted line and a few events
+        # A graceful restart (a rolling deploy of the API): the server ends its streams cleanly.
+        assert stop(stack.api) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
         stack.api = spawn("api", stack.env, tmp_path / "api-2.log")
+        wait_http(f"{stack.url}/healthz", stack.api)
+        _wait_for_lines(out, len(out.read_text().splitlines()) + 1, follower)
+        # A crash: the connection just breaks.
+        kill_hard(stack.api)
+        stack.api = spawn("api", stack.env, tmp_path / "api-3.log")
         wait_http(f"{stack.url}/healthz", stack.api)
         stderr = follower.communicate(timeout=90)[1]
     finally:
         if follower.poll() is None:
             follower.kill()
-            follower.wait()
+            follower.communicate()
 
     assert follower.returncode == 0, stderr
-    assert "resuming after event" in stderr
+    assert "the stream ended before the operation did; resuming after event" in stderr
+    assert "connection lost" in stderr
     accepted, *events = (json.loads(line) for line in out.read_text().splitlines())
     stored = _events(stack, org, accepted["operationId"])
     assert [e["sequence"] for e in events] == list(range(1, len(stored) + 1))

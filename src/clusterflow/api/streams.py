@@ -125,6 +125,7 @@ class StreamHub:
     def __init__(self) -> None:
         self.topics: dict[str, Topic] = {}
         self.closing = False
+        self._loop = asyncio.get_running_loop()
 
     def notify(self, operation_id: str, sequence: int) -> None:
         topic = self.topics.get(operation_id)
@@ -142,8 +143,13 @@ class StreamHub:
                 sub.wake.set()
 
     def close(self) -> None:
+        """End every stream (shutdown); SSE clients reconnect elsewhere with Last-Event-ID."""
         self.closing = True
         self.resync()
+
+    def close_threadsafe(self) -> None:
+        """`close` from a signal handler or another thread."""
+        self._loop.call_soon_threadsafe(self.close)
 
     @property
     def subscriber_count(self) -> int:
@@ -321,6 +327,9 @@ async def ws_stream(websocket: WebSocket, hub: StreamHub, pool: DbPool, req: Str
         async with contextlib.aclosing(stream_events(hub, pool, req, keepalive)) as events:
             async for event in events:
                 await websocket.send_text('{"type":"keepalive"}' if event is None else ws_event_message(event))
+        if hub.closing:  # server restart: the client should reconnect and resume
+            await websocket.close(code=1012, reason="server restarting")
+            return
         await websocket.send_text(json.dumps({"type": "end", "operationId": req.operation_id}))
         await websocket.close(code=1000)
 

@@ -29,11 +29,23 @@ def _cmd_dev(_args: argparse.Namespace) -> int:
 def _cmd_api(_args: argparse.Namespace) -> int:
     import uvicorn
 
+    from clusterflow.api.app import create_app
+
     settings = get_settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "clusterflow.api.app:create_app",
-        factory=True,
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # End live streams first: uvicorn would otherwise wait out its graceful timeout on
+            # them. Their clients reconnect (to this API's successor) with Last-Event-ID.
+            hub = getattr(app.state, "hub", None)
+            if hub is not None:
+                hub.close_threadsafe()
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    config = uvicorn.Config(
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
@@ -41,6 +53,7 @@ def _cmd_api(_args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
         ws="websockets-sansio",  # the default picks websockets.legacy, which is deprecated
     )
+    Server(config).run()
     return 0
 
 

@@ -9,8 +9,9 @@ WebSocket authentication: the API key in the upgrade request's `Authorization: B
 `{"type": "auth", "apiKey": "..."}` sent within 10 s. Never in the URL (URLs are logged).
 Messages from the server: `{"type": "event", "id": <sequence>, "event": <kind>, "data":
 <OperationEvent>}`, `{"type": "keepalive"}` while idle, `{"type": "end"}` before a normal close
-(1000). Failures after the upgrade send `{"type": "error", "status", "error": {"code"},
-"message"}` and close with 4000 + the HTTP status (4401, 4404, 4422).
+(1000); close code 1012 means the server is restarting: reconnect with `Last-Event-ID`.
+Failures after the upgrade send `{"type": "error", "status", "error": {"code"}, "message"}`
+and close with 4000 + the HTTP status (4401, 4404, 4422).
 
 A plain GET (neither upgrade nor `Accept: text/event-stream`) answers 406.
 """
