@@ -23,11 +23,13 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -36,6 +38,8 @@ from clusterflow.api.views import event_view
 from clusterflow.records import operations
 from clusterflow.records.db import DbPool
 from clusterflow.workflows.contracts import TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
 
 BATCH = 100
 TAIL = 256
@@ -249,9 +253,13 @@ class EventStreamResponse(Response):
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
 
         async def produce() -> None:
-            async with contextlib.aclosing(self.frames) as frames:  # its cleanup runs now, not at GC
-                async for frame in frames:
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+            try:
+                async with contextlib.aclosing(self.frames) as frames:  # its cleanup runs now, not at GC
+                    async for frame in frames:
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+            except (asyncpg.PostgresError, OSError, TimeoutError):
+                # The database went away mid-stream: end the stream; the client resumes.
+                log.warning("event stream ended early: database unavailable", exc_info=True)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def watch() -> None:
@@ -324,9 +332,14 @@ async def ws_stream(websocket: WebSocket, hub: StreamHub, pool: DbPool, req: Str
     leaves (then the producer is cancelled at once)."""
 
     async def produce() -> None:
-        async with contextlib.aclosing(stream_events(hub, pool, req, keepalive)) as events:
-            async for event in events:
-                await websocket.send_text('{"type":"keepalive"}' if event is None else ws_event_message(event))
+        try:
+            async with contextlib.aclosing(stream_events(hub, pool, req, keepalive)) as events:
+                async for event in events:
+                    await websocket.send_text('{"type":"keepalive"}' if event is None else ws_event_message(event))
+        except (asyncpg.PostgresError, TimeoutError):
+            log.warning("event stream ended early: database unavailable", exc_info=True)
+            await websocket.close(code=1011, reason="database unavailable; reconnect with Last-Event-ID")
+            return
         if hub.closing:  # server restart: the client should reconnect and resume
             await websocket.close(code=1012, reason="server restarting")
             return
