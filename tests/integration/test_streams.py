@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -215,6 +216,45 @@ async def test_a_client_that_leaves_leaves_no_subscriber_and_a_lost_listener_rec
             await stream.aclose()
         # The operation never ends; the client went away while it was quiet.
         await _until(lambda: hub.subscriber_count == 0 and not hub.topics)
+
+
+async def test_a_stalled_client_holds_back_no_one_and_is_cleaned_up(
+    live: LiveApi, org: Org, pool: asyncpg.Pool
+) -> None:
+    operation_id = await _pending_operation(pool, org)
+    hub = live.app.state.hub
+    path = f"/v1/operations/{operation_id}/events?follow=true"
+    # A client that sends its request and then never reads, with a tiny receive buffer.
+    stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    port = int(live.url.rsplit(":", 1)[1])
+    await asyncio.get_running_loop().sock_connect(stalled, ("127.0.0.1", port))
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {org.owner_key}\r\n"
+    await asyncio.get_running_loop().sock_sendall(stalled, (request + "Accept: text/event-stream\r\n\r\n").encode())
+    try:
+        await _until(lambda: hub.subscriber_count == 1)
+        big = "x" * 64_000  # 150 events of 64 kB: far more than the socket buffers hold
+        async with (
+            httpx.AsyncClient(base_url=live.url, timeout=30) as client,
+            client.stream(
+                "GET",
+                f"/v1/operations/{operation_id}/events",
+                headers=sse_headers(org.headers()),
+                params={"follow": "true"},
+            ) as resp,
+        ):
+            stream = sse_events(resp)
+            for i in range(150):
+                await operations.append_event(pool, operation_id, f"big-{i}", f"big {i}", raw_output=big)
+            received = [await _next_event(stream) for _ in range(150)]
+            await stream.aclose()
+        assert [e.id for e in received] == list(range(1, 151))
+        assert all(e.data["rawOutput"] == big for e in received)
+    finally:
+        stalled.close()
+    # The stalled stream's producer was blocked in a write; the disconnect still ends it.
+    await _until(lambda: hub.subscriber_count == 0)
 
 
 async def test_streams_apply_auth_and_organization_scoping(
