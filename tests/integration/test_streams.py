@@ -116,7 +116,8 @@ async def test_websocket_follows_a_deploy_and_resumes_after_a_cut(live: LiveApi,
                 if message["type"] == "event":
                     assert message["id"] == message["data"]["sequence"]
                     received.append(message["data"])
-        # Cut. Resume with Last-Event-ID on the upgrade request; the key in a first message.
+        await _until(lambda: live.app.state.hub.subscriber_count == 0)  # the cut left nothing behind
+        # Resume with Last-Event-ID on the upgrade request; the key in a first message this time.
         headers = {"Last-Event-ID": str(received[-1]["sequence"])}
         async with websockets.connect(ws_url, additional_headers=headers) as ws:
             await ws.send(json.dumps({"type": "auth", "apiKey": org.owner_key}))
