@@ -35,5 +35,10 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
+# Not part of `make test`: measures event latency (commit -> SSE receipt) and writes reports
+# under .clusterflow/bench/. Every tests/perf/bench_*.py script runs in turn.
+bench: $(STAMP)
+	@for script in tests/perf/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

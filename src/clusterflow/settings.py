@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         default=["local"], description="Providers this deployment accepts (JSON list in the environment)."
     )
 
+    stream_keepalive_seconds: float = Field(
+        default=15.0, gt=0, description="Idle seconds after which an event stream sends a keep-alive."
+    )
+    stream_retry_ms: int = Field(
+        default=2000, ge=0, description="Reconnect delay an SSE client is told to use (`retry:`), in milliseconds."
+    )
+
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @property

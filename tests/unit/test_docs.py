@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clusterflow.api.schemas.clusters import K8sCluster
 from clusterflow.settings import Settings
@@ -24,3 +25,17 @@ def test_readme_documents_every_setting(name: str) -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.json")), ids=lambda p: p.name)
 def test_examples_are_valid_documents(path: Path) -> None:
     K8sCluster.model_validate(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("local-cluster*.yaml")), ids=lambda p: p.name)
+def test_yaml_examples_are_valid_documents(path: Path) -> None:
+    document = yaml.safe_load(path.read_text())
+    if document["kind"] == "K8sCluster":
+        K8sCluster.model_validate(document)
+    else:
+        assert document["kind"] == "K8sClusterUpdate"  # validated by the update route (issue 3)
+
+
+def test_the_yaml_example_is_the_json_example() -> None:
+    as_yaml = yaml.safe_load((ROOT / "examples" / "local-cluster.yaml").read_text())
+    assert as_yaml == json.loads((ROOT / "examples" / "local-cluster.json").read_text())

@@ -1,6 +1,7 @@
 """The FastAPI app factory.
 
-The lifespan opens the asyncpg pool and the Temporal client once per process; routes get them
+The lifespan opens the asyncpg pool, the Temporal client and the one LISTEN connection that
+feeds this process's event streams (`api/streams.py`) once per process; routes get them
 through dependencies. Tests build the app with their own settings and drive it in-process.
 """
 
@@ -28,10 +29,13 @@ from clusterflow.api.routers import (
     operations,
     operator_control,
     organizations,
+    progress_stream,
 )
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
 from clusterflow.api.security import ApiGuards
+from clusterflow.api.streams import StreamHub
 from clusterflow.records.db import create_pool
+from clusterflow.records.notify import EventListener
 from clusterflow.settings import Settings, get_settings
 
 
@@ -49,9 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.guards = ApiGuards(settings)
         await app.state.guards.start(app.state.pool)
+        app.state.hub = hub = StreamHub()
+        listener = EventListener(settings.require_database_url(), hub.notify, hub.resync)
+        await listener.start()
+        app.state.listener = listener
         try:
             yield
         finally:
+            hub.close()
+            await listener.stop()
             await app.state.guards.stop()
             await app.state.pool.close()
 
@@ -72,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys.router)
     app.include_router(audit.router)
     app.include_router(operations.router)
+    app.include_router(progress_stream.router)
     # Outermost last: the request ID exists before anything else runs, audit sees every answer.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)

@@ -11,10 +11,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
 from clusterflow.api.errors import ApiError
 from clusterflow.api.security import ApiGuards, rate_class, retry_after_header
+from clusterflow.api.streams import StreamHub
 from clusterflow.records.db import DbPool
 from clusterflow.records.organizations import Principal, authenticate
 from clusterflow.settings import Settings
@@ -35,7 +37,12 @@ def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
+def get_hub(connection: HTTPConnection) -> StreamHub:
+    return connection.app.state.hub  # type: ignore[no-any-return]
+
+
 Pool = Annotated[DbPool, Depends(get_pool)]
+Hub = Annotated[StreamHub, Depends(get_hub)]
 Temporal = Annotated[Client, Depends(get_temporal)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 

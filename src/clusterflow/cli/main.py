@@ -2,6 +2,10 @@
 
 Server commands: `dev` (the whole local stack), `api`, `worker`, `migrate`. Each reads the
 same Settings, so one environment configures every process.
+
+Client commands (REST over httpx, one module each): `clusters` (`cli/clusters.py`), `ops` and
+`approve` (`cli/ops.py`), `keys` (`cli/keys.py`); shared plumbing and exit codes in
+`cli/client.py`, live following in `cli/follow.py`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import argparse
 import asyncio
 import sys
 
+from clusterflow.cli import clusters, keys, ops
+from clusterflow.cli.client import CliError, common_options
 from clusterflow.logs import configure_logging
 from clusterflow.settings import get_settings
 
@@ -23,17 +29,31 @@ def _cmd_dev(_args: argparse.Namespace) -> int:
 def _cmd_api(_args: argparse.Namespace) -> int:
     import uvicorn
 
+    from clusterflow.api.app import create_app
+
     settings = get_settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "clusterflow.api.app:create_app",
-        factory=True,
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # End live streams first: uvicorn would otherwise wait out its graceful timeout on
+            # them. Their clients reconnect (to this API's successor) with Last-Event-ID.
+            hub = getattr(app.state, "hub", None)
+            if hub is not None:
+                hub.close_threadsafe()
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    config = uvicorn.Config(
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=10,
+        ws="websockets-sansio",  # the default picks websockets.legacy, which is deprecated
     )
+    Server(config).run()
     return 0
 
 
@@ -63,12 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("api", help="run the REST API").set_defaults(func=_cmd_api)
     sub.add_parser("worker", help="run a worker").set_defaults(func=_cmd_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_cmd_migrate)
+    common = common_options()
+    clusters.register(sub, common)
+    ops.register(sub, common)
+    keys.register(sub, common)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return int(err.code)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,16 +1,22 @@
-"""Operations across the organization: list with filters, one record, its event log."""
+"""Operations across the organization: list with filters, one record, its event log.
+
+The event log is one route with two representations: JSON pages by default, a live SSE stream
+(`api/streams.py`) when the client sends `Accept: text/event-stream`.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
 
-from clusterflow.api.deps import Pool, Viewer
-from clusterflow.api.errors import not_found, request_id_of
+from clusterflow.api.deps import AppSettings, Hub, Pool, Viewer
+from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.listing import operation_page
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.schemas.operations import EventPage, Operation, OperationPage
+from clusterflow.api.streams import EventStreamResponse, StreamRequest, parse_last_event_id, sse_frames
 from clusterflow.api.views import event_view, operation_view
 from clusterflow.records import operations
 from clusterflow.workflows.contracts import (
@@ -54,23 +60,78 @@ async def get_operation(request: Request, operationId: str, principal: Viewer, p
     return Envelope(id=request_id_of(request), message="operation", data=operation_view(row, events))
 
 
+SSE_DESCRIPTION = (
+    "With `Accept: text/event-stream`: one SSE event per record event (`id:` its sequence, "
+    "`event:` its kind, `data:` the OperationEvent JSON), a `retry:` line first and `: keep-alive` "
+    "comments while idle. Resumes after `Last-Event-ID` (or `?cursor=`): no gap, no duplicate."
+)
+SSE_CONTENT = {
+    "text/event-stream": {"schema": {"type": "string"}, "example": 'id: 1\nevent: status\ndata: {"sequence": 1}\n\n'}
+}
+
+
+def wants_event_stream(accept: str | None) -> bool:
+    return accept is not None and "text/event-stream" in accept.lower()
+
+
+def stream_cursor(cursor: int, last_event_id: str | None) -> int:
+    """`Last-Event-ID` wins over `?cursor=`: a browser reconnects with the original URL."""
+    try:
+        resumed = parse_last_event_id(last_event_id)
+    except ValueError as err:
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            str(err),
+            [{"field": "Last-Event-ID", "message": str(err), "type": "value_error"}],
+        ) from err
+    return cursor if resumed is None else resumed
+
+
+LastEventId = Annotated[
+    str | None, Header(alias="Last-Event-ID", max_length=64, description="Resume after this event (SSE)")
+]
+Follow = Annotated[bool, Query(description="SSE: keep the stream open for new events")]
+UntilTerminal = Annotated[
+    bool, Query(description="SSE: close the stream after the terminal status event (when following)")
+]
+
+
 @router.get(
     "/{operationId}/events",
     response_model=Envelope[EventPage],
-    responses=ERRORS,
-    summary="The operation's event log, in sequence order, after a cursor",
+    responses={200: {"content": SSE_CONTENT, "description": "a page of events, or an SSE stream"}, **ERRORS},
+    summary="The operation's event log, in sequence order, after a cursor; SSE when asked",
+    description=SSE_DESCRIPTION,
 )
 async def operation_events(
     request: Request,
     operationId: str,
     principal: Viewer,
     pool: Pool,
-    cursor: Annotated[int, Query(ge=0, description="Sequence number to continue after")] = 0,
+    hub: Hub,
+    settings: AppSettings,
+    cursor: Annotated[int, Query(ge=0, le=2**53, description="Sequence number to continue after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> Envelope[EventPage]:
+    follow: Follow = False,
+    untilTerminal: UntilTerminal = True,
+    last_event_id: LastEventId = None,
+) -> Envelope[EventPage] | Response:
     row = await operations.get(pool, principal.organization_id, operationId)
     if row is None:
         raise not_found("operation", operationId)
+    if wants_event_stream(request.headers.get("accept")):
+        req = StreamRequest(
+            operation_id=operationId,
+            cursor=stream_cursor(cursor, last_event_id),
+            follow=follow,
+            until_terminal=untilTerminal,
+            terminal_at_start=row["status"] in TERMINAL_STATUSES,
+        )
+        frames = sse_frames(
+            hub, pool, req, keepalive=settings.stream_keepalive_seconds, retry_ms=settings.stream_retry_ms
+        )
+        return EventStreamResponse(frames)
     events = await operations.events_after(pool, operationId, cursor, limit)
     page = EventPage(
         events=[event_view(e) for e in events],

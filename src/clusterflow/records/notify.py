@@ -1,0 +1,115 @@
+"""One LISTEN connection per process, turning event notifications into wake-ups.
+
+`append_operation_event` (migration 0001) sends `pg_notify('cf_operation_events',
+'<operation id>:<sequence>')` in the transaction that writes the row, so the notification is
+delivered only after the row is committed and visible. The payload carries IDs only: listeners
+treat it as "operation X has something new" and read the rows themselves, so a payload is never
+the source of an event and a lost one costs a read, not an event.
+
+The connection is dedicated (a pooled connection would lose its LISTEN when released). If it
+drops, the listener reconnects with backoff and then calls `on_reconnect`, because
+notifications sent while it was away are gone: subscribers must re-read from the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from clusterflow.records.db import connect
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "cf_operation_events"
+
+
+def parse_payload(payload: str) -> tuple[str, int] | None:
+    """`<operation id>:<sequence>` -> (operation id, sequence); None for anything else."""
+    operation_id, sep, sequence = payload.rpartition(":")
+    if not sep or not operation_id or not sequence.isdigit():
+        return None
+    return operation_id, int(sequence)
+
+
+class EventListener:
+    """LISTENs on `CHANNEL` and calls `on_event(operation_id, sequence)` for each notification.
+
+    Callbacks run on the event loop and must not block: they only set wake-up flags.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        on_event: Callable[[str, int], None],
+        on_reconnect: Callable[[], None],
+        *,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._on_event = on_event
+        self._on_reconnect = on_reconnect
+        self._max_backoff = max_backoff
+        self._conn: asyncpg.Connection[Any] | None = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect and LISTEN (raising if the database is unreachable now), then keep it up."""
+        await self._connect()
+        self._task = asyncio.create_task(self._supervise(), name="cf-event-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close()
+
+    async def _connect(self) -> None:
+        conn = await connect(self._dsn)
+        conn.add_termination_listener(self._terminated)
+        await conn.add_listener(CHANNEL, self._notified)
+        self._conn = conn
+        self._lost.clear()
+        self.connected.set()
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        self.connected.clear()
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+
+    def _terminated(self, _conn: object) -> None:
+        self._lost.set()
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        parsed = parse_payload(str(payload))
+        if parsed is None:
+            log.warning("ignoring a malformed %s notification", CHANNEL)
+            return
+        self._on_event(*parsed)
+
+    async def _supervise(self) -> None:
+        while True:
+            await self._lost.wait()
+            log.warning("the LISTEN connection was lost; reconnecting")
+            await self._close()
+            backoff = 0.1
+            while True:
+                try:
+                    await self._connect()
+                    break
+                except (OSError, asyncpg.PostgresError) as err:
+                    log.warning("LISTEN reconnect failed (%s); retrying in %.1fs", type(err).__name__, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
+            log.info("LISTEN connection restored")
+            self._on_reconnect()
