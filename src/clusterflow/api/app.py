@@ -19,7 +19,7 @@ from temporalio.client import Client
 from clusterflow import __version__
 from clusterflow.api.audit_log import AuditMiddleware
 from clusterflow.api.errors import install_error_handlers
-from clusterflow.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from clusterflow.api.middleware import RequestHygieneMiddleware, RequestIdMiddleware
 from clusterflow.api.routers import (
     api_keys,
     audit,
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(progress_stream.router)
     # Outermost last: the request ID exists before anything else runs, audit sees every answer.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestHygieneMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ well-formed document that breaks a rule is a 422 naming each field.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,8 +56,13 @@ def error_response(request: Request, err: ApiError) -> JSONResponse:
     return JSONResponse(body, status_code=err.status_code, headers=err.headers)
 
 
+# Pydantic names the branch of a union in an error's location ("duration.constrained-int");
+# clients want the field. No field of ours is named like these tags.
+_UNION_TAG = re.compile(r"^(constrained-)?(int|str|float|bool|bytes|list|dict|none)$|^[a-z-]+\[.*\]$|^function-")
+
+
 def _field_path(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+    parts = [str(p) for p in loc if p not in ("body",) and not _UNION_TAG.match(str(p))]
     path = ""
     for part in parts:
         path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
@@ -93,12 +99,31 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED", 413: "BODY_TOO_LARGE"}
-        api_err = ApiError(
-            err.status_code, codes.get(err.status_code, "HTTP_ERROR"), str(err.detail), headers=dict(err.headers or {})
-        )
+        headers = dict(err.headers or {})
+        if err.status_code == 405:
+            # A path served by several routers: Starlette names only the first route's methods.
+            headers["Allow"] = ", ".join(sorted(allowed_methods(app, request.url.path)))
+        api_err = ApiError(err.status_code, codes.get(err.status_code, "HTTP_ERROR"), str(err.detail), headers=headers)
         return error_response(request, api_err)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id_of(request))
         return error_response(request, ApiError(500, "INTERNAL", "internal error; quote the request id to support"))
+
+
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """Methods of the most specific route templates matching `path` (a static segment such as
+    `/api-keys/stats` wins over `/api-keys/{keyId}`), across every included router."""
+    by_template: dict[str, set[str]] = {}
+    stack: list[Any] = list(app.routes)
+    while stack:
+        route = stack.pop()
+        if hasattr(route, "original_router"):
+            stack.extend(route.original_router.routes)
+        elif getattr(route, "path_regex", None) is not None and route.path_regex.match(path):
+            by_template.setdefault(route.path, set()).update(getattr(route, "methods", None) or ())
+    if not by_template:
+        return set()
+    fewest = min(template.count("{") for template in by_template)
+    return set().union(*(m for t, m in by_template.items() if t.count("{") == fewest))

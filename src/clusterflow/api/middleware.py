@@ -1,7 +1,7 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it buffers streams and costs a task per request).
 
 Every response carries `X-Request-ID`; the same ID is in the envelope and in log lines. Bodies
-larger than the configured limit are refused with 413 before a route reads them.
+larger than the configured limit, and NUL characters, are refused before a route reads them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-class BodySizeLimitMiddleware:
+class RequestHygieneMiddleware:
+    """Refuses, before any route runs: bodies over the size limit (413), and NUL characters in
+    the path, query or JSON body (400), which PostgreSQL cannot store in text and which no
+    legitimate request carries."""
+
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -45,43 +49,60 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send)
+            await self._refuse(scope, send, TOO_LARGE)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
+            await self._refuse(scope, send, NUL)
             return
         seen = 0
+        tail = b""
 
-        async def limited_receive() -> Message:
-            nonlocal seen
+        async def checked_receive() -> Message:
+            nonlocal seen, tail
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                seen += len(chunk)
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise Refused(TOO_LARGE)
+                window = tail + chunk
+                if b"\\u0000" in window or b"\x00" in window:
+                    raise Refused(NUL)
+                tail = window[-5:]
             return message
 
         try:
-            await self.app(scope, limited_receive, send)
-        except BodyTooLarge:
-            await self._refuse(scope, send)
+            await self.app(scope, checked_receive, send)
+        except Refused as refused:
+            await self._refuse(scope, send, refused.reason)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send, reason: str) -> None:
         rid = scope.get("state", {}).get("request_id", "")
+        status, code, message, details = (
+            (413, "BODY_TOO_LARGE", f"request body is larger than {self.max_bytes} bytes", {"maxBytes": self.max_bytes})
+            if reason == TOO_LARGE
+            else (400, "NUL_CHARACTER", "NUL characters are not accepted in paths, queries or bodies", None)
+        )
         body = json.dumps(
-            {
-                "id": rid,
-                "status": "error",
-                "message": f"request body is larger than {self.max_bytes} bytes",
-                "error": {"code": "BODY_TOO_LARGE", "details": {"maxBytes": self.max_bytes}},
-            }
+            {"id": rid, "status": "error", "message": message, "error": {"code": code, "details": details}}
         ).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
 
 
-class BodyTooLarge(Exception):
-    """Raised while streaming a body past the limit (chunked uploads declare no length)."""
+TOO_LARGE = "too large"
+NUL = "nul"
+
+
+class Refused(Exception):
+    """Raised while streaming a body that must be refused (chunked uploads declare no length)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from clusterflow.api.deps import Admin, Pool
 from clusterflow.api.errors import ApiError, not_found, request_id_of
-from clusterflow.api.schemas.common import ERRORS, Envelope
+from clusterflow.api.schemas.common import ERRORS, Envelope, Strict
 from clusterflow.api.views import timestamp
 from clusterflow.records import organizations as orgs
 from clusterflow.records.organizations import KEY_PREFIX, ROLES
@@ -40,14 +40,14 @@ def parse_duration(value: int | str) -> timedelta:
     return timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class KeyCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     role: Literal["viewer", "editor", "admin", "owner"] = "viewer"
-    duration: int | str | None = Field(
-        default=None, description="Validity: seconds or a duration like 24h (default 90 days, at most 365 days)"
-    )
+    duration: (
+        Annotated[int, Field(ge=1, le=int(MAX_DURATION.total_seconds()))]
+        | Annotated[str, Field(min_length=2, max_length=16, pattern=r"^([0-9]{1,4}h)?([0-9]{1,6}m)?([0-9]{1,8}s)?$")]
+        | None
+    ) = Field(default=None, description="Validity: seconds or a duration like 24h (default 90 days, at most 365 days)")
     isPermanent: bool = False
     source: Literal["cli", "ui", "api"] = "api"
     orgId: str | None = Field(default=None, max_length=64, description="Must be the caller's organization if given")
@@ -86,9 +86,7 @@ class CreatedKey(KeyView):
     key: str = Field(description="The secret. Shown once; store it now")
 
 
-class RevokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RevokeRequest(Strict):
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -199,6 +197,17 @@ async def _key_or_404(pool: Any, organization_id: str, key_id: str) -> asyncpg.R
 KeyId = Annotated[str, "the key's ID (not its secret)"]
 
 
+def _not_yourself(caller: str, key_id: str) -> None:
+    """Revoking or deleting the key making the request would lock its holder out mid-way."""
+    if caller == key_id:
+        raise ApiError(
+            409,
+            "CANNOT_REVOKE_OWN_KEY",
+            "a key cannot revoke or delete itself; use another admin key",
+            {"keyId": key_id},
+        )
+
+
 @router.get("/{keyId}", response_model=Envelope[KeyView], responses=ERRORS, summary="One key (masked)")
 async def get_key(request: Request, keyId: KeyId, principal: Admin, pool: Pool) -> Envelope[KeyView]:
     row = await _key_or_404(pool, principal.organization_id, keyId)
@@ -221,6 +230,7 @@ async def revoke_key(
     request: Request, keyId: KeyId, body: RevokeRequest, principal: Admin, pool: Pool
 ) -> Envelope[KeyView]:
     row = await _key_or_404(pool, principal.organization_id, keyId)
+    _not_yourself(principal.key_id, keyId)
     if not await orgs.revoke_key(pool, principal.organization_id, keyId, principal.key_id, body.reason):
         raise ApiError(409, "ALREADY_REVOKED", f"API key {keyId} was already revoked", {"keyId": keyId})
     row = await _key_or_404(pool, principal.organization_id, keyId)
@@ -229,6 +239,7 @@ async def revoke_key(
 
 @router.delete("/{keyId}", response_model=Envelope[KeyDeleted], responses=ERRORS, summary="Delete a key")
 async def delete_key(request: Request, keyId: KeyId, principal: Admin, pool: Pool) -> Envelope[KeyDeleted]:
+    _not_yourself(principal.key_id, keyId)
     if not await orgs.delete_key(pool, principal.organization_id, keyId):
         raise not_found("API key", keyId)
     return Envelope(id=request_id_of(request), message="API key deleted", data=KeyDeleted(keyId=keyId, success=True))

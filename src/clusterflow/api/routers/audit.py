@@ -115,6 +115,14 @@ def parse_when(value: str | None, field: str, end_of_day: bool = False) -> datet
 
 
 Text = Annotated[str | None, Query(max_length=100)]
+When = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+        r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$",
+        description="A date (2024-01-15) or a timestamp (2024-01-15T00:00:00Z)",
+    ),
+]
 
 
 def _filter(

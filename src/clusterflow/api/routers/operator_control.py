@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from clusterflow.api import control
 from clusterflow.api.approvals import effective_policy
 from clusterflow.api.deps import Admin, AppSettings, Editor, Owner, Pool, Temporal, Viewer
 from clusterflow.api.errors import ApiError, not_found, request_id_of
-from clusterflow.api.schemas.common import ERRORS, Envelope
+from clusterflow.api.schemas.common import ERRORS, Envelope, Strict
 from clusterflow.api.schemas.operations import ApprovalDecision, CancelOutcome, DecisionOutcome
 from clusterflow.records import clusters, operations
 from clusterflow.records.organizations import Principal, approval_policy, set_approval_policy
@@ -143,9 +143,7 @@ async def decide_by_cluster_name(
     return Envelope(id=request_id_of(request), message=f"operation {action.lower()}d", data=outcome)
 
 
-class ApprovalPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ApprovalPolicy(Strict):
     clusterDeploy: bool | None = None
     clusterUpdate: bool | None = None
     minorVersionUpgrade: bool | None = None

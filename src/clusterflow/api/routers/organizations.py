@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from clusterflow.api.deps import Owner, Pool, Viewer
 from clusterflow.api.errors import ApiError, not_found, request_id_of
-from clusterflow.api.schemas.common import ERRORS, Envelope
+from clusterflow.api.schemas.common import ERRORS, Envelope, Strict
 from clusterflow.api.views import timestamp
 from clusterflow.records import organizations as orgs
 
@@ -34,9 +34,7 @@ class OrganizationView(BaseModel):
     createdAt: str
 
 
-class OrganizationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OrganizationCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     ownerEmail: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
 
@@ -53,9 +51,7 @@ class MemberView(BaseModel):
     createdAt: str
 
 
-class MemberCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MemberCreate(Strict):
     email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     name: str | None = Field(default=None, max_length=100)
     role: Literal["viewer", "editor", "admin", "owner"]

@@ -6,7 +6,7 @@ refuses the same inputs with the same field paths.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,10 +17,8 @@ from pydantic import (
 )
 
 from clusterflow.api.schemas.common import Strict
-from clusterflow.workflows.contracts import Phase
 
-API_VERSION = "clusterflow.dev/v1"
-API_VERSION_ALIASES = ("platform.astropulse.io/v1",)
+API_VERSION: Final = "clusterflow.dev/v1"
 
 DnsName = Annotated[
     str,
@@ -32,6 +30,7 @@ KubeVersion = Annotated[str, StringConstraints(pattern=r"^1\.[0-9]{1,2}(\.[0-9]{
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 Provider = Literal["local", "aws", "gcp", "azure"]
+PhaseName = Literal["VALIDATE", "NETWORK", "CONTROL_PLANE", "NODE_GROUPS", "ADDONS", "VERIFY"]
 ProvisionerType = Literal["local", "eks", "gke", "aks", "selfHosted"]
 
 PROVISIONERS_BY_PROVIDER: dict[str, tuple[str, ...]] = {
@@ -101,7 +100,7 @@ class LocalProvisioner(Strict):
     phaseSeconds: Annotated[float, Field(ge=0, le=3600)] | None = Field(
         default=None, description="Seconds each simulated phase takes (default from settings)"
     )
-    failAt: Phase | None = Field(default=None, description="Phase at which the simulation fails")
+    failAt: PhaseName | None = Field(default=None, description="Phase at which the simulation fails")
     failTimes: Annotated[int, Field(ge=0, le=100)] | None = Field(
         default=None, description="Attempts that fail at failAt before one succeeds; absent: all fail"
     )
@@ -211,21 +210,14 @@ class ClusterSpec(Strict):
         return provisioner
 
 
+ApiVersion = Literal["clusterflow.dev/v1", "platform.astropulse.io/v1"]
+"""Ours, and the reference API's, accepted as an alias so its clients work unchanged."""
+
+
 class K8sCluster(Strict):
-    apiVersion: str = Field(description=f"{API_VERSION} (or the alias {API_VERSION_ALIASES[0]})")
+    apiVersion: ApiVersion
     kind: Literal["K8sCluster"]
     spec: ClusterSpec
-
-    @field_validator("apiVersion")
-    @classmethod
-    def _known_version(cls, value: str) -> str:
-        return check_api_version(value)
-
-
-def check_api_version(value: str) -> str:
-    if value != API_VERSION and value not in API_VERSION_ALIASES:
-        raise ValueError(f"apiVersion must be {API_VERSION!r}")
-    return value
 
 
 class ClusterStatusDetail(BaseModel):
@@ -302,7 +294,7 @@ class LocalUpdate(Strict):
     """Failure injection and pacing of the local simulator, for updates."""
 
     phaseSeconds: Annotated[float, Field(ge=0, le=3600)] | None = None
-    failAt: Phase | None = None
+    failAt: PhaseName | None = None
     failTimes: Annotated[int, Field(ge=0, le=100)] | None = None
 
 
@@ -326,14 +318,9 @@ class ClusterUpdateSpec(Strict):
 
 
 class K8sClusterUpdate(Strict):
-    apiVersion: str = Field(description=f"{API_VERSION} (or the alias {API_VERSION_ALIASES[0]})")
+    apiVersion: ApiVersion
     kind: Literal["K8sClusterUpdate"]
     spec: ClusterUpdateSpec
-
-    @field_validator("apiVersion")
-    @classmethod
-    def _known_version(cls, value: str) -> str:
-        return check_api_version(value)
 
 
 class PreflightCheck(BaseModel):

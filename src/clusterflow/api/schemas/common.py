@@ -10,9 +10,10 @@ T = TypeVar("T")
 
 
 class Strict(BaseModel):
-    """Request documents refuse unknown fields: a typo must not be silently ignored."""
+    """Request documents refuse unknown fields (a typo must not be silently ignored) and wrong
+    JSON types (`"1"` is not a number, `0` is not a boolean)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Envelope(BaseModel, Generic[T]):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from clusterflow.api.schemas.common import Strict
 
 
 class OperationErrorView(BaseModel):
@@ -80,9 +82,7 @@ class EventPage(BaseModel):
     terminal: bool
 
 
-class ApprovalDecision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ApprovalDecision(Strict):
     action: Literal["APPROVE", "REJECT"]
     token: str = Field(min_length=1, max_length=200)
     comment: str | None = Field(default=None, max_length=1000)
