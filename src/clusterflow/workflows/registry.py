@@ -12,14 +12,22 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from clusterflow.workflows.cloud_accounts import AwsIssueCredentialsWorkflow, AwsReverifyAccountsWorkflow
+from clusterflow.workflows.cloud_connect import CloudConnectWorkflow
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
 
 WORKFLOW_TYPES: dict[str, str] = {
     OperationType.CLUSTER_DEPLOY: "ClusterDeploy",
+    OperationType.CLOUD_CONNECT: "CloudConnect",
 }
 
-ALL_WORKFLOWS: list[type] = [ClusterDeployWorkflow]
+ALL_WORKFLOWS: list[type] = [
+    ClusterDeployWorkflow,
+    CloudConnectWorkflow,
+    AwsIssueCredentialsWorkflow,
+    AwsReverifyAccountsWorkflow,
+]
 
 
 async def start_operation_workflow(
