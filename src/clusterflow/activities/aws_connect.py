@@ -79,10 +79,6 @@ def policy_name(level: str) -> str:
     return f"clusterflow-{level}"
 
 
-def role_name_for(organization_id: str) -> str:
-    return f"clusterflow-{organization_id.lower().replace('_', '-')}"[:64]
-
-
 def connect_template(
     platform_account: str, external_id: str, role_name: str, level: str, session_seconds: int
 ) -> dict[str, Any]:

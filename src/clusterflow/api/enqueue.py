@@ -53,6 +53,8 @@ class OperationPlan:
     prepare: Prepare | None = None
     abandon: Prepare | None = None
     metadata: dict[str, Any] | None = None
+    # The 202's `data` when the resource's API shape is not the default {operationId, ...}.
+    response_data: dict[str, Any] | None = None
 
 
 def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
@@ -96,7 +98,8 @@ async def enqueue(
         "id": request_id_of(request),
         "status": "success",
         "message": plan.accepted_message,
-        "data": {"operationId": plan.operation_id, "clusterId": plan.cluster_id, "status": OperationStatus.PENDING},
+        "data": plan.response_data
+        or {"operationId": plan.operation_id, "clusterId": plan.cluster_id, "status": OperationStatus.PENDING},
     }
     headers = {"Location": location}
     try:

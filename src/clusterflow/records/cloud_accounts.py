@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 
-from clusterflow.ids import new_id
 from clusterflow.records.db import Conn, Executor
 
 WAITING_FOR_ROLE = "WAITING_FOR_ROLE"
@@ -25,6 +24,16 @@ USABLE = (CONNECTED, DEGRADED)
 _COLUMNS = """id, organization_id, provider, account_id, cluster_name, level, region, role_name, role_arn,
     session_seconds, status, operation_id, template_url, error, last_checked_at, last_verified_at,
     created_at, updated_at"""
+
+
+def cloud_account_id(organization_id: str, provider: str, account_id: str) -> str:
+    """Deterministic, so a request can name the row before (and whether or not) it exists."""
+    return f"ca_{organization_id.removeprefix('org_')}_{provider}_{account_id}"
+
+
+def aws_role_name(organization_id: str) -> str:
+    """The role the connect template creates; per organization so two can share an account."""
+    return f"clusterflow-{organization_id.lower().replace('_', '-')}"[:64]
 
 
 async def external_id(db: Executor, organization_id: str, provider: str) -> str:
@@ -71,6 +80,7 @@ async def upsert_for_connect(
     operation_id: str,
 ) -> str:
     """Point the account at a new connect operation (WAITING_FOR_ROLE); return the row ID."""
+    row_id = cloud_account_id(organization_id, provider, account_id)
     value = await conn.fetchval(
         """INSERT INTO cloud_accounts (id, organization_id, provider, account_id, cluster_name, level, region,
                role_name, role_arn, session_seconds, status, operation_id)
@@ -81,7 +91,7 @@ async def upsert_for_connect(
                session_seconds = EXCLUDED.session_seconds, status = 'WAITING_FOR_ROLE',
                operation_id = EXCLUDED.operation_id, template_url = NULL, error = NULL, updated_at = now()
            RETURNING id""",
-        new_id("ca"),
+        row_id,
         organization_id,
         provider,
         account_id,
@@ -100,13 +110,11 @@ async def get(db: Executor, cloud_account_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(f"SELECT {_COLUMNS} FROM cloud_accounts WHERE id = $1", cloud_account_id)
 
 
-async def get_by_operation(db: Executor, organization_id: str, operation_id: str) -> asyncpg.Record | None:
-    """The account a connect operation was for (the operation's metadata names it)."""
+async def get_for_org(db: Executor, organization_id: str, cloud_account_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(
-        f"""SELECT {_COLUMNS} FROM cloud_accounts WHERE organization_id = $1
-              AND id = (SELECT metadata->>'cloudAccountId' FROM operations WHERE id = $2 AND organization_id = $1)""",
+        f"SELECT {_COLUMNS} FROM cloud_accounts WHERE organization_id = $1 AND id = $2",
         organization_id,
-        operation_id,
+        cloud_account_id,
     )
 
 
@@ -166,4 +174,14 @@ async def record_check(
         error,
         verified,
         operation_id,
+    )
+
+
+async def cluster_hint(db: Executor, organization_id: str, cluster_name: str) -> asyncpg.Record | None:
+    """Region and `provisioner.eks.accountId` of a live cluster, to default a request's target."""
+    return await db.fetchrow(
+        """SELECT region, spec->'spec'->'provisioner'->'eks'->>'accountId' AS account_id FROM clusters
+            WHERE organization_id = $1 AND name = $2 AND state <> 'DELETED'""",
+        organization_id,
+        cluster_name,
     )

@@ -25,8 +25,9 @@ CREATE TABLE cloud_accounts (
     session_seconds   integer NOT NULL,
     -- WAITING_FOR_ROLE -> CONNECTED <-> DEGRADED, or FAILED when a connect gives up.
     status            text NOT NULL,
-    -- The latest CLOUD_CONNECT operation of this account.
-    operation_id      text REFERENCES operations(id),
+    -- The latest CLOUD_CONNECT operation of this account (deferred: the API writes the
+    -- account and then the operation in one transaction).
+    operation_id      text REFERENCES operations(id) DEFERRABLE INITIALLY DEFERRED,
     template_url      text,
     error             jsonb,
     last_checked_at   timestamptz,
