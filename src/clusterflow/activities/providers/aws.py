@@ -288,8 +288,8 @@ def eks_token(sts_client: Any, cluster_name: str, expires_seconds: int = 60) -> 
     authenticator replays the URL to learn who the caller is.
     """
 
-    def add_cluster_header(params: dict[str, Any], **_: Any) -> None:
-        params["headers"][_CLUSTER_ID_HEADER] = cluster_name
+    def add_cluster_header(request: Any, **_: Any) -> None:
+        request.headers[_CLUSTER_ID_HEADER] = cluster_name
 
     events = sts_client.meta.events
     events.register("before-sign.sts.GetCallerIdentity", add_cluster_header)
