@@ -12,6 +12,7 @@ are applied to moto's backend state when an update succeeds.
 from __future__ import annotations
 
 import ast
+import json
 import random
 import uuid
 from collections import Counter
@@ -146,7 +147,7 @@ class EksGaps:
         """moto returns the Python repr of inline policies made by CloudFormation; AWS returns JSON."""
         document = parsed.get("PolicyDocument")
         if isinstance(document, str) and document.startswith("{'"):
-            parsed["PolicyDocument"] = ast.literal_eval(document)
+            parsed["PolicyDocument"] = json.dumps(ast.literal_eval(document))
 
     # -- add-ons --
 
