@@ -26,7 +26,7 @@ from moto import settings as moto_settings
 from moto.eks.models import eks_backends
 from moto.server import ThreadedMotoServer
 
-from clusterflow.activities.providers.aws import AwsCredentials, SessionFactory, default_session_factory
+from clusterflow.activities.providers.aws import AwsCredentials, SessionFactory, default_session_factory, new_session
 
 PLATFORM_ACCOUNT = "123456789012"  # moto's account for unknown (platform) access keys
 TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -102,7 +102,7 @@ class EksGaps:
     def session_factory(self) -> SessionFactory:
         def factory(credentials: AwsCredentials | None, region: str) -> boto3.Session:
             if credentials is None:
-                session = boto3.Session(region_name=region, **TEST_CREDENTIALS)
+                session = new_session(region, **TEST_CREDENTIALS)
             else:
                 session = default_session_factory(credentials, region)
             self.install(session)

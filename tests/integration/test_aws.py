@@ -202,7 +202,8 @@ async def test_connect_then_deploy_then_upgrade_then_delete(
     assert caller.get_caller_identity()["Account"] == account_id
     stored = await pool.fetchval(
         """SELECT count(*) FROM operation_events e JOIN operations o ON o.id = e.operation_id
-            WHERE o.organization_id = $1 AND (e.message LIKE '%' || $2 || '%' OR o.result::text LIKE '%' || $2 || '%')""",
+            WHERE o.organization_id = $1
+              AND (e.message LIKE '%' || $2 || '%' OR o.result::text LIKE '%' || $2 || '%')""",
         org.id,
         credentials["secretAccessKey"],
     )

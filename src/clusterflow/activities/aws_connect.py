@@ -187,7 +187,7 @@ class AwsCloudConnect:
         return row
 
     async def _platform_account(self) -> str:
-        identity = await aws_call(self.clients.client(self.clients.platform(), "sts"), "get_caller_identity")
+        identity = await aws_call(self.clients.platform_client("sts"), "get_caller_identity")
         return str(identity["Account"])
 
     @activity.defn(name="aws.prepare_connect")
@@ -199,7 +199,7 @@ class AwsCloudConnect:
             template = connect_template(
                 await self._platform_account(), external_id, row["role_name"], row["level"], row["session_seconds"]
             )
-            s3 = self.clients.client(self.clients.platform(), "s3")
+            s3 = self.clients.platform_client("s3")
             if (
                 await aws_call(s3, "head_bucket", Bucket=self.bucket, missing=("404", "NoSuchBucket", "NotFound"))
                 is None

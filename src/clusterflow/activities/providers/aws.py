@@ -53,6 +53,8 @@ from typing import Any
 
 import asyncpg
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from temporalio import activity
@@ -92,15 +94,26 @@ class AwsCredentials:
 SessionFactory = Callable[[AwsCredentials | None, str], boto3.Session]
 
 
+# Service models and endpoint rules are read once per process and shared by every session:
+# a session per phase attempt (fresh assumed credentials) would otherwise reparse them each time.
+_LOADER = botocore.loaders.create_loader()
+
+
+def new_session(region: str, **credentials: str) -> boto3.Session:
+    core = botocore.session.Session()
+    core.register_component("data_loader", _LOADER)
+    return boto3.Session(region_name=region, botocore_session=core, **credentials)
+
+
 def default_session_factory(credentials: AwsCredentials | None, region: str) -> boto3.Session:
     """Platform credentials from boto3's default chain, or the given temporary ones."""
     if credentials is None:
-        return boto3.Session(region_name=region)
-    return boto3.Session(
+        return new_session(region)
+    return new_session(
+        region,
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key,
         aws_session_token=credentials.session_token,
-        region_name=region,
     )
 
 
@@ -114,9 +127,21 @@ class AwsClients:
         self.factory = factory
         self.endpoint_url = endpoint_url
         self.platform_region = platform_region
+        self._platform: dict[str, boto3.Session] = {}
+        self._platform_clients: dict[tuple[str, str], Any] = {}
 
     def platform(self, region: str | None = None) -> boto3.Session:
-        return self.factory(None, region or self.platform_region)
+        region = region or self.platform_region
+        if region not in self._platform:
+            self._platform[region] = self.factory(None, region)
+        return self._platform[region]
+
+    def platform_client(self, service: str, region: str | None = None) -> Any:
+        """The platform's own clients, built once (clients are thread-safe; sessions are not)."""
+        key = (service, region or self.platform_region)
+        if key not in self._platform_clients:
+            self._platform_clients[key] = self.client(self.platform(region), service)
+        return self._platform_clients[key]
 
     def session(self, credentials: AwsCredentials, region: str) -> boto3.Session:
         return self.factory(credentials, region)
@@ -128,9 +153,8 @@ class AwsClients:
     async def assume_role(
         self, role_arn: str, external_id: str, session_name: str, duration_seconds: int
     ) -> AwsCredentials:
-        sts = self.client(self.platform(), "sts")
         response = await aws_call(
-            sts,
+            self.platform_client("sts"),
             "assume_role",
             RoleArn=role_arn,
             RoleSessionName=re.sub(r"[^\w+=,.@-]", "-", session_name)[:64],
@@ -364,9 +388,12 @@ class Account:
     account_id: str
     role_arn: str
     level: str
+    _cache: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
-        return self.clients.client(self.session, service)
+        if service not in self._cache:
+            self._cache[service] = self.clients.client(self.session, service)
+        return self._cache[service]
 
     async def call(self, client: Any, operation: str, *, missing: tuple[str, ...] = (), **kwargs: Any) -> Any:
         return await aws_call(client, operation, missing=missing, role=self.role_arn, **kwargs)
