@@ -78,6 +78,7 @@ NODE_ROLE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 )
+HEARTBEAT_SECONDS = 1.0
 TOKEN_NAMESPACE = uuid.UUID("6f1c3c59-7f5e-4f0a-9a57-8f3f6c2d4b11")
 
 # --- credentials, sessions, clients ---------------------------------------------------------
@@ -282,9 +283,19 @@ async def aws_call(
     role: str | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Run one boto3 call in a thread; None when it fails with one of the `missing` codes."""
+    """Run one boto3 call in a thread; None when it fails with one of the `missing` codes.
+
+    Inside an activity it heartbeats while the call runs, so a slow call (first use of a
+    service, a sluggish endpoint) is not mistaken for a lost worker.
+    """
+    call = asyncio.ensure_future(asyncio.to_thread(getattr(client, operation), **kwargs))
     try:
-        return await asyncio.to_thread(getattr(client, operation), **kwargs)
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_SECONDS)
+            if done:
+                return call.result()
+            if activity.in_activity():
+                activity.heartbeat(f"waiting for {operation}")
     except ClientError as err:
         if error_code(err) in missing:
             return None
@@ -577,9 +588,9 @@ class AwsProvider:
                 TagSpecifications=self._tag_spec(inp, "vpc", Name=f"cf-{inp.cluster_name}"),
             )
             vpc_id = created["Vpc"]["VpcId"]
-            await reporter.event("vpc", f"created VPC {vpc_id}", fraction=0.2)
+            await reporter.event("vpc/created", f"created VPC {vpc_id}", fraction=0.2)
         else:
-            await reporter.event("vpc", f"found existing VPC {vpc_id}", fraction=0.2)
+            await reporter.event("vpc/found", f"found existing VPC {vpc_id}", fraction=0.2)
         await account.call(ec2, "modify_vpc_attribute", VpcId=vpc_id, EnableDnsHostnames={"Value": True})
         gateway = await self._internet_gateway(inp, account, ec2, vpc_id)
         zones = [
@@ -795,7 +806,7 @@ class AwsProvider:
         existing = await self._describe_cluster(account, inp.cluster_name)
         if existing is not None:
             self._must_be_ours(inp, existing)
-            await reporter.event("cluster", f"found existing EKS cluster {inp.cluster_name}", fraction=0.2)
+            await reporter.event("cluster/found", f"found existing EKS cluster {inp.cluster_name}", fraction=0.2)
         else:
             subnet_ids = await self._subnet_ids(inp, account)
             await account.call(
@@ -808,7 +819,7 @@ class AwsProvider:
                 clientRequestToken=request_token(inp.operation_id, inp.phase, inp.cluster_name),
                 tags=self._tags(inp),
             )
-            await reporter.event("cluster", f"requested EKS cluster {inp.cluster_name}", fraction=0.2)
+            await reporter.event("cluster/requested", f"requested EKS cluster {inp.cluster_name}", fraction=0.2)
         cluster = await self._wait(
             reporter,
             f"cluster {inp.cluster_name}",
@@ -879,7 +890,7 @@ class AwsProvider:
         for group in groups:
             created = await self._create_nodegroup(inp, account, group, node_role, subnet_ids)
             verb = "requested" if created else "found existing"
-            await reporter.event(f"nodegroup/{group['name']}", f"{verb} node group {group['name']}")
+            await reporter.event(f"nodegroup/{group['name']}/{verb}", f"{verb} node group {group['name']}")
         for index, group in enumerate(groups):
             await self._wait(
                 reporter,
