@@ -28,6 +28,7 @@ from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, operations
 from clusterflow.settings import Settings
 from clusterflow.worker.main import build_worker
+from clusterflow.worker.schedules import ensure_schedules, reverify_schedule_id
 from clusterflow.workflows.cloud_contracts import ReverifyInput
 from clusterflow.workflows.contracts import DELETE_PHASES, UPDATE_PHASES, PhaseInput
 from tests.conftest import Org, Services, test_settings
@@ -378,3 +379,54 @@ async def test_cloud_account_requests_are_validated(api: httpx.AsyncClient, org:
             )
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "PROVIDER_NOT_ENABLED"
+
+
+async def test_a_misconfigured_role_is_reported_and_the_connect_times_out(
+    services: Services, moto_aws: MotoAws, org: Org, pool: asyncpg.Pool, temporal_client: Client, gaps: EksGaps
+) -> None:
+    settings = aws_settings(services, moto_aws, aws_connect_wait_seconds=3.0)
+    account_id = new_account_id()
+    customer = moto_aws.customer_session(account_id)
+    moto_aws.client("iam", customer).list_roles()  # moto sets a new account up on first use: do it now
+    app = create_app(settings)
+    async with (
+        build_worker(temporal_client, pool, settings, aws_sessions=gaps.session_factory()),
+        app.router.lifespan_context(app),
+    ):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+            body = {"clusterName": "prod", "destinationAccountId": account_id, "level": "manage"}
+            accepted = (await api.post("/v1/cloud-accounts/aws", json=body, headers=org.headers())).json()["data"]
+            # The customer edits the template: the ExternalId condition is gone.
+            template = json.loads(httpx.get(accepted["preSignedTargetCFTemplateURL"]).text)
+            del template["Resources"]["ClusterflowRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0][
+                "Condition"
+            ]
+            cfn = moto_aws.client("cloudformation", moto_aws.customer_session(account_id))
+            cfn.create_stack(
+                StackName="edited", TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"]
+            )
+            record = await wait_for_operation(api, org.headers(), accepted["id"], timeout=60)
+            status = (await api.get(f"/v1/cloud-accounts/aws/{accepted['id']}", headers=org.headers())).json()["data"]
+
+    assert record["status"] == "FAILED"
+    assert record["error"]["code"] == "CLOUD_CONNECT_TIMED_OUT"
+    assert status["status"] == "FAILED"
+    assert "ExternalId" in status["error"]["message"]
+    misconfigured = [s for s in status["steps"] if s["labels"].get("state") == "MISCONFIGURED"]
+    assert misconfigured
+    assert misconfigured[0]["level"] == "WARN"
+    assert await cloud_accounts.find_usable(pool, org.id, "aws", account_id) is None
+
+
+async def test_the_reverify_schedule_is_ensured_once_per_task_queue(
+    temporal_client: Client, services: Services, moto_aws: MotoAws
+) -> None:
+    settings = aws_settings(services, moto_aws, aws_reverify_interval_seconds=120)
+    await ensure_schedules(temporal_client, settings)
+    await ensure_schedules(temporal_client, settings.model_copy(update={"aws_reverify_interval_seconds": 300}))
+    handle = temporal_client.get_schedule_handle(reverify_schedule_id(settings))
+    described = await handle.describe()
+    assert [i.every.total_seconds() for i in described.schedule.spec.intervals] == [300]
+    assert described.schedule.action.workflow == "AwsReverifyAccounts"  # type: ignore[attr-defined]
+    await handle.delete()
