@@ -154,6 +154,10 @@ async def test_connect_then_deploy_then_upgrade_then_delete(
     messages = [step["message"] for step in connection["steps"]]
     assert any("cannot be assumed yet" in m or "does not exist yet" in m for m in messages), messages
     assert any("assumed and verified for level manage" in m for m in messages), messages
+    again = {"clusterName": "prod", "destinationAccountId": account_id}
+    refused = await api.post("/v1/cloud-accounts/aws", json=again, headers=org.headers())
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "ACCOUNT_ALREADY_CONNECTED"
 
     # -- deploy --
     response = await api.post("/v1/clusters", json=aws_document("eks-1", account_id), headers=org.headers())

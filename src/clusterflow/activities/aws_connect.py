@@ -204,7 +204,12 @@ class AwsCloudConnect:
                 await aws_call(s3, "head_bucket", Bucket=self.bucket, missing=("404", "NoSuchBucket", "NotFound"))
                 is None
             ):
-                await aws_call(s3, "create_bucket", Bucket=self.bucket, missing=("BucketAlreadyOwnedByYou",))
+                location: dict[str, Any] = {}
+                if self.clients.platform_region != "us-east-1":  # S3's one region without a constraint
+                    location = {"CreateBucketConfiguration": {"LocationConstraint": self.clients.platform_region}}
+                await aws_call(
+                    s3, "create_bucket", Bucket=self.bucket, missing=("BucketAlreadyOwnedByYou",), **location
+                )
             key = f"connect/{row['organization_id']}/{inp.operation_id}.json"
             await aws_call(
                 s3,

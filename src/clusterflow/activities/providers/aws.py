@@ -242,12 +242,17 @@ def classify(err: Exception, operation: str, role: str | None = None, region: st
             CloudErrorCode.CLOUD_ERROR, f"{operation}: credentials expired ({message})", retryable=True
         )
     if code in _ACCESS_DENIED:
+        if role is None:
+            remedy = "grant the platform's own AWS credentials this action (control-plane configuration)."
+        else:
+            remedy = (
+                "reconnect the account with level 'manage' (POST /v1/cloud-accounts/aws with forceUpdate=true) "
+                "and update the CloudFormation stack with the new template, or grant the role this action."
+            )
         who = f"role {role}" if role else "the platform's credentials"
         return ProviderError(
             CloudErrorCode.CLOUD_ACCESS_DENIED,
-            f"{operation} was denied for {who}: {message}. Remedy: reconnect the account with level 'manage' "
-            "(POST /v1/cloud-accounts/aws with forceUpdate=true) and update the CloudFormation stack with the "
-            "new template, or grant the role this action.",
+            f"{operation} was denied for {who}: {message}. Remedy: {remedy}",
             retryable=False,
         )
     if _is_quota(code):
