@@ -29,7 +29,7 @@ from clusterflow.records import cloud_accounts, operations
 from clusterflow.settings import Settings
 from clusterflow.worker.main import build_worker
 from clusterflow.worker.schedules import ensure_schedules, reverify_schedule_id
-from clusterflow.workflows.cloud_contracts import ReverifyInput
+from clusterflow.workflows.cloud_contracts import CloudConnectInput, ReverifyInput
 from clusterflow.workflows.contracts import DELETE_PHASES, UPDATE_PHASES, PhaseInput
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.aws import EksGaps, MotoAws, find_cluster, new_account_id
@@ -434,3 +434,60 @@ async def test_the_reverify_schedule_is_ensured_once_per_task_queue(
     assert [i.every.total_seconds() for i in described.schedule.spec.intervals] == [300]
     assert described.schedule.action.workflow == "AwsReverifyAccounts"  # type: ignore[attr-defined]
     await handle.delete()
+
+
+async def test_a_long_wait_continues_as_new_and_still_connects(
+    aws_worker: None,
+    api: httpx.AsyncClient,
+    org: Org,
+    moto_aws: MotoAws,
+    pool: asyncpg.Pool,
+    temporal_client: Client,
+    settings: Settings,
+) -> None:
+    account_id = new_account_id()
+    operation_id = new_operation_id()
+    async with pool.acquire() as conn, conn.transaction():
+        await cloud_accounts.external_id(conn, org.id, "aws")
+        row_id = await cloud_accounts.upsert_for_connect(
+            conn,
+            organization_id=org.id,
+            provider="aws",
+            account_id=account_id,
+            cluster_name="prod",
+            level="read",
+            region=REGION,
+            role_name=cloud_accounts.aws_role_name(org.id),
+            role_arn=f"arn:aws:iam::{account_id}:role/{cloud_accounts.aws_role_name(org.id)}",
+            session_seconds=3600,
+            operation_id=operation_id,
+        )
+        await operations.insert(
+            conn,
+            operation_id=operation_id,
+            organization_id=org.id,
+            cluster_id=None,
+            cluster_name="prod",
+            operation_type="CLOUD_CONNECT",
+            requested_by=None,
+            idempotency_key=None,
+            workflow_type="CloudConnect",
+            workflow_input={},
+            metadata={"cloudAccountId": row_id, "accountId": account_id, "level": "read"},
+        )
+    inp = CloudConnectInput(operation_id, org.id, row_id, account_id, "read", 60, 0.1, 0.1, checks_per_run=2)
+    handle = await temporal_client.start_workflow("CloudConnect", inp, id=operation_id, task_queue=settings.task_queue)
+    for _ in range(400):
+        view = (await api.get(f"/v1/cloud-accounts/aws/{operation_id}", headers=org.headers())).json()["data"]
+        if sum(step["message"].startswith("check ") for step in view["steps"]) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    create_stack(moto_aws, account_id, view["preSignedTargetCFTemplateURL"])
+    record = await wait_for_operation(api, org.headers(), operation_id, timeout=60)
+    assert record["status"] == "SUCCEEDED", record
+    described = await handle.describe()
+    assert described.run_id != handle.first_execution_run_id  # it continued as new at least once
+    assert record["result"]["checks"] > 3
+    view = (await api.get(f"/v1/cloud-accounts/aws/{operation_id}", headers=org.headers())).json()["data"]
+    assert view["status"] == "CONNECTED"
+    assert view["level"] == "read"

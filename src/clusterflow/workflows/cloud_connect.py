@@ -10,7 +10,8 @@ account CONNECTED, or FAILED (account FAILED) when the wait runs out.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         CloudErrorCode,
         ConnectCheckInput,
         ConnectCheckResult,
+        ConnectContinuation,
         ConnectState,
         ConnectTemplateInput,
         ConnectTemplateResult,
@@ -54,9 +56,6 @@ class CloudConnectWorkflow:
     @workflow.run
     async def run(self, inp: CloudConnectInput) -> OperationOutcome:
         steps = OperationSteps(inp.operation_id, inp.policy)
-        begun = await steps.begin()
-        if not begun.proceed:
-            return OperationOutcome(inp.operation_id, begun.status)
         timeout = timedelta(minutes=2)
         retry = RetryPolicy(
             initial_interval=timedelta(seconds=inp.policy.retry_initial_seconds),
@@ -64,20 +63,30 @@ class CloudConnectWorkflow:
             maximum_attempts=inp.policy.max_attempts,
         )
         try:
-            template: ConnectTemplateResult = await workflow.execute_activity(
-                PREPARE,
-                ConnectTemplateInput(inp.operation_id, inp.cloud_account_id),
-                result_type=ConnectTemplateResult,
-                start_to_close_timeout=timeout,
-                retry_policy=retry,
-            )
+            if inp.continued is None:
+                begun = await steps.begin()
+                if not begun.proceed:
+                    return OperationOutcome(inp.operation_id, begun.status)
+                template: ConnectTemplateResult = await workflow.execute_activity(
+                    PREPARE,
+                    ConnectTemplateInput(inp.operation_id, inp.cloud_account_id),
+                    result_type=ConnectTemplateResult,
+                    start_to_close_timeout=timeout,
+                    retry_policy=retry,
+                )
+                role_arn = template.role_arn
+                deadline = workflow.now() + timedelta(seconds=inp.wait_seconds)
+                delay = inp.check_initial_seconds
+            else:
+                self._checks = inp.continued.checks
+                role_arn = inp.continued.role_arn
+                deadline = datetime.fromisoformat(inp.continued.deadline)
+                delay = inp.continued.delay_seconds
             self._state = "WAITING_FOR_ROLE"
-            deadline = workflow.now() + timedelta(seconds=inp.wait_seconds)
-            delay = inp.check_initial_seconds
-            last: ConnectCheckResult | None = None
+            first_check = self._checks
             while True:
                 self._checks += 1
-                last = await workflow.execute_activity(
+                last: ConnectCheckResult = await workflow.execute_activity(
                     CHECK,
                     ConnectCheckInput(inp.operation_id, inp.cloud_account_id, self._checks),
                     result_type=ConnectCheckResult,
@@ -95,6 +104,9 @@ class CloudConnectWorkflow:
                     return await self._fail(steps, inp, error)
                 await workflow.sleep(timedelta(seconds=delay))
                 delay = min(delay * 2, inp.check_max_seconds)
+                if self._checks - first_check >= inp.checks_per_run or workflow.info().is_continue_as_new_suggested():
+                    continuation = ConnectContinuation(self._checks, deadline.isoformat(), delay, role_arn)
+                    workflow.continue_as_new(replace(inp, continued=continuation))
         except ActivityError as err:
             return await self._fail(steps, inp, error_from_activity(err, self._state))
 
@@ -102,7 +114,7 @@ class CloudConnectWorkflow:
         result = {
             "connectionStatus": "CONNECTED",
             "accountId": inp.account_id,
-            "roleArn": template.role_arn,
+            "roleArn": role_arn,
             "level": inp.level,
             "checks": self._checks,
         }

@@ -34,6 +34,16 @@ class ConnectState(StrEnum):
 
 
 @dataclass
+class ConnectContinuation:
+    """Where a long wait resumes after continue-as-new (keeps each run's history short)."""
+
+    checks: int
+    deadline: str
+    delay_seconds: float
+    role_arn: str
+
+
+@dataclass
 class CloudConnectInput:
     operation_id: str
     organization_id: str
@@ -44,6 +54,9 @@ class CloudConnectInput:
     check_initial_seconds: float
     check_max_seconds: float
     policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    continued: ConnectContinuation | None = None
+    # Checks per run before continuing as new: a week of waiting stays far below history limits.
+    checks_per_run: int = 200
 
 
 @dataclass
