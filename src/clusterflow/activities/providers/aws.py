@@ -673,7 +673,16 @@ class AwsProvider:
             ],
         )
         if found["Subnets"]:
-            return str(found["Subnets"][0]["SubnetId"])
+            subnet_id = str(found["Subnets"][0]["SubnetId"])
+        else:
+            subnet_id = await self._create_subnet(inp, account, ec2, vpc_id, name, cidr, zone)
+        # Every time: a worker lost between create and modify must not leave it private.
+        await account.call(ec2, "modify_subnet_attribute", SubnetId=subnet_id, MapPublicIpOnLaunch={"Value": True})
+        return subnet_id
+
+    async def _create_subnet(
+        self, inp: PhaseInput, account: Account, ec2: Any, vpc_id: str, name: str, cidr: str, zone: str
+    ) -> str:
         created = await account.call(
             ec2,
             "create_subnet",
@@ -684,9 +693,7 @@ class AwsProvider:
                 inp, "subnet", **{"clusterflow:subnet": name, "kubernetes.io/role/elb": "1"}
             ),
         )
-        subnet_id = str(created["Subnet"]["SubnetId"])
-        await account.call(ec2, "modify_subnet_attribute", SubnetId=subnet_id, MapPublicIpOnLaunch={"Value": True})
-        return subnet_id
+        return str(created["Subnet"]["SubnetId"])
 
     async def _routes(
         self, inp: PhaseInput, account: Account, ec2: Any, vpc_id: str, gateway: str, subnet_ids: list[str]
