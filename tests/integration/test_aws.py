@@ -158,6 +158,15 @@ async def test_connect_then_deploy_then_upgrade_then_delete(
     refused = await api.post("/v1/cloud-accounts/aws", json=again, headers=org.headers())
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "ACCOUNT_ALREADY_CONNECTED"
+    # A forced reconnect keeps the account usable while it re-verifies the (unchanged) role.
+    again["forceUpdate"] = True
+    reconnect = (await api.post("/v1/cloud-accounts/aws", json=again, headers=org.headers())).json()["data"]
+    assert await cloud_accounts.find_usable(pool, org.id, "aws", account_id) is not None
+    record = await wait_for_operation(api, org.headers(), reconnect["id"], timeout=60)
+    assert record["status"] == "SUCCEEDED", record
+    first = (await api.get(f"/v1/cloud-accounts/aws/{accepted['id']}", headers=org.headers())).json()["data"]
+    assert first["status"] == "CONNECTED"
+    assert first["preSignedTargetCFTemplateURL"] is None  # superseded by the reconnect's template
 
     # -- deploy --
     response = await api.post("/v1/clusters", json=aws_document("eks-1", account_id), headers=org.headers())

@@ -308,13 +308,8 @@ class AwsCloudConnect:
 
     @activity.defn(name="aws.mark_cloud_account")
     async def mark_cloud_account(self, inp: MarkAccountInput) -> None:
-        await cloud_accounts.record_check(
-            self.pool,
-            inp.cloud_account_id,
-            status=inp.status,
-            error={"message": inp.error_message} if inp.error_message else None,
-            verified=False,
-            operation_id=inp.operation_id,
+        await cloud_accounts.mark_connect_failed(
+            self.pool, inp.cloud_account_id, inp.operation_id, inp.error_message or "the connect failed"
         )
 
     @activity.defn(name="aws.reverify_accounts")

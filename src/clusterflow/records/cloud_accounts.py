@@ -79,7 +79,8 @@ async def upsert_for_connect(
     session_seconds: int,
     operation_id: str,
 ) -> str:
-    """Point the account at a new connect operation (WAITING_FOR_ROLE); return the row ID."""
+    """Point the account at a new connect operation; return the row ID. A new or failed account
+    waits for its role; a usable one stays usable until the new connect settles."""
     row_id = cloud_account_id(organization_id, provider, account_id)
     value = await conn.fetchval(
         """INSERT INTO cloud_accounts (id, organization_id, provider, account_id, cluster_name, level, region,
@@ -88,7 +89,10 @@ async def upsert_for_connect(
            ON CONFLICT (organization_id, provider, account_id) DO UPDATE SET
                cluster_name = EXCLUDED.cluster_name, level = EXCLUDED.level, region = EXCLUDED.region,
                role_name = EXCLUDED.role_name, role_arn = EXCLUDED.role_arn,
-               session_seconds = EXCLUDED.session_seconds, status = 'WAITING_FOR_ROLE',
+               session_seconds = EXCLUDED.session_seconds,
+               -- A reconnect (forceUpdate) leaves a usable account usable while it is re-verified.
+               status = CASE WHEN cloud_accounts.status IN ('CONNECTED', 'DEGRADED') THEN cloud_accounts.status
+                             ELSE 'WAITING_FOR_ROLE' END,
                operation_id = EXCLUDED.operation_id, template_url = NULL, error = NULL, updated_at = now()
            RETURNING id""",
         row_id,
@@ -151,6 +155,19 @@ async def set_template_url(db: Executor, cloud_account_id: str, operation_id: st
         cloud_account_id,
         operation_id,
         url,
+    )
+
+
+async def mark_connect_failed(db: Executor, cloud_account_id: str, operation_id: str, message: str) -> None:
+    """A connect gave up: FAILED, unless the account was usable before (then DEGRADED: its old
+    trust may still work, but it does not match what was asked; re-verification settles it)."""
+    await db.execute(
+        """UPDATE cloud_accounts SET error = $3, last_checked_at = now(), updated_at = now(),
+                  status = CASE WHEN status IN ('CONNECTED', 'DEGRADED') THEN 'DEGRADED' ELSE 'FAILED' END
+            WHERE id = $1 AND operation_id = $2""",
+        cloud_account_id,
+        operation_id,
+        {"message": message},
     )
 
 

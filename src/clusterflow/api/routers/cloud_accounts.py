@@ -206,12 +206,16 @@ async def _account_view(pool: Pool, org: str, operation_id: str, *, with_steps: 
     row = await cloud_accounts.get_for_org(pool, org, (op["metadata"] or {}).get("cloudAccountId", ""))
     current = row is not None and row["operation_id"] == operation_id
     result = op["result"] or {}
-    if current and row is not None:
-        status = row["status"]
-    else:
-        status = result.get("connectionStatus") or ("FAILED" if op["status"] == "FAILED" else "SUPERSEDED")
+    # The status of this connection attempt; once it succeeded, the account's current one
+    # (re-verification may have marked it DEGRADED since).
     if op["status"] == "PENDING":
         status = "PENDING"
+    elif op["status"] == "SUCCEEDED":
+        status = row["status"] if current and row is not None else result.get("connectionStatus", "CONNECTED")
+    elif op["status"] in ("FAILED", "CANCELLED", "REJECTED"):
+        status = "FAILED"
+    else:
+        status = cloud_accounts.WAITING_FOR_ROLE
     message = (op["error"] or {}).get("message") or ((row["error"] or {}).get("message") if current and row else None)
     steps = (
         [event_view(e) for e in await operations.events_after(pool, operation_id, 0, STEP_LIMIT)] if with_steps else []

@@ -60,7 +60,7 @@ class CloudAccountError(BaseModel):
 
 class AwsCloudAccount(BaseModel):
     id: str = Field(description="The cloud-connect operation ID")
-    status: str = Field(description="WAITING_FOR_ROLE, CONNECTED, DEGRADED or FAILED (PENDING before the first step)")
+    status: str = Field(description="PENDING, WAITING_FOR_ROLE, CONNECTED, DEGRADED or FAILED")
     preSignedTargetCFTemplateURL: str | None = Field(
         default=None, description="CloudFormation template to create the role from (null until it is published)"
     )
