@@ -20,8 +20,8 @@ Shape, and why:
   heartbeat timeout.
 - AWS errors are classified in one place (`classify`): throttling and 5xx retry; access
   denied, quota and invalid parameters are permanent and say what to do about them.
-- Boto3 is synchronous: each call runs in a thread so the worker's event loop keeps
-  heartbeating.
+- Boto3 is synchronous: each call runs in a thread of a pool of its own, so the worker's event
+  loop keeps heartbeating (also while one call is slow).
 
 `provisioner.eks` (api/schemas/clusters.py `EksProvisioner`) fields used: `accountId` (which
 connected account; default the organization's most recently verified one),
@@ -46,6 +46,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -79,6 +80,9 @@ NODE_ROLE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 )
 HEARTBEAT_SECONDS = 1.0
+# boto3 blocks; its calls get threads of their own so hundreds of waiting phases do not queue
+# behind the event loop's small default pool (sized to the CPU count).
+_EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="aws")
 TOKEN_NAMESPACE = uuid.UUID("6f1c3c59-7f5e-4f0a-9a57-8f3f6c2d4b11")
 
 # --- credentials, sessions, clients ---------------------------------------------------------
@@ -293,7 +297,8 @@ async def aws_call(
     Inside an activity it heartbeats while the call runs, so a slow call (first use of a
     service, a sluggish endpoint) is not mistaken for a lost worker.
     """
-    call = asyncio.ensure_future(asyncio.to_thread(getattr(client, operation), **kwargs))
+    loop = asyncio.get_running_loop()
+    call = loop.run_in_executor(_EXECUTOR, partial(getattr(client, operation), **kwargs))
     try:
         while True:
             done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_SECONDS)
