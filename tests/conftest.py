@@ -128,5 +128,15 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
+@pytest.fixture(scope="session")
+def moto_aws() -> Iterator[Any]:
+    """moto's server in this process (AWS for the `aws` provider's tests)."""
+    from tests.fakes.aws import MotoAws
+
+    server = MotoAws()
+    yield server
+    server.stop()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")

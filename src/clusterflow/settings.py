@@ -97,6 +97,41 @@ class Settings(BaseSettings):
     stream_retry_ms: int = Field(
         default=2000, ge=0, description="Reconnect delay an SSE client is told to use (`retry:`), in milliseconds."
     )
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of every AWS call (moto, LocalStack, a private endpoint). Unset: boto3 resolves "
+        "it, honouring the standard `AWS_ENDPOINT_URL`.",
+    )
+    aws_region: str = Field(default="us-east-1", description="Region of the platform's own STS and S3 calls.")
+    aws_connect_bucket: str = Field(
+        default="clusterflow-cloud-connect",
+        description="S3 bucket (platform account) holding cloud-connect CloudFormation templates.",
+    )
+    aws_connect_url_seconds: int = Field(
+        default=3600, ge=60, le=604800, description="Lifetime of a presigned cloud-connect template URL."
+    )
+    aws_connect_wait_seconds: float = Field(
+        default=7 * 86400.0, gt=0, description="How long a cloud connect waits for the customer's role."
+    )
+    aws_connect_check_initial_seconds: float = Field(
+        default=10.0, gt=0, description="First delay between role checks of a cloud connect (doubles)."
+    )
+    aws_connect_check_max_seconds: float = Field(
+        default=600.0, gt=0, description="Longest delay between role checks of a cloud connect."
+    )
+    aws_credentials_max_seconds: int = Field(
+        default=3600, ge=900, le=43200, description="Cap on the lifetime of issued temporary AWS credentials."
+    )
+    aws_eks_addons: list[str] = Field(
+        default=["vpc-cni", "coredns", "kube-proxy"],
+        description="EKS managed add-ons every cluster gets (JSON list in the environment).",
+    )
+    aws_poll_seconds: float = Field(
+        default=10.0, gt=0, description="Interval between AWS describe calls while waiting for a resource."
+    )
+    aws_reverify_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often connected AWS accounts are re-verified (DEGRADED on failure)."
+    )
 
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 

@@ -23,6 +23,7 @@ from clusterflow.api.middleware import RequestHygieneMiddleware, RequestIdMiddle
 from clusterflow.api.routers import (
     api_keys,
     audit,
+    cloud_accounts,
     cluster_changes,
     clusters,
     health,
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys.router)
     app.include_router(audit.router)
     app.include_router(operations.router)
+    app.include_router(cloud_accounts.router)
     app.include_router(progress_stream.router)
     # Outermost last: the request ID exists before anything else runs, audit sees every answer.
     app.add_middleware(RequestHygieneMiddleware, max_bytes=settings.max_body_bytes)

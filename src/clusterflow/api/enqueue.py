@@ -61,6 +61,8 @@ class OperationPlan:
     approval: IssuedApproval | None = None
     # The approval token goes to the requester only if they may decide themselves.
     show_token: bool = False
+    # The 202's `data` when the resource's API shape is not the default {operationId, ...}.
+    response_data: dict[str, Any] | None = None
 
 
 def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
@@ -159,6 +161,13 @@ async def enqueue(
 
 
 def _accepted_body(request: Request, plan: OperationPlan) -> dict[str, Any]:
+    if plan.response_data is not None:
+        return {
+            "id": request_id_of(request),
+            "status": "success",
+            "message": plan.accepted_message,
+            "data": plan.response_data,
+        }
     status = OperationStatus.PENDING
     data = OperationAccepted(
         operationId=plan.operation_id,

@@ -15,20 +15,37 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from clusterflow.activities.aws_connect import AwsCloudConnect
+from clusterflow.activities.providers.aws import AwsClients, AwsProvider, SessionFactory, default_session_factory
 from clusterflow.activities.providers.local import LocalProvider
 from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
 from clusterflow.records.db import create_pool
 from clusterflow.settings import Settings, get_settings
 from clusterflow.worker.reconciler import run_reconciler
+from clusterflow.worker.schedules import ensure_schedules
 from clusterflow.workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger(__name__)
 
 
-def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
+def activities_for(
+    pool: asyncpg.Pool[Any], settings: Settings, aws_sessions: SessionFactory | None = None
+) -> list[Any]:
+    """Every activity, whichever providers are enabled: the API refuses requests for disabled
+    providers, and a worker that can run everything lets deployments enable a provider by
+    changing the API's settings alone. Cloud clients are built lazily, per call."""
     records = RecordActivities(pool)
     local = LocalProvider(pool, settings.local_phase_seconds)
+    aws_clients = AwsClients(aws_sessions or default_session_factory, settings.aws_endpoint_url, settings.aws_region)
+    aws = AwsProvider(pool, aws_clients, poll_seconds=settings.aws_poll_seconds, addons=settings.aws_eks_addons)
+    connect = AwsCloudConnect(
+        pool,
+        aws_clients,
+        bucket=settings.aws_connect_bucket,
+        url_seconds=settings.aws_connect_url_seconds,
+        credentials_max_seconds=settings.aws_credentials_max_seconds,
+    )
     return [
         records.begin_operation,
         records.append_event,
@@ -40,15 +57,29 @@ def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
         local.deploy_phase,
         local.delete_phase,
         local.update_phase,
+        aws.deploy_phase,
+        aws.delete_phase,
+        aws.update_phase,
+        connect.prepare_connect,
+        connect.check_connect,
+        connect.mark_cloud_account,
+        connect.reverify_accounts,
+        connect.issue_credentials,
     ]
 
 
-def build_worker(client: Client, pool: asyncpg.Pool[Any], settings: Settings, task_queue: str | None = None) -> Worker:
+def build_worker(
+    client: Client,
+    pool: asyncpg.Pool[Any],
+    settings: Settings,
+    task_queue: str | None = None,
+    aws_sessions: SessionFactory | None = None,
+) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=activities_for(pool, settings),
+        activities=activities_for(pool, settings, aws_sessions),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         # On SIGTERM, in-flight activities get this long to finish before they are cancelled.
@@ -64,6 +95,7 @@ async def run(settings: Settings) -> None:
     pool = await create_pool(settings.require_database_url(), settings.db_pool_min, settings.db_pool_max)
     client = await connect_temporal(settings)
     worker = build_worker(client, pool, settings)
+    await ensure_schedules(client, settings)
     reconciler = asyncio.create_task(
         run_reconciler(
             pool, client, settings.task_queue, settings.reconcile_interval_seconds, settings.reconcile_grace_seconds

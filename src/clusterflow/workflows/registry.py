@@ -12,6 +12,8 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from clusterflow.workflows.cloud_accounts import AwsIssueCredentialsWorkflow, AwsReverifyAccountsWorkflow
+from clusterflow.workflows.cloud_connect import CloudConnectWorkflow
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.delete import ClusterDeleteWorkflow
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
@@ -21,9 +23,17 @@ WORKFLOW_TYPES: dict[str, str] = {
     OperationType.CLUSTER_DEPLOY: "ClusterDeploy",
     OperationType.CLUSTER_DELETE: "ClusterDelete",
     OperationType.CLUSTER_UPDATE: "ClusterUpdate",
+    OperationType.CLOUD_CONNECT: "CloudConnect",
 }
 
-ALL_WORKFLOWS: list[type] = [ClusterDeployWorkflow, ClusterDeleteWorkflow, ClusterUpdateWorkflow]
+ALL_WORKFLOWS: list[type] = [
+    ClusterDeployWorkflow,
+    ClusterDeleteWorkflow,
+    ClusterUpdateWorkflow,
+    CloudConnectWorkflow,
+    AwsIssueCredentialsWorkflow,
+    AwsReverifyAccountsWorkflow,
+]
 
 
 async def start_operation_workflow(

@@ -1,0 +1,365 @@
+"""AWS cloud accounts: the connect template, role checks, re-verification, temporary credentials.
+
+Connecting an account is a trust handshake the customer completes in their own console: we
+publish a CloudFormation template (in the platform's S3 bucket, behind a presigned URL) that
+creates a role trusting the platform's account, guarded by the organization's ExternalId, with
+the policy of the chosen level. We then check, one `sts:AssumeRole` per activity call, until
+the role can be assumed; the workflow spaces the checks with durable timers.
+
+A role that can be assumed is not yet trusted: the check also reads the role (with its own
+credentials) and requires the ExternalId condition and exactly the level's permissions, so a
+hand-made or outdated role is reported as misconfigured instead of half working.
+
+Credentials issued to clients are sealed to the requesting API process (`clusterflow.sealing`)
+and never logged or stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from clusterflow import sealing
+from clusterflow.activities.providers.aws import AwsClients, aws_call
+from clusterflow.activities.providers.phases import ProviderError
+from clusterflow.records import cloud_accounts, operations
+from clusterflow.workflows.cloud_contracts import (
+    CloudErrorCode,
+    ConnectCheckInput,
+    ConnectCheckResult,
+    ConnectState,
+    ConnectTemplateInput,
+    ConnectTemplateResult,
+    IssueCredentialsInput,
+    IssueCredentialsResult,
+    MarkAccountInput,
+    ReverifyInput,
+    ReverifyResult,
+)
+
+# Reading its own role is how a connection proves its configuration; both levels may.
+_SELF_INSPECTION = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "sts:GetCallerIdentity"]
+LEVEL_ACTIONS: dict[str, list[str]] = {
+    "read": sorted(
+        [
+            *_SELF_INSPECTION,
+            "eks:Describe*",
+            "eks:List*",
+            "ec2:Describe*",
+            "servicequotas:GetServiceQuota",
+        ]
+    ),
+    "manage": sorted(
+        [
+            *_SELF_INSPECTION,
+            "eks:*",
+            "ec2:*",
+            "servicequotas:GetServiceQuota",
+            "iam:CreateRole",
+            "iam:DeleteRole",
+            "iam:TagRole",
+            "iam:AttachRolePolicy",
+            "iam:DetachRolePolicy",
+            "iam:ListAttachedRolePolicies",
+            "iam:PassRole",
+            "iam:CreateServiceLinkedRole",
+        ]
+    ),
+}
+# Session lengths IAM accepts for a role.
+MIN_SESSION_SECONDS, MAX_SESSION_SECONDS = 3600, 43200
+
+
+def policy_name(level: str) -> str:
+    return f"clusterflow-{level}"
+
+
+def connect_template(
+    platform_account: str, external_id: str, role_name: str, level: str, session_seconds: int
+) -> dict[str, Any]:
+    """The CloudFormation template the customer deploys in their account."""
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"clusterflow cloud connect: role {role_name} ({level})",
+        "Resources": {
+            "ClusterflowRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": role_name,
+                    "MaxSessionDuration": session_seconds,
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"AWS": f"arn:aws:iam::{platform_account}:root"},
+                                "Action": "sts:AssumeRole",
+                                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+                            }
+                        ],
+                    },
+                    "Policies": [
+                        {
+                            "PolicyName": policy_name(level),
+                            "PolicyDocument": {
+                                "Version": "2012-10-17",
+                                "Statement": [{"Effect": "Allow", "Action": LEVEL_ACTIONS[level], "Resource": "*"}],
+                            },
+                        }
+                    ],
+                },
+            }
+        },
+        "Outputs": {"RoleArn": {"Value": {"Fn::GetAtt": ["ClusterflowRole", "Arn"]}}},
+    }
+
+
+def _as_document(value: Any) -> dict[str, Any]:
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def trust_problem(document: dict[str, Any], platform_account: str, external_id: str) -> str | None:
+    for statement in _as_list(document.get("Statement") or []):
+        principals = _as_list((statement.get("Principal") or {}).get("AWS") or [])
+        trusts_us = any(platform_account in str(p) for p in principals)
+        condition = (statement.get("Condition") or {}).get("StringEquals") or {}
+        if statement.get("Effect") == "Allow" and trusts_us and condition.get("sts:ExternalId") == external_id:
+            return None
+    return "the role's trust policy does not require this organization's ExternalId for the platform account"
+
+
+def permission_problem(document: dict[str, Any], level: str) -> str | None:
+    granted = sorted(
+        {
+            a
+            for s in _as_list(document.get("Statement") or [])
+            if s.get("Effect") == "Allow"
+            for a in _as_list(s["Action"])
+        }
+    )
+    if granted != LEVEL_ACTIONS[level]:
+        missing = sorted(set(LEVEL_ACTIONS[level]) - set(granted))
+        extra = sorted(set(granted) - set(LEVEL_ACTIONS[level]))
+        return (
+            f"the role's permissions do not match level {level!r} "
+            f"(missing: {missing or 'none'}, extra: {extra or 'none'})"
+        )
+    return None
+
+
+@dataclass
+class Verdict:
+    state: str
+    message: str
+
+
+class AwsCloudConnect:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        clients: AwsClients,
+        *,
+        bucket: str,
+        url_seconds: int,
+        credentials_max_seconds: int,
+    ) -> None:
+        self.pool = pool
+        self.clients = clients
+        self.bucket = bucket
+        self.url_seconds = url_seconds
+        self.credentials_max_seconds = credentials_max_seconds
+
+    async def _account(self, cloud_account_id: str) -> asyncpg.Record:
+        row = await cloud_accounts.get(self.pool, cloud_account_id)
+        if row is None:
+            raise ApplicationError(
+                f"cloud account {cloud_account_id} has no record", type="UNKNOWN_ACCOUNT", non_retryable=True
+            )
+        return row
+
+    async def _platform_account(self) -> str:
+        identity = await aws_call(self.clients.platform_client("sts"), "get_caller_identity")
+        return str(identity["Account"])
+
+    @activity.defn(name="aws.prepare_connect")
+    async def prepare_connect(self, inp: ConnectTemplateInput) -> ConnectTemplateResult:
+        """Store the account's template in S3 and presign it; safe to repeat (same key)."""
+        row = await self._account(inp.cloud_account_id)
+        try:
+            external_id = await cloud_accounts.external_id(self.pool, row["organization_id"], "aws")
+            template = connect_template(
+                await self._platform_account(), external_id, row["role_name"], row["level"], row["session_seconds"]
+            )
+            s3 = self.clients.platform_client("s3")
+            if (
+                await aws_call(s3, "head_bucket", Bucket=self.bucket, missing=("404", "NoSuchBucket", "NotFound"))
+                is None
+            ):
+                location: dict[str, Any] = {}
+                if self.clients.platform_region != "us-east-1":  # S3's one region without a constraint
+                    location = {"CreateBucketConfiguration": {"LocationConstraint": self.clients.platform_region}}
+                await aws_call(
+                    s3, "create_bucket", Bucket=self.bucket, missing=("BucketAlreadyOwnedByYou",), **location
+                )
+            key = f"connect/{row['organization_id']}/{inp.operation_id}.json"
+            await aws_call(
+                s3,
+                "put_object",
+                Bucket=self.bucket,
+                Key=key,
+                Body=json.dumps(template, indent=2).encode(),
+                ContentType="application/json",
+            )
+            url = s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_seconds
+            )
+        except ProviderError as err:
+            raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
+        await cloud_accounts.set_template_url(self.pool, inp.cloud_account_id, inp.operation_id, url)
+        await operations.append_event(
+            self.pool,
+            inp.operation_id,
+            "template/ready",
+            f"CloudFormation template ready: create a stack from it in account {row['account_id']}",
+            kind="progress",
+            phase="TEMPLATE",
+            progress_percentage=20,
+        )
+        return ConnectTemplateResult(template_url=url, role_arn=row["role_arn"])
+
+    async def verify(self, row: asyncpg.Record, session_name: str) -> Verdict:
+        """Assume the account's role and check its trust and permissions."""
+        external_id = await cloud_accounts.external_id(self.pool, row["organization_id"], "aws")
+        try:
+            credentials = await self.clients.assume_role(row["role_arn"], external_id, session_name, 900)
+        except ProviderError as err:
+            if err.code == CloudErrorCode.CLOUD_ACCESS_DENIED:
+                return Verdict(ConnectState.WAITING, f"role {row['role_arn']} cannot be assumed yet: {err.message}")
+            raise
+        iam = self.clients.client(self.clients.session(credentials, self.clients.platform_region), "iam")
+        try:
+            role = await aws_call(iam, "get_role", RoleName=row["role_name"], missing=("NoSuchEntity",))
+            if role is None:
+                return Verdict(ConnectState.WAITING, f"role {row['role_name']} does not exist yet")
+            problem = trust_problem(
+                _as_document(role["Role"]["AssumeRolePolicyDocument"]), await self._platform_account(), external_id
+            )
+            if problem is None:
+                policy = await aws_call(
+                    iam,
+                    "get_role_policy",
+                    RoleName=row["role_name"],
+                    PolicyName=policy_name(row["level"]),
+                    missing=("NoSuchEntity",),
+                )
+                problem = (
+                    f"the role has no policy {policy_name(row['level'])}"
+                    if policy is None
+                    else permission_problem(_as_document(policy["PolicyDocument"]), row["level"])
+                )
+        except ProviderError as err:
+            if err.code == CloudErrorCode.CLOUD_ACCESS_DENIED:
+                return Verdict(ConnectState.MISCONFIGURED, f"the role cannot inspect itself: {err.message}")
+            raise
+        if problem:
+            return Verdict(
+                ConnectState.MISCONFIGURED,
+                f"{problem}. Remedy: create (or update) the stack from the latest template unchanged.",
+            )
+        return Verdict(ConnectState.CONNECTED, f"role {row['role_arn']} assumed and verified for level {row['level']}")
+
+    @activity.defn(name="aws.check_connect")
+    async def check_connect(self, inp: ConnectCheckInput) -> ConnectCheckResult:
+        row = await self._account(inp.cloud_account_id)
+        try:
+            verdict = await self.verify(row, f"cf-connect-{inp.operation_id}")
+        except ProviderError as err:
+            raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
+        connected = verdict.state == ConnectState.CONNECTED
+        await cloud_accounts.record_check(
+            self.pool,
+            inp.cloud_account_id,
+            status=cloud_accounts.CONNECTED if connected else None,
+            error=None if connected or verdict.state == ConnectState.WAITING else {"message": verdict.message},
+            verified=connected,
+            operation_id=inp.operation_id,
+        )
+        await operations.append_event(
+            self.pool,
+            inp.operation_id,
+            f"check/{inp.check}",
+            f"check {inp.check}: {verdict.message}",
+            kind="progress" if connected else "log",
+            level="WARN" if verdict.state == ConnectState.MISCONFIGURED else "INFO",
+            phase="VERIFY" if connected else "WAITING_FOR_ROLE",
+            progress_percentage=90 if connected else 30,
+            labels={"state": verdict.state},
+        )
+        return ConnectCheckResult(state=verdict.state, message=verdict.message)
+
+    @activity.defn(name="aws.mark_cloud_account")
+    async def mark_cloud_account(self, inp: MarkAccountInput) -> None:
+        await cloud_accounts.mark_connect_failed(
+            self.pool, inp.cloud_account_id, inp.operation_id, inp.error_message or "the connect failed"
+        )
+
+    @activity.defn(name="aws.reverify_accounts")
+    async def reverify_accounts(self, inp: ReverifyInput) -> ReverifyResult:
+        """Check every connected account once: a broken trust is DEGRADED, a healed one CONNECTED."""
+        result = ReverifyResult()
+        for row in await cloud_accounts.list_usable(self.pool, "aws", inp.limit):
+            activity.heartbeat(row["id"])
+            try:
+                verdict = await self.verify(row, f"cf-reverify-{row['id']}")
+            except ProviderError as err:
+                if err.retryable:
+                    continue  # AWS trouble says nothing about the trust; try next round
+                verdict = Verdict(ConnectState.MISCONFIGURED, err.message)
+            healthy = verdict.state == ConnectState.CONNECTED
+            status = cloud_accounts.CONNECTED if healthy else cloud_accounts.DEGRADED
+            await cloud_accounts.record_check(
+                self.pool,
+                row["id"],
+                status=status,
+                error=None if healthy else {"message": verdict.message},
+                verified=healthy,
+            )
+            result.checked += 1
+            if status != row["status"]:
+                (result.recovered if healthy else result.degraded).append(row["id"])
+        return result
+
+    @activity.defn(name="aws.issue_credentials")
+    async def issue_credentials(self, inp: IssueCredentialsInput) -> IssueCredentialsResult:
+        row = await self._account(inp.cloud_account_id)
+        if row["organization_id"] != inp.organization_id or row["status"] not in cloud_accounts.USABLE:
+            raise ApplicationError(
+                "the account is not connected", type=CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED, non_retryable=True
+            )
+        external_id = await cloud_accounts.external_id(self.pool, row["organization_id"], "aws")
+        duration = max(900, min(inp.duration_seconds, self.credentials_max_seconds, int(row["session_seconds"])))
+        try:
+            credentials = await self.clients.assume_role(
+                row["role_arn"], external_id, f"cf-credentials-{activity.info().workflow_id}", duration
+            )
+        except ProviderError as err:
+            raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
+        expiration = credentials.expiration.isoformat() if credentials.expiration else ""
+        payload = {
+            "accessKeyId": credentials.access_key_id,
+            "secretAccessKey": credentials.secret_access_key,
+            "sessionToken": credentials.session_token,
+            "expiration": expiration,
+        }
+        return IssueCredentialsResult(
+            sealed=sealing.seal(inp.recipient_public_key, json.dumps(payload).encode()), expiration=expiration
+        )
