@@ -15,6 +15,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from clusterflow.activities.agent import AgentActivities, run_agent_monitor
 from clusterflow.activities.providers.local import LocalProvider
 from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
@@ -29,11 +30,16 @@ log = logging.getLogger(__name__)
 def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
     records = RecordActivities(pool)
     local = LocalProvider(pool, settings.local_phase_seconds)
+    agent = AgentActivities(pool)
     return [
         records.begin_operation,
         records.append_event,
         records.finish_operation,
         local.deploy_phase,
+        agent.connection_state,
+        agent.remove_agent,
+        agent.rotate_credential,
+        agent.await_kubeconfig,
     ]
 
 
@@ -63,6 +69,9 @@ async def run(settings: Settings) -> None:
             pool, client, settings.task_queue, settings.reconcile_interval_seconds, settings.reconcile_grace_seconds
         )
     )
+    monitor = asyncio.create_task(
+        run_agent_monitor(pool, settings.agent_disconnect_after_seconds, settings.agent_monitor_interval_seconds)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,6 +81,7 @@ async def run(settings: Settings) -> None:
         await stop.wait()
         log.info("worker stopping: finishing in-flight activities")
     reconciler.cancel()
+    monitor.cancel()
     await pool.close()
 
 

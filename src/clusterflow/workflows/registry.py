@@ -14,12 +14,28 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
+from clusterflow.workflows.register import (
+    ClusterRegisterWorkflow,
+    ClusterResyncWorkflow,
+    ClusterUnregisterWorkflow,
+    KubeconfigGenerateWorkflow,
+)
 
 WORKFLOW_TYPES: dict[str, str] = {
     OperationType.CLUSTER_DEPLOY: "ClusterDeploy",
+    OperationType.CLUSTER_REGISTER: "ClusterRegister",
+    OperationType.CLUSTER_UNREGISTER: "ClusterUnregister",
+    OperationType.CLUSTER_RESYNC: "ClusterResync",
+    OperationType.KUBECONFIG_GENERATE: "KubeconfigGenerate",
 }
 
-ALL_WORKFLOWS: list[type] = [ClusterDeployWorkflow]
+ALL_WORKFLOWS: list[type] = [
+    ClusterDeployWorkflow,
+    ClusterRegisterWorkflow,
+    ClusterUnregisterWorkflow,
+    ClusterResyncWorkflow,
+    KubeconfigGenerateWorkflow,
+]
 
 
 async def start_operation_workflow(
