@@ -129,12 +129,14 @@ class AgentProcess:
             await asyncio.sleep(0.05)
         return self.process.returncode
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """SIGTERM, then wait without blocking the loop: the API serving the agent's socket
+        runs in this loop and must answer its closing handshake."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
+                await self.wait_exit(timeout=10)
+            except AssertionError:
                 self.process.kill()
                 self.process.wait()
 

@@ -4,6 +4,7 @@ as a real process reading a fake kube API through the real `kubernetes` client."
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 import websockets
+import yaml
 from websockets.exceptions import ConnectionClosed
 
 from clusterflow.activities.agent import run_agent_monitor
@@ -59,17 +61,21 @@ async def agent_monitor(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator
 
 @pytest.fixture
 def kube() -> Iterator[FakeKubeApi]:
-    nodes = [FakeNode("n1", architecture="arm64", region="eu-west-1"), FakeNode("n2", architecture="arm64", region="eu-west-1"), FakeNode("n3", architecture="arm64", region="eu-west-1")]
+    nodes = [
+        FakeNode("n1", architecture="arm64", region="eu-west-1"),
+        FakeNode("n2", architecture="arm64", region="eu-west-1"),
+        FakeNode("n3", architecture="arm64", region="eu-west-1"),
+    ]
     with FakeKubeApi(nodes=nodes) as fake:
         yield fake
 
 
 @pytest.fixture
-def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
+async def agents(tmp_path: Path) -> AsyncIterator[list[AgentProcess]]:
     started: list[AgentProcess] = []
     yield started
     for agent in started:
-        agent.stop()
+        await agent.stop()
 
 
 async def register(served: ServedApi, org: Org, name: str, **body: Any) -> dict[str, Any]:
@@ -108,7 +114,9 @@ async def test_registered_agent_connects_reports_the_cluster_and_the_registratio
     for kind in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Secret", "Deployment"):
         assert kind in kinds
     cluster_role = next(d for d in manifest_documents(accepted) if d["kind"] == "ClusterRole")
-    assert all("*" not in rule.get("verbs", []) and "*" not in rule.get("resources", []) for rule in cluster_role["rules"])
+    assert all(
+        "*" not in rule.get("verbs", []) and "*" not in rule.get("resources", []) for rule in cluster_role["rules"]
+    )
     deployment = next(d for d in manifest_documents(accepted) if d["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["kubernetes.io/arch"] == "arm64"
@@ -121,7 +129,9 @@ async def test_registered_agent_connects_reports_the_cluster_and_the_registratio
     fetched = await served.client.get("/v1/agent/manifest", headers={"Authorization": f"Bearer {token}"})
     assert fetched.status_code == 200
     assert token in fetched.text
-    assert (await served.client.get("/v1/agent/manifest", headers={"Authorization": "Bearer cfreg_nope"})).status_code == 401
+    assert (
+        await served.client.get("/v1/agent/manifest", headers={"Authorization": "Bearer cfreg_nope"})
+    ).status_code == 401
 
     before = await registration(served, org, "edge-1")
     assert before["connectionStatus"] == "NEVER_CONNECTED"
@@ -159,8 +169,9 @@ async def test_registered_agent_connects_reports_the_cluster_and_the_registratio
         "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM operations WHERE organization_id = $1) t", org.id
     )
     assert token not in dump
-    assert token not in agent.output()
-    assert credential["credential"] not in agent.output()
+    for secret in (token, credential["credential"]):
+        assert secret not in agent.output()
+        assert base64.b64encode(secret.encode()).decode() not in agent.output()
 
 
 async def test_a_used_registration_token_is_refused(
@@ -315,8 +326,6 @@ async def test_kubeconfig_answers_202_until_the_agent_issues_it_then_200(
     issued = kube.state.issued_tokens[-1]
     assert issued["expirationSeconds"] == 3600
     assert issued["serviceAccount"] == "clusterflow-kubeconfig"
-    import yaml
-
     config = yaml.safe_load(data["kubeconfig"])
     assert config["users"][0]["user"]["token"] == issued["token"]
     assert config["clusters"][0]["cluster"]["server"] == kube.url
@@ -324,7 +333,9 @@ async def test_kubeconfig_answers_202_until_the_agent_issues_it_then_200(
     assert issued["token"].encode() not in bytes(stored["ciphertext"])
 
     too_long = await served.client.post(
-        f"/v1/clusters/{cluster_id}/kubeconfig", json={"clusterName": "edge-6", "duration": "900h"}, headers=org.headers()
+        f"/v1/clusters/{cluster_id}/kubeconfig",
+        json={"clusterName": "edge-6", "duration": "900h"},
+        headers=org.headers(),
     )
     assert too_long.status_code == 422
     assert too_long.json()["error"]["details"][0]["field"] == "duration"
@@ -343,8 +354,11 @@ async def test_resync_rotates_the_agent_credential(
     assert record["operationType"] == "CLUSTER_RESYNC"
 
     new = kube.secret_data(AGENT_NAMESPACE, "clusterflow-agent-credential")
-    assert new is not None and new != old
-    row = await pool.fetchrow("SELECT credential_hash FROM agent_registrations WHERE cluster_id = $1", accepted["clusterId"])
+    assert new is not None
+    assert new != old
+    row = await pool.fetchrow(
+        "SELECT credential_hash FROM agent_registrations WHERE cluster_id = $1", accepted["clusterId"]
+    )
     assert bytes(row["credential_hash"]) == hash_secret(new["credential"])
     assert await refused_close_code(served, old["credential"]) == 4401
     assert (await registration(served, org, "edge-7"))["connectionStatus"] == "CONNECTED"

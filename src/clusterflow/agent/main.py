@@ -259,6 +259,8 @@ def main() -> None:
     # urllib3 and websockets debug logs would print Authorization headers.
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # The kubernetes client logs whole response bodies at DEBUG: Secrets and issued tokens.
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
     sys.exit(asyncio.run(_main()))
 
 
