@@ -51,9 +51,9 @@ class ServedApi:
 
 
 @asynccontextmanager
-async def serve_api(settings: Settings) -> AsyncIterator[ServedApi]:
-    """The real app under uvicorn on a free port, in this event loop."""
-    port = free_port()
+async def serve_api(settings: Settings, port: int | None = None) -> AsyncIterator[ServedApi]:
+    """The real app under uvicorn on a free (or the given) port, in this event loop."""
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",

@@ -19,6 +19,8 @@ import yaml
 from websockets.exceptions import ConnectionClosed
 
 from clusterflow.activities.agent import run_agent_monitor
+from clusterflow.devstack.postgres import free_port
+from clusterflow.records.organizations import create_api_key, create_organization
 from clusterflow.records.registrations import hash_secret
 from clusterflow.settings import Settings
 from tests.agent_support import (
@@ -149,6 +151,7 @@ async def test_registered_agent_connects_reports_the_cluster_and_the_registratio
     assert cluster["state"] == "ACTIVE"
     assert cluster["provider"] == "registered"
     assert cluster["kubernetesVersion"] == "1.31.2"
+    assert cluster["region"] == "eu-west-1"  # registration omitted it; the agent read the node labels
 
     status = await registration(served, org, "edge-1")
     assert status["connectionStatus"] == "CONNECTED"
@@ -172,6 +175,31 @@ async def test_registered_agent_connects_reports_the_cluster_and_the_registratio
     for secret in (token, credential["credential"]):
         assert secret not in agent.output()
         assert base64.b64encode(secret.encode()).decode() not in agent.output()
+
+
+async def test_a_replayed_registration_never_repeats_the_token(served: ServedApi, org: Org, pool: asyncpg.Pool) -> None:
+    headers = org.headers() | {"Idempotency-Key": "register-edge-8"}
+    first = await served.client.post("/v1/clusters/edge-8/register", json={"architecture": "amd64"}, headers=headers)
+    assert first.status_code == 202, first.text
+    token = token_from_manifest(first.json()["data"])
+    replay = await served.client.post("/v1/clusters/edge-8/register", json={"architecture": "amd64"}, headers=headers)
+    assert replay.status_code == 202
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["data"]["operationId"] == first.json()["data"]["operationId"]
+    assert replay.json()["data"]["manifest"] is None
+    assert token not in replay.text
+    stored = await pool.fetchval("SELECT response::text FROM idempotency_keys WHERE organization_id = $1", org.id)
+    assert token not in stored
+
+    other_org = await create_organization(pool, "registration-other")
+    _, other_key = await create_api_key(pool, other_org, "other", "owner")
+    elsewhere = await served.client.get(
+        "/v1/clusters/edge-8/registration", headers={"Authorization": f"Bearer {other_key}"}
+    )
+    assert elsewhere.status_code == 404
+    taken = await served.client.post("/v1/clusters/edge-8/register", json={}, headers=org.headers())
+    assert taken.status_code == 409
+    assert taken.json()["error"]["code"] == "CLUSTER_NAME_TAKEN"
 
 
 async def test_a_used_registration_token_is_refused(
@@ -240,6 +268,40 @@ async def test_missing_heartbeats_mark_the_agent_disconnected_and_it_recovers(
     status = await eventually(connected, what="CONNECTED again")
     assert [e["status"] for e in status["connectionEvents"]] == ["CONNECTED", "DISCONNECTED", "CONNECTED"]
     assert "no heartbeat" in status["connectionEvents"][1]["message"]
+
+
+async def test_the_agent_redials_after_an_api_restart_and_after_its_own_restart(
+    settings: Settings, org: Org, kube: FakeKubeApi, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    async with serve_api(settings, port) as served:
+        _, agent = await connected_cluster(served, org, kube, agents, tmp_path, "edge-9")
+    # The API went away (a deploy, a crash): the agent keeps redialling with backoff.
+    async with serve_api(settings, port) as served:
+
+        async def events() -> list[str] | None:
+            status = await registration(served, org, "edge-9")
+            statuses = [e["status"] for e in status["connectionEvents"]]
+            return statuses if status["connectionStatus"] == "CONNECTED" and len(statuses) == 3 else None
+
+        assert await eventually(events, what="reconnected after the API restart") == [
+            "CONNECTED",
+            "DISCONNECTED",
+            "CONNECTED",
+        ]
+        assert agent.process.poll() is None
+
+        # A restarted pod has no token any more (it was spent): it uses the stored credential.
+        await agent.stop()
+        restarted = AgentProcess(kube, served.url, None, tmp_path, name="restarted")
+        agents.append(restarted)
+
+        async def reconnected() -> bool:
+            status = await registration(served, org, "edge-9")
+            return status["connectionStatus"] == "CONNECTED" and len(status["connectionEvents"]) == 5
+
+        await eventually(reconnected, what="reconnected after the agent restart")
+        assert "redialling" in agent.output()
 
 
 async def test_unregister_removes_the_agent_and_revokes_its_credential(

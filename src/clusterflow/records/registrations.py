@@ -27,6 +27,9 @@ REGISTERED_PROVIDER = "registered"
 AGENT_PROVISIONER = "agent"
 """`clusters.provisioner_type` of a registered cluster."""
 
+UNKNOWN_REGION = "unknown"
+"""`clusters.region` of a registered cluster until its agent reports one."""
+
 REGISTRATION_TOKEN_PREFIX = "cfreg_"  # noqa: S105 - a prefix, not a secret
 AGENT_CREDENTIAL_PREFIX = "cfag_"
 
@@ -230,6 +233,14 @@ async def mark_connected(conn: Conn, cluster_id: str, connection_id: str, agent_
             connection_id,
             agent_info,
         )
+        if agent_info.get("region"):
+            # Registration may omit the region; the agent reads it from the nodes' labels.
+            await conn.execute(
+                "UPDATE clusters SET region = $2, updated_at = now() WHERE id = $1 AND region = $3",
+                cluster_id,
+                agent_info["region"],
+                UNKNOWN_REGION,
+            )
         if previous != ConnectionStatus.CONNECTED:
             verb = "connected" if previous == ConnectionStatus.NEVER_CONNECTED else "reconnected"
             await _event(conn, cluster_id, ConnectionStatus.CONNECTED, f"agent {verb}")

@@ -47,6 +47,7 @@ from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import clusters, idempotency, operations, registrations, secrets_store
 from clusterflow.records.db import Conn
+from clusterflow.records.errors import IdempotencyKeyReused
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealed, Sealer
 from clusterflow.workflows.agent_contracts import AgentTaskInput, RegisterInput
@@ -61,7 +62,6 @@ ClusterName = Annotated[
 ]
 ClusterRef = Annotated[str, Path(min_length=1, max_length=64, description="Cluster ID or name")]
 
-UNKNOWN_REGION = "unknown"
 DRY_RUN_TOKEN = "cfreg_DRY-RUN-NOT-A-VALID-TOKEN"  # noqa: S105 - a placeholder, not a secret
 MIN_KUBECONFIG_SECONDS = 600  # the kube API refuses service-account tokens shorter than 10 minutes
 MAX_KUBECONFIG_SECONDS = 7 * 24 * 3600
@@ -141,8 +141,12 @@ async def register_cluster(
         )
 
     org = principal.organization_id
+    raw_body = json.loads(await request.body() or b"null")
+    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, raw_body)
     existing_id = await registrations.find_live_cluster_by_name(pool, org, clusterName)
     reissue = False
+    if existing_id is not None and await _is_replay(pool, org, idempotency_key, fingerprint):
+        existing_id = None  # enqueue replays the first response (or refuses a reused key)
     if existing_id is not None:
         existing = await clusters.get(pool, org, existing_id)
         registration_row = await registrations.get(pool, existing_id)
@@ -203,7 +207,7 @@ async def register_cluster(
             name=clusterName,
             provider=registrations.REGISTERED_PROVIDER,
             provisioner_type=registrations.AGENT_PROVISIONER,
-            region=req.region or UNKNOWN_REGION,
+            region=req.region or registrations.UNKNOWN_REGION,
             kubernetes_version=req.kubernetesVersion,
             state=ClusterState.PROVISIONING,
             spec=document,
@@ -235,8 +239,6 @@ async def register_cluster(
         abandon=abandon,
         metadata={"architecture": req.architecture},
     )
-    raw_body = json.loads(await request.body() or b"{}")
-    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, raw_body)
     accepted = await enqueue(
         request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint
     )
@@ -261,6 +263,16 @@ async def register_cluster(
     envelope["data"] = registration.model_dump()
     headers = {k: v for k, v in accepted.headers.items() if k.lower() not in ("content-length", "content-type")}
     return JSONResponse(envelope, status_code=accepted.status_code, headers=headers)
+
+
+async def _is_replay(pool: Pool, organization_id: str, key: str | None, fingerprint: bytes) -> bool:
+    """Whether `enqueue` will answer from the idempotency store rather than register anew."""
+    if not key:
+        return False
+    try:
+        return await idempotency.lookup(pool, organization_id, key, fingerprint) is not None
+    except IdempotencyKeyReused:
+        return True
 
 
 def _instructions(
