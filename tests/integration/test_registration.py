@@ -356,9 +356,16 @@ async def refused_close_code(served: ServedApi, secret: str) -> int | None:
             return closed.rcvd.code if closed.rcvd else None
 
 
+@pytest.fixture
+def tls_kube() -> Iterator[FakeKubeApi]:
+    with FakeKubeApi(tls=True) as fake:
+        yield fake
+
+
 async def test_kubeconfig_answers_202_until_the_agent_issues_it_then_200(
-    served: ServedApi, org: Org, kube: FakeKubeApi, agents: list[AgentProcess], tmp_path: Path, pool: asyncpg.Pool
+    served: ServedApi, org: Org, tls_kube: FakeKubeApi, agents: list[AgentProcess], tmp_path: Path, pool: asyncpg.Pool
 ) -> None:
+    kube = tls_kube  # the agent verifies the API server's certificate; the kubeconfig carries its CA
     accepted, agent = await connected_cluster(served, org, kube, agents, tmp_path, "edge-6")
     cluster_id = accepted["clusterId"]
     os.kill(agent.process.pid, signal.SIGSTOP)  # the agent has not answered yet
@@ -391,8 +398,15 @@ async def test_kubeconfig_answers_202_until_the_agent_issues_it_then_200(
     config = yaml.safe_load(data["kubeconfig"])
     assert config["users"][0]["user"]["token"] == issued["token"]
     assert config["clusters"][0]["cluster"]["server"] == kube.url
+    assert kube.ca_file is not None
+    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
+    assert ca == kube.ca_file.read_bytes()
     stored = await pool.fetchrow("SELECT * FROM kubeconfigs WHERE operation_id = $1", operation_id)
     assert issued["token"].encode() not in bytes(stored["ciphertext"])
+
+    _, viewer_key = await create_api_key(pool, org.id, "viewer", "viewer")
+    viewer = {"Authorization": f"Bearer {viewer_key}"}
+    assert (await served.client.get(f"/v1/clusters/{cluster_id}/kubeconfig", headers=viewer)).status_code == 403
 
     too_long = await served.client.post(
         f"/v1/clusters/{cluster_id}/kubeconfig",

@@ -91,6 +91,18 @@ async def resolve_cluster(pool: Pool, organization_id: str, ref: str) -> asyncpg
     return row
 
 
+def registered_cluster_delete_refused(row: asyncpg.Record) -> ApiError:
+    """What `DELETE /v1/clusters/{id}` answers for a registered cluster (see `is_registered`):
+    its resources are not ours to delete; unregistering removes the agent instead."""
+    return ApiError(
+        409,
+        "CLUSTER_IS_REGISTERED",
+        f"cluster {row['name']} is registered through an agent, not provisioned by us: "
+        f"unregister it with DELETE /v1/clusters/{row['name']}/registration",
+        {"clusterId": row["id"], "unregister": f"/v1/clusters/{row['name']}/registration"},
+    )
+
+
 def _not_registered(row: asyncpg.Record) -> ApiError:
     return ApiError(
         409,
@@ -521,9 +533,11 @@ async def generate_kubeconfig(
     response_model=Envelope[Kubeconfig],
     responses={202: {"model": Envelope[Kubeconfig], "description": "still generating"}, **ERRORS},
     summary="The generated kubeconfig: 202 while generating, 200 when ready",
+    description="Returns the latest kubeconfig generated for the cluster. It holds a credential, so it needs "
+    "the editor role, like generating one. Once expired it is reported as EXPIRED, without the config.",
 )
 async def get_kubeconfig(
-    request: Request, clusterId: ClusterRef, principal: Viewer, pool: Pool, settings: AppSettings
+    request: Request, clusterId: ClusterRef, principal: Editor, pool: Pool, settings: AppSettings
 ) -> JSONResponse:
     row = await resolve_cluster(pool, principal.organization_id, clusterId)
     record = await secrets_store.latest_kubeconfig(pool, principal.organization_id, row["id"])
