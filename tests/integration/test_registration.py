@@ -245,6 +245,23 @@ async def test_an_expired_token_is_refused_and_the_registration_times_out_with_i
     assert token_from_manifest(again) != token_from_manifest(accepted)
 
 
+@pytest.mark.parametrize("settings", [{"registration_timeout_seconds": 1.0}], indirect=True)
+async def test_a_token_is_refused_once_its_registration_timed_out(
+    served: ServedApi, org: Org, kube: FakeKubeApi, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    accepted = await register(served, org, "late-2")
+    record = await wait_for_operation(served.client, org.headers(), accepted["operationId"])
+    assert record["status"] == "FAILED"
+    token = token_from_manifest(accepted)
+    fetched = await served.client.get("/v1/agent/manifest", headers={"Authorization": f"Bearer {token}"})
+    assert fetched.status_code == 401
+    agent = AgentProcess(kube, served.url, token, tmp_path)
+    agents.append(agent)
+    assert await agent.wait_exit() == 3
+    assert "register the cluster again" in agent.output()
+    assert (await registration(served, org, "late-2"))["connectionStatus"] == "NEVER_CONNECTED"
+
+
 async def test_missing_heartbeats_mark_the_agent_disconnected_and_it_recovers(
     served: ServedApi, org: Org, kube: FakeKubeApi, agents: list[AgentProcess], tmp_path: Path
 ) -> None:

@@ -121,6 +121,12 @@ async def find_live_cluster_by_name(db: Executor, organization_id: str, name: st
     return str(value) if value is not None else None
 
 
+# A token is only good while its registration operation runs: once that timed out (FAILED),
+# the cluster must be registered again, whatever the token's own expiry says.
+_REGISTRATION_IN_FLIGHT = """EXISTS (SELECT 1 FROM operations o WHERE o.id = r.register_operation_id
+    AND o.status IN ('PENDING', 'AWAITING_APPROVAL', 'RUNNING', 'CANCELLING'))"""
+
+
 class TokenRefusal(StrEnum):
     INVALID = "REGISTRATION_TOKEN_INVALID"
     USED = "REGISTRATION_TOKEN_USED"
@@ -138,8 +144,9 @@ async def exchange_token(conn: Conn, token: str, credential_hash: bytes) -> Exch
     """Spend the one-time token: on success the credential (by hash) becomes the agent's."""
     async with conn.transaction():
         row = await conn.fetchrow(
-            """SELECT cluster_id, token_hash, token_used_at, token_expires_at < now() AS expired, revoked_at
-                 FROM agent_registrations WHERE token_hash = $1 FOR UPDATE""",
+            f"""SELECT cluster_id, token_hash, token_used_at, revoked_at,
+                       token_expires_at < now() OR NOT {_REGISTRATION_IN_FLIGHT} AS expired
+                  FROM agent_registrations r WHERE token_hash = $1 FOR UPDATE""",
             hash_secret(token),
         )
         if row is None or not hmac.compare_digest(bytes(row["token_hash"]), hash_secret(token)):
@@ -163,9 +170,9 @@ async def exchange_token(conn: Conn, token: str, credential_hash: bytes) -> Exch
 async def registration_for_token(db: Executor, token: str) -> asyncpg.Record | None:
     """The registration a still-usable (unused, unexpired, unrevoked) token belongs to."""
     return await db.fetchrow(
-        """SELECT r.*, c.name AS cluster_name FROM agent_registrations r JOIN clusters c ON c.id = r.cluster_id
-            WHERE r.token_hash = $1 AND r.token_used_at IS NULL AND r.token_expires_at > now()
-              AND r.revoked_at IS NULL""",
+        f"""SELECT r.*, c.name AS cluster_name FROM agent_registrations r JOIN clusters c ON c.id = r.cluster_id
+             WHERE r.token_hash = $1 AND r.token_used_at IS NULL AND r.token_expires_at > now()
+               AND r.revoked_at IS NULL AND {_REGISTRATION_IN_FLIGHT}""",
         hash_secret(token),
     )
 

@@ -191,10 +191,14 @@ class AgentSession:
             log.exception("could not signal registration %s", operation_id)
 
     async def _relay(self) -> None:
+        """Agent messages as they come; the database, for work to push, once per poll interval."""
+        loop = asyncio.get_running_loop()
+        poll = self.settings.agent_command_poll_seconds
+        next_poll = loop.time()
         receiving = asyncio.ensure_future(self.ws.receive_text())
         try:
             while True:
-                done, _ = await asyncio.wait({receiving}, timeout=self.settings.agent_command_poll_seconds)
+                done, _ = await asyncio.wait({receiving}, timeout=max(next_poll - loop.time(), 0))
                 if receiving in done:
                     raw = receiving.result()
                     receiving = asyncio.ensure_future(self.ws.receive_text())
@@ -205,8 +209,10 @@ class AgentSession:
                         return
                     if isinstance(message, dict) and await self._handle(message):
                         return
-                if await self._push_work():
-                    return
+                if loop.time() >= next_poll:
+                    next_poll = loop.time() + poll
+                    if await self._push_work():
+                        return
         finally:
             receiving.cancel()
 
