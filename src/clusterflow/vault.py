@@ -10,8 +10,10 @@ name), so a ciphertext copied into another row does not open.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -62,3 +64,14 @@ class Sealer:
         if key is None:
             raise VaultNotConfigured(f"vault key {sealed.key_id!r} is no longer configured")
         return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, associated.encode())
+
+
+def dev_vault_keys(state_dir: Path) -> str:
+    """`CLUSTERFLOW_VAULT_KEYS` for the dev stack: one key made on first use and kept (0600)
+    in the state directory, so secrets stored by one `make run` open in the next."""
+    path = state_dir / "vault.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.b64encode(os.urandom(32)).decode())
+    return json.dumps({"dev": path.read_text().strip()})

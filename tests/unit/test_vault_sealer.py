@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
 
 from clusterflow.api.routers.registration import duration_seconds
-from clusterflow.vault import Sealer, VaultNotConfigured
+from clusterflow.settings import Settings
+from clusterflow.vault import Sealer, VaultNotConfigured, dev_vault_keys
 
 
 def test_old_rows_open_after_the_active_key_rotates() -> None:
@@ -39,3 +42,11 @@ def test_without_a_key_nothing_is_sealed() -> None:
 )
 def test_kubeconfig_durations_read_go_syntax_and_nanoseconds(value: str | int, seconds: int) -> None:
     assert duration_seconds(value) == seconds
+
+
+def test_the_dev_stack_key_is_made_once_kept_private_and_usable(tmp_path: Path) -> None:
+    first = dev_vault_keys(tmp_path)
+    assert dev_vault_keys(tmp_path) == first
+    assert (tmp_path / "vault.key").stat().st_mode & 0o777 == 0o600
+    sealer = Sealer.from_settings(Settings(vault_keys=json.loads(first)))
+    assert sealer.open(sealer.seal(b"v", "a"), "a") == b"v"
