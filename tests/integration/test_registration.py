@@ -158,6 +158,7 @@ async def test_registered_agent_connects_reports_the_cluster_and_the_registratio
     assert status["status"] == "SUCCEEDED"
     assert status["lastHealthCheck"]
     assert status["agent"]["nodeCount"] == 3
+    assert status["agent"]["namespaceCount"] == 3  # default, kube-system and the agent's
     assert status["agent"]["architecture"] == "arm64"
     assert status["agent"]["region"] == "eu-west-1"
     assert [e["status"] for e in status["connectionEvents"]] == ["CONNECTED"]

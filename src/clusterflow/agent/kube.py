@@ -46,7 +46,7 @@ class Cluster:
         self.namespace = namespace or _default_namespace()
 
     def report(self) -> dict[str, Any]:
-        """Kubernetes version, node count, dominant architecture and (if labelled) region."""
+        """Kubernetes version, node and namespace counts, dominant architecture, region if labelled."""
         version = client.VersionApi(self.api).get_code()
         nodes = self.core.list_node().items
         architectures = Counter(
@@ -55,9 +55,11 @@ class Cluster:
         regions = {
             (n.metadata.labels or {}).get("topology.kubernetes.io/region") for n in nodes if n.metadata is not None
         } - {None}
+        namespaces = self.core.list_namespace().items
         return {
             "kubernetesVersion": version.git_version.lstrip("v"),
             "nodeCount": len(nodes),
+            "namespaceCount": len(namespaces),
             "architecture": architectures.most_common(1)[0][0] if nodes else None,
             "region": next(iter(regions)) if len(regions) == 1 else None,
         }

@@ -7,6 +7,7 @@ Configuration (the manifest sets all of it):
 - `CLUSTERFLOW_AGENT_NAMESPACE`: where the agent keeps its credential Secret.
 - the in-cluster service account, or `KUBECONFIG` outside a pod.
 - `CLUSTERFLOW_AGENT_BACKOFF_MAX_SECONDS` (default 30): longest pause between redials.
+- `CLUSTERFLOW_AGENT_REPORT_SECONDS` (default 60): how often heartbeats carry a fresh report.
 
 The long-lived credential it receives for the token is kept in a Secret (and in memory), so a
 restarted pod reconnects without a new token. A refused token or credential, a revocation or an
@@ -58,6 +59,7 @@ class AgentConfig:
     namespace: str | None
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
+    report_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> AgentConfig:
@@ -69,6 +71,7 @@ class AgentConfig:
             registration_token=os.environ.get("CLUSTERFLOW_REGISTRATION_TOKEN") or None,
             namespace=os.environ.get("CLUSTERFLOW_AGENT_NAMESPACE") or None,
             backoff_max_seconds=float(os.environ.get("CLUSTERFLOW_AGENT_BACKOFF_MAX_SECONDS", "30")),
+            report_seconds=float(os.environ.get("CLUSTERFLOW_AGENT_REPORT_SECONDS", "60")),
         )
 
     @property
@@ -175,13 +178,19 @@ class Agent:
         return report | {"agentVersion": __version__}
 
     async def _heartbeat(self, ws: ClientConnection, seconds: float) -> None:
+        """Heartbeat every `seconds`; re-read the cluster (a node list is not free on a large
+        cluster) only every `report_seconds`."""
+        loop = asyncio.get_running_loop()
+        next_report = loop.time() + self.cfg.report_seconds
         while True:
             await asyncio.sleep(seconds)
-            try:
-                report = await self._report()
-            except Exception as err:  # the heartbeat still proves the agent is alive
-                log.warning("cannot read the cluster (%s); heartbeating without a report", type(err).__name__)
-                report = {}
+            report: dict[str, Any] = {}
+            if loop.time() >= next_report:
+                next_report = loop.time() + self.cfg.report_seconds
+                try:
+                    report = await self._report()
+                except Exception as err:  # the heartbeat still proves the agent is alive
+                    log.warning("cannot read the cluster (%s); heartbeating without a report", type(err).__name__)
             await self._send(ws, {"type": protocol.HEARTBEAT, "report": report})
 
     async def _handle(self, ws: ClientConnection, message: dict[str, Any]) -> None:

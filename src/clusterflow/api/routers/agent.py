@@ -78,6 +78,7 @@ def _report(message: dict[str, Any]) -> dict[str, Any]:
     for key, kind in (
         ("kubernetesVersion", str),
         ("nodeCount", int),
+        ("namespaceCount", int),
         ("architecture", str),
         ("region", str),
         ("agentVersion", str),
@@ -221,7 +222,10 @@ class AgentSession:
         kind = message.get("type")
         if kind in (protocol.HEARTBEAT, protocol.REPORT):
             async with self.pool.acquire() as conn:
-                restored = await registrations.heartbeat(conn, self.cluster_id, self.connection_id, _report(message))
+                # A heartbeat without a report keeps the last one.
+                restored = await registrations.heartbeat(
+                    conn, self.cluster_id, self.connection_id, _report(message) or None
+                )
             if restored:
                 log.info("agent of cluster %s is heartbeating again", self.cluster_id)
         elif kind == protocol.ROTATED:

@@ -52,6 +52,7 @@ class Instructions(BaseModel):
 class AgentInfo(BaseModel):
     kubernetesVersion: str | None = None
     nodeCount: int | None = None
+    namespaceCount: int | None = None
     architecture: str | None = None
     region: str | None = None
     agentVersion: str | None = None
