@@ -10,7 +10,7 @@ the Deployment through `secretKeyRef`, never in the pod spec.
 
 from __future__ import annotations
 
-import shlex
+import base64
 from typing import Any
 
 import yaml
@@ -159,9 +159,8 @@ def manifest_yaml(documents: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
-def install_script(url: str, token: str) -> str:
-    """One line: fetch the manifest with the token and apply it."""
-    return (
-        f"curl -fsSL -H {shlex.quote('Authorization: Bearer ' + token)} "
-        f"{shlex.quote(url.rstrip('/') + '/v1/agent/manifest')} | kubectl apply -f -"
-    )
+def install_script(manifest: str) -> str:
+    """One line that applies the manifest: it travels inside the line (base64), so installing
+    needs no call back to the control plane and no second credential to fetch it."""
+    encoded = base64.b64encode(manifest.encode()).decode()
+    return f"echo {encoded} | base64 -d | kubectl apply -f -"

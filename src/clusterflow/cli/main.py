@@ -32,8 +32,6 @@ def _cmd_api(_args: argparse.Namespace) -> int:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        # The agents' WebSockets: the sans-I/O implementation, not websockets' deprecated legacy one.
-        ws="websockets-sansio",
         timeout_graceful_shutdown=10,
     )
     return 0

@@ -167,16 +167,6 @@ async def exchange_token(conn: Conn, token: str, credential_hash: bytes) -> Exch
         return Exchange(row["cluster_id"], None)
 
 
-async def registration_for_token(db: Executor, token: str) -> asyncpg.Record | None:
-    """The registration a still-usable (unused, unexpired, unrevoked) token belongs to."""
-    return await db.fetchrow(
-        f"""SELECT r.*, c.name AS cluster_name FROM agent_registrations r JOIN clusters c ON c.id = r.cluster_id
-             WHERE r.token_hash = $1 AND r.token_used_at IS NULL AND r.token_expires_at > now()
-               AND r.revoked_at IS NULL AND {_REGISTRATION_IN_FLIGHT}""",
-        hash_secret(token),
-    )
-
-
 async def authenticate_credential(conn: Conn, credential: str) -> str | None:
     """The cluster ID a live agent credential belongs to. Presenting the pending credential of
     a rotation completes the rotation (the agent stored it; the old one is now revoked)."""

@@ -1,5 +1,4 @@
-"""The agents' side of the API: their WebSocket (`/v1/agent/connect`) and the manifest the
-install script fetches (`/v1/agent/manifest`).
+"""The agents' side of the API: their WebSocket (`/v1/agent/connect`).
 
 Agents dial out, so a registered cluster needs no inbound port. The socket is held by one API
 process; work for the agent (rotate the credential, issue a kubeconfig, remove itself) is
@@ -20,16 +19,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Request, WebSocket
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 from temporalio.client import Client
 
 from clusterflow.agent import protocol
-from clusterflow.api.deps import AppSettings, Pool
-from clusterflow.api.errors import ApiError
-from clusterflow.api.routers.registration import _manifest
-from clusterflow.api.schemas.common import ERRORS
 from clusterflow.records import operations, registrations, secrets_store
 from clusterflow.records.db import DbPool
 from clusterflow.settings import Settings
@@ -46,28 +40,6 @@ def _bearer(value: str | None) -> str | None:
     if not value or not value.lower().startswith("bearer "):
         return None
     return value[7:].strip() or None
-
-
-@router.get(
-    "/v1/agent/manifest",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"application/yaml": {}}, "description": "the agent manifest"}, **ERRORS},
-    summary="The agent manifest, for the one-line install script",
-    description="Authenticated by the registration's one-time token (`Authorization: Bearer cfreg_...`) while "
-    "it is unused and unexpired; the manifest is rebuilt around the presented token, which is never stored.",
-)
-async def agent_manifest(request: Request, pool: Pool, settings: AppSettings) -> PlainTextResponse:
-    token = _bearer(request.headers.get("authorization"))
-    reg = await registrations.registration_for_token(pool, token) if token else None
-    if token is None or reg is None:
-        raise ApiError(
-            401,
-            "UNAUTHORIZED",
-            "a valid, unused registration token is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    body = _manifest(settings, reg["cluster_name"], token, reg["architecture"])
-    return PlainTextResponse(body, media_type="application/yaml")
 
 
 def _report(message: dict[str, Any]) -> dict[str, Any]:

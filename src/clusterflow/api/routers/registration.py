@@ -7,8 +7,8 @@ token is returned once, inside the manifest and the install script, and stored o
 The idempotency replay of a registration therefore cannot repeat the manifest (it would have
 to store the token in clear): a replay says so and names the operation.
 
-`{clusterName}` in these paths accepts the cluster's name or its ID, since the reference uses
-both spellings for the same parameter.
+As in the reference, the path parameter is `{clusterId}` everywhere, although register takes
+the new cluster's name; the other routes accept the cluster's ID or its name.
 """
 
 from __future__ import annotations
@@ -57,8 +57,15 @@ from clusterflow.workflows.registry import WORKFLOW_TYPES
 
 router = APIRouter(prefix="/v1/clusters", tags=["registered clusters"])
 
-ClusterName = Annotated[
-    str, Path(min_length=1, max_length=50, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", description="Cluster name")
+# The reference names these path parameters `clusterId` although register takes a name.
+NewClusterName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=50,
+        pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+        description="Name of the cluster to register (a DNS label)",
+    ),
 ]
 ClusterRef = Annotated[str, Path(min_length=1, max_length=64, description="Cluster ID or name")]
 
@@ -113,7 +120,7 @@ def _not_registered(row: asyncpg.Record) -> ApiError:
 
 
 @router.post(
-    "/{clusterName}/register",
+    "/{clusterId}/register",
     status_code=202,
     summary="Register an existing cluster through an agent",
     description="Creates the cluster record and a CLUSTER_REGISTER operation, and returns the agent manifest "
@@ -127,7 +134,7 @@ def _not_registered(row: asyncpg.Record) -> ApiError:
 )
 async def register_cluster(
     request: Request,
-    clusterName: ClusterName,
+    clusterId: NewClusterName,
     principal: Editor,
     pool: Pool,
     temporal: Temporal,
@@ -136,6 +143,7 @@ async def register_cluster(
     idempotency_key: IdempotencyKey = None,
     dryRun: Annotated[bool, Query(description="Return the manifest without persisting anything")] = False,
 ) -> JSONResponse:
+    clusterName = clusterId
     req = body or RegisterRequest()
     if dryRun or req.dryRun:
         registration = Registration(
@@ -257,6 +265,7 @@ async def register_cluster(
     envelope = json.loads(bytes(accepted.body))
     replayed = accepted.headers.get("Idempotent-Replayed") == "true"
     data = envelope["data"]
+    manifest = _manifest(settings, clusterName, token, req.architecture)
     registration = Registration(
         operationId=data["operationId"],
         clusterId=data["clusterId"],
@@ -268,8 +277,8 @@ async def register_cluster(
             else f"apply the manifest in the cluster (or run installScript) before "
             f"{timestamp(expires_at)}; the registration succeeds when the agent connects"
         ),
-        manifest=None if replayed else _manifest(settings, clusterName, token, req.architecture),
-        installScript=None if replayed else install_script(settings.api_url, token),
+        manifest=None if replayed else manifest,
+        installScript=None if replayed else install_script(manifest),
         registrationTokenExpiresAt=None if replayed else timestamp(expires_at),
     )
     envelope["data"] = registration.model_dump()
@@ -311,25 +320,24 @@ def _instructions(
         message="apply the agent manifest returned at registration (or run its install script); the agent dials "
         f"out to {settings.api_url} and needs no inbound port",
         scriptContent=check,
-        url=f"{settings.api_url}/v1/agent/manifest",
     )
 
 
 @router.get(
-    "/{clusterName}/registration",
+    "/{clusterId}/registration",
     response_model=Envelope[RegistrationStatus],
     responses=ERRORS,
     summary="Agent connection status and registration progress",
 )
 async def get_registration(
     request: Request,
-    clusterName: ClusterRef,
+    clusterId: ClusterRef,
     principal: Viewer,
     pool: Pool,
     settings: AppSettings,
     operationId: Annotated[str | None, Query(max_length=64, description="A registration operation to report")] = None,
 ) -> Envelope[RegistrationStatus]:
-    row = await resolve_cluster(pool, principal.organization_id, clusterName)
+    row = await resolve_cluster(pool, principal.organization_id, clusterId)
     reg = await registrations.get(pool, row["id"])
     if reg is None:
         raise _not_registered(row)
@@ -362,7 +370,7 @@ async def get_registration(
 
 
 @router.delete(
-    "/{clusterName}/registration",
+    "/{clusterId}/registration",
     status_code=202,
     summary="Unregister a cluster",
     description="Default: a CLUSTER_UNREGISTER operation asks the agent to remove itself from the cluster, "
@@ -373,7 +381,7 @@ async def get_registration(
 )
 async def unregister_cluster(
     request: Request,
-    clusterName: ClusterRef,
+    clusterId: ClusterRef,
     principal: Editor,
     pool: Pool,
     temporal: Temporal,
@@ -383,9 +391,9 @@ async def unregister_cluster(
     ] = False,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    row = await resolve_cluster(pool, principal.organization_id, clusterName)
+    row = await resolve_cluster(pool, principal.organization_id, clusterId)
     if row["state"] == ClusterState.DELETED:
-        raise not_found("cluster", clusterName)
+        raise not_found("cluster", clusterId)
     reg = await registrations.get(pool, row["id"])
     if reg is None:
         raise _not_registered(row)

@@ -38,7 +38,7 @@ class Registration(BaseModel):
     status: str = Field(description="PENDING for a registration, DRY_RUN for a dry run")
     message: str
     manifest: str | None = Field(description="Agent manifest (multi-document YAML); holds the one-time token")
-    installScript: str | None = Field(description="One line that fetches the manifest and applies it")
+    installScript: str | None = Field(description="One line that applies the manifest (kubectl)")
     registrationTokenExpiresAt: str | None = Field(description="When the one-time token stops working")
     error: ErrorMessage | None = None
 
