@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 import websockets
 import yaml
+from temporalio.client import Client
 from websockets.exceptions import ConnectionClosed
 
 from clusterflow.activities.agent import run_agent_monitor
@@ -255,6 +256,26 @@ async def test_a_token_is_refused_once_its_registration_timed_out(
     assert (await registration(served, org, "late-2"))["connectionStatus"] == "NEVER_CONNECTED"
 
 
+async def test_a_cancelled_registration_ends_cancelled_and_its_token_stops_working(
+    served: ServedApi,
+    org: Org,
+    kube: FakeKubeApi,
+    agents: list[AgentProcess],
+    tmp_path: Path,
+    temporal_client: Client,
+) -> None:
+    accepted = await register(served, org, "cancel-1")
+    await wait_for_operation(served.client, org.headers(), accepted["operationId"], until={"RUNNING"})
+    # What the API's cancel does: a Temporal cancellation of the operation's workflow.
+    await temporal_client.get_workflow_handle(accepted["operationId"]).cancel()
+    record = await wait_for_operation(served.client, org.headers(), accepted["operationId"])
+    assert record["status"] == "CANCELLED"
+    assert (await registration(served, org, "cancel-1"))["clusterState"] == "FAILED"
+    agent = AgentProcess(kube, served.url, token_from_manifest(accepted), tmp_path)
+    agents.append(agent)
+    assert await agent.wait_exit() == 3
+
+
 async def test_missing_heartbeats_mark_the_agent_disconnected_and_it_recovers(
     served: ServedApi, org: Org, kube: FakeKubeApi, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
@@ -425,6 +446,36 @@ async def test_kubeconfig_answers_202_until_the_agent_issues_it_then_200(
     )
     assert too_long.status_code == 422
     assert too_long.json()["error"]["details"][0]["field"] == "duration"
+
+
+async def test_a_cancelled_kubeconfig_generation_is_reported_failed_not_pending(
+    served: ServedApi,
+    org: Org,
+    kube: FakeKubeApi,
+    agents: list[AgentProcess],
+    tmp_path: Path,
+    temporal_client: Client,
+) -> None:
+    accepted, agent = await connected_cluster(served, org, kube, agents, tmp_path, "edge-10")
+    os.kill(agent.process.pid, signal.SIGSTOP)
+    try:
+        response = await served.client.post(
+            f"/v1/clusters/{accepted['clusterId']}/kubeconfig",
+            json={"clusterName": "edge-10", "duration": 3_600_000_000_000},
+            headers=org.headers(),
+        )
+        assert response.status_code == 202, response.text
+        operation_id = response.json()["data"]["operationId"]
+        await wait_for_operation(served.client, org.headers(), operation_id, until={"RUNNING"})
+        await temporal_client.get_workflow_handle(operation_id).cancel()
+        record = await wait_for_operation(served.client, org.headers(), operation_id)
+        assert record["status"] == "CANCELLED"
+    finally:
+        os.kill(agent.process.pid, signal.SIGCONT)
+    answer = await served.client.get(f"/v1/clusters/{accepted['clusterId']}/kubeconfig", headers=org.headers())
+    assert answer.status_code == 200
+    assert answer.json()["data"]["status"] == "FAILED"
+    assert answer.json()["data"]["kubeconfig"] is None
 
 
 async def test_resync_rotates_the_agent_credential(

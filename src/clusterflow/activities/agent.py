@@ -104,6 +104,14 @@ class AgentActivities:
             f"{inp.cluster_name} resynchronized: agent credential rotated", {"credentialRotated": True}
         )
 
+    @activity.defn(name="registration.withdraw")
+    async def withdraw(self, inp: AgentTaskInput) -> None:
+        """Undo what a cancelled operation asked of the agent: a pending kubeconfig request fails
+        (rather than answering 202 forever, or being filled in later), and an unregistration's
+        removal request is withdrawn if the agent has not acted on it yet."""
+        await secrets_store.fail_kubeconfig(self.pool, inp.operation_id, "cancelled")
+        await registrations.withdraw_uninstall(self.pool, inp.cluster_id)
+
     @activity.defn(name="kubeconfig.await_ready")
     async def await_kubeconfig(self, inp: AgentTaskInput) -> AgentTaskResult:
         await self._event(inp, "kubeconfig/requested", "waiting for the agent to issue a service-account token")

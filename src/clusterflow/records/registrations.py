@@ -329,6 +329,15 @@ async def request_uninstall(db: Executor, cluster_id: str) -> None:
     )
 
 
+async def withdraw_uninstall(db: Executor, cluster_id: str) -> None:
+    """A cancelled unregistration: the agent, if it has not removed itself yet, stays."""
+    await db.execute(
+        """UPDATE agent_registrations SET uninstall_requested_at = NULL, updated_at = now()
+            WHERE cluster_id = $1 AND agent_removed_at IS NULL""",
+        cluster_id,
+    )
+
+
 async def mark_agent_removed(db: Executor, cluster_id: str) -> None:
     await db.execute(
         """UPDATE agent_registrations SET agent_removed_at = COALESCE(agent_removed_at, now()), updated_at = now()

@@ -40,6 +40,7 @@ def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
         agent.remove_agent,
         agent.rotate_credential,
         agent.await_kubeconfig,
+        agent.withdraw,
     ]
 
 

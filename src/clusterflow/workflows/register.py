@@ -10,11 +10,14 @@ waits, heartbeating, for the agent's answer.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from clusterflow.workflows.agent_contracts import (
@@ -41,8 +44,36 @@ CONNECTION_STATE = "registration.connection_state"
 REMOVE_AGENT = "registration.remove_agent"
 ROTATE_CREDENTIAL = "registration.rotate_credential"
 AWAIT_KUBECONFIG = "kubeconfig.await_ready"
+WITHDRAW = "registration.withdraw"
 
 CONNECTED = "CONNECTED"
+
+T = TypeVar("T")
+
+
+async def guarded(body: Callable[[], Awaitable[T]], on_cancel: Callable[[], Awaitable[None]]) -> T:
+    """Run `body()`; if the workflow is cancelled wherever it waits, record the cancellation
+    (shielded from a second cancel), then end the workflow as cancelled."""
+    try:
+        return await body()
+    except BaseException as err:
+        if not is_cancelled_exception(err):
+            raise
+        await asyncio.shield(on_cancel())
+        raise asyncio.CancelledError() from err
+
+
+async def _finish_cancelled(inp: RegisterInput | AgentTaskInput, what: str, cluster_state: str | None) -> None:
+    if isinstance(inp, AgentTaskInput):
+        await workflow.execute_activity(WITHDRAW, inp, start_to_close_timeout=timedelta(seconds=30))
+    await OperationSteps(inp.operation_id, inp.policy).finish(
+        FinishInput(
+            inp.operation_id,
+            OperationStatus.CANCELLED,
+            f"{what} of {inp.cluster_name} cancelled",
+            cluster_state=cluster_state,
+        )
+    )
 
 
 def registration_instructions(cluster_name: str, namespace: str = "clusterflow-agent") -> str:
@@ -83,6 +114,13 @@ class ClusterRegisterWorkflow:
 
     @workflow.run
     async def run(self, inp: RegisterInput) -> OperationOutcome:
+        # A cancelled registration leaves the cluster FAILED: its token stops working with the
+        # operation, and the cluster can be registered again or unregistered.
+        return await guarded(
+            lambda: self._register(inp), lambda: _finish_cancelled(inp, "registration", ClusterState.FAILED)
+        )
+
+    async def _register(self, inp: RegisterInput) -> OperationOutcome:
         steps = OperationSteps(inp.operation_id, inp.policy)
         begun = await steps.begin()
         if not begun.proceed:
@@ -163,6 +201,8 @@ async def _run_agent_operation(
     try:
         result = await _agent_task(steps, activity_name, inp)
     except ActivityError as err:
+        if is_cancelled_exception(err):
+            raise
         error = error_from_activity(err, what)
         await steps.finish(
             FinishInput(
@@ -189,18 +229,27 @@ async def _run_agent_operation(
 class ClusterUnregisterWorkflow:
     @workflow.run
     async def run(self, inp: AgentTaskInput) -> OperationOutcome:
-        return await _run_agent_operation(inp, REMOVE_AGENT, "unregistration", ClusterState.DELETED)
+        return await guarded(
+            lambda: _run_agent_operation(inp, REMOVE_AGENT, "unregistration", ClusterState.DELETED),
+            lambda: _finish_cancelled(inp, "unregistration", None),
+        )
 
 
 @workflow.defn(name="ClusterResync")
 class ClusterResyncWorkflow:
     @workflow.run
     async def run(self, inp: AgentTaskInput) -> OperationOutcome:
-        return await _run_agent_operation(inp, ROTATE_CREDENTIAL, "resync", None)
+        return await guarded(
+            lambda: _run_agent_operation(inp, ROTATE_CREDENTIAL, "resync", None),
+            lambda: _finish_cancelled(inp, "resync", None),
+        )
 
 
 @workflow.defn(name="KubeconfigGenerate")
 class KubeconfigGenerateWorkflow:
     @workflow.run
     async def run(self, inp: AgentTaskInput) -> OperationOutcome:
-        return await _run_agent_operation(inp, AWAIT_KUBECONFIG, "kubeconfig generation", None)
+        return await guarded(
+            lambda: _run_agent_operation(inp, AWAIT_KUBECONFIG, "kubeconfig generation", None),
+            lambda: _finish_cancelled(inp, "kubeconfig generation", None),
+        )
