@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -131,6 +131,43 @@ class Settings(BaseSettings):
     )
     aws_reverify_interval_seconds: float = Field(
         default=3600.0, gt=0, description="How often connected AWS accounts are re-verified (DEGRADED on failure)."
+    )
+    registration_token_ttl_seconds: float = Field(
+        default=3600.0, gt=0, description="How long a cluster registration's one-time agent token stays usable."
+    )
+    registration_timeout_seconds: float = Field(
+        default=1800.0, gt=0, description="How long a registration waits for its agent to connect before failing."
+    )
+    agent_image: str = Field(
+        default="ghcr.io/clusterflow/agent:0.1.0", description="Container image the agent manifest deploys."
+    )
+    agent_namespace: str = Field(
+        default="clusterflow-agent", description="Namespace the agent manifest installs the agent into."
+    )
+    agent_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="How often connected agents are told to send a heartbeat."
+    )
+    agent_disconnect_after_seconds: float = Field(
+        default=45.0, gt=0, description="An agent silent this long is marked DISCONNECTED."
+    )
+    agent_monitor_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often workers look for agents whose heartbeats stopped."
+    )
+    agent_command_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often an agent's connection checks for work for it (rotation, removal)."
+    )
+    agent_uninstall_wait_seconds: float = Field(
+        default=60.0, ge=0, description="How long an unregistration waits for a connected agent to remove itself."
+    )
+    kubeconfig_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="How long a kubeconfig generation waits for the cluster's agent."
+    )
+    vault_keys: dict[str, SecretStr] = Field(
+        default={},
+        description="Encryption keys of stored secrets: JSON map of key ID to base64 of 32 random bytes.",
+    )
+    vault_active_key_id: str | None = Field(
+        default=None, description="Key ID that seals new secrets (optional with a single key); older keys still open."
     )
 
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")

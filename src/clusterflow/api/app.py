@@ -21,6 +21,7 @@ from clusterflow.api.audit_log import AuditMiddleware
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import RequestHygieneMiddleware, RequestIdMiddleware
 from clusterflow.api.routers import (
+    agent,
     api_keys,
     audit,
     cloud_accounts,
@@ -31,6 +32,8 @@ from clusterflow.api.routers import (
     operator_control,
     organizations,
     progress_stream,
+    registration,
+    vault,
 )
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
 from clusterflow.api.security import ApiGuards
@@ -83,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys.router)
     app.include_router(audit.router)
     app.include_router(operations.router)
+    app.include_router(registration.router)
+    app.include_router(agent.router)
+    app.include_router(vault.router)
     app.include_router(cloud_accounts.router)
     app.include_router(progress_stream.router)
     # Outermost last: the request ID exists before anything else runs, audit sees every answer.

@@ -21,6 +21,7 @@ from clusterflow.devstack.postgres import EmbeddedPostgres
 from clusterflow.devstack.temporal import EmbeddedTemporal
 from clusterflow.records.migrate import migrate
 from clusterflow.settings import Settings
+from clusterflow.vault import dev_vault_keys
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -86,6 +87,8 @@ def run_dev_stack(settings: Settings) -> int:
             temporal_address, ui_url = temporal.address, temporal.ui_url
             env["TEMPORAL_ADDRESS"] = temporal_address
 
+        if not settings.vault_keys:
+            env["CLUSTERFLOW_VAULT_KEYS"] = dev_vault_keys(state)
         applied = asyncio.run(migrate(dsn))
         org_id, key, new_key = asyncio.run(ensure_owner_key(dsn, state / "dev.env"))
         write_env_file(state / "dev.env", settings.api_url, key)

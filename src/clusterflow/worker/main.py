@@ -15,6 +15,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from clusterflow.activities.agent import AgentActivities, run_agent_monitor
 from clusterflow.activities.aws_connect import AwsCloudConnect
 from clusterflow.activities.providers.aws import AwsClients, AwsProvider, SessionFactory, default_session_factory
 from clusterflow.activities.providers.local import LocalProvider
@@ -46,6 +47,7 @@ def activities_for(
         url_seconds=settings.aws_connect_url_seconds,
         credentials_max_seconds=settings.aws_credentials_max_seconds,
     )
+    agent = AgentActivities(pool)
     return [
         records.begin_operation,
         records.append_event,
@@ -65,6 +67,11 @@ def activities_for(
         connect.mark_cloud_account,
         connect.reverify_accounts,
         connect.issue_credentials,
+        agent.connection_state,
+        agent.remove_agent,
+        agent.rotate_credential,
+        agent.await_kubeconfig,
+        agent.withdraw,
     ]
 
 
@@ -101,6 +108,9 @@ async def run(settings: Settings) -> None:
             pool, client, settings.task_queue, settings.reconcile_interval_seconds, settings.reconcile_grace_seconds
         )
     )
+    monitor = asyncio.create_task(
+        run_agent_monitor(pool, settings.agent_disconnect_after_seconds, settings.agent_monitor_interval_seconds)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -110,6 +120,7 @@ async def run(settings: Settings) -> None:
         await stop.wait()
         log.info("worker stopping: finishing in-flight activities")
     reconciler.cancel()
+    monitor.cancel()
     await pool.close()
 
 

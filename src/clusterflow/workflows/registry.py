@@ -17,6 +17,12 @@ from clusterflow.workflows.cloud_connect import CloudConnectWorkflow
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.delete import ClusterDeleteWorkflow
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
+from clusterflow.workflows.register import (
+    ClusterRegisterWorkflow,
+    ClusterResyncWorkflow,
+    ClusterUnregisterWorkflow,
+    KubeconfigGenerateWorkflow,
+)
 from clusterflow.workflows.update import ClusterUpdateWorkflow
 
 WORKFLOW_TYPES: dict[str, str] = {
@@ -24,6 +30,10 @@ WORKFLOW_TYPES: dict[str, str] = {
     OperationType.CLUSTER_DELETE: "ClusterDelete",
     OperationType.CLUSTER_UPDATE: "ClusterUpdate",
     OperationType.CLOUD_CONNECT: "CloudConnect",
+    OperationType.CLUSTER_REGISTER: "ClusterRegister",
+    OperationType.CLUSTER_UNREGISTER: "ClusterUnregister",
+    OperationType.CLUSTER_RESYNC: "ClusterResync",
+    OperationType.KUBECONFIG_GENERATE: "KubeconfigGenerate",
 }
 
 ALL_WORKFLOWS: list[type] = [
@@ -33,6 +43,10 @@ ALL_WORKFLOWS: list[type] = [
     CloudConnectWorkflow,
     AwsIssueCredentialsWorkflow,
     AwsReverifyAccountsWorkflow,
+    ClusterRegisterWorkflow,
+    ClusterUnregisterWorkflow,
+    ClusterResyncWorkflow,
+    KubeconfigGenerateWorkflow,
 ]
 
 

@@ -14,6 +14,7 @@ from clusterflow.api.deps import AppSettings, Editor, Pool, Temporal
 from clusterflow.api.enqueue import OperationPlan, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.routers.clusters import execution_policy, normalized_spec
+from clusterflow.api.routers.registration import registered_cluster_delete_refused
 from clusterflow.api.schemas.clusters import K8sClusterUpdate, UpdatePreview
 from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
 from clusterflow.catalog.local import KUBERNETES_VERSIONS, MACHINE_TYPES
@@ -22,6 +23,7 @@ from clusterflow.planning import UpdatePlan, plan_update, plan_view, report_view
 from clusterflow.records import clusters, idempotency
 from clusterflow.records.db import Conn
 from clusterflow.records.organizations import approval_policy
+from clusterflow.records.registrations import is_registered
 from clusterflow.workflows.contracts import DeleteInput, OperationType, UpdateInput
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
@@ -111,6 +113,13 @@ async def update_cluster(
     async def prepare(conn: Conn) -> None:
         locked = await lock_cluster_for(conn, principal.organization_id, clusterId, OperationType.CLUSTER_UPDATE)
         row = locked.row
+        if is_registered(row):
+            raise ApiError(
+                409,
+                "CLUSTER_IS_REGISTERED",
+                f"cluster {row['name']} is registered through an agent: its owners change it, not clusterflow",
+                {"clusterId": row["id"]},
+            )
         update = _plan(row, document)
         if not update.passed:
             raise ApiError(
@@ -185,6 +194,8 @@ async def delete_cluster(
     async def prepare(conn: Conn) -> None:
         locked = await lock_cluster_for(conn, principal.organization_id, clusterId, OperationType.CLUSTER_DELETE)
         row = locked.row
+        if is_registered(row):
+            raise registered_cluster_delete_refused(row)
         reason = approvals.approval_reason(
             approvals.effective_policy(await approval_policy(conn, principal.organization_id)),
             OperationType.CLUSTER_DELETE,
