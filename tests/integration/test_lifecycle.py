@@ -218,7 +218,12 @@ async def test_cancel_during_each_deploy_phase_leaves_nothing_behind(
     assert view["state"] == "DELETED"
     events = await all_events(api, org.headers(), cluster["operationId"])
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
-    description = await temporal_client.get_workflow_handle(cluster["operationId"]).describe()
+    # The record ends first; the execution closes on the workflow's next task.
+    for _ in range(100):
+        description = await temporal_client.get_workflow_handle(cluster["operationId"]).describe()
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            break
+        await asyncio.sleep(0.05)
     assert description.status == WorkflowExecutionStatus.CANCELED
 
 
@@ -255,7 +260,11 @@ async def test_force_cancel_needs_admin_and_terminates_a_slow_cleanup(
     assert record["status"] == "CANCELLED" and record["metadata"]["forced"] is True
     assert record["cancellation"]["forced"] is True
     assert "cleanup may be incomplete" in record["message"]
-    description = await temporal_client.get_workflow_handle(cluster["operationId"]).describe()
+    for _ in range(100):
+        description = await temporal_client.get_workflow_handle(cluster["operationId"]).describe()
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            break
+        await asyncio.sleep(0.05)
     assert description.status == WorkflowExecutionStatus.TERMINATED
 
 
