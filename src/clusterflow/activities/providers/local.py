@@ -21,12 +21,10 @@ from clusterflow.activities.providers.phases import (
     ProviderError,
     run_phase,
 )
+from clusterflow.catalog.local import DEFAULT_KUBERNETES_VERSION, KUBERNETES_VERSIONS, MACHINE_TYPES
 from clusterflow.records import local_cloud
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
-MACHINE_TYPES = {"small": (2, 4), "medium": (4, 16), "large": (8, 32), "xlarge": (16, 64)}
-KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
-DEFAULT_KUBERNETES_VERSION = "1.31"
 ADDONS = ("coredns", "kube-proxy", "metrics-server")
 
 
