@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,6 +70,45 @@ class Settings(BaseSettings):
 
     enabled_providers: list[str] = Field(
         default=["local"], description="Providers this deployment accepts (JSON list in the environment)."
+    )
+
+    gcp_endpoint: str | None = Field(
+        default=None,
+        description="GKE API endpoint (scheme://host[:port]); unset: container.googleapis.com.",
+    )
+    gcp_access_token: SecretStr | None = Field(
+        default=None,
+        description="Static OAuth access token for GKE; unset: Application Default Credentials.",
+    )
+    gcp_default_project: str | None = Field(
+        default=None, description="GCP project of GKE clusters whose spec names none (provisioner.gke.projectId)."
+    )
+    gcp_poll_seconds: float = Field(default=5.0, gt=0, description="How often a GKE Operation is polled while waiting.")
+    azure_arm_endpoint: str = Field(
+        default="https://management.azure.com", description="Azure Resource Manager endpoint used for AKS."
+    )
+    azure_authority_host: str = Field(
+        default="https://login.microsoftonline.com", description="Microsoft Entra ID authority that issues ARM tokens."
+    )
+    azure_tenant_id: str | None = Field(default=None, description="Entra ID tenant of the AKS service principal.")
+    azure_client_id: str | None = Field(
+        default=None, description="Client (application) ID of the AKS service principal."
+    )
+    azure_client_secret: SecretStr | None = Field(
+        default=None, description="Client secret of the AKS service principal (never logged)."
+    )
+    azure_ca_bundle: Path | None = Field(
+        default=None, description="CA bundle to trust for ARM and Entra ID (private endpoints, proxies); unset: system."
+    )
+    azure_default_subscription_id: str | None = Field(
+        default=None, description="Subscription of AKS clusters whose spec names none (provisioner.aks.subscriptionId)."
+    )
+    azure_default_resource_group: str | None = Field(
+        default=None,
+        description="Resource group of AKS clusters whose spec names none (provisioner.aks.resourceGroup).",
+    )
+    azure_poll_seconds: float = Field(
+        default=10.0, gt=0, description="AKS long-running operation poll interval when ARM sends no Retry-After."
     )
 
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")

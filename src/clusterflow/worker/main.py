@@ -15,6 +15,8 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from clusterflow.activities.providers.azure import AzureProvider
+from clusterflow.activities.providers.gcp import GcpProvider
 from clusterflow.activities.providers.local import LocalProvider
 from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
@@ -29,11 +31,21 @@ log = logging.getLogger(__name__)
 def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
     records = RecordActivities(pool)
     local = LocalProvider(pool, settings.local_phase_seconds)
+    # Cloud clients are built lazily on first use, so a worker without cloud credentials still
+    # starts (and serves the providers it can).
+    gcp = GcpProvider(pool, settings)
+    azure = AzureProvider(pool, settings)
     return [
         records.begin_operation,
         records.append_event,
         records.finish_operation,
         local.deploy_phase,
+        gcp.deploy_phase,
+        gcp.delete_phase,
+        gcp.update_phase,
+        azure.deploy_phase,
+        azure.delete_phase,
+        azure.update_phase,
     ]
 
 
