@@ -171,7 +171,7 @@ class FakeArm:
         with self._lock:
             self._tick()
             cluster = self.clusters.get((subscription, group.lower(), name.lower()))
-            return json.loads(json.dumps(cluster)) if cluster else None
+            return json.loads(json.dumps(self._cluster_json(cluster))) if cluster else None
 
     def mutations(self) -> list[tuple[str, str]]:
         return [(m, p) for m, p in self.requests if m in ("PUT", "DELETE", "PATCH")]

@@ -30,6 +30,7 @@ class ThreadedServer:
             lifespan="off",
             ws="none",
             http="h11",
+            loop="asyncio",
             ssl_certfile=str(certfile) if certfile else None,
             ssl_keyfile=str(keyfile) if keyfile else None,
         )
@@ -46,5 +47,11 @@ class ThreadedServer:
         return self
 
     def stop(self) -> None:
+        # Clients (SDK connection pools) may keep idle keep-alive connections open; a TLS
+        # transport would wait for their close_notify on shutdown, so drop them outright.
+        for connection in list(self._server.server_state.connections):
+            loop, transport = getattr(connection, "loop", None), getattr(connection, "transport", None)
+            if loop is not None and transport is not None:
+                loop.call_soon_threadsafe(transport.abort)
         self._server.should_exit = True
         self._thread.join(timeout=10)

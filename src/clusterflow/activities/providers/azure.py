@@ -125,7 +125,7 @@ def classify_azure_error(err: Exception, what: str) -> ProviderError:
     code = (err.error.code if err.error else None) or ""
     message = (err.error.message if err.error else None) or err.reason or str(err)
     text = f"{what}: {code or status}: {message}"
-    if "quota" in code.lower() or "quota" in message.lower():
+    if "quota" in code.lower() or (code == "OperationNotAllowed" and "quota" in message.lower()):
         return ProviderError(
             ErrorCode.QUOTA_EXCEEDED,
             f"{text}. Remedy: request a vCPU quota increase for the VM family in this region "
