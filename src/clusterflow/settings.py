@@ -110,6 +110,28 @@ class Settings(BaseSettings):
     azure_poll_seconds: float = Field(
         default=10.0, gt=0, description="AKS long-running operation poll interval when ARM sends no Retry-After."
     )
+    gcp_sts_endpoint: str = Field(
+        default="https://sts.googleapis.com/v1/token",
+        description="Google STS token endpoint for Workload Identity Federation (GCP cloud connect).",
+    )
+    gcp_iam_credentials_endpoint: str = Field(
+        default="https://iamcredentials.googleapis.com",
+        description="Google IAM Credentials endpoint used to impersonate connected service accounts.",
+    )
+    platform_oidc_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the tokens connected clouds trust (serves /.well-known); unset: the public URL.",
+    )
+    platform_oidc_signing_key: SecretStr | None = Field(
+        default=None,
+        description="PEM RSA key signing those tokens; unset: generated once under the state directory.",
+    )
+    cloud_connect_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="How long a GCP/Azure cloud connect waits for its setup script to run."
+    )
+    cloud_connect_poll_seconds: float = Field(
+        default=15.0, gt=0, description="How often a waiting GCP/Azure cloud connect tries the token exchange."
+    )
 
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
