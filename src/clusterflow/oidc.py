@@ -92,7 +92,14 @@ def jwks(settings: Settings) -> dict[str, Any]:
 
     return {
         "keys": [
-            {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": _kid(key), "n": as_b64(numbers.n), "e": as_b64(numbers.e)}
+            {
+                "kty": "RSA",
+                "use": "sig",
+                "alg": "RS256",
+                "kid": _kid(key),
+                "n": as_b64(numbers.n),
+                "e": as_b64(numbers.e),
+            }
         ]
     }
 

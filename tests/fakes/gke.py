@@ -9,16 +9,26 @@ operation is DONE. Like GKE, a cluster runs one operation at a time (another mut
 400 FAILED_PRECONDITION), creating an existing cluster is 409 ALREADY_EXISTS, and errors use
 Google's error JSON (`{"error": {"code", "message", "status", "details": [ErrorInfo]}}`).
 
+It also plays Google STS (`POST /v1/token`, token exchange for Workload Identity Federation) and
+IAM Credentials (`:generateAccessToken`), so cloud connect runs google-auth's real federation
+flow against it: `trust` is what the customer's Cloud Shell script sets up (a pool provider
+trusting an issuer and subject, and the service account binding). Platform tokens are checked
+for issuer, subject, audience and expiry; their signatures are not verified here.
+
 Tests steer it with `fail_next` (an HTTP error for matching requests) and `fail_operation` (an
 operation that ends DONE with an error, as GKE reports quota shortfalls found while creating).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import re
+import secrets
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +48,8 @@ _CLUSTER = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/clusters/([^/:]+
 _CLUSTERS = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/clusters$")
 _POOLS = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/clusters/([^/]+)/nodePools$")
 _POOL = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/clusters/([^/]+)/nodePools/([^/:]+)(?::(\w+))?$")
+_STS = "/v1/token"
+_GENERATE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
 _OPERATION = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/operations/([^/:]+)$")
 
 PATCHES = {"1.29": "1.29.15-gke.1000", "1.30": "1.30.12-gke.1200", "1.31": "1.31.8-gke.1100"}
@@ -112,6 +124,10 @@ class FakeGke:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _server: ThreadedServer | None = None
+    # audience -> (issuer, subject) of a Workload Identity pool provider, and the service
+    # account the subject may impersonate
+    trusted: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    federated_tokens: dict[str, str] = field(default_factory=dict)
 
     # --- test controls --------------------------------------------------------------------
 
@@ -141,6 +157,11 @@ class FakeGke:
         with self._lock:
             self._operation_errors[operation_type] = (code, message)
 
+    def trust(self, audience: str, issuer: str, subject: str, service_account: str) -> None:
+        """What the cloud connect script does: trust `issuer` for `subject` to act as the SA."""
+        with self._lock:
+            self.trusted[audience] = (issuer, subject, service_account)
+
     def cluster(self, project: str, location: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             self._tick()
@@ -154,7 +175,12 @@ class FakeGke:
     async def _handle(self, request: Request) -> Response:
         path = request.url.path
         method = request.method
-        body = await request.json() if method in ("POST", "PUT", "PATCH") and await request.body() else {}
+        raw = await request.body()
+        body = json.loads(raw) if method in ("POST", "PUT", "PATCH") and raw and path != _STS else {}
+        if path == _STS:
+            return self._sts(dict(urllib.parse.parse_qsl((await request.body()).decode())))
+        if match := _GENERATE.match(path):
+            return self._generate(match.group(1), request.headers.get("authorization", ""))
         with self._lock:
             self.requests.append((method, path))
             if request.headers.get("authorization") != f"Bearer {self.token}":
@@ -168,6 +194,49 @@ class FakeGke:
                 return self._route(method, path, body, f"{request.url.scheme}://{request.url.netloc}")
             except _GoogleError as err:
                 return self._error(err.status, err.message, err.reason, err.status_name)
+
+    def _sts(self, form: dict[str, str]) -> Response:
+        trusted = self.trusted.get(form.get("audience", ""))
+        claims = _claims(form.get("subject_token", ""))
+        if trusted is None or claims is None:
+            return JSONResponse(
+                {
+                    "error": "invalid_target",
+                    "error_description": "The target service indicated by the audience is invalid.",
+                },
+                status_code=400,
+            )
+        issuer, subject, _ = trusted
+        expected_aud = "https:" + form["audience"]
+        if (claims.get("iss"), claims.get("sub"), claims.get("aud")) != (issuer, subject, expected_aud) or claims.get(
+            "exp", 0
+        ) < time.time():
+            return JSONResponse(
+                {"error": "invalid_grant", "error_description": "The incoming token is not trusted by the provider."},
+                status_code=400,
+            )
+        token = f"federated-{secrets.token_hex(12)}"
+        with self._lock:
+            self.federated_tokens[token] = form["audience"]
+        return JSONResponse(
+            {
+                "access_token": token,
+                "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "token_type": "Bearer",
+                "expires_in": 3600,
+            }
+        )
+
+    def _generate(self, email: str, authorization: str) -> Response:
+        audience = self.federated_tokens.get(authorization.removeprefix("Bearer "))
+        if audience is None:
+            return self._error(401, "Request had invalid authentication credentials.")
+        if self.trusted.get(audience, ("", "", ""))[2] != email:
+            return self._error(
+                403, f"Permission 'iam.serviceAccounts.getAccessToken' denied on {email}", "IAM_PERMISSION_DENIED"
+            )
+        expire = datetime.fromtimestamp(time.time() + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return JSONResponse({"accessToken": f"sa-{secrets.token_hex(12)}", "expireTime": expire})
 
     def _route(self, method: str, path: str, body: dict[str, Any], host: str) -> Response:
         if match := _OPERATION.match(path):
@@ -391,6 +460,14 @@ class FakeGke:
                 }
             ]
         return JSONResponse({"error": error}, status_code=status)
+
+
+def _claims(token: str) -> dict[str, Any] | None:
+    try:
+        payload = token.split(".")[1]
+        return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+    except (IndexError, ValueError):
+        return None
 
 
 class _GoogleError(Exception):

@@ -15,6 +15,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from clusterflow.activities.cloud_connect_gcp_azure import FederatedConnectActivities
 from clusterflow.activities.providers.azure import AzureProvider
 from clusterflow.activities.providers.gcp import GcpProvider
 from clusterflow.activities.providers.local import LocalProvider
@@ -35,6 +36,7 @@ def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
     # starts (and serves the providers it can).
     gcp = GcpProvider(pool, settings)
     azure = AzureProvider(pool, settings)
+    federated = FederatedConnectActivities(pool, settings)
     return [
         records.begin_operation,
         records.append_event,
@@ -46,6 +48,9 @@ def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
         azure.deploy_phase,
         azure.delete_phase,
         azure.update_phase,
+        federated.set_status,
+        federated.check_gcp,
+        federated.check_azure,
     ]
 
 

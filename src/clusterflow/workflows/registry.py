@@ -12,6 +12,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from clusterflow.workflows.cloud_connect_gcp_azure import FederatedCloudConnectWorkflow
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
 
@@ -19,7 +20,9 @@ WORKFLOW_TYPES: dict[str, str] = {
     OperationType.CLUSTER_DEPLOY: "ClusterDeploy",
 }
 
-ALL_WORKFLOWS: list[type] = [ClusterDeployWorkflow]
+# CLOUD_CONNECT has one workflow per kind of connection (GCP/Azure federation here; AWS has its
+# own), chosen by the route that starts it; the operation row records which one.
+ALL_WORKFLOWS: list[type] = [ClusterDeployWorkflow, FederatedCloudConnectWorkflow]
 
 
 async def start_operation_workflow(

@@ -2,7 +2,8 @@
 -- federated identity credentials). No secret is stored: the customer's cloud trusts this
 -- control plane's OIDC tokens for the account's subject. `id` is the CLOUD_CONNECT operation.
 CREATE TABLE federated_cloud_accounts (
-    id              text PRIMARY KEY REFERENCES operations(id),
+    -- Deferred: the row is written in the transaction that then inserts its operation.
+    id              text PRIMARY KEY REFERENCES operations(id) DEFERRABLE INITIALLY DEFERRED,
     organization_id text NOT NULL REFERENCES organizations(id),
     provider        text NOT NULL CHECK (provider IN ('gcp', 'azure')),
     cluster_name    text NOT NULL,
