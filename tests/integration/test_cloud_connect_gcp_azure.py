@@ -124,11 +124,33 @@ async def test_gcp_connect_ends_connected_once_the_script_has_run(
     assert connected["connectedAt"]
     assert connected["serviceAccountEmail"] == one(r"SA_EMAIL=(\S+)", script)
 
+    issued = await api.post("/v1/cloud-credentials/gcp", json={"clusterName": "prod-gke"}, headers=org.headers())
+    assert issued.status_code == 200, issued.text
+    assert issued.headers["Cache-Control"] == "no-store"
+    credentials = issued.json()["data"]
+    assert credentials["accessToken"].startswith("sa-")
+    assert credentials["projectId"] == "acme-prod-1"
+    assert credentials["serviceAccountEmail"] == connected["serviceAccountEmail"]
+    assert credentials["expiration"].endswith("Z")
+    other_project = await api.post(
+        "/v1/cloud-credentials/gcp",
+        json={"clusterName": "prod-gke", "targetProjectId": "acme-other-1"},
+        headers=org.headers(),
+    )
+    assert other_project.status_code == 404
+    assert other_project.json()["error"]["code"] == "CLOUD_ACCOUNT_NOT_CONNECTED"
+
     again = await api.post("/v1/cloud-accounts/gcp", json=body, headers=org.headers())
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "CLOUD_ACCOUNT_CONNECTED"
     forced = await api.post("/v1/cloud-accounts/gcp", json={**body, "forceUpdate": True}, headers=org.headers())
     assert forced.status_code == 202
+
+    # The customer removes the trust: vending fails clearly instead of returning a dead token.
+    gke.trusted.clear()
+    revoked = await api.post("/v1/cloud-credentials/gcp", json={"clusterName": "prod-gke"}, headers=org.headers())
+    assert revoked.status_code == 502
+    assert revoked.json()["error"]["code"] == "CLOUD_CREDENTIALS_FAILED"
 
 
 async def test_gcp_connect_that_is_never_set_up_times_out(api: httpx.AsyncClient, org: Org) -> None:
@@ -203,6 +225,16 @@ async def test_azure_connect_ends_connected_after_the_script_reports_back(
     assert (connected["tenantId"], connected["clientId"]) == (arm.tenant_id, client_id)
     late = await api.post(callback_url, json={"token": token, "tenantId": arm.tenant_id, "clientId": client_id})
     assert late.status_code == 409
+
+    issued = await api.post("/v1/cloud-credentials/azure", json={"clusterName": "prod-aks"}, headers=org.headers())
+    assert issued.status_code == 200, issued.text
+    credentials = issued.json()["data"]
+    assert credentials["accessToken"] in arm.tokens, "a token ARM accepts"
+    assert (credentials["tenantId"], credentials["clientId"]) == (arm.tenant_id, client_id)
+    assert (credentials["subscriptionId"], credentials["resourceGroup"]) == (subscription, "rg-prod")
+    assert credentials["aksApiAudience"]
+    missing = await api.post("/v1/cloud-credentials/azure", json={"clusterName": "nope"}, headers=org.headers())
+    assert missing.status_code == 404
 
 
 async def test_platform_oidc_discovery_is_public(api: httpx.AsyncClient) -> None:

@@ -18,7 +18,15 @@ from temporalio.client import Client
 from clusterflow import __version__
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import RequestIdMiddleware
-from clusterflow.api.routers import catalog, cloud_accounts_gcp_azure, clusters, health, oidc, operations
+from clusterflow.api.routers import (
+    catalog,
+    cloud_accounts_gcp_azure,
+    cloud_credentials_gcp_azure,
+    clusters,
+    health,
+    oidc,
+    operations,
+)
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
 from clusterflow.records.db import create_pool
 from clusterflow.settings import Settings, get_settings
@@ -55,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(catalog.router)
     app.include_router(cloud_accounts_gcp_azure.router)
+    app.include_router(cloud_credentials_gcp_azure.router)
     app.include_router(oidc.router)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
