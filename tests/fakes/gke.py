@@ -128,6 +128,10 @@ class FakeGke:
     # account the subject may impersonate
     trusted: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     federated_tokens: dict[str, str] = field(default_factory=dict)
+    # access token -> service account email, for tokens minted by generateAccessToken
+    service_account_tokens: dict[str, str] = field(default_factory=dict)
+    # who made each GKE call: "static" (the test token) or a service account email
+    callers: list[str] = field(default_factory=list)
 
     # --- test controls --------------------------------------------------------------------
 
@@ -183,8 +187,11 @@ class FakeGke:
             return self._generate(match.group(1), request.headers.get("authorization", ""))
         with self._lock:
             self.requests.append((method, path))
-            if request.headers.get("authorization") != f"Bearer {self.token}":
+            bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+            caller = "static" if bearer == self.token else self.service_account_tokens.get(bearer)
+            if caller is None:
                 return self._error(401, "Request had invalid authentication credentials.", "CREDENTIALS_MISSING")
+            self.callers.append(caller)
             for injected in self._injected:
                 if injected.method == method and injected.times > 0 and injected.pattern.search(path):
                     injected.times -= 1
@@ -236,7 +243,10 @@ class FakeGke:
                 403, f"Permission 'iam.serviceAccounts.getAccessToken' denied on {email}", "IAM_PERMISSION_DENIED"
             )
         expire = datetime.fromtimestamp(time.time() + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return JSONResponse({"accessToken": f"sa-{secrets.token_hex(12)}", "expireTime": expire})
+        token = f"sa-{secrets.token_hex(12)}"
+        with self._lock:
+            self.service_account_tokens[token] = email
+        return JSONResponse({"accessToken": token, "expireTime": expire})
 
     def _route(self, method: str, path: str, body: dict[str, Any], host: str) -> Response:
         if match := _OPERATION.match(path):

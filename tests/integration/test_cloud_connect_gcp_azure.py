@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from clusterflow.settings import Settings
+from tests.cloud import cloud_document
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.arm import FakeArm
 from tests.fakes.gke import FakeGke
@@ -60,11 +62,14 @@ def settings(
         enabled_providers=["local", "gcp", "azure"],
         public_url=ISSUER,
         platform_oidc_signing_key=signing_key,
+        gcp_endpoint=gke.url,
+        gcp_poll_seconds=0.05,
         gcp_sts_endpoint=f"{gke.url}/v1/token",
         gcp_iam_credentials_endpoint=gke.url,
         azure_arm_endpoint=arm.url,
         azure_authority_host=arm.url,
         azure_ca_bundle=arm.ca_path,
+        azure_poll_seconds=0.1,
         cloud_connect_poll_seconds=0.2,
         cloud_connect_timeout_seconds=1.5 if "times_out" in request.node.name else 60,
     )
@@ -243,3 +248,68 @@ async def test_platform_oidc_discovery_is_public(api: httpx.AsyncClient) -> None
     keys = (await api.get("/.well-known/jwks.json")).json()["keys"]
     assert keys[0]["kty"] == "RSA"
     assert keys[0]["alg"] == "RS256"
+
+
+async def connect_gcp(
+    api: httpx.AsyncClient, org: Org, gke: FakeGke, cluster_name: str, project: str
+) -> dict[str, Any]:
+    body = {"clusterName": cluster_name, "targetProjectId": project, "targetProjectNumber": "555666777888"}
+    account: dict[str, Any] = (await api.post("/v1/cloud-accounts/gcp", json=body, headers=org.headers())).json()[
+        "data"
+    ]
+    script = account["cloudShellScript"]
+    pool_id, provider_id = one(r"POOL_ID=(\S+)", script), one(r"PROVIDER_ID=(\S+)", script)
+    audience = (
+        "//iam.googleapis.com/projects/555666777888/locations/global/workloadIdentityPools/"
+        f"{pool_id}/providers/{provider_id}"
+    )
+    gke.trust(audience, ISSUER, one(r'assertion.sub == "([^"]+)"', script), one(r"SA_EMAIL=(\S+)", script))
+    assert (await wait_for_operation(api, org.headers(), account["id"]))["status"] == "SUCCEEDED"
+    return account
+
+
+async def test_a_connected_gcp_account_is_what_deploys_act_as(api: httpx.AsyncClient, org: Org, gke: FakeGke) -> None:
+    account = await connect_gcp(api, org, gke, "fed-gke", "acme-fed-1")
+    doc = cloud_document(
+        "fed-gke",
+        "gcp",
+        "us-central1",
+        {"type": "gke", "gke": {"kubernetesVersion": "1.32"}},
+        [{"name": "workers", "machineTypes": ["e2-standard-4"], "minNode": 1, "maxNode": 2}],
+    )
+    accepted = (await api.post("/v1/clusters", json=doc, headers=org.headers())).json()["data"]
+    record = await wait_for_operation(api, org.headers(), accepted["operationId"])
+    assert record["status"] == "SUCCEEDED", record
+    assert gke.cluster("acme-fed-1", "us-central1", "fed-gke") is not None, "created in the account's project"
+    assert set(gke.callers) == {account["serviceAccountEmail"]}, "every GKE call as the connected service account"
+
+
+async def test_a_connected_azure_account_is_what_deploys_act_as(api: httpx.AsyncClient, org: Org, arm: FakeArm) -> None:
+    subscription = str(uuid.uuid4())
+    body = {"clusterName": "fed-aks", "subscriptionId": subscription, "resourceGroup": "rg-fed"}
+    account = (await api.post("/v1/cloud-accounts/azure", json=body, headers=org.headers())).json()["data"]
+    script = account["setupScript"]
+    credential = json.loads(one(r"federated-credential create --id \"\$APP_ID\" --parameters '([^']+)'", script))
+    client_id = str(uuid.uuid4())
+    arm.federated[client_id] = (credential["issuer"], credential["subject"])
+    await api.post(
+        one(r"curl -fsS -X POST (\S+)", script).removeprefix(ISSUER),
+        json={
+            "token": one(r'\\"token\\": \\"([0-9a-f]+)\\"', script),
+            "tenantId": arm.tenant_id,
+            "clientId": client_id,
+        },
+    )
+    assert (await wait_for_operation(api, org.headers(), account["id"]))["status"] == "SUCCEEDED"
+
+    doc = cloud_document(
+        "fed-aks",
+        "azure",
+        "eastus",
+        {"type": "aks", "aks": {"kubernetesVersion": "1.32"}},
+        [{"name": "workers", "machineTypes": ["Standard_D4s_v5"], "minNode": 1, "maxNode": 2}],
+    )
+    accepted = (await api.post("/v1/clusters", json=doc, headers=org.headers())).json()["data"]
+    record = await wait_for_operation(api, org.headers(), accepted["operationId"])
+    assert record["status"] == "SUCCEEDED", record
+    assert arm.cluster(subscription, "rg-fed", "fed-aks") is not None, "created in the account's subscription and group"

@@ -95,3 +95,17 @@ async def set_status(db: Executor, account_id: str, status: str, error: str | No
         status,
         error,
     )
+
+
+async def connected_for_cluster(db: Executor, cluster_id: str, provider: str) -> asyncpg.Record | None:
+    """The newest CONNECTED account of the cluster's organization for the cluster's name."""
+    return await db.fetchrow(
+        """SELECT a.id, a.organization_id, a.provider, a.cluster_name, a.level, a.status, a.params, a.identity,
+                  a.script, a.error, a.created_at, a.updated_at, a.connected_at
+             FROM federated_cloud_accounts a
+             JOIN clusters c ON c.organization_id = a.organization_id AND c.name = a.cluster_name
+            WHERE c.id = $1 AND a.provider = $2 AND a.status = 'CONNECTED'
+            ORDER BY a.created_at DESC LIMIT 1""",
+        cluster_id,
+        provider,
+    )

@@ -14,6 +14,10 @@ Why it is shaped this way:
 - SDK retries are off (`retry_total=0`): Temporal's retry policy is the one retry layer, so every
   retry is visible as an event. ARM errors are classified once here: quota, authorization and
   invalid requests are permanent (with a remedy); throttling, 5xx and a busy resource retry.
+- Credentials: when the cluster's organization has a CONNECTED Azure account for the cluster's
+  name (cloud connect), the phase acts as that account's application through its federated
+  credential, in its subscription and resource group; otherwise it uses the settings' service
+  principal (or DefaultAzureCredential).
 - Endpoints (ARM, Entra ID authority) and a CA bundle come from settings, so the same code runs
   against Azure, sovereign clouds, private endpoints, or the test fake.
 
@@ -52,9 +56,11 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice import models as aks
 from temporalio import activity
 
+from clusterflow.activities.cloud_connect_gcp_azure import azure_credential
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError, run_phase
 from clusterflow.catalog import azure as azure_catalog
 from clusterflow.catalog import minor_of, version_key
+from clusterflow.records import cloud_accounts
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
@@ -295,20 +301,36 @@ class AzureProvider:
     def __init__(self, pool: asyncpg.Pool[Any], settings: Settings) -> None:
         self.pool = pool
         self.settings = settings
-        self._credential: Any = None
-        self._clients: dict[str, ContainerServiceClient] = {}
+        # Credentials per source ("" = settings, else a connected account), clients per
+        # (source, subscription); reused across phases.
+        self._credentials: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], ContainerServiceClient] = {}
 
-    def client(self, subscription_id: str) -> ContainerServiceClient:
-        if self._credential is None:
-            self._credential = make_credential(self.settings)
-        if subscription_id not in self._clients:
-            self._clients[subscription_id] = make_client(self.settings, self._credential, subscription_id)
-        return self._clients[subscription_id]
+    async def _bind(self, inp: PhaseInput) -> asyncpg.Record | None:
+        """The connected account the cluster's phases act as, if there is one."""
+        return await cloud_accounts.connected_for_cluster(self.pool, inp.cluster_id, "azure")
 
-    def _session(self, inp: PhaseInput, reporter: PhaseReporter) -> AksSession:
+    def client(self, subscription_id: str, account: asyncpg.Record | None = None) -> ContainerServiceClient:
+        source = account["id"] if account else ""
+        if source not in self._credentials:
+            self._credentials[source] = (
+                azure_credential(self.settings, account["organization_id"], account["id"], dict(account["identity"]))
+                if account
+                else make_credential(self.settings)
+            )
+        if (source, subscription_id) not in self._clients:
+            self._clients[(source, subscription_id)] = make_client(
+                self.settings, self._credentials[source], subscription_id
+            )
+        return self._clients[(source, subscription_id)]
+
+    def _session(self, inp: PhaseInput, reporter: PhaseReporter, account: asyncpg.Record | None) -> AksSession:
         block = aks_block(inp.spec)
-        subscription = block.get("subscriptionId") or self.settings.azure_default_subscription_id
-        group = block.get("resourceGroup") or self.settings.azure_default_resource_group
+        params = dict(account["params"]) if account else {}
+        subscription = (
+            block.get("subscriptionId") or params.get("subscriptionId") or self.settings.azure_default_subscription_id
+        )
+        group = block.get("resourceGroup") or params.get("resourceGroup") or self.settings.azure_default_resource_group
         if not subscription or not group:
             raise ProviderError(
                 ErrorCode.INVALID_SPEC,
@@ -317,7 +339,11 @@ class AzureProvider:
                 retryable=False,
             )
         return AksSession(
-            self.client(str(subscription)), reporter, str(group), inp.cluster_name, self.settings.azure_poll_seconds
+            self.client(str(subscription), account),
+            reporter,
+            str(group),
+            inp.cluster_name,
+            self.settings.azure_poll_seconds,
         )
 
     @staticmethod
@@ -334,16 +360,18 @@ class AzureProvider:
 
     @activity.defn(name="azure.deploy_phase")
     async def deploy_phase(self, inp: PhaseInput) -> PhaseResult:
+        account = await self._bind(inp)
+
         async def body(reporter: PhaseReporter) -> PhaseResult:
             if inp.phase == Phase.VALIDATE:
                 validate_spec(inp.spec, inp.region)
                 await reporter.event("spec", "spec matches the AKS catalog", fraction=0.5)
-                session = self._session(inp, reporter)
+                session = self._session(inp, reporter, account)
                 existing = await session.get_cluster()  # proves credentials and permission now
                 if existing is not None:
                     self._check_owner(existing, inp)
                 return PhaseResult(inp.phase)
-            session = self._session(inp, reporter)
+            session = self._session(inp, reporter, account)
             if inp.phase == Phase.NETWORK:
                 subnet = aks_block(inp.spec).get("vnetSubnetId")
                 message = f"using subnet {subnet}" if subnet else "AKS builds a managed virtual network"
@@ -497,11 +525,13 @@ class AzureProvider:
 
     @activity.defn(name="azure.delete_phase")
     async def delete_phase(self, inp: PhaseInput) -> PhaseResult:
+        account = await self._bind(inp)
+
         async def body(reporter: PhaseReporter) -> PhaseResult:
             if inp.phase != Phase.CONTROL_PLANE:
                 await reporter.event("nothing", f"{inp.phase}: nothing of its own on AKS", fraction=1.0)
                 return PhaseResult(inp.phase)
-            session = self._session(inp, reporter)
+            session = self._session(inp, reporter, account)
             cluster = await session.get_cluster()
             if cluster is None:
                 await reporter.event("absent", f"AKS cluster {inp.cluster_name} does not exist", fraction=1.0)
@@ -533,8 +563,10 @@ class AzureProvider:
 
     @activity.defn(name="azure.update_phase")
     async def update_phase(self, inp: PhaseInput) -> PhaseResult:
+        account = await self._bind(inp)
+
         async def body(reporter: PhaseReporter) -> PhaseResult:
-            session = self._session(inp, reporter)
+            session = self._session(inp, reporter, account)
             cluster = await session.get_cluster()
             if cluster is None:
                 raise ProviderError(

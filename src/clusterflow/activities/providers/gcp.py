@@ -17,6 +17,10 @@ Why it is shaped this way:
   message); throttling, 5xx and a busy cluster are retryable.
 - The client is synchronous (requests); calls run in a thread so the worker's event loop and
   heartbeats keep going.
+- Credentials: when the cluster's organization has a CONNECTED GCP account for the cluster's
+  name (cloud connect), the phase acts as that account's service account through Workload
+  Identity Federation, in its project; otherwise it uses the settings' credentials (a static
+  token or Application Default Credentials).
 
 Deploy phases: VALIDATE (spec against the catalog, then a read to prove credentials and
 permission), NETWORK (GKE builds VPC-native networking with the cluster; nothing to create),
@@ -50,9 +54,11 @@ from google.api_core.client_options import ClientOptions
 from google.cloud import container_v1
 from temporalio import activity
 
+from clusterflow.activities.cloud_connect_gcp_azure import gcp_credentials
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError, run_phase
 from clusterflow.catalog import gcp as gcp_catalog
 from clusterflow.catalog import minor_of, version_key
+from clusterflow.records import cloud_accounts
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
@@ -89,11 +95,11 @@ def owner_label(cluster_id: str) -> str:
     return cluster_id.lower()
 
 
-def make_client(settings: Settings) -> container_v1.ClusterManagerClient:
-    """A GKE client on the configured endpoint with static-token or default credentials."""
+def make_client(settings: Settings, credentials: Any = None) -> container_v1.ClusterManagerClient:
+    """A GKE client on the configured endpoint: given (federated) credentials, else the
+    settings' static token, else Application Default Credentials."""
     options = ClientOptions(api_endpoint=settings.gcp_endpoint) if settings.gcp_endpoint else None
-    credentials = None
-    if settings.gcp_access_token is not None:
+    if credentials is None and settings.gcp_access_token is not None:
         from google.oauth2.credentials import Credentials
 
         credentials = Credentials(token=settings.gcp_access_token.get_secret_value())  # type: ignore[no-untyped-call]
@@ -363,16 +369,24 @@ class GcpProvider:
     def __init__(self, pool: asyncpg.Pool[Any], settings: Settings) -> None:
         self.pool = pool
         self.settings = settings
-        self._client: container_v1.ClusterManagerClient | None = None
+        # One client per credential source (settings, or each connected account), reused.
+        self._clients: dict[str, container_v1.ClusterManagerClient] = {}
 
-    @property
-    def client(self) -> container_v1.ClusterManagerClient:
-        if self._client is None:
-            self._client = make_client(self.settings)
-        return self._client
+    async def _bind(self, inp: PhaseInput) -> tuple[container_v1.ClusterManagerClient, str | None]:
+        """The client for this cluster, and the connected account's project if there is one."""
+        account = await cloud_accounts.connected_for_cluster(self.pool, inp.cluster_id, "gcp")
+        key = account["id"] if account else ""
+        if key not in self._clients:
+            credentials = None
+            if account is not None:
+                credentials = gcp_credentials(
+                    self.settings, account["organization_id"], account["id"], dict(account["identity"])
+                )
+            self._clients[key] = make_client(self.settings, credentials)
+        return self._clients[key], (account["identity"]["projectId"] if account else None)
 
-    def _project(self, spec: dict[str, Any]) -> str:
-        project = gke_block(spec).get("projectId") or self.settings.gcp_default_project
+    def _project(self, spec: dict[str, Any], account_project: str | None) -> str:
+        project = gke_block(spec).get("projectId") or account_project or self.settings.gcp_default_project
         if not project:
             raise ProviderError(
                 ErrorCode.INVALID_SPEC,
@@ -381,17 +395,27 @@ class GcpProvider:
             )
         return str(project)
 
-    def _session(self, inp: PhaseInput, reporter: PhaseReporter) -> GkeSession:
+    def _session(
+        self, inp: PhaseInput, reporter: PhaseReporter, bound: tuple[container_v1.ClusterManagerClient, str | None]
+    ) -> GkeSession:
+        client, account_project = bound
         return GkeSession(
-            self.client, reporter, self._project(inp.spec), inp.region, inp.cluster_name, self.settings.gcp_poll_seconds
+            client,
+            reporter,
+            self._project(inp.spec, account_project),
+            inp.region,
+            inp.cluster_name,
+            self.settings.gcp_poll_seconds,
         )
 
     # --- deploy ---------------------------------------------------------------------------
 
     @activity.defn(name="gcp.deploy_phase")
     async def deploy_phase(self, inp: PhaseInput) -> PhaseResult:
+        bound = await self._bind(inp)
+
         async def body(reporter: PhaseReporter) -> PhaseResult:
-            gke = self._session(inp, reporter)
+            gke = self._session(inp, reporter, bound)
             if inp.phase == Phase.VALIDATE:
                 validate_spec(inp.spec, inp.region)
                 await reporter.event("spec", "spec matches the GKE catalog", fraction=0.5)
@@ -431,7 +455,7 @@ class GcpProvider:
             body = _cluster_body(inp, gke.project, requested_version(inp.spec))
             try:
                 await gke.mutate(
-                    f"create cluster {inp.cluster_name}", self.client.create_cluster, parent=gke.parent, cluster=body
+                    f"create cluster {inp.cluster_name}", gke.client.create_cluster, parent=gke.parent, cluster=body
                 )
                 verb = "created"
             except ProviderError as err:
@@ -485,7 +509,7 @@ class GcpProvider:
         try:
             await gke.mutate(
                 f"create node pool {group['name']}",
-                self.client.create_node_pool,
+                gke.client.create_node_pool,
                 parent=gke.name,
                 node_pool=_node_pool(group, version),
             )
@@ -511,11 +535,13 @@ class GcpProvider:
 
     @activity.defn(name="gcp.delete_phase")
     async def delete_phase(self, inp: PhaseInput) -> PhaseResult:
+        bound = await self._bind(inp)
+
         async def body(reporter: PhaseReporter) -> PhaseResult:
             if inp.phase != Phase.CONTROL_PLANE:
                 await reporter.event("nothing", f"{inp.phase}: nothing of its own on GKE", fraction=1.0)
                 return PhaseResult(inp.phase)
-            gke = self._session(inp, reporter)
+            gke = self._session(inp, reporter, bound)
             cluster = await gke.get_cluster()
             if cluster is None:
                 await reporter.event("absent", f"GKE cluster {inp.cluster_name} does not exist", fraction=1.0)
@@ -529,7 +555,7 @@ class GcpProvider:
                 )
                 return PhaseResult(inp.phase)
             try:
-                await gke.mutate(f"delete cluster {inp.cluster_name}", self.client.delete_cluster, name=gke.name)
+                await gke.mutate(f"delete cluster {inp.cluster_name}", gke.client.delete_cluster, name=gke.name)
             except ProviderError as err:
                 if not (err.code == ErrorCode.CLOUD_NOT_FOUND):
                     raise
@@ -542,8 +568,10 @@ class GcpProvider:
 
     @activity.defn(name="gcp.update_phase")
     async def update_phase(self, inp: PhaseInput) -> PhaseResult:
+        bound = await self._bind(inp)
+
         async def body(reporter: PhaseReporter) -> PhaseResult:
-            gke = self._session(inp, reporter)
+            gke = self._session(inp, reporter, bound)
             cluster = await gke.get_cluster()
             if cluster is None:
                 raise ProviderError(
@@ -600,7 +628,7 @@ class GcpProvider:
         if target and minor_of(cluster.current_master_version) != minor_of(target):
             await gke.mutate(
                 f"upgrade control plane to {target}",
-                self.client.update_cluster,
+                gke.client.update_cluster,
                 name=gke.name,
                 update=container_v1.ClusterUpdate(desired_master_version=target),
             )
@@ -609,7 +637,7 @@ class GcpProvider:
         if channel and cluster.release_channel.channel != _CHANNELS[channel]:
             await gke.mutate(
                 f"switch release channel to {channel}",
-                self.client.update_cluster,
+                gke.client.update_cluster,
                 name=gke.name,
                 update=container_v1.ClusterUpdate(
                     desired_release_channel=container_v1.ReleaseChannel(channel=_CHANNELS[channel])
@@ -620,7 +648,7 @@ class GcpProvider:
         if window:
             await gke.mutate(
                 "set maintenance window",
-                self.client.set_maintenance_policy,
+                gke.client.set_maintenance_policy,
                 name=gke.name,
                 maintenance_policy=_maintenance_policy(window),
             )
@@ -632,7 +660,7 @@ class GcpProvider:
             if fresh is not None and dict(fresh.resource_labels) != labels:
                 await gke.mutate(
                     "set labels",
-                    self.client.set_labels,
+                    gke.client.set_labels,
                     request=container_v1.SetLabelsRequest(
                         name=gke.name, resource_labels=labels, label_fingerprint=fresh.label_fingerprint
                     ),
@@ -655,7 +683,7 @@ class GcpProvider:
                 message = f"node pool {name} added"
             elif kind == "REMOVE" and pool is not None:
                 try:
-                    await gke.mutate(f"remove node pool {name}", self.client.delete_node_pool, name=gke.pool_name(name))
+                    await gke.mutate(f"remove node pool {name}", gke.client.delete_node_pool, name=gke.pool_name(name))
                 except ProviderError as err:
                     if not (err.code == ErrorCode.CLOUD_NOT_FOUND):
                         raise
@@ -668,7 +696,7 @@ class GcpProvider:
                 if minor_of(pool.version) != minor_of(target):
                     await gke.mutate(
                         f"upgrade node pool {name} to {target}",
-                        self.client.update_node_pool,
+                        gke.client.update_node_pool,
                         request=container_v1.UpdateNodePoolRequest(
                             name=gke.pool_name(name),
                             node_version=target,
@@ -691,7 +719,7 @@ class GcpProvider:
         if (pool.autoscaling.min_node_count, pool.autoscaling.max_node_count) != (minimum, maximum):
             await gke.mutate(
                 f"set autoscaling of node pool {name}",
-                self.client.set_node_pool_autoscaling,
+                gke.client.set_node_pool_autoscaling,
                 request=container_v1.SetNodePoolAutoscalingRequest(
                     name=gke.pool_name(name),
                     autoscaling=container_v1.NodePoolAutoscaling(
@@ -703,7 +731,7 @@ class GcpProvider:
         if group.get("desiredSize") is not None:
             await gke.mutate(
                 f"resize node pool {name}",
-                self.client.set_node_pool_size,
+                gke.client.set_node_pool_size,
                 request=container_v1.SetNodePoolSizeRequest(
                     name=gke.pool_name(name), node_count=int(group["desiredSize"])
                 ),
