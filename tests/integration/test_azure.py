@@ -226,3 +226,21 @@ async def test_aks_busy_cluster_is_waited_for_then_updated(
     deletes = [m for m in arm.mutations() if m[0] == "DELETE"]
     await run_phases(provider.delete_phase, delete_op, "cl_aks1", spec, DELETE_PHASES, attempt=2)
     assert [m for m in arm.mutations() if m[0] == "DELETE"] == deletes
+
+
+@pytest.mark.usefixtures("worker")
+async def test_aks_name_taken_by_a_foreign_cluster_is_a_conflict_and_left_alone(
+    api: httpx.AsyncClient, org: Org, arm: FakeArm, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    provider = AzureProvider(pool, settings)
+    spec = aks_document("aks-taken")["spec"]
+    await run_phases(provider.deploy_phase, await operation_row(pool, org.id, "CLUSTER_DEPLOY"), "cl_someone", spec)
+    puts = len(arm.mutations())
+
+    _, record = await deploy(api, org, aks_document("aks-taken"))
+    assert record["status"] == "FAILED"
+    assert record["error"]["code"] == "CLOUD_CONFLICT"
+    assert record["currentPhase"] == "VALIDATE"
+    await run_phases(provider.delete_phase, await operation_row(pool, org.id), "cl_mine", spec, DELETE_PHASES)
+    assert len(arm.mutations()) == puts, "neither deploy nor delete touched someone else's cluster"
+    assert arm.cluster(SUBSCRIPTION, GROUP, "aks-taken") is not None

@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from clusterflow.records.organizations import create_api_key, create_organization
 from clusterflow.settings import Settings
 from tests.cloud import cloud_document
 from tests.conftest import Org, Services, test_settings
@@ -190,6 +192,22 @@ async def test_cloud_connect_requests_are_validated(api: httpx.AsyncClient, org:
     )
     assert region.status_code == 422
     assert (await api.get("/v1/cloud-accounts/gcp/op_unknown", headers=org.headers())).status_code == 404
+
+
+async def test_cloud_accounts_are_scoped_to_their_organization(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    body = {"clusterName": "scoped", "targetProjectId": "acme-scope-1", "targetProjectNumber": "123123123123"}
+    account = (await api.post("/v1/cloud-accounts/gcp", json=body, headers=org.headers())).json()["data"]
+    other_org = await create_organization(pool, f"other-{uuid.uuid4().hex[:8]}")
+    _, other_key = await create_api_key(pool, other_org, "other owner", "owner")
+    other = {"Authorization": f"Bearer {other_key}"}
+    assert (await api.get(f"/v1/cloud-accounts/gcp/{account['id']}", headers=other)).status_code == 404
+    assert (await api.get(f"/v1/cloud-accounts/gcp/{account['id']}/script", headers=other)).status_code == 404
+    assert (await api.get(f"/v1/cloud-accounts/azure/{account['id']}", headers=org.headers())).status_code == 404
+    _, viewer_key = await create_api_key(pool, org.id, "viewer", "viewer")
+    denied = await api.post("/v1/cloud-accounts/gcp", json=body, headers={"Authorization": f"Bearer {viewer_key}"})
+    assert denied.status_code == 403
 
 
 async def test_azure_connect_ends_connected_after_the_script_reports_back(
