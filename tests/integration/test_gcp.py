@@ -245,3 +245,28 @@ async def test_gke_update_refuses_skipping_a_minor_version(
     assert error.type == "INVALID_SPEC"
     assert error.non_retryable
     assert "one minor" in error.message
+
+
+async def test_gke_autopilot_deploy_has_no_node_pools_and_a_rerun_creates_nothing(
+    pool: asyncpg.Pool, org: Org, gke: FakeGke, settings: Settings
+) -> None:
+    provider = GcpProvider(pool, settings)
+    spec = gke_document("gke-auto", autopilot=True, releaseChannel="REGULAR", kubernetesVersion=None)["spec"]
+    del spec["provisioner"]["gke"]["kubernetesVersion"]
+    operation = await operation_row(pool, org.id, "CLUSTER_DEPLOY")
+    results = await run_phases(provider.deploy_phase, operation, "cl_auto1", spec)
+    assert results[-1].outputs["cluster"]["kubernetesVersion"] == "1.32", "the REGULAR channel's default"
+    cluster = gke.cluster(PROJECT, REGION, "gke-auto")
+    assert cluster is not None
+    assert cluster["autopilot"] == {"enabled": True}
+    assert cluster["nodePools"] == []
+
+    # A worker lost after the create: the retried phases find the cluster (our label) and wait.
+    await run_phases(provider.deploy_phase, operation, "cl_auto1", spec, attempt=2)
+    assert len([m for m in gke.mutations() if m[1].endswith("/clusters")]) == 1
+
+    too_old = gke_document("gke-auto-old", autopilot=True, kubernetesVersion="1.29")["spec"]
+    with pytest.raises(ApplicationError) as caught:
+        await run_phases(provider.deploy_phase, operation, "cl_auto2", too_old, ("VALIDATE",))
+    assert caught.value.type == "INVALID_SPEC"
+    assert "Autopilot" in caught.value.message

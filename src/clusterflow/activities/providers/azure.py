@@ -70,6 +70,9 @@ OWNER_TAG = "clusterflow-cluster-id"
 POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _IN_PROGRESS = {"Creating", "Updating", "Upgrading", "Scaling", "Deleting", "Starting", "Stopping"}
 _PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+# How many polls a PUT waits for another operation on the cluster before giving up this attempt
+# (Temporal then retries it).
+_BUSY_POLLS = 240
 
 
 def aks_block(spec: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +205,7 @@ class AksSession:
 
     async def run(self, what: str, begin: Callable[..., LROPoller[T]], *args: Any) -> T:
         """Start a long-running operation (waiting out one already in flight) and wait for it."""
-        while True:
+        for _ in range(_BUSY_POLLS):
             try:
                 poller = await self.call(what, begin, *args)
                 break
@@ -210,6 +213,8 @@ class AksSession:
                 if err.code != ErrorCode.CLOUD_BUSY:
                     raise
                 await self.reporter.heartbeat_while(self.poll_seconds, f"{what}: waiting for another AKS operation")
+        else:
+            raise ProviderError(ErrorCode.CLOUD_BUSY, f"{what}: the cluster stayed busy", retryable=True)
         await self.reporter.event(f"lro/{what}", f"{what}: started")
         while not poller.done():
             await self.reporter.heartbeat_while(0.2, f"{what}: {poller.status()}")
