@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,11 @@ def settings(
     )
 
 
+def assert_valid_bash(script: str) -> None:
+    checked = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+
+
 def one(pattern: str, text: str) -> str:
     match = re.search(pattern, text)
     assert match, f"{pattern!r} not in script"
@@ -105,6 +111,7 @@ async def test_gcp_connect_ends_connected_once_the_script_has_run(
     assert account["cloudShellScriptURL"] == f"{ISSUER}/v1/cloud-accounts/gcp/{account['id']}/script"
     served = await api.get(f"/v1/cloud-accounts/gcp/{account['id']}/script", headers=org.headers())
     assert served.text == script
+    assert_valid_bash(script)
 
     await wait_for_operation(api, org.headers(), account["id"], until={"RUNNING"})
     waiting = (await api.get(f"/v1/cloud-accounts/gcp/{account['id']}", headers=org.headers())).json()["data"]
@@ -227,6 +234,7 @@ async def test_azure_connect_ends_connected_after_the_script_reports_back(
     assert "Azure Kubernetes Service Contributor Role" in script
     assert "__CLUSTERFLOW_CALLBACK_TOKEN__" not in script
     assert account["setupScriptURL"].endswith(f"/v1/cloud-accounts/azure/{account['id']}/script")
+    assert_valid_bash(script)
 
     # The customer runs the script: an app with a federated credential, then the callback.
     credential = json.loads(one(r"federated-credential create --id \"\$APP_ID\" --parameters '([^']+)'", script))
