@@ -140,6 +140,18 @@ async def test_gke_server_errors_are_retried_and_the_deploy_succeeds_once(
 
 
 @pytest.mark.usefixtures("worker")
+async def test_gke_create_that_fails_transiently_is_recreated(api: httpx.AsyncClient, org: Org, gke: FakeGke) -> None:
+    gke.fail_operation("CREATE_CLUSTER", 14, "The service is currently unavailable.")
+    accepted, record = await deploy(api, org, gke_document("gke-again"))
+    assert record["status"] == "SUCCEEDED", record
+    creates = [m for m in gke.mutations() if m[1].endswith("/clusters")]
+    deletes = [m for m in gke.mutations() if m[0] == "DELETE"]
+    assert (len(creates), len(deletes)) == (2, 1), "the cluster left in ERROR was replaced once"
+    messages = [e["message"] for e in await all_events(api, org.headers(), accepted["operationId"])]
+    assert any("is in ERROR; deleting it to retry" in m for m in messages)
+
+
+@pytest.mark.usefixtures("worker")
 async def test_gke_name_taken_by_a_foreign_cluster_is_a_conflict_and_left_alone(
     api: httpx.AsyncClient, org: Org, gke: FakeGke
 ) -> None:

@@ -451,6 +451,15 @@ class GcpProvider:
 
     async def _create_cluster(self, inp: PhaseInput, gke: GkeSession, reporter: PhaseReporter) -> PhaseResult:
         existing = await gke.get_cluster()
+        if existing is not None and container_v1.Cluster.Status(existing.status).name == "ERROR":
+            self._check_owner(existing, inp)
+            failure = classify_operation_error(0, existing.status_message or "cluster is in ERROR", "create cluster")
+            if not failure.retryable and failure.code == ErrorCode.QUOTA_EXCEEDED:
+                raise failure
+            # GKE cannot repair a cluster whose creation failed: remove ours and create it again.
+            await reporter.event("recreate", f"GKE cluster {inp.cluster_name} is in ERROR; deleting it to retry")
+            await gke.mutate(f"delete failed cluster {inp.cluster_name}", gke.client.delete_cluster, name=gke.name)
+            existing = None
         if existing is None:
             body = _cluster_body(inp, gke.project, requested_version(inp.spec))
             try:
