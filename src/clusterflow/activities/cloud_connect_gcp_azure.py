@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clusterflow import oidc
-from clusterflow.records import cloud_accounts
+from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
 from clusterflow.workflows.cloud_connect_gcp_azure import (
     NOT_CONNECTED_YET,
@@ -79,7 +79,7 @@ class FederatedConnectActivities:
         self.settings = settings
 
     async def _account(self, account_id: str) -> asyncpg.Record:
-        row = await cloud_accounts.get_by_id(self.pool, account_id)
+        row = await federated_accounts.get_by_id(self.pool, account_id)
         if row is None:
             raise ApplicationError(
                 f"cloud account {account_id} does not exist", type="UNKNOWN_ACCOUNT", non_retryable=True
@@ -88,7 +88,7 @@ class FederatedConnectActivities:
 
     @activity.defn(name="federated_connect.set_status")
     async def set_status(self, inp: AccountStatusInput) -> None:
-        await cloud_accounts.set_status(self.pool, inp.account_id, inp.status, inp.error)
+        await federated_accounts.set_status(self.pool, inp.account_id, inp.status, inp.error)
 
     @activity.defn(name="federated_connect.check_gcp")
     async def check_gcp(self, inp: ConnectCheckInput) -> ConnectCheckResult:

@@ -60,7 +60,7 @@ from clusterflow.activities.cloud_connect_gcp_azure import azure_credential
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError, run_phase
 from clusterflow.catalog import azure as azure_catalog
 from clusterflow.catalog import minor_of, version_key
-from clusterflow.records import cloud_accounts
+from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
@@ -313,7 +313,7 @@ class AzureProvider:
 
     async def _bind(self, inp: PhaseInput) -> asyncpg.Record | None:
         """The connected account the cluster's phases act as, if there is one."""
-        return await cloud_accounts.connected_for_cluster(self.pool, inp.cluster_id, "azure")
+        return await federated_accounts.connected_for_cluster(self.pool, inp.cluster_id, "azure")
 
     def client(self, subscription_id: str, account: asyncpg.Record | None = None) -> ContainerServiceClient:
         source = account["id"] if account else ""

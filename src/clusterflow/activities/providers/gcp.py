@@ -58,7 +58,7 @@ from clusterflow.activities.cloud_connect_gcp_azure import gcp_credentials
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError, run_phase
 from clusterflow.catalog import gcp as gcp_catalog
 from clusterflow.catalog import minor_of, version_key
-from clusterflow.records import cloud_accounts
+from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
@@ -374,7 +374,7 @@ class GcpProvider:
 
     async def _bind(self, inp: PhaseInput) -> tuple[container_v1.ClusterManagerClient, str | None]:
         """The client for this cluster, and the connected account's project if there is one."""
-        account = await cloud_accounts.connected_for_cluster(self.pool, inp.cluster_id, "gcp")
+        account = await federated_accounts.connected_for_cluster(self.pool, inp.cluster_id, "gcp")
         key = account["id"] if account else ""
         if key not in self._clients:
             credentials = None

@@ -30,7 +30,7 @@ from clusterflow.api.deps import Admin, AppSettings, Pool, Temporal, Viewer
 from clusterflow.api.enqueue import OperationPlan, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.routers.clusters import execution_policy
-from clusterflow.api.schemas.cloud_accounts import (
+from clusterflow.api.schemas.cloud_accounts_gcp_azure import (
     AccountError,
     AzureCallback,
     AzureCloudAccount,
@@ -42,7 +42,7 @@ from clusterflow.api.schemas.cloud_accounts import (
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.catalog import CATALOGS
 from clusterflow.ids import operation_id as new_operation_id
-from clusterflow.records import cloud_accounts, idempotency
+from clusterflow.records import federated_accounts, idempotency
 from clusterflow.records.db import Conn
 from clusterflow.settings import Settings
 from clusterflow.workflows.cloud_connect_gcp_azure import (
@@ -128,7 +128,7 @@ def _check_region(provider: str, region: str | None) -> None:
 async def _refuse_if_connected(pool: Pool, org: str, provider: str, cluster_name: str, force: bool) -> None:
     if force:
         return
-    existing = await cloud_accounts.latest_connected(pool, org, provider, cluster_name)
+    existing = await federated_accounts.latest_connected(pool, org, provider, cluster_name)
     if existing is not None:
         raise ApiError(
             409,
@@ -166,7 +166,7 @@ async def _start(
     )
 
     async def insert_account(conn: Conn) -> None:
-        await cloud_accounts.insert(
+        await federated_accounts.insert(
             conn,
             account_id=operation_id,
             organization_id=principal.organization_id,
@@ -249,7 +249,7 @@ async def connect_gcp(
         operation_id,
         idempotency_key,
     )
-    row = await cloud_accounts.get(pool, principal.organization_id, "gcp", account_id)
+    row = await federated_accounts.get(pool, principal.organization_id, "gcp", account_id)
     assert row is not None
     return _accepted(request, "gcp cloud connect accepted", gcp_view(settings, row), account_id)
 
@@ -258,7 +258,7 @@ async def connect_gcp(
 async def get_gcp(
     request: Request, id: str, principal: Viewer, pool: Pool, settings: AppSettings
 ) -> Envelope[GcpCloudAccount]:
-    row = await cloud_accounts.get(pool, principal.organization_id, "gcp", id)
+    row = await federated_accounts.get(pool, principal.organization_id, "gcp", id)
     if row is None:
         raise not_found("gcp cloud account", id)
     return Envelope(id=request_id_of(request), message=f"gcp account {row['status']}", data=gcp_view(settings, row))
@@ -266,7 +266,7 @@ async def get_gcp(
 
 @router.get("/gcp/{id}/script", response_class=PlainTextResponse, responses={**SCRIPT, **ERRORS}, summary="GCP script")
 async def gcp_script_text(id: str, principal: Viewer, pool: Pool) -> PlainTextResponse:
-    row = await cloud_accounts.get(pool, principal.organization_id, "gcp", id)
+    row = await federated_accounts.get(pool, principal.organization_id, "gcp", id)
     if row is None:
         raise not_found("gcp cloud account", id)
     return PlainTextResponse(row["script"])
@@ -320,7 +320,7 @@ async def connect_azure(
         operation_id,
         idempotency_key,
     )
-    row = await cloud_accounts.get(pool, principal.organization_id, "azure", account_id)
+    row = await federated_accounts.get(pool, principal.organization_id, "azure", account_id)
     assert row is not None
     return _accepted(request, "azure cloud connect accepted", azure_view(settings, row), account_id)
 
@@ -331,7 +331,7 @@ async def connect_azure(
 async def get_azure(
     request: Request, id: str, principal: Viewer, pool: Pool, settings: AppSettings
 ) -> Envelope[AzureCloudAccount]:
-    row = await cloud_accounts.get(pool, principal.organization_id, "azure", id)
+    row = await federated_accounts.get(pool, principal.organization_id, "azure", id)
     if row is None:
         raise not_found("azure cloud account", id)
     return Envelope(id=request_id_of(request), message=f"azure account {row['status']}", data=azure_view(settings, row))
@@ -341,7 +341,7 @@ async def get_azure(
     "/azure/{id}/script", response_class=PlainTextResponse, responses={**SCRIPT, **ERRORS}, summary="Azure script"
 )
 async def azure_script_text(id: str, principal: Viewer, pool: Pool, settings: AppSettings) -> PlainTextResponse:
-    row = await cloud_accounts.get(pool, principal.organization_id, "azure", id)
+    row = await federated_accounts.get(pool, principal.organization_id, "azure", id)
     if row is None:
         raise not_found("azure cloud account", id)
     return PlainTextResponse(_azure_script(settings, row))
@@ -357,9 +357,9 @@ async def azure_script_text(id: str, principal: Viewer, pool: Pool, settings: Ap
 async def azure_callback(
     request: Request, id: str, body: AzureCallback, pool: Pool, settings: AppSettings
 ) -> Envelope[CallbackAccepted]:
-    row = await cloud_accounts.get_by_id(pool, id)
+    row = await federated_accounts.get_by_id(pool, id)
     if row is None or row["provider"] != "azure" or not oidc.callback_token_ok(settings, id, body.token):
         raise not_found("azure cloud account", id)
-    if not await cloud_accounts.merge_identity(pool, id, {"tenantId": body.tenantId, "clientId": body.clientId}):
+    if not await federated_accounts.merge_identity(pool, id, {"tenantId": body.tenantId, "clientId": body.clientId}):
         raise ApiError(409, "CLOUD_ACCOUNT_SETTLED", f"azure cloud account {id} is no longer waiting for setup")
     return Envelope(id=request_id_of(request), message="setup reported", data=CallbackAccepted(status="RECEIVED"))

@@ -17,20 +17,20 @@ from fastapi.responses import JSONResponse
 from clusterflow import federation
 from clusterflow.api.deps import Admin, AppSettings, Pool
 from clusterflow.api.errors import ApiError, request_id_of
-from clusterflow.api.schemas.cloud_credentials import (
+from clusterflow.api.schemas.cloud_credentials_gcp_azure import (
     AzureCredentials,
     AzureCredentialsRequest,
     GcpCredentials,
     GcpCredentialsRequest,
 )
 from clusterflow.api.schemas.common import ERRORS, Envelope
-from clusterflow.records import cloud_accounts
+from clusterflow.records import federated_accounts
 
 router = APIRouter(prefix="/v1/cloud-credentials", tags=["cloud credentials"])
 
 
 async def _account(pool: Pool, org: str, provider: str, cluster_name: str, match: dict[str, Any]) -> asyncpg.Record:
-    row = await cloud_accounts.latest_connected(pool, org, provider, cluster_name)
+    row = await federated_accounts.latest_connected(pool, org, provider, cluster_name)
     if row is None or any(value and row["params"].get(key) != value for key, value in match.items()):
         raise ApiError(
             404,
