@@ -193,6 +193,10 @@ class FakeArm:
             auth = request.headers.get("authorization", "")
             if not auth.startswith("Bearer ") or auth.removeprefix("Bearer ") not in self.tokens:
                 return self._error(401, "InvalidAuthenticationToken", "The access token is invalid.")
+            if "api-version" not in request.query_params:
+                return self._error(
+                    400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required."
+                )
             for injected in self._injected:
                 if injected.method == request.method and injected.times > 0 and injected.pattern.search(path):
                     injected.times -= 1
