@@ -165,8 +165,10 @@ def plan_update(
     spec: dict[str, Any],
     supported_versions: list[str],
     known_machine_types: set[str] | None = None,
+    upgrade_warnings: dict[str, tuple[str, ...]] | None = None,
 ) -> UpdatePlan:
-    """Plan an update. `spec` is the K8sClusterUpdate spec as JSON (camelCase)."""
+    """Plan an update. `spec` is the K8sClusterUpdate spec as JSON (camelCase); the supported
+    versions, machine types and per-minor upgrade warnings come from the provider's catalog."""
     config = spec.get("updateConfig") or {}
     target = spec.get("kubernetesVersion")
     if target == current_version:
@@ -208,8 +210,9 @@ def plan_update(
         )
     new_tags = spec.get("tags")
     tag_change = new_tags is not None and new_tags != tags
-    if upgrade_type in ("MINOR", "MAJOR"):
+    if upgrade_type in ("MINOR", "MAJOR") and target:
         warnings.append(f"minor upgrade {current_version} -> {target}: review deprecated APIs before proceeding")
+        warnings += list((upgrade_warnings or {}).get(minor_of(target), ()))
     for check in checks:
         if check.status == "FAIL":
             errors.append(f"{check.name}: {check.description} — {check.remediation}".rstrip(" —"))

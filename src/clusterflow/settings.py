@@ -169,6 +169,66 @@ class Settings(BaseSettings):
     vault_active_key_id: str | None = Field(
         default=None, description="Key ID that seals new secrets (optional with a single key); older keys still open."
     )
+    gcp_endpoint: str | None = Field(
+        default=None,
+        description="GKE API endpoint (scheme://host[:port]); unset: container.googleapis.com.",
+    )
+    gcp_access_token: SecretStr | None = Field(
+        default=None,
+        description="Static OAuth access token for GKE; unset: Application Default Credentials.",
+    )
+    gcp_default_project: str | None = Field(
+        default=None, description="GCP project of GKE clusters whose spec names none (provisioner.gke.projectId)."
+    )
+    gcp_poll_seconds: float = Field(default=5.0, gt=0, description="How often a GKE Operation is polled while waiting.")
+    azure_arm_endpoint: str = Field(
+        default="https://management.azure.com", description="Azure Resource Manager endpoint used for AKS."
+    )
+    azure_authority_host: str = Field(
+        default="https://login.microsoftonline.com", description="Microsoft Entra ID authority that issues ARM tokens."
+    )
+    azure_tenant_id: str | None = Field(default=None, description="Entra ID tenant of the AKS service principal.")
+    azure_client_id: str | None = Field(
+        default=None, description="Client (application) ID of the AKS service principal."
+    )
+    azure_client_secret: SecretStr | None = Field(
+        default=None, description="Client secret of the AKS service principal (never logged)."
+    )
+    azure_ca_bundle: Path | None = Field(
+        default=None, description="CA bundle to trust for ARM and Entra ID (private endpoints, proxies); unset: system."
+    )
+    azure_default_subscription_id: str | None = Field(
+        default=None, description="Subscription of AKS clusters whose spec names none (provisioner.aks.subscriptionId)."
+    )
+    azure_default_resource_group: str | None = Field(
+        default=None,
+        description="Resource group of AKS clusters whose spec names none (provisioner.aks.resourceGroup).",
+    )
+    azure_poll_seconds: float = Field(
+        default=10.0, gt=0, description="AKS long-running operation poll interval when ARM sends no Retry-After."
+    )
+    gcp_sts_endpoint: str = Field(
+        default="https://sts.googleapis.com/v1/token",
+        description="Google STS token endpoint for Workload Identity Federation (GCP cloud connect).",
+    )
+    gcp_iam_credentials_endpoint: str = Field(
+        default="https://iamcredentials.googleapis.com",
+        description="Google IAM Credentials endpoint used to impersonate connected service accounts.",
+    )
+    platform_oidc_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the tokens connected clouds trust (serves /.well-known); unset: the public URL.",
+    )
+    platform_oidc_signing_key: SecretStr | None = Field(
+        default=None,
+        description="PEM RSA key signing those tokens; unset: generated once under the state directory.",
+    )
+    cloud_connect_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="How long a GCP/Azure cloud connect waits for its setup script to run."
+    )
+    cloud_connect_poll_seconds: float = Field(
+        default=15.0, gt=0, description="How often a waiting GCP/Azure cloud connect tries the token exchange."
+    )
 
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 

@@ -24,10 +24,14 @@ from clusterflow.api.routers import (
     agent,
     api_keys,
     audit,
+    catalog,
     cloud_accounts,
+    cloud_accounts_gcp_azure,
+    cloud_credentials_gcp_azure,
     cluster_changes,
     clusters,
     health,
+    oidc,
     operations,
     operator_control,
     organizations,
@@ -86,6 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys.router)
     app.include_router(audit.router)
     app.include_router(operations.router)
+    app.include_router(catalog.router)
+    app.include_router(cloud_accounts_gcp_azure.router)
+    app.include_router(cloud_credentials_gcp_azure.router)
+    app.include_router(oidc.router)
     app.include_router(registration.router)
     app.include_router(agent.router)
     app.include_router(vault.router)

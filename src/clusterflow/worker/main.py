@@ -17,7 +17,10 @@ from temporalio.worker import Worker
 
 from clusterflow.activities.agent import AgentActivities, run_agent_monitor
 from clusterflow.activities.aws_connect import AwsCloudConnect
+from clusterflow.activities.cloud_connect_gcp_azure import FederatedConnectActivities
 from clusterflow.activities.providers.aws import AwsClients, AwsProvider, SessionFactory, default_session_factory
+from clusterflow.activities.providers.azure import AzureProvider
+from clusterflow.activities.providers.gcp import GcpProvider
 from clusterflow.activities.providers.local import LocalProvider
 from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
@@ -48,6 +51,11 @@ def activities_for(
         credentials_max_seconds=settings.aws_credentials_max_seconds,
     )
     agent = AgentActivities(pool)
+    # Cloud clients are built lazily on first use, so a worker without cloud credentials still
+    # starts (and serves the providers it can).
+    gcp = GcpProvider(pool, settings)
+    azure = AzureProvider(pool, settings)
+    federated = FederatedConnectActivities(pool, settings)
     return [
         records.begin_operation,
         records.append_event,
@@ -72,6 +80,15 @@ def activities_for(
         agent.rotate_credential,
         agent.await_kubeconfig,
         agent.withdraw,
+        gcp.deploy_phase,
+        gcp.delete_phase,
+        gcp.update_phase,
+        azure.deploy_phase,
+        azure.delete_phase,
+        azure.update_phase,
+        federated.set_status,
+        federated.check_gcp,
+        federated.check_azure,
     ]
 
 

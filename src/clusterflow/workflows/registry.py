@@ -14,6 +14,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from clusterflow.workflows.cloud_accounts import AwsIssueCredentialsWorkflow, AwsReverifyAccountsWorkflow
 from clusterflow.workflows.cloud_connect import CloudConnectWorkflow
+from clusterflow.workflows.cloud_connect_gcp_azure import FederatedCloudConnectWorkflow
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.delete import ClusterDeleteWorkflow
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
@@ -36,11 +37,14 @@ WORKFLOW_TYPES: dict[str, str] = {
     OperationType.KUBECONFIG_GENERATE: "KubeconfigGenerate",
 }
 
+# CLOUD_CONNECT has one workflow per kind of connection (AWS role assumption, GCP/Azure
+# federation), chosen by the route that starts it; the operation row records which one.
 ALL_WORKFLOWS: list[type] = [
     ClusterDeployWorkflow,
     ClusterDeleteWorkflow,
     ClusterUpdateWorkflow,
     CloudConnectWorkflow,
+    FederatedCloudConnectWorkflow,
     AwsIssueCredentialsWorkflow,
     AwsReverifyAccountsWorkflow,
     ClusterRegisterWorkflow,

@@ -17,7 +17,7 @@ from clusterflow.api.routers.clusters import execution_policy, normalized_spec
 from clusterflow.api.routers.registration import registered_cluster_delete_refused
 from clusterflow.api.schemas.clusters import K8sClusterUpdate, UpdatePreview
 from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
-from clusterflow.catalog.local import KUBERNETES_VERSIONS, MACHINE_TYPES
+from clusterflow.catalog import catalog_for, kubernetes_versions
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.planning import UpdatePlan, plan_update, plan_view, report_view
 from clusterflow.records import clusters, idempotency
@@ -35,15 +35,18 @@ IdempotencyKey = Annotated[
 
 
 def _plan(row: Any, document: K8sClusterUpdate) -> UpdatePlan:
+    """The update plan, checked against the provider's catalog (versions, machine types)."""
+    catalog = catalog_for(row["provider"])
+    versions = kubernetes_versions(row["provider"], row["provisioner_type"])
     return plan_update(
         cluster_id=row["id"],
         current_version=row["kubernetes_version"],
         worker_nodes=row["worker_nodes"] or [],
         tags=row["tags"] or {},
         spec=document.spec.model_dump(mode="json", exclude_none=True),
-        # The catalog of each provider replaces these once providers publish theirs.
-        supported_versions=list(KUBERNETES_VERSIONS),
-        known_machine_types=set(MACHINE_TYPES) if row["provider"] == "local" else None,
+        supported_versions=list(versions.supported_versions) if versions else [],
+        known_machine_types={m.name for m in catalog.machine_types} if catalog else None,
+        upgrade_warnings=dict(versions.upgrade_warnings) if versions else {},
     )
 
 

@@ -1,0 +1,23 @@
+"""The platform's OIDC discovery document and keys, which connected clouds fetch to verify the
+tokens workers present (see `clusterflow.oidc`). Public: they hold no secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from clusterflow import oidc
+from clusterflow.api.deps import AppSettings
+
+router = APIRouter(tags=["oidc"])
+
+
+@router.get("/.well-known/openid-configuration", summary="OIDC discovery of the platform issuer")
+async def openid_configuration(settings: AppSettings) -> dict[str, Any]:
+    return oidc.discovery(settings)
+
+
+@router.get("/.well-known/jwks.json", summary="Keys that sign the platform's tokens")
+async def jwks(settings: AppSettings) -> dict[str, Any]:
+    return oidc.jwks(settings)

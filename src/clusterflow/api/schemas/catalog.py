@@ -1,0 +1,47 @@
+"""Catalog responses, in the reference's shapes (`vCPU`, `memoryMb`, `upgradePaths`...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class MachineTypeView(BaseModel):
+    name: str
+    vCPU: int
+    memoryMb: int
+    category: str = Field(description="GeneralPurpose, ComputeOptimized, MemoryOptimized, AcceleratorOptimized or GPU")
+    architecture: list[str] = Field(description="x86_64 and/or arm64")
+    zone: str = Field(description="The zone the answer is for")
+    osPlatform: str
+    onDemandPricePerHour: str = Field(description="USD list price per hour, a guide only")
+    spotPricePerHour: str
+    timeGenerated: str = Field(description="When the catalog data was last refreshed")
+    infos: dict[str, Any] = Field(default_factory=dict, description="Other facts: zones offering the type")
+
+
+class ChannelVersionsView(BaseModel):
+    defaultVersion: str
+    validVersions: list[str]
+
+
+class UpgradePathView(BaseModel):
+    fromVersion: str
+    toVersion: str
+    upgradeType: str = Field(description="MINOR (one minor version) or PATCH")
+    warnings: list[str]
+
+
+class CatalogError(BaseModel):
+    message: str
+
+
+class KubernetesVersionsView(BaseModel):
+    defaultVersion: str
+    supportedVersions: list[str]
+    channelVersions: dict[str, ChannelVersionsView] = Field(
+        default_factory=dict, description="GKE release channels (RAPID, REGULAR, STABLE, EXTENDED); empty elsewhere"
+    )
+    upgradePaths: list[UpgradePathView]
+    error: CatalogError | None = None

@@ -1,0 +1,85 @@
+"""GCP and Azure cloud connect documents, after the reference's `/cloud-accounts/{gcp,azure}`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from clusterflow.api.schemas.clusters import DnsName, Region
+from clusterflow.api.schemas.common import Strict
+
+ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
+ProjectNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{6,20}$")]
+Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")]
+ResourceGroup = Annotated[str, StringConstraints(pattern=r"^[-\w._()]{1,90}$")]
+Duration = Annotated[int, Field(ge=0, le=9223372036854775807, description="Credential validity (nanoseconds)")]
+
+
+class GcpConnectRequest(Strict):
+    clusterName: DnsName
+    targetProjectId: ProjectId
+    targetProjectNumber: ProjectNumber
+    targetRegion: Region | None = None
+    level: Literal["read", "manage"] = "manage"
+    duration: Duration | None = None
+    forceUpdate: bool = False
+
+
+class AzureConnectRequest(Strict):
+    clusterName: DnsName
+    subscriptionId: Uuid
+    resourceGroup: ResourceGroup
+    targetRegion: Region | None = None
+    level: Literal["read", "manage"] = "manage"
+    duration: Duration | None = None
+    forceUpdate: bool = False
+
+
+class AzureCallback(Strict):
+    token: Annotated[str, StringConstraints(min_length=16, max_length=128)]
+    tenantId: Uuid
+    clientId: Uuid
+
+
+class AccountError(BaseModel):
+    message: str
+
+
+class GcpCloudAccount(BaseModel):
+    id: str = Field(description="Cloud account operation ID")
+    operationId: str
+    status: str = Field(description="PENDING, WAITING_FOR_SETUP, CONNECTED or FAILED")
+    cloudShellScript: str
+    cloudShellScriptURL: str
+    error: AccountError | None = None
+    clusterName: str
+    level: str
+    targetProjectId: str
+    targetProjectNumber: str
+    targetRegion: str | None = None
+    serviceAccountEmail: str
+    createdAt: str
+    connectedAt: str | None = None
+
+
+class AzureCloudAccount(BaseModel):
+    id: str = Field(description="Cloud account operation ID")
+    operationId: str
+    status: str = Field(description="PENDING, WAITING_FOR_SETUP, CONNECTED or FAILED")
+    setupScript: str
+    setupScriptURL: str
+    error: AccountError | None = None
+    clusterName: str
+    level: str
+    subscriptionId: str
+    resourceGroup: str
+    targetRegion: str | None = None
+    tenantId: str | None = None
+    clientId: str | None = None
+    createdAt: str
+    connectedAt: str | None = None
+
+
+class CallbackAccepted(BaseModel):
+    status: str
