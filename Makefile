@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint unit integration e2e bench chaos fuzz clean
+.PHONY: install run test lint api-lint unit integration e2e bench chaos fuzz clean
 
 # Installs the pinned project (pyproject.toml) with its transitive pins (constraints.txt).
 $(STAMP): pyproject.toml constraints.txt
@@ -23,8 +23,19 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# The OpenAPI document against the OWASP API Security ruleset (Spectral, from npm, pinned in
+# api-lint/package-lock.json); justified exceptions are in api-lint/.spectral.yaml.
+api-lint: $(STAMP)
+	test -x api-lint/node_modules/.bin/spectral || (cd api-lint && npm ci --no-audit --no-fund --silent)
+	mkdir -p .clusterflow
+	$(BIN)/clusterflow openapi > .clusterflow/openapi.json
+	api-lint/node_modules/.bin/spectral lint .clusterflow/openapi.json --ruleset api-lint/.spectral.yaml --fail-severity error
+
+test: lint api-lint
 	$(BIN)/pytest
+
+fuzz: $(STAMP)
+	CLUSTERFLOW_FUZZ_EXAMPLES=200 CLUSTERFLOW_FUZZ_SECONDS=600 $(BIN)/pytest tests/integration/test_fuzz.py
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

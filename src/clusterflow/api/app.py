@@ -20,6 +20,7 @@ from clusterflow import __version__
 from clusterflow.api.audit_log import AuditMiddleware
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import RequestHygieneMiddleware, RequestIdMiddleware
+from clusterflow.api.openapi_extras import document_common_answers
 from clusterflow.api.routers import (
     agent,
     api_keys,
@@ -116,5 +117,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         [(K8sCluster, "validation"), (ClusterSpec, "validation")], ref_template="#/components/schemas/{model}"
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+    document_common_answers(schema)
     app.openapi_schema = schema
     return schema

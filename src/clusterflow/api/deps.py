@@ -63,13 +63,14 @@ async def get_principal(
     request.state.principal = principal
     guards: ApiGuards = request.app.state.guards
     guards.touch(principal.key_id)
-    wait = guards.limiter.check(principal.key_id, request.method)
-    if wait is not None:
+    decision = guards.limiter.decide(principal.key_id, request.method)
+    request.state.rate_limit = decision  # RequestIdMiddleware adds the RateLimit-* headers
+    if decision.retry_after is not None:
         raise ApiError(
             429,
             "RATE_LIMITED",
             f"too many {rate_class(request.method)} requests for this key; retry later",
-            headers={"Retry-After": retry_after_header(wait)},
+            headers={"Retry-After": retry_after_header(decision.retry_after)},
         )
     return principal
 

@@ -1,6 +1,7 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it buffers streams and costs a task per request).
 
-Every response carries `X-Request-ID`; the same ID is in the envelope and in log lines. Bodies
+Every response carries `X-Request-ID`; the same ID is in the envelope and in log lines.
+Authenticated answers also carry `RateLimit-Limit`, `-Remaining` and `-Reset` for the key. Bodies
 larger than the configured limit, and NUL characters, are refused before a route reads them.
 """
 
@@ -22,12 +23,16 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         rid = request_id()
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
+                limit = state.get("rate_limit")
+                if limit is not None:
+                    headers += limit.headers()
                 message["headers"] = headers
             await send(message)
 

@@ -35,6 +35,21 @@ def rate_class(method: str) -> str:
     return "delete" if method == "DELETE" else "write"
 
 
+@dataclass(frozen=True)
+class Decision:
+    retry_after: float | None  # None: allowed
+    limit: int  # requests per second this process grants the key for this kind of request
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(max(self.reset_seconds, 0)).encode()),
+        ]
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -53,6 +68,10 @@ class RateLimiter:
 
     def check(self, key_id: str, method: str) -> float | None:
         """Take a token; None if allowed, else the seconds until the next one."""
+        return self.decide(key_id, method).retry_after
+
+    def decide(self, key_id: str, method: str) -> Decision:
+        """Take a token if one is left; the decision carries what the RateLimit headers say."""
         kind = rate_class(method)
         rate = max(self.rates[kind] / max(self.instances, 1), 0.001)
         capacity = max(rate, 1.0)
@@ -62,10 +81,12 @@ class RateLimiter:
             bucket = self._buckets[(key_id, kind)] = _Bucket(capacity, now)
         bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
+        limit = max(1, math.floor(capacity))
         if bucket.tokens >= 1:
             bucket.tokens -= 1
-            return None
-        return (1 - bucket.tokens) / rate
+            return Decision(None, limit, math.floor(bucket.tokens), math.ceil((capacity - bucket.tokens) / rate))
+        wait = (1 - bucket.tokens) / rate
+        return Decision(wait, limit, 0, math.ceil(wait))
 
     def forget_idle(self, older_than: float = 60.0) -> None:
         cutoff = time.monotonic() - older_than

@@ -74,6 +74,16 @@ def _cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_openapi(_args: argparse.Namespace) -> int:
+    import json
+
+    from clusterflow.api.app import create_app
+    from clusterflow.settings import Settings
+
+    print(json.dumps(create_app(Settings()).openapi(), indent=1, sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clusterflow", description="clusterflow control plane")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("api", help="run the REST API").set_defaults(func=_cmd_api)
     sub.add_parser("worker", help="run a worker").set_defaults(func=_cmd_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_cmd_migrate)
+    sub.add_parser("openapi", help="print the OpenAPI document (no services needed)").set_defaults(func=_cmd_openapi)
     common = common_options()
     clusters.register(sub, common)
     ops.register(sub, common)

@@ -11,11 +11,11 @@ from clusterflow.api.schemas.clusters import DnsName, Region
 from clusterflow.api.schemas.common import Strict
 from clusterflow.api.schemas.operations import OperationEvent
 
-AccountId = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
+AccountId = Annotated[str, StringConstraints(max_length=12, pattern=r"^[0-9]{12}$")]
 
 _GO_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms|us|µs|ns))+$")
 _UNIT_NS = {"h": 3600e9, "m": 60e9, "s": 1e9, "ms": 1e6, "us": 1e3, "µs": 1e3, "ns": 1.0}
-Duration = int | Annotated[str, StringConstraints(max_length=32)]
+Duration = Annotated[int, Field(ge=0, le=9223372036854775807)] | Annotated[str, StringConstraints(max_length=32)]
 
 
 def duration_seconds(value: int | str | None) -> int | None:

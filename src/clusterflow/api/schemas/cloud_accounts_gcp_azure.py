@@ -9,10 +9,10 @@ from pydantic import BaseModel, Field, StringConstraints
 from clusterflow.api.schemas.clusters import DnsName, Region
 from clusterflow.api.schemas.common import Strict
 
-ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
-ProjectNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{6,20}$")]
-Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")]
-ResourceGroup = Annotated[str, StringConstraints(pattern=r"^[-\w._()]{1,90}$")]
+ProjectId = Annotated[str, StringConstraints(max_length=30, pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
+ProjectNumber = Annotated[str, StringConstraints(max_length=20, pattern=r"^[0-9]{6,20}$")]
+Uuid = Annotated[str, StringConstraints(max_length=36, pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")]
+ResourceGroup = Annotated[str, StringConstraints(max_length=90, pattern=r"^[-\w._()]{1,90}$")]
 Duration = Annotated[int, Field(ge=0, le=9223372036854775807, description="Credential validity (nanoseconds)")]
 
 

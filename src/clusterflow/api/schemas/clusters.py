@@ -26,7 +26,7 @@ DnsName = Annotated[
 ]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 Region = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
-KubeVersion = Annotated[str, StringConstraints(pattern=r"^1\.[0-9]{1,2}(\.[0-9]{1,3})?$")]
+KubeVersion = Annotated[str, StringConstraints(max_length=9, pattern=r"^1\.[0-9]{1,2}(\.[0-9]{1,3})?$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 Provider = Literal["local", "aws", "gcp", "azure"]
@@ -113,12 +113,12 @@ class EksSubnet(Strict):
 
 
 class EksProvisioner(Strict):
-    accountId: Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")] | None = None
+    accountId: Annotated[str, StringConstraints(max_length=12, pattern=r"^[0-9]{12}$")] | None = None
     kubernetesVersion: KubeVersion | None = None
     amiFamily: ShortText | None = None
     vpcId: ShortText | None = None
     vpcCIDR: ShortText | None = None
-    subnets: dict[ShortText, list[EksSubnet]] = {}
+    subnets: Annotated[dict[ShortText, Annotated[list[EksSubnet], Field(max_length=16)]], Field(max_length=8)] = {}
     tags: dict[Label, Annotated[str, StringConstraints(max_length=256)]] = {}
     credentials: Credentials | None = None
 
@@ -140,7 +140,7 @@ class GkeProvisioner(Strict):
     networkCIDR: ShortText | None = None
     masterIPv4CidrBlock: ShortText | None = None
     subnet: GkeSubnet | None = None
-    authorizedNetworks: list[ShortText] = []
+    authorizedNetworks: Annotated[list[ShortText], Field(max_length=50)] = []
     labels: dict[Label, Annotated[str, StringConstraints(max_length=63)]] = {}
     credentials: Credentials | None = None
 
@@ -156,7 +156,7 @@ class AksProvisioner(Strict):
     enableWorkloadIdentity: bool = False
     autoUpgradeChannel: Literal["none", "patch", "stable", "rapid", "node-image"] | None = None
     nodeOsUpgradeChannel: Literal["None", "Unmanaged", "SecurityPatch", "NodeImage"] | None = None
-    authorizedIPRanges: list[ShortText] = []
+    authorizedIPRanges: Annotated[list[ShortText], Field(max_length=50)] = []
     vnetSubnetId: ShortText | None = None
     tags: dict[Label, Annotated[str, StringConstraints(max_length=256)]] = {}
     credentials: Credentials | None = None
@@ -252,7 +252,7 @@ class ClusterSpecDocument(BaseModel):
     spec: dict[str, Any]
 
 
-Surge = Annotated[str, StringConstraints(pattern=r"^(100|[1-9]?[0-9])%$|^[0-9]{1,3}$")]
+Surge = Annotated[str, StringConstraints(max_length=4, pattern=r"^(100|[1-9]?[0-9])%$|^[0-9]{1,3}$")]
 
 
 class UpdateConfig(Strict):
@@ -270,14 +270,14 @@ class MaintenanceWindow(Strict):
 
 
 class GkeUpdate(Strict):
-    authorizedNetworks: list[ShortText] | None = None
+    authorizedNetworks: Annotated[list[ShortText], Field(max_length=50)] | None = None
     imageType: ShortText | None = None
     maintenanceWindow: MaintenanceWindow | None = None
     releaseChannel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] | None = None
 
 
 class AksUpdate(Strict):
-    authorizedIPRanges: list[ShortText] | None = None
+    authorizedIPRanges: Annotated[list[ShortText], Field(max_length=50)] | None = None
     autoUpgradeChannel: Literal["none", "patch", "stable", "rapid", "node-image"] | None = None
     nodeOsUpgradeChannel: Literal["None", "Unmanaged", "SecurityPatch", "NodeImage"] | None = None
 

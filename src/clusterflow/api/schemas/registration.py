@@ -90,8 +90,8 @@ class KubeconfigRequest(Strict):
     credentials: KubeconfigCredentials | None = Field(
         default=None, description="Cloud credentials (managed clusters); registered clusters need none"
     )
-    duration: int | Annotated[str, StringConstraints(max_length=32)] = Field(
-        description="Validity: nanoseconds (integer) or a Go duration string such as 1h, 30m, 24h"
+    duration: Annotated[int, Field(ge=1, le=9223372036854775807)] | Annotated[str, StringConstraints(max_length=32)] = (
+        Field(description="Validity: nanoseconds (integer) or a Go duration string such as 1h, 30m, 24h")
     )
 
 
