@@ -18,8 +18,9 @@ from temporalio.client import Client
 from clusterflow import __version__
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import RequestIdMiddleware
-from clusterflow.api.routers import cluster_changes, clusters, health, operations, operator_control
+from clusterflow.api.routers import cluster_changes, clusters, health, notifications, operations, operator_control
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
+from clusterflow.api.schemas.notifications import IntegrationInput, UnsubscribeRequest
 from clusterflow.records.db import create_pool
 from clusterflow.settings import Settings, get_settings
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cluster_changes.router)
     app.include_router(operator_control.router)
     app.include_router(operations.router)
+    app.include_router(notifications.router)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -66,7 +68,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     _, defs = models_json_schema(
-        [(K8sCluster, "validation"), (ClusterSpec, "validation")], ref_template="#/components/schemas/{model}"
+        [
+            (K8sCluster, "validation"),
+            (ClusterSpec, "validation"),
+            (IntegrationInput, "validation"),
+            (UnsubscribeRequest, "validation"),
+        ],
+        ref_template="#/components/schemas/{model}",
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
     app.openapi_schema = schema

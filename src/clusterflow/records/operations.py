@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from clusterflow.records import notifications
 from clusterflow.records.db import Conn, Executor
 from clusterflow.records.errors import ClusterBusy
 from clusterflow.workflows.contracts import (
@@ -21,6 +22,7 @@ from clusterflow.workflows.contracts import (
     TERMINAL_STATUSES,
     OperationStatus,
 )
+from clusterflow.workflows.notify import Topic
 
 RECENT_EVENTS = 20
 
@@ -44,6 +46,16 @@ class Approval:
 
 
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+# The notification topic each status change announces, queued in the same transaction.
+_TOPIC_OF: dict[str, str] = {
+    OperationStatus.RUNNING: Topic.OPERATION_STARTED,
+    OperationStatus.AWAITING_APPROVAL: Topic.OPERATION_AWAITING_APPROVAL,
+    OperationStatus.SUCCEEDED: Topic.OPERATION_SUCCEEDED,
+    OperationStatus.FAILED: Topic.OPERATION_FAILED,
+    OperationStatus.CANCELLED: Topic.OPERATION_CANCELLED,
+    OperationStatus.REJECTED: Topic.OPERATION_REJECTED,
+}
 
 
 async def insert(
@@ -233,6 +245,7 @@ async def begin(conn: Conn, operation_id: str, awaiting_approval: bool = False) 
                 progress_percentage=0,
                 labels={"status": target},
             )
+            await notifications.enqueue_for_operation(conn, operation_id, _TOPIC_OF[target])
             return target
         status = await conn.fetchval("SELECT status FROM operations WHERE id = $1", operation_id)
         return str(status) if status is not None else None
@@ -275,6 +288,7 @@ async def record_decision(
             level="INFO" if decision == "APPROVE" else "WARN",
             labels={"status": status, "decision": decision},
         )
+        await notifications.enqueue_for_operation(conn, operation_id, _TOPIC_OF[status])
         return status
 
 
@@ -348,6 +362,7 @@ async def finish(
             progress_percentage=100 if status == OperationStatus.SUCCEEDED else None,
             labels={"status": status} | ({"errorCode": error["code"]} if error else {}),
         )
+        await notifications.enqueue_for_operation(conn, operation_id, _TOPIC_OF[status])
         return True
 
 

@@ -15,11 +15,13 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from clusterflow.activities.notify import NotifyActivities
 from clusterflow.activities.providers.local import LocalProvider
 from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
 from clusterflow.records.db import create_pool
 from clusterflow.settings import Settings, get_settings
+from clusterflow.worker.notifications import run_dispatcher
 from clusterflow.worker.reconciler import run_reconciler
 from clusterflow.workflows.registry import ALL_WORKFLOWS
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
     records = RecordActivities(pool)
     local = LocalProvider(pool, settings.local_phase_seconds)
+    notify = NotifyActivities(pool, settings)
     return [
         records.begin_operation,
         records.append_event,
@@ -40,6 +43,8 @@ def activities_for(pool: asyncpg.Pool[Any], settings: Settings) -> list[Any]:
         local.deploy_phase,
         local.delete_phase,
         local.update_phase,
+        notify.targets,
+        notify.deliver,
     ]
 
 
@@ -69,6 +74,7 @@ async def run(settings: Settings) -> None:
             pool, client, settings.task_queue, settings.reconcile_interval_seconds, settings.reconcile_grace_seconds
         )
     )
+    dispatcher = asyncio.create_task(run_dispatcher(pool, client, settings, settings.task_queue))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,6 +84,7 @@ async def run(settings: Settings) -> None:
         await stop.wait()
         log.info("worker stopping: finishing in-flight activities")
     reconciler.cancel()
+    dispatcher.cancel()
     await pool.close()
 
 

@@ -15,6 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.delete import ClusterDeleteWorkflow
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
+from clusterflow.workflows.notify import NotificationDispatchWorkflow
 from clusterflow.workflows.update import ClusterUpdateWorkflow
 
 WORKFLOW_TYPES: dict[str, str] = {
@@ -23,7 +24,12 @@ WORKFLOW_TYPES: dict[str, str] = {
     OperationType.CLUSTER_UPDATE: "ClusterUpdate",
 }
 
-ALL_WORKFLOWS: list[type] = [ClusterDeployWorkflow, ClusterDeleteWorkflow, ClusterUpdateWorkflow]
+ALL_WORKFLOWS: list[type] = [
+    ClusterDeployWorkflow,
+    ClusterDeleteWorkflow,
+    ClusterUpdateWorkflow,
+    NotificationDispatchWorkflow,
+]
 
 
 async def start_operation_workflow(
