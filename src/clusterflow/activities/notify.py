@@ -20,6 +20,7 @@ here, for the request, and never logged.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import ipaddress
 import json
 import smtplib
@@ -222,7 +223,8 @@ class NotifyActivities:
         if not addresses:
             raise SendFailure("the email integration has no addresses", retryable=False)
         link = unsubscribe_url(settings, subscription["id"], "email")
-        message = EmailMessage()
+        # Long lines stay unfolded (RFC 5322 allows 998): mail clients mangle folded URLs.
+        message = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
         message["Subject"] = f"[clusterflow] {summary(event)}"[:200]
         message["From"] = settings.smtp_from
         message["To"] = ", ".join(addresses)
