@@ -36,7 +36,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from clusterflow import __version__, secretbox, webhooks
+from clusterflow import __version__, metrics, secretbox, webhooks
 from clusterflow.records import notifications
 from clusterflow.settings import Settings
 from clusterflow.workflows.notify import DeliveryResult, DeliveryTarget
@@ -111,6 +111,7 @@ class NotifyActivities:
         started = time.monotonic()
 
         async def log(outcome: str, status: int | None = None, error: str | None = None) -> None:
+            metrics.NOTIFICATION_DELIVERIES.labels(target.channel, outcome).inc()
             await notifications.log_attempt(
                 self.pool,
                 event_id=event["id"],

@@ -17,12 +17,22 @@ from temporalio.client import Client
 
 from clusterflow import __version__
 from clusterflow.api.errors import install_error_handlers
-from clusterflow.api.middleware import RequestIdMiddleware
-from clusterflow.api.routers import cluster_changes, clusters, health, notifications, operations, operator_control
+from clusterflow.api.middleware import ObservabilityMiddleware, RequestIdMiddleware
+from clusterflow.api.routers import (
+    cluster_changes,
+    clusters,
+    health,
+    metrics,
+    notifications,
+    operations,
+    operator_control,
+)
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
 from clusterflow.api.schemas.notifications import IntegrationInput, UnsubscribeRequest
 from clusterflow.records.db import create_pool
 from clusterflow.settings import Settings, get_settings
+from clusterflow.temporal_connect import connect_options
+from clusterflow.tracing import configure_tracing
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,11 +41,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        configure_tracing(settings, "api")
         app.state.pool = await create_pool(settings.require_database_url(), settings.db_pool_min, settings.db_pool_max)
         # Lazy: the API starts (and serves reads) while Temporal is unreachable; /readyz says so,
         # and enqueues answer 503 until it is back.
         app.state.temporal = await Client.connect(
-            settings.require_temporal_address(), namespace=settings.temporal_namespace, lazy=True
+            settings.require_temporal_address(), lazy=True, **connect_options(settings)
         )
         try:
             yield
@@ -52,11 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(clusters.router)
     app.include_router(cluster_changes.router)
     app.include_router(operator_control.router)
     app.include_router(operations.router)
     app.include_router(notifications.router)
+    app.add_middleware(ObservabilityMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from temporalio.client import Client
 
 from clusterflow.api.errors import ApiError
+from clusterflow.logs import bind
 from clusterflow.records.db import DbPool
 from clusterflow.records.organizations import Principal, authenticate
 from clusterflow.settings import Settings
@@ -53,6 +54,7 @@ async def get_principal(
     if principal is None:
         raise unauthorized
     request.state.principal = principal
+    bind(organization_id=principal.organization_id)
     return principal
 
 

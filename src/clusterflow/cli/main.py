@@ -24,13 +24,14 @@ def _cmd_api(_args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "clusterflow.api.app:create_app",
         factory=True,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # keep our handlers (JSON or text) for uvicorn's records too
         access_log=False,
         timeout_graceful_shutdown=10,
     )
@@ -48,7 +49,7 @@ def _cmd_migrate(_args: argparse.Namespace) -> int:
     from clusterflow.records.migrate import migrate
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     applied = asyncio.run(migrate(settings.require_database_url()))
     print(f"applied {len(applied)} migrations: {', '.join(applied) or 'none pending'}")
     return 0

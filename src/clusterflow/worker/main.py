@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -21,7 +22,10 @@ from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
 from clusterflow.records.db import create_pool
 from clusterflow.settings import Settings, get_settings
+from clusterflow.temporal_connect import connect_options
+from clusterflow.tracing import configure_tracing, temporal_interceptors
 from clusterflow.worker.notifications import run_dispatcher
+from clusterflow.worker.observability import MetricsInterceptor
 from clusterflow.worker.reconciler import run_reconciler
 from clusterflow.workflows.registry import ALL_WORKFLOWS
 
@@ -58,14 +62,24 @@ def build_worker(client: Client, pool: asyncpg.Pool[Any], settings: Settings, ta
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         # On SIGTERM, in-flight activities get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=20),
+        interceptors=[MetricsInterceptor(), *temporal_interceptors(settings)],
     )
 
 
 async def connect_temporal(settings: Settings) -> Client:
-    return await Client.connect(settings.require_temporal_address(), namespace=settings.temporal_namespace)
+    options = connect_options(settings)
+    # The worker gets the tracing interceptor itself (build_worker); on the client too it would run twice.
+    options["interceptors"] = []
+    return await Client.connect(settings.require_temporal_address(), **options)
 
 
 async def run(settings: Settings) -> None:
+    configure_tracing(settings, "worker")
+    if settings.metrics_port:
+        try:
+            start_http_server(settings.metrics_port)
+        except OSError as err:  # a worker without metrics still does its work
+            log.error("metrics endpoint not started on port %s: %s", settings.metrics_port, err)
     pool = await create_pool(settings.require_database_url(), settings.db_pool_min, settings.db_pool_max)
     client = await connect_temporal(settings)
     worker = build_worker(client, pool, settings)
@@ -90,7 +104,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(run(settings))
 
 

@@ -1,5 +1,5 @@
--- Notifications: delivery integrations per channel, subscriptions per topic, an outbox filled in
--- the same transaction as the change it announces, and a log of every delivery attempt.
+-- Notifications (integrations, subscriptions, an outbox filled in the same transaction as the
+-- change it announces, a log of every delivery attempt), and an index for the metrics scrape.
 
 CREATE TABLE notification_integrations (
     id               text PRIMARY KEY,
@@ -54,3 +54,7 @@ CREATE TABLE notification_deliveries (
     attempted_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX notification_deliveries_subscription ON notification_deliveries (subscription_id, id DESC);
+
+-- /metrics counts operations in flight at every scrape; keep that off the full table.
+CREATE INDEX operations_in_flight ON operations (operation_type, status)
+    WHERE status IN ('PENDING', 'AWAITING_APPROVAL', 'RUNNING', 'CANCELLING');
