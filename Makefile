@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint unit integration e2e bench chaos fuzz clean
+.PHONY: install run test lint unit integration e2e bench chaos fuzz clean deploy-check
 
 # Installs the pinned project (pyproject.toml) with its transitive pins (constraints.txt).
 $(STAMP): pyproject.toml constraints.txt
@@ -13,6 +13,19 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# checkov pins boto3==1.35.49, which conflicts with ours, so it lives in a venv of its own,
+# like any other CLI tool; only the deploy checks call it.
+CHECKOV_VENV := .venv-checkov
+CHECKOV      := $(CHECKOV_VENV)/bin/checkov
+$(CHECKOV):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
+
+# Renders deploy/kubernetes, validates every manifest offline (kubernetes-validate) and runs
+# checkov's Kubernetes and Dockerfile checks (about 15 s once checkov is installed).
+deploy-check: $(STAMP) $(CHECKOV)
+	CHECKOV=$(CHECKOV) $(BIN)/pytest tests/deploy -q
 
 run: $(STAMP)
 	$(BIN)/clusterflow dev
@@ -23,8 +36,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
-	$(BIN)/pytest
+test: lint $(CHECKOV)
+	CHECKOV=$(CHECKOV) $(BIN)/pytest
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -36,4 +49,4 @@ e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
