@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     notification_allow_private_targets: bool = Field(
         default=False, description="Allow webhook and Slack URLs that resolve to private or loopback addresses."
     )
+    notification_retention_days: int = Field(
+        default=30, ge=1, description="Days notification events and their delivery log are kept."
+    )
     smtp_host: str | None = Field(default=None, description="SMTP server for email notifications (unset: none).")
     smtp_port: int = Field(default=25, description="SMTP server port.")
     smtp_username: str | None = Field(default=None, description="SMTP login (with `smtp_password`).")

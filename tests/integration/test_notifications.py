@@ -246,6 +246,13 @@ async def test_topics_without_a_workflow_are_delivered_too(
         {"clusterName": "edge-1"},
     )
 
+    # Past the retention period the event and its delivery log go.
+    await eventually(lambda: deliveries(api, org, "agent.disconnected"))
+    await eventually(lambda: pool.fetchval("SELECT dispatched_at FROM notification_outbox WHERE id = $1", event_id))
+    assert await notifications.prune(pool, 0) >= 1
+    assert await notifications.event(pool, event_id) is None
+    assert await deliveries(api, org, "agent.disconnected") == []
+
 
 async def test_configuration_is_validated_scoped_and_role_checked(
     api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, receiver: HttpReceiver

@@ -256,3 +256,16 @@ async def deliveries(db: Executor, subscription_id: str, limit: int = 100) -> li
             limit,
         )
     )
+
+
+async def prune(db: Executor, older_than_days: int, limit: int = 1000) -> int:
+    """Delete dispatched events (and their delivery log) older than the retention period."""
+    status = await db.execute(
+        """DELETE FROM notification_outbox WHERE id IN (
+               SELECT id FROM notification_outbox
+                WHERE dispatched_at IS NOT NULL AND created_at < now() - make_interval(days => $1)
+                LIMIT $2)""",
+        older_than_days,
+        limit,
+    )
+    return int(status.split()[-1])

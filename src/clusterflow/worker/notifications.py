@@ -5,6 +5,7 @@ Every worker runs this loop beside the reconciler. Events are claimed with
 workflows, so concurrent workers split the work; if Temporal is down the transaction rolls back
 and the next pass tries again. The workflow ID is `notify-<event id>` and a used ID is refused,
 so an event that was started but not marked (a crash between the two) is not delivered twice.
+Now and then a pass also deletes events (and their delivery log) past the retention period.
 """
 
 from __future__ import annotations
@@ -56,9 +57,13 @@ async def dispatch_once(pool: asyncpg.Pool[Any], client: Client, settings: Setti
 
 
 async def run_dispatcher(pool: asyncpg.Pool[Any], client: Client, settings: Settings, task_queue: str) -> None:
+    passes = 0
     while True:
         try:
             await dispatch_once(pool, client, settings, task_queue)
+            if passes % 600 == 0:  # now and then, not every pass: old events and their log go
+                await notifications.prune(pool, settings.notification_retention_days)
+            passes += 1
         except asyncio.CancelledError:
             raise
         except Exception:  # the next pass retries; one bad pass must not stop the loop

@@ -41,7 +41,7 @@ CREATE INDEX notification_outbox_pending ON notification_outbox (created_at) WHE
 
 CREATE TABLE notification_deliveries (
     id              bigserial PRIMARY KEY,
-    event_id        text NOT NULL REFERENCES notification_outbox(id),
+    event_id        text NOT NULL REFERENCES notification_outbox(id) ON DELETE CASCADE,
     subscription_id text NOT NULL,
     organization_id text NOT NULL,
     topic           text NOT NULL,
