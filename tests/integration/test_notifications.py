@@ -264,7 +264,7 @@ async def test_configuration_is_validated_scoped_and_role_checked(
         "/v1/notifications/subscriptions/operation.exploded", json={"channels": ["email"]}, headers=headers
     )
     assert bad_topic.status_code == 422
-    assert bad_topic.json()["error"]["details"][0]["field"] == "topic"
+    assert bad_topic.json()["error"]["details"][0]["field"].endswith("topic")
     no_channels = await api.put(
         "/v1/notifications/subscriptions/operation.failed", json={"channels": []}, headers=headers
     )
@@ -318,3 +318,40 @@ async def test_configuration_is_validated_scoped_and_role_checked(
     assert (await api.delete("/v1/notifications/subscriptions/operation.failed", headers=headers)).status_code == 200
     assert (await api.get("/v1/notifications/subscriptions/operation.failed", headers=headers)).status_code == 404
     assert (await api.get("/v1/notifications/unsubscribe", params={"token": "nsub_x.y"})).status_code == 404
+
+
+async def test_targets_in_private_networks_are_refused_unless_allowed(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, receiver: HttpReceiver, settings: Settings
+) -> None:
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from clusterflow.activities.notify import NotifyActivities
+    from clusterflow.workflows.notify import DeliveryTarget
+
+    await api.put(
+        "/v1/notifications/integrations/webhook",
+        json={"config": {"webhookUrl": receiver.url("/internal")}},
+        headers=org.headers(),
+    )
+    subscription = await api.put(
+        "/v1/notifications/subscriptions/cloud_account.disconnected",
+        json={"channels": ["webhook"]},
+        headers=org.headers(),
+    )
+    # Queued as already dispatched, so only the activity run below delivers it.
+    async with pool.acquire() as conn:
+        event = await conn.fetchval(
+            """INSERT INTO notification_outbox (id, organization_id, topic, subject, data, dispatched_at)
+               VALUES ('evt_private_' || md5(random()::text), $1, 'cloud_account.disconnected', 'ca_1', '{}', now())
+               RETURNING id""",
+            org.id,
+        )
+    strict = NotifyActivities(pool, settings.model_copy(update={"notification_allow_private_targets": False}))
+    target = DeliveryTarget(event, subscription.json()["data"]["id"], "webhook", max_attempts=5)
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(strict.deliver, target)
+    assert refused.value.non_retryable
+    assert receiver.at("/internal") == []
+    log = await deliveries(api, org, "cloud_account.disconnected")
+    assert [(d["outcome"], d["error"]) for d in log] == [("FAILED", "127.0.0.1 resolves to a private address")]

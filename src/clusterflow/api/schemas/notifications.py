@@ -9,6 +9,17 @@ from pydantic import BaseModel, Field
 from clusterflow.api.schemas.common import Strict
 
 Channel = Literal["webhook", "slack", "email"]
+Topic = Literal[
+    "operation.started",
+    "operation.awaiting_approval",
+    "operation.succeeded",
+    "operation.failed",
+    "operation.cancelled",
+    "operation.rejected",
+    "cloud_account.disconnected",
+    "agent.disconnected",
+]
+"""The topics of `workflows/notify.py` (a unit test keeps the two lists equal)."""
 
 
 class IntegrationConfigInput(Strict):
@@ -60,13 +71,13 @@ class Integration(BaseModel):
 class SubscriptionInput(Strict):
     channels: list[Channel] = Field(min_length=1, max_length=3, description="At least one delivery channel")
     enabled: bool = True
-    topic: str | None = Field(default=None, description="Must match the path's topic when given")
+    topic: Topic | None = Field(default=None, description="Must match the path's topic when given")
 
 
 class Subscription(BaseModel):
     id: str
     orgId: str
-    topic: str
+    topic: Topic
     channels: list[Channel]
     enabled: bool
     system: bool = False
