@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         default=9464, ge=0, description="Port of the worker's Prometheus endpoint (0: none); the API serves /metrics."
     )
+    temporal_sdk_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        description="Port where a worker exposes the Temporal SDK's own Prometheus metrics "
+        "(task latency, slots, polls); 0: off.",
+    )
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None,
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "CLUSTERFLOW_OTEL_EXPORTER_OTLP_ENDPOINT"),

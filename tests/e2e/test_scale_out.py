@@ -32,10 +32,12 @@ def stack(services: Services, tmp_path: Path) -> Iterator[tuple[list[str], list[
     shared = {"CLUSTERFLOW_LOG_FORMAT": "json", "CLUSTERFLOW_SECRETS_KEY": generate_key()}
     processes: list[subprocess.Popen[bytes]] = []
     apis, workers = [], []
+    sdk_metrics_port = free_port()
     try:
         for i in range(2):
             metrics_port = free_port()
-            env = settings_env(settings, CLUSTERFLOW_METRICS_PORT=str(metrics_port), **shared)
+            extra = {"CLUSTERFLOW_TEMPORAL_SDK_METRICS_PORT": str(sdk_metrics_port)} if i == 0 else {}
+            env = settings_env(settings, CLUSTERFLOW_METRICS_PORT=str(metrics_port), **shared, **extra)
             processes.append(spawn("worker", env, tmp_path / f"worker-{i}.log"))
             workers.append(f"http://127.0.0.1:{metrics_port}")
         for i in range(2):
@@ -45,6 +47,7 @@ def stack(services: Services, tmp_path: Path) -> Iterator[tuple[list[str], list[
             apis.append(f"http://127.0.0.1:{port}")
         for url, process in zip(workers + apis, processes, strict=True):
             wait_http(f"{url}/metrics" if url in workers else f"{url}/healthz", process)
+        workers.append(f"http://127.0.0.1:{sdk_metrics_port}")
         yield apis, workers, tmp_path
     finally:
         for process in processes:
@@ -96,13 +99,16 @@ async def test_two_apis_and_two_workers_behave_as_one(stack: tuple[list[str], li
         assert first.json()["data"]["operationId"] == again.json()["data"]["operationId"]
         await wait_for_operation(clients[1], org.headers(), first.json()["data"]["operationId"], 90)
 
-        # Both workers recorded finished deploys, and together exactly the ones we started.
+        # Together the workers recorded exactly the deploys we started: none lost, none twice.
+        # (Which worker takes which workflow is Temporal's choice, so no per-worker count is asserted.)
         async with httpx.AsyncClient(timeout=10) as scraper:
             per_worker = [
-                samples((await scraper.get(f"{w}/metrics")).text, "clusterflow_operations_total") for w in workers
+                samples((await scraper.get(f"{w}/metrics")).text, "clusterflow_operations_total") for w in workers[:2]
             ]
+            sdk = (await scraper.get(f"{workers[2]}/metrics")).text
         assert sum(per_worker) == DEPLOYS + 1
-        assert all(n > 0 for n in per_worker), per_worker
+        # The first worker also exposes the Temporal SDK's own metrics.
+        assert "temporal_activity_execution_latency" in sdk or "temporal_workflow_completed" in sdk
     finally:
         for client in clients:
             await client.aclose()

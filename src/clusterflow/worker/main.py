@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import start_http_server
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from clusterflow.activities.notify import NotifyActivities
@@ -70,6 +71,12 @@ async def connect_temporal(settings: Settings) -> Client:
     options = connect_options(settings)
     # The worker gets the tracing interceptor itself (build_worker); on the client too it would run twice.
     options["interceptors"] = []
+    if settings.temporal_sdk_metrics_port:
+        # The SDK's own metrics: schedule-to-start latency says when to add workers.
+        telemetry = TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.temporal_sdk_metrics_port}")
+        )
+        options["runtime"] = Runtime(telemetry=telemetry)
     return await Client.connect(settings.require_temporal_address(), **options)
 
 
