@@ -23,6 +23,7 @@ import asyncio
 import email.policy
 import ipaddress
 import json
+import logging
 import smtplib
 import time
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from clusterflow import __version__, metrics, secretbox, webhooks
 from clusterflow.records import notifications
 from clusterflow.settings import Settings
 from clusterflow.workflows.notify import DeliveryResult, DeliveryTarget
+
+logger = logging.getLogger(__name__)
 
 
 def integration_context(organization_id: str, channel: str) -> str:
@@ -139,6 +142,15 @@ class NotifyActivities:
         except SendFailure as failure:
             final = not failure.retryable or attempt >= target.max_attempts
             await log("FAILED" if final else "RETRYING", failure.response_status, failure.message)
+            logger.warning(
+                "%s delivery of %s (%s) attempt %d %s: %s",
+                target.channel,
+                event["id"],
+                event["topic"],
+                attempt,
+                "failed for good" if final else "will be retried",
+                failure.message,
+            )
             raise ApplicationError(
                 f"{target.channel} delivery failed: {failure.message}",
                 type="NOTIFICATION_DELIVERY_FAILED",
