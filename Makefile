@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint api-lint unit integration e2e bench chaos fuzz clean
+.PHONY: install run test lint api-lint unit integration e2e bench chaos fuzz clean deploy-check
 
 # Installs the pinned project (pyproject.toml) with its transitive pins (constraints.txt).
 $(STAMP): pyproject.toml constraints.txt
@@ -13,6 +13,19 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# checkov pins boto3==1.35.49, which conflicts with ours, so it lives in a venv of its own,
+# like any other CLI tool; only the deploy checks call it.
+CHECKOV_VENV := .venv-checkov
+CHECKOV      := $(CHECKOV_VENV)/bin/checkov
+$(CHECKOV):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
+
+# Renders deploy/kubernetes, validates every manifest offline (kubernetes-validate) and runs
+# checkov's Kubernetes and Dockerfile checks (about 15 s once checkov is installed).
+deploy-check: $(STAMP) $(CHECKOV)
+	CHECKOV=$(CHECKOV) $(BIN)/pytest tests/deploy -q
 
 run: $(STAMP)
 	$(BIN)/clusterflow dev
@@ -31,8 +44,8 @@ api-lint: $(STAMP)
 	$(BIN)/clusterflow openapi > .clusterflow/openapi.json
 	api-lint/node_modules/.bin/spectral lint .clusterflow/openapi.json --ruleset api-lint/.spectral.yaml --fail-severity error
 
-test: lint api-lint
-	$(BIN)/pytest
+test: lint api-lint $(CHECKOV)
+	CHECKOV=$(CHECKOV) $(BIN)/pytest
 
 fuzz: $(STAMP)
 	CLUSTERFLOW_FUZZ_EXAMPLES=200 CLUSTERFLOW_FUZZ_SECONDS=600 $(BIN)/pytest tests/integration/test_fuzz.py
@@ -52,4 +65,4 @@ bench: $(STAMP)
 	@for script in tests/perf/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

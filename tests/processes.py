@@ -28,6 +28,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
             "CLUSTERFLOW_RECONCILE_GRACE_SECONDS": str(settings.reconcile_grace_seconds),
             "CLUSTERFLOW_API_HOST": settings.api_host,
             "CLUSTERFLOW_API_PORT": str(settings.api_port),
+            # Several workers share this machine: no fixed metrics port unless a test asks for one.
+            "CLUSTERFLOW_METRICS_PORT": "0",
         }
     )
     env.update(extra)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -231,6 +232,77 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`json`: one JSON object per line (production); `text`: for people."
+    )
+
+    temporal_tls: bool = Field(
+        default=False, description="Connect to Temporal over TLS (implied by a client certificate or an API key)."
+    )
+    temporal_tls_cert: Path | None = Field(
+        default=None, description="PEM client certificate for mTLS to Temporal (self-hosted or Temporal Cloud)."
+    )
+    temporal_tls_key: Path | None = Field(default=None, description="PEM private key of `temporal_tls_cert`.")
+    temporal_tls_ca: Path | None = Field(
+        default=None, description="PEM CA bundle that signs the Temporal server (default: system roots)."
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None, description="TLS server name to verify, when it differs from the address host."
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_API_KEY", "CLUSTERFLOW_TEMPORAL_API_KEY"),
+        description="Temporal Cloud API key (sent as a bearer token; turns TLS on).",
+    )
+
+    metrics_port: int = Field(
+        default=9464, ge=0, description="Port of the worker's Prometheus endpoint (0: none); the API serves /metrics."
+    )
+    temporal_sdk_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        description="Port where a worker exposes the Temporal SDK's own Prometheus metrics "
+        "(task latency, slots, polls); 0: off.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "CLUSTERFLOW_OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP endpoint for traces (e.g. http://otel-collector:4318). Unset: tracing off.",
+    )
+    otel_service_name: str = Field(
+        default="clusterflow", description="Service name on spans (`-api` or `-worker` is appended)."
+    )
+
+    secrets_key: str | None = Field(
+        default=None,
+        description="URL-safe base64 of 32 bytes: seals stored secrets (webhook signing secrets, Slack URLs) "
+        "with AES-GCM. `clusterflow dev` generates one.",
+    )
+    notification_dispatch_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often workers look for notification events to dispatch."
+    )
+    notification_max_attempts: int = Field(default=8, ge=1, description="Delivery attempts per channel and event.")
+    notification_retry_initial_seconds: float = Field(
+        default=2.0, gt=0, description="First retry delay of a failed delivery (doubles each try)."
+    )
+    notification_retry_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest delay between two delivery attempts."
+    )
+    notification_http_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one webhook, Slack or SMTP delivery attempt."
+    )
+    notification_allow_private_targets: bool = Field(
+        default=False, description="Allow webhook and Slack URLs that resolve to private or loopback addresses."
+    )
+    notification_retention_days: int = Field(
+        default=30, ge=1, description="Days notification events and their delivery log are kept."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for email notifications (unset: none).")
+    smtp_port: int = Field(default=25, description="SMTP server port.")
+    smtp_username: str | None = Field(default=None, description="SMTP login (with `smtp_password`).")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_from: str = Field(default="clusterflow@localhost", description="Sender address of notification emails.")
 
     @property
     def api_url(self) -> str:

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from clusterflow import __version__
 from clusterflow.api.audit_log import AuditMiddleware
 from clusterflow.api.errors import install_error_handlers
-from clusterflow.api.middleware import RequestHygieneMiddleware, RequestIdMiddleware
+from clusterflow.api.middleware import ObservabilityMiddleware, RequestHygieneMiddleware, RequestIdMiddleware
 from clusterflow.api.openapi_extras import document_common_answers
 from clusterflow.api.routers import (
     agent,
@@ -32,6 +32,8 @@ from clusterflow.api.routers import (
     cluster_changes,
     clusters,
     health,
+    metrics,
+    notifications,
     oidc,
     operations,
     operator_control,
@@ -41,11 +43,14 @@ from clusterflow.api.routers import (
     vault,
 )
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
+from clusterflow.api.schemas.notifications import IntegrationInput, UnsubscribeRequest
 from clusterflow.api.security import ApiGuards
 from clusterflow.api.streams import StreamHub
 from clusterflow.records.db import create_pool
 from clusterflow.records.notify import EventListener
 from clusterflow.settings import Settings, get_settings
+from clusterflow.temporal_connect import connect_options
+from clusterflow.tracing import configure_tracing
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,11 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        configure_tracing(settings, "api")
         app.state.pool = await create_pool(settings.require_database_url(), settings.db_pool_min, settings.db_pool_max)
         # Lazy: the API starts (and serves reads) while Temporal is unreachable; /readyz says so,
         # and enqueues answer 503 until it is back.
         app.state.temporal = await Client.connect(
-            settings.require_temporal_address(), namespace=settings.temporal_namespace, lazy=True
+            settings.require_temporal_address(), lazy=True, **connect_options(settings)
         )
         app.state.guards = ApiGuards(settings)
         await app.state.guards.start(app.state.pool)
@@ -84,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(clusters.router)
     app.include_router(cluster_changes.router)
     app.include_router(operator_control.router)
@@ -100,9 +107,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vault.router)
     app.include_router(cloud_accounts.router)
     app.include_router(progress_stream.router)
+    app.include_router(notifications.router)
     # Outermost last: the request ID exists before anything else runs, audit sees every answer.
     app.add_middleware(RequestHygieneMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(ObservabilityMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -114,7 +123,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     _, defs = models_json_schema(
-        [(K8sCluster, "validation"), (ClusterSpec, "validation")], ref_template="#/components/schemas/{model}"
+        [
+            (K8sCluster, "validation"),
+            (ClusterSpec, "validation"),
+            (IntegrationInput, "validation"),
+            (UnsubscribeRequest, "validation"),
+        ],
+        ref_template="#/components/schemas/{model}",
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
     document_common_answers(schema)

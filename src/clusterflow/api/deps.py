@@ -17,6 +17,8 @@ from temporalio.client import Client
 from clusterflow.api.errors import ApiError
 from clusterflow.api.security import ApiGuards, rate_class, retry_after_header
 from clusterflow.api.streams import StreamHub
+from clusterflow import metrics
+from clusterflow.logs import bind
 from clusterflow.records.db import DbPool
 from clusterflow.records.organizations import Principal, authenticate
 from clusterflow.settings import Settings
@@ -61,11 +63,13 @@ async def get_principal(
     if principal is None:
         raise unauthorized
     request.state.principal = principal
+    bind(organization_id=principal.organization_id)
     guards: ApiGuards = request.app.state.guards
     guards.touch(principal.key_id)
     decision = guards.limiter.decide(principal.key_id, request.method)
     request.state.rate_limit = decision  # RequestIdMiddleware adds the RateLimit-* headers
     if decision.retry_after is not None:
+        metrics.rate_limited(request.method, str(getattr(request.scope.get("route"), "path", "unmatched")))
         raise ApiError(
             429,
             "RATE_LIMITED",

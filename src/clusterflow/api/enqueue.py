@@ -29,6 +29,7 @@ from temporalio.client import Client
 from clusterflow.api.approvals import IssuedApproval
 from clusterflow.api.errors import ApiError, request_id_of
 from clusterflow.api.schemas.common import OperationAccepted
+from clusterflow.logs import bind
 from clusterflow.records import idempotency, operations
 from clusterflow.records.db import Conn
 from clusterflow.records.errors import ClusterBusy, IdempotencyKeyReused, NameTaken
@@ -101,6 +102,7 @@ async def enqueue(
     fingerprint: bytes,
 ) -> JSONResponse:
     org = principal.organization_id
+    bind(operation_id=plan.operation_id)
     headers = {"Location": f"/v1/operations/{plan.operation_id}"}
     try:
         async with pool.acquire() as conn, conn.transaction():

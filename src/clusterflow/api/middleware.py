@@ -3,15 +3,23 @@
 Every response carries `X-Request-ID`; the same ID is in the envelope and in log lines.
 Authenticated answers also carry `RateLimit-Limit`, `-Remaining` and `-Reset` for the key. Bodies
 larger than the configured limit, and NUL characters, are refused before a route reads them.
+`ObservabilityMiddleware` adds the log context, the request's span and its metrics.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 
+from opentelemetry import propagate, trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clusterflow import metrics
 from clusterflow.ids import request_id
+from clusterflow.logs import operation_var, organization_var, request_id_var
+
+access_log = logging.getLogger("clusterflow.access")
 
 
 class RequestIdMiddleware:
@@ -48,10 +56,67 @@ class RequestHygieneMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
+
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ObservabilityMiddleware:
+    """Per request: log context, a server span, request metrics by route template, an access line.
+
+    Sits inside RequestIdMiddleware (it reads the request ID that one assigns). The route
+    template comes from the route FastAPI matched (`scope["route"]`), so metric labels stay
+    bounded; unmatched paths are counted as `unmatched`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.tracer = trace.get_tracer("clusterflow.api")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        rid = scope.get("state", {}).get("request_id")
+        request_id_var.set(rid)
+        organization_var.set(None)
+        operation_var.set(None)
+        method = scope["method"]
+        status = 500
+        started = time.perf_counter()
+        first_byte: float | None = None
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        parent = propagate.extract(carrier)
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status, first_byte
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                first_byte = time.perf_counter()
+            await send(message)
+
+        with self.tracer.start_as_current_span(
+            f"{method} {scope['path']}", context=parent, kind=trace.SpanKind.SERVER
+        ) as span:
+            try:
+                await self.app(scope, receive, send_observed)
+            finally:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                elapsed = (first_byte or time.perf_counter()) - started
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if rid:
+                    span.set_attribute("clusterflow.request_id", rid)
+                if status >= 500:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+                metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                metrics.HTTP_DURATION.labels(method, route).observe(elapsed)
+                operation = (scope.get("path_params") or {}).get("operationId")
+                if operation and operation_var.get() is None:
+                    operation_var.set(operation)
+                if route not in _QUIET_ROUTES:
+                    access_log.info("%s %s %s %.1fms", method, scope["path"], status, elapsed * 1000)
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, send, TOO_LARGE)

@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from clusterflow import metrics
 from clusterflow.api.views import event_view
 from clusterflow.records import operations
 from clusterflow.records.db import DbPool
@@ -183,6 +184,8 @@ class StreamRequest:
     until_terminal: bool
     terminal_at_start: bool
     """The operation was already terminal when the stream was authorized: its log is complete."""
+    transport: str = "sse"
+    """`sse` or `websocket`, for the subscriber gauge."""
 
 
 async def stream_events(
@@ -190,6 +193,14 @@ async def stream_events(
 ) -> AsyncGenerator[StreamEvent | None, None]:
     """Every event after the cursor, in order; `None` is a keep-alive tick while idle."""
     cursor = req.cursor
+    with metrics.stream_subscriber(req.transport):
+        async for item in _follow(hub, pool, req, keepalive, cursor):
+            yield item
+
+
+async def _follow(
+    hub: StreamHub, pool: DbPool, req: StreamRequest, keepalive: float, cursor: int
+) -> AsyncGenerator[StreamEvent | None, None]:
     async with hub.subscribe(req.operation_id) as (topic, sub):
         while not hub.closing:
             sub.wake.clear()

@@ -32,7 +32,7 @@ def _cmd_api(_args: argparse.Namespace) -> int:
     from clusterflow.api.app import create_app
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
 
     class Server(uvicorn.Server):
@@ -49,6 +49,7 @@ def _cmd_api(_args: argparse.Namespace) -> int:
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # keep our handlers (JSON or text) for uvicorn's records too
         access_log=False,
         timeout_graceful_shutdown=10,
         ws="websockets-sansio",  # the default picks websockets.legacy, which is deprecated
@@ -68,7 +69,7 @@ def _cmd_migrate(_args: argparse.Namespace) -> int:
     from clusterflow.records.migrate import migrate
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     applied = asyncio.run(migrate(settings.require_database_url()))
     print(f"applied {len(applied)} migrations: {', '.join(applied) or 'none pending'}")
     return 0

@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from clusterflow import metrics
+from clusterflow.records import notifications
 from clusterflow.records.db import Conn, Executor
 from clusterflow.records.errors import ClusterBusy
 from clusterflow.workflows.contracts import (
@@ -21,6 +23,7 @@ from clusterflow.workflows.contracts import (
     TERMINAL_STATUSES,
     OperationStatus,
 )
+from clusterflow.workflows.notify import Topic
 
 RECENT_EVENTS = 20
 
@@ -44,6 +47,16 @@ class Approval:
 
 
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+# The notification topic each status change announces, queued in the same transaction.
+_TOPIC_OF: dict[str, str] = {
+    OperationStatus.RUNNING: Topic.OPERATION_STARTED,
+    OperationStatus.AWAITING_APPROVAL: Topic.OPERATION_AWAITING_APPROVAL,
+    OperationStatus.SUCCEEDED: Topic.OPERATION_SUCCEEDED,
+    OperationStatus.FAILED: Topic.OPERATION_FAILED,
+    OperationStatus.CANCELLED: Topic.OPERATION_CANCELLED,
+    OperationStatus.REJECTED: Topic.OPERATION_REJECTED,
+}
 
 
 async def insert(
@@ -204,6 +217,7 @@ async def append_event(
         raw_output,
         labels or {},
     )
+    metrics.EVENTS_WRITTEN.labels(kind).inc()
     return int(sequence)
 
 
@@ -219,7 +233,7 @@ async def begin(conn: Conn, operation_id: str, awaiting_approval: bool = False) 
             """UPDATE operations SET status = $2, started_at = COALESCE(started_at, now()),
                       workflow_started_at = COALESCE(workflow_started_at, now()), last_update = now()
                 WHERE id = $1 AND status = 'PENDING'
-                RETURNING status""",
+                RETURNING status, operation_type""",
             operation_id,
             target,
         )
@@ -233,6 +247,8 @@ async def begin(conn: Conn, operation_id: str, awaiting_approval: bool = False) 
                 progress_percentage=0,
                 labels={"status": target},
             )
+            await notifications.enqueue_for_operation(conn, operation_id, _TOPIC_OF[target])
+            metrics.operation_transition(row["operation_type"], target)
             return target
         status = await conn.fetchval("SELECT status FROM operations WHERE id = $1", operation_id)
         return str(status) if status is not None else None
@@ -253,7 +269,7 @@ async def record_decision(
                       approval_decided_at = now(), approval_comment = $5, last_update = now(),
                       completed_at = CASE WHEN $2 = 'REJECTED' THEN now() ELSE NULL END
                 WHERE id = $1 AND status = 'AWAITING_APPROVAL'
-                RETURNING id""",
+                RETURNING id, operation_type, extract(epoch FROM now() - created_at)::float8 AS seconds""",
             operation_id,
             status,
             decision,
@@ -275,6 +291,9 @@ async def record_decision(
             level="INFO" if decision == "APPROVE" else "WARN",
             labels={"status": status, "decision": decision},
         )
+        await notifications.enqueue_for_operation(conn, operation_id, _TOPIC_OF[status])
+        terminal = status == OperationStatus.REJECTED
+        metrics.operation_transition(row["operation_type"], status, row["seconds"] if terminal else None)
         return status
 
 
@@ -328,7 +347,7 @@ async def finish(
                       last_update = now(), metadata = metadata || $6,
                       progress_percentage = CASE WHEN $2 = 'SUCCEEDED' THEN 100 ELSE progress_percentage END
                 WHERE id = $1 AND status = ANY($5::text[])
-                RETURNING id""",
+                RETURNING id, operation_type, extract(epoch FROM completed_at - created_at)::float8 AS seconds""",
             operation_id,
             status,
             error,
@@ -348,6 +367,8 @@ async def finish(
             progress_percentage=100 if status == OperationStatus.SUCCEEDED else None,
             labels={"status": status} | ({"errorCode": error["code"]} if error else {}),
         )
+        await notifications.enqueue_for_operation(conn, operation_id, _TOPIC_OF[status])
+        metrics.operation_transition(row["operation_type"], status, row["seconds"])
         return True
 
 

@@ -12,7 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import start_http_server
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from clusterflow.activities.agent import AgentActivities, run_agent_monitor
@@ -21,11 +23,16 @@ from clusterflow.activities.cloud_connect_gcp_azure import FederatedConnectActiv
 from clusterflow.activities.providers.aws import AwsClients, AwsProvider, SessionFactory, default_session_factory
 from clusterflow.activities.providers.azure import AzureProvider
 from clusterflow.activities.providers.gcp import GcpProvider
+from clusterflow.activities.notify import NotifyActivities
 from clusterflow.activities.providers.local import LocalProvider
 from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
 from clusterflow.records.db import create_pool
 from clusterflow.settings import Settings, get_settings
+from clusterflow.temporal_connect import connect_options
+from clusterflow.tracing import configure_tracing, temporal_interceptors
+from clusterflow.worker.notifications import run_dispatcher
+from clusterflow.worker.observability import MetricsInterceptor
 from clusterflow.worker.reconciler import run_reconciler
 from clusterflow.worker.schedules import ensure_schedules
 from clusterflow.workflows.registry import ALL_WORKFLOWS
@@ -56,6 +63,7 @@ def activities_for(
     gcp = GcpProvider(pool, settings)
     azure = AzureProvider(pool, settings)
     federated = FederatedConnectActivities(pool, settings)
+    notify = NotifyActivities(pool, settings)
     return [
         records.begin_operation,
         records.append_event,
@@ -89,6 +97,8 @@ def activities_for(
         federated.set_status,
         federated.check_gcp,
         federated.check_azure,
+        notify.targets,
+        notify.deliver,
     ]
 
 
@@ -108,14 +118,30 @@ def build_worker(
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         # On SIGTERM, in-flight activities get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=20),
+        interceptors=[MetricsInterceptor(), *temporal_interceptors(settings)],
     )
 
 
 async def connect_temporal(settings: Settings) -> Client:
-    return await Client.connect(settings.require_temporal_address(), namespace=settings.temporal_namespace)
+    options = connect_options(settings)
+    # The worker gets the tracing interceptor itself (build_worker); on the client too it would run twice.
+    options["interceptors"] = []
+    if settings.temporal_sdk_metrics_port:
+        # The SDK's own metrics: schedule-to-start latency says when to add workers.
+        telemetry = TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.temporal_sdk_metrics_port}")
+        )
+        options["runtime"] = Runtime(telemetry=telemetry)
+    return await Client.connect(settings.require_temporal_address(), **options)
 
 
 async def run(settings: Settings) -> None:
+    configure_tracing(settings, "worker")
+    if settings.metrics_port:
+        try:
+            start_http_server(settings.metrics_port)
+        except OSError as err:  # a worker without metrics still does its work
+            log.error("metrics endpoint not started on port %s: %s", settings.metrics_port, err)
     pool = await create_pool(settings.require_database_url(), settings.db_pool_min, settings.db_pool_max)
     client = await connect_temporal(settings)
     worker = build_worker(client, pool, settings)
@@ -128,6 +154,7 @@ async def run(settings: Settings) -> None:
     monitor = asyncio.create_task(
         run_agent_monitor(pool, settings.agent_disconnect_after_seconds, settings.agent_monitor_interval_seconds)
     )
+    dispatcher = asyncio.create_task(run_dispatcher(pool, client, settings, settings.task_queue))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -138,12 +165,13 @@ async def run(settings: Settings) -> None:
         log.info("worker stopping: finishing in-flight activities")
     reconciler.cancel()
     monitor.cancel()
+    dispatcher.cancel()
     await pool.close()
 
 
 def main() -> None:
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(run(settings))
 
 

@@ -24,6 +24,7 @@ from clusterflow.workflows.register import (
     ClusterUnregisterWorkflow,
     KubeconfigGenerateWorkflow,
 )
+from clusterflow.workflows.notify import NotificationDispatchWorkflow
 from clusterflow.workflows.update import ClusterUpdateWorkflow
 
 WORKFLOW_TYPES: dict[str, str] = {
@@ -51,6 +52,7 @@ ALL_WORKFLOWS: list[type] = [
     ClusterUnregisterWorkflow,
     ClusterResyncWorkflow,
     KubeconfigGenerateWorkflow,
+    NotificationDispatchWorkflow,
 ]
 
 

@@ -151,5 +151,6 @@ async def cluster_progress_websocket(
         follow=follow,
         until_terminal=untilTerminal,
         terminal_at_start=row["status"] in TERMINAL_STATUSES,
+        transport="websocket",
     )
     await ws_stream(websocket, hub, pool, req, settings.stream_keepalive_seconds)

@@ -1,0 +1,71 @@
+"""Drains the notification outbox: one `NotificationDispatch` workflow per event.
+
+Every worker runs this loop beside the reconciler. Events are claimed with
+`FOR UPDATE SKIP LOCKED` and marked dispatched in the same transaction that started their
+workflows, so concurrent workers split the work; if Temporal is down the transaction rolls back
+and the next pass tries again. The workflow ID is `notify-<event id>` and a used ID is refused,
+so an event that was started but not marked (a crash between the two) is not delivered twice.
+Now and then a pass also deletes events (and their delivery log) past the retention period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from clusterflow.records import notifications
+from clusterflow.settings import Settings
+from clusterflow.workflows.notify import DispatchInput, NotificationDispatchWorkflow
+
+log = logging.getLogger(__name__)
+
+
+def dispatch_input(settings: Settings, event_id: str) -> DispatchInput:
+    return DispatchInput(
+        event_id=event_id,
+        max_attempts=settings.notification_max_attempts,
+        retry_initial_seconds=settings.notification_retry_initial_seconds,
+        retry_max_seconds=settings.notification_retry_max_seconds,
+        timeout_seconds=max(30.0, settings.notification_http_timeout_seconds * 2),
+    )
+
+
+async def dispatch_once(pool: asyncpg.Pool[Any], client: Client, settings: Settings, task_queue: str) -> int:
+    """One pass; returns how many events it dispatched."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await notifications.claim_pending(conn)
+        for row in rows:
+            with contextlib.suppress(WorkflowAlreadyStartedError):
+                await client.start_workflow(
+                    NotificationDispatchWorkflow.run,
+                    dispatch_input(settings, row["id"]),
+                    id=f"notify-{row['id']}",
+                    task_queue=task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                )
+        if rows:
+            await notifications.mark_dispatched(conn, [r["id"] for r in rows])
+    return len(rows)
+
+
+async def run_dispatcher(pool: asyncpg.Pool[Any], client: Client, settings: Settings, task_queue: str) -> None:
+    passes = 0
+    while True:
+        try:
+            await dispatch_once(pool, client, settings, task_queue)
+            if passes % 600 == 0:  # now and then, not every pass: old events and their log go
+                await notifications.prune(pool, settings.notification_retention_days)
+            passes += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the next pass retries; one bad pass must not stop the loop
+            log.exception("notification dispatch pass failed")
+        await asyncio.sleep(settings.notification_dispatch_interval_seconds)
