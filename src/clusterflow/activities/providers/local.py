@@ -196,7 +196,7 @@ class LocalProvider:
 
     async def _delete(self, inp: PhaseInput, reporter: PhaseReporter) -> PhaseResult:
         kinds = KINDS_BY_PHASE.get(inp.phase, ())
-        live = [r for r in await local_cloud.list_resources(self.pool, inp.cluster_id, live_only=True)]
+        live = await local_cloud.list_resources(self.pool, inp.cluster_id, live_only=True)
         doomed = sorted((r for r in live if r["kind"] in kinds), key=lambda r: (kinds.index(r["kind"]), r["name"]))
         share = self._phase_seconds(inp.spec) / max(len(doomed), 1)
         deleted = []
