@@ -28,6 +28,9 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
             "CLUSTERFLOW_RECONCILE_GRACE_SECONDS": str(settings.reconcile_grace_seconds),
             "CLUSTERFLOW_API_HOST": settings.api_host,
             "CLUSTERFLOW_API_PORT": str(settings.api_port),
+            "CLUSTERFLOW_RATE_LIMIT_WRITES_PER_SECOND": str(settings.rate_limit_writes_per_second),
+            "CLUSTERFLOW_RATE_LIMIT_DELETES_PER_SECOND": str(settings.rate_limit_deletes_per_second),
+            "CLUSTERFLOW_RATE_LIMIT_READS_PER_SECOND": str(settings.rate_limit_reads_per_second),
             # Several workers share this machine: no fixed metrics port unless a test asks for one.
             "CLUSTERFLOW_METRICS_PORT": "0",
         }

@@ -123,4 +123,5 @@ def callback_token(settings: Settings, account_id: str) -> str:
 
 
 def callback_token_ok(settings: Settings, account_id: str, token: str) -> bool:
-    return hmac.compare_digest(callback_token(settings, account_id), token)
+    # Bytes, not str: compare_digest refuses non-ASCII text, and the token is caller input.
+    return hmac.compare_digest(callback_token(settings, account_id).encode(), token.encode())

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from clusterflow.devstack.postgres import free_port
 from clusterflow.settings import Settings
+from clusterflow.vault import dev_vault_keys
 from tests.conftest import Org
 from tests.processes import settings_env, spawn, stop, wait_http
 
@@ -28,23 +29,35 @@ from tests.processes import settings_env, spawn, stop, wait_http
 def test_schemathesis_finds_no_server_error_or_schema_violation(settings: Settings, org: Org, tmp_path: Path) -> None:
     port = free_port()
     api_settings = settings.model_copy(update={"api_port": port})
-    api = spawn("api", settings_env(api_settings), tmp_path / "api.log")
+    # Configured as production would be: vault keys present (the dev stack makes its own).
+    env = settings_env(api_settings, CLUSTERFLOW_VAULT_KEYS=dev_vault_keys(tmp_path))
+    api = spawn("api", env, tmp_path / "api.log")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthz", api)
         examples = os.environ.get("CLUSTERFLOW_FUZZ_EXAMPLES", "6")
         command = [
             shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis",
-            "run", f"{base}/openapi.json",
-            "-H", f"Authorization: Bearer {org.owner_key}",
-            "--checks", "all",
-            "--exclude-checks", "positive_data_acceptance",
-            "--phases", "examples,coverage,fuzzing,stateful",
-            "--max-examples", examples,
-            "--workers", "2",
-            "--exclude-path-regex", "/progress/stream$",
-            "--generation-database", "none",
-            "--seed", os.environ.get("CLUSTERFLOW_FUZZ_SEED", "20261122"),
+            "run",
+            f"{base}/openapi.json",
+            "-H",
+            f"Authorization: Bearer {org.owner_key}",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--max-examples",
+            examples,
+            "--workers",
+            "2",
+            "--exclude-path-regex",
+            "/progress/stream$",
+            "--generation-database",
+            "none",
+            "--seed",
+            os.environ.get("CLUSTERFLOW_FUZZ_SEED", "20261122"),
         ]
         if "CLUSTERFLOW_FUZZ_SECONDS" in os.environ:
             command += ["--max-time", os.environ["CLUSTERFLOW_FUZZ_SECONDS"]]

@@ -14,10 +14,10 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
+from clusterflow import metrics
 from clusterflow.api.errors import ApiError
 from clusterflow.api.security import ApiGuards, rate_class, retry_after_header
 from clusterflow.api.streams import StreamHub
-from clusterflow import metrics
 from clusterflow.logs import bind
 from clusterflow.records.db import DbPool
 from clusterflow.records.organizations import Principal, authenticate

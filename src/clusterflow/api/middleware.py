@@ -56,6 +56,70 @@ class RequestHygieneMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, send, TOO_LARGE)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
+            await self._refuse(scope, send, NUL)
+            return
+        seen = 0
+        tail = b""
+
+        async def checked_receive() -> Message:
+            nonlocal seen, tail
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                seen += len(chunk)
+                if seen > self.max_bytes:
+                    raise Refused(TOO_LARGE)
+                window = tail + chunk
+                if b"\\u0000" in window or b"\x00" in window:
+                    raise Refused(NUL)
+                tail = window[-5:]
+            return message
+
+        try:
+            await self.app(scope, checked_receive, send)
+        except Refused as refused:
+            await self._refuse(scope, send, refused.reason)
+
+    async def _refuse(self, scope: Scope, send: Send, reason: str) -> None:
+        rid = scope.get("state", {}).get("request_id", "")
+        status, code, message, details = (
+            (413, "BODY_TOO_LARGE", f"request body is larger than {self.max_bytes} bytes", {"maxBytes": self.max_bytes})
+            if reason == TOO_LARGE
+            else (400, "NUL_CHARACTER", "NUL characters are not accepted in paths, queries or bodies", None)
+        )
+        body = json.dumps(
+            {"id": rid, "status": "error", "message": message, "error": {"code": code, "details": details}}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+TOO_LARGE = "too large"
+NUL = "nul"
+
+
+class Refused(Exception):
+    """Raised while streaming a body that must be refused (chunked uploads declare no length)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -117,62 +181,3 @@ class ObservabilityMiddleware:
                     operation_var.set(operation)
                 if route not in _QUIET_ROUTES:
                     access_log.info("%s %s %s %.1fms", method, scope["path"], status, elapsed * 1000)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send, TOO_LARGE)
-            return
-        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
-            await self._refuse(scope, send, NUL)
-            return
-        seen = 0
-        tail = b""
-
-        async def checked_receive() -> Message:
-            nonlocal seen, tail
-            message = await receive()
-            if message["type"] == "http.request":
-                chunk = message.get("body", b"")
-                seen += len(chunk)
-                if seen > self.max_bytes:
-                    raise Refused(TOO_LARGE)
-                window = tail + chunk
-                if b"\\u0000" in window or b"\x00" in window:
-                    raise Refused(NUL)
-                tail = window[-5:]
-            return message
-
-        try:
-            await self.app(scope, checked_receive, send)
-        except Refused as refused:
-            await self._refuse(scope, send, refused.reason)
-
-    async def _refuse(self, scope: Scope, send: Send, reason: str) -> None:
-        rid = scope.get("state", {}).get("request_id", "")
-        status, code, message, details = (
-            (413, "BODY_TOO_LARGE", f"request body is larger than {self.max_bytes} bytes", {"maxBytes": self.max_bytes})
-            if reason == TOO_LARGE
-            else (400, "NUL_CHARACTER", "NUL characters are not accepted in paths, queries or bodies", None)
-        )
-        body = json.dumps(
-            {"id": rid, "status": "error", "message": message, "error": {"code": code, "details": details}}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-TOO_LARGE = "too large"
-NUL = "nul"
-
-
-class Refused(Exception):
-    """Raised while streaming a body that must be refused (chunked uploads declare no length)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason

@@ -26,6 +26,11 @@ def document_common_answers(schema: dict[str, Any]) -> None:
                 continue
             responses = operation["responses"]
             secured = bool(operation.get("security"))
+            for code, response in responses.items():
+                content = response.get("content", {})
+                # A route answering text documents its errors under text/plain; they are JSON.
+                if code >= "400" and "text/plain" in content and "ErrorEnvelope" in str(content["text/plain"]):
+                    content["application/json"] = content.pop("text/plain")
             for code, description in _COMMON.items():
                 if code != "500" and not secured:
                     continue

@@ -20,10 +20,10 @@ from temporalio.worker import Worker
 from clusterflow.activities.agent import AgentActivities, run_agent_monitor
 from clusterflow.activities.aws_connect import AwsCloudConnect
 from clusterflow.activities.cloud_connect_gcp_azure import FederatedConnectActivities
+from clusterflow.activities.notify import NotifyActivities
 from clusterflow.activities.providers.aws import AwsClients, AwsProvider, SessionFactory, default_session_factory
 from clusterflow.activities.providers.azure import AzureProvider
 from clusterflow.activities.providers.gcp import GcpProvider
-from clusterflow.activities.notify import NotifyActivities
 from clusterflow.activities.providers.local import LocalProvider
 from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging

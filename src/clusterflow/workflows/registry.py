@@ -18,13 +18,13 @@ from clusterflow.workflows.cloud_connect_gcp_azure import FederatedCloudConnectW
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.delete import ClusterDeleteWorkflow
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
+from clusterflow.workflows.notify import NotificationDispatchWorkflow
 from clusterflow.workflows.register import (
     ClusterRegisterWorkflow,
     ClusterResyncWorkflow,
     ClusterUnregisterWorkflow,
     KubeconfigGenerateWorkflow,
 )
-from clusterflow.workflows.notify import NotificationDispatchWorkflow
 from clusterflow.workflows.update import ClusterUpdateWorkflow
 
 WORKFLOW_TYPES: dict[str, str] = {

@@ -358,8 +358,11 @@ async def azure_callback(
     request: Request, id: str, body: AzureCallback, pool: Pool, settings: AppSettings
 ) -> Envelope[CallbackAccepted]:
     row = await federated_accounts.get_by_id(pool, id)
-    if row is None or row["provider"] != "azure" or not oidc.callback_token_ok(settings, id, body.token):
+    if row is None or row["provider"] != "azure":
         raise not_found("azure cloud account", id)
+    if not oidc.callback_token_ok(settings, id, body.token):
+        # Account IDs are unguessable ULIDs, so a 403 reveals nothing a 404 would hide.
+        raise ApiError(403, "INVALID_CALLBACK_TOKEN", "the callback token does not belong to this cloud account")
     if not await federated_accounts.merge_identity(pool, id, {"tenantId": body.tenantId, "clientId": body.clientId}):
         raise ApiError(409, "CLOUD_ACCOUNT_SETTLED", f"azure cloud account {id} is no longer waiting for setup")
     return Envelope(id=request_id_of(request), message="setup reported", data=CallbackAccepted(status="RECEIVED"))

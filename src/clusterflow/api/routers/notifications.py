@@ -326,7 +326,7 @@ async def _unsubscribe(
         expected = secretbox.mac(settings.secrets_key, "unsubscribe", subscription_id)
     except secretbox.SecretsKeyMissing as err:
         raise invalid from err
-    if not secrets.compare_digest(presented, expected):
+    if not secrets.compare_digest(presented.encode(), expected.encode()):  # bytes: the token is caller input
         raise invalid
     row = await notifications.subscription_by_id(pool, subscription_id)
     if row is None or (topic is not None and topic != row["topic"]):
