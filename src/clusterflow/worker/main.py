@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from clusterflow.activities.agent import AgentActivities, run_agent_monitor
 from clusterflow.activities.aws_connect import AwsCloudConnect
 from clusterflow.activities.cloud_connect_gcp_azure import FederatedConnectActivities
+from clusterflow.activities.cloud_credentials_gcp_azure import FederatedCredentialActivities
 from clusterflow.activities.providers.aws import AwsClients, AwsProvider, SessionFactory, default_session_factory
 from clusterflow.activities.providers.azure import AzureProvider
 from clusterflow.activities.providers.gcp import GcpProvider
@@ -56,6 +57,7 @@ def activities_for(
     gcp = GcpProvider(pool, settings)
     azure = AzureProvider(pool, settings)
     federated = FederatedConnectActivities(pool, settings)
+    federated_credentials = FederatedCredentialActivities(pool, settings)
     return [
         records.begin_operation,
         records.append_event,
@@ -89,6 +91,8 @@ def activities_for(
         federated.set_status,
         federated.check_gcp,
         federated.check_azure,
+        federated_credentials.issue_gcp,
+        federated_credentials.issue_azure,
     ]
 
 
