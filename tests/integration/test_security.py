@@ -28,6 +28,10 @@ from tests.conftest import Org
 from tests.helpers import deploy_document, history_text, wait_for_operation
 
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Not behind an API key on purpose: the platform issuer's discovery documents, which clouds
+# fetch, and the Azure setup script's callback, authenticated by its own per-account token
+# (tests/integration/test_cloud_connect_gcp_azure.py refuses a forged one).
+PUBLIC |= {"/.well-known/openid-configuration", "/.well-known/jwks.json", "/v1/cloud-accounts/azure/{id}/callback"}
 
 
 def _required_role(dependant: Any) -> str | None:
