@@ -9,7 +9,7 @@ of the worker uses:
 - Azure: platform token as a client assertion -> Entra ID client-credentials token for ARM.
 
 Only the credential-vending activities (`activities/cloud_credentials_gcp_azure.py`) use it: the
-API never calls a cloud (import-linter holds that), and the token it returns travels sealed.
+API never calls a cloud (import-linter holds that), and the tokens they obtain travel sealed.
 A refusal by the cloud (4xx: the federation was removed or changed) is `ExchangeFailed` with
 `retryable=False`; throttling, 5xx and network errors are retryable.
 """
@@ -32,6 +32,9 @@ CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 AKS_API_AUDIENCE = "6dae42f8-4368-4678-94ff-3960e28e3630"
 MAX_LIFETIME_SECONDS = 3600
 MIN_LIFETIME_SECONDS = 600
+# Per request: a token endpoint slower than this is failing, and the retry (a new activity
+# attempt) still fits in the time the API waits for the credentials.
+TIMEOUT_SECONDS = 10.0
 
 
 class ExchangeFailed(Exception):
@@ -89,7 +92,7 @@ async def gcp_access_token(
     audience = identity["audience"]
     subject_token = oidc.mint(settings, oidc.subject(organization_id, account_id), f"https:{audience}")
     iam = settings.gcp_iam_credentials_endpoint.rstrip("/")
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
         try:
             sts = await client.post(
                 settings.gcp_sts_endpoint,
@@ -124,7 +127,7 @@ async def azure_access_token(
     assertion = oidc.mint(settings, oidc.subject(organization_id, account_id), oidc.AZURE_AUDIENCE)
     authority = settings.azure_authority_host.rstrip("/")
     verify: Any = ssl.create_default_context(cafile=str(settings.azure_ca_bundle)) if settings.azure_ca_bundle else True
-    async with httpx.AsyncClient(timeout=30, verify=verify) as client:
+    async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, verify=verify) as client:
         try:
             response = await client.post(
                 f"{authority}/{identity['tenantId']}/oauth2/v2.0/token",
