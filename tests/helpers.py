@@ -1,13 +1,17 @@
-"""Small helpers the tests share: documents, and waiting for an operation to settle."""
+"""Small helpers the tests share: documents, waiting for an operation to settle, reading a
+workflow history the way someone searching it for secrets would."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import json
 import time
 from typing import Any
 
 import httpx
+from temporalio.client import WorkflowHistory
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "REJECTED"}
 
@@ -75,3 +79,23 @@ async def all_events(client: httpx.AsyncClient, headers: dict[str, str], operati
         if not page["events"]:
             return events
         cursor = page["nextCursor"]
+
+
+def history_text(history: WorkflowHistory) -> str:
+    """The history's JSON with every payload decoded: JSON keeps payloads (inputs, results,
+    heartbeat details) base64-encoded, so a plain text search of it would never find a secret."""
+    raw = history.to_json()
+    parts = [raw]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("data"), str) and "metadata" in node:
+                parts.append(base64.b64decode(node["data"]).decode("utf-8", "replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(raw))
+    return "\n".join(parts)

@@ -230,6 +230,11 @@ class Settings(BaseSettings):
     cloud_connect_poll_seconds: float = Field(
         default=15.0, gt=0, description="How often a waiting GCP/Azure cloud connect tries the token exchange."
     )
+    cloud_credentials_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a cloud-credentials request waits for a worker to issue them (503 after).",
+    )
 
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field(

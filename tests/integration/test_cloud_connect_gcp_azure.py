@@ -2,12 +2,16 @@
 azure-identity federation flows against the fakes (STS + IAM Credentials; Entra ID).
 
 "Running the setup script" is done the way the customer's cloud would see it: the values the
-fakes are told to trust are read out of the generated script itself.
+fakes are told to trust are read out of the generated script itself. Credential vending runs
+through the worker (`IssueCloudCredentials`); the tests read the workflow histories, the
+database and the logs to prove the tokens went nowhere but to the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import subprocess
 import uuid
@@ -20,14 +24,16 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from temporalio.client import Client
 
+from clusterflow.api.app import create_app
 from clusterflow.records.organizations import create_api_key, create_organization
 from clusterflow.settings import Settings
 from tests.cloud import cloud_document
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.arm import FakeArm
 from tests.fakes.gke import FakeGke
-from tests.helpers import wait_for_operation
+from tests.helpers import history_text, wait_for_operation
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -264,8 +270,20 @@ async def test_azure_connect_ends_connected_after_the_script_reports_back(
     assert (credentials["tenantId"], credentials["clientId"]) == (arm.tenant_id, client_id)
     assert (credentials["subscriptionId"], credentials["resourceGroup"]) == (subscription, "rg-prod")
     assert credentials["aksApiAudience"]
+    assert issued.headers["Cache-Control"] == "no-store"
     missing = await api.post("/v1/cloud-credentials/azure", json={"clusterName": "nope"}, headers=org.headers())
     assert missing.status_code == 404
+    other_group = await api.post(
+        "/v1/cloud-credentials/azure", json={"clusterName": "prod-aks", "resourceGroup": "rg-x"}, headers=org.headers()
+    )
+    assert other_group.status_code == 404
+
+    # The customer deletes the federated credential: Entra ID refuses, and so do we, clearly.
+    arm.federated.clear()
+    revoked = await api.post("/v1/cloud-credentials/azure", json={"clusterName": "prod-aks"}, headers=org.headers())
+    assert revoked.status_code == 502
+    assert revoked.json()["error"]["code"] == "CLOUD_CREDENTIALS_FAILED"
+    assert "connect again" in revoked.json()["message"]
 
 
 async def test_platform_oidc_discovery_is_public(api: httpx.AsyncClient) -> None:
@@ -294,6 +312,29 @@ async def connect_gcp(
     return account
 
 
+async def connect_azure(
+    api: httpx.AsyncClient, org: Org, arm: FakeArm, cluster_name: str, subscription: str, resource_group: str
+) -> dict[str, Any]:
+    body = {"clusterName": cluster_name, "subscriptionId": subscription, "resourceGroup": resource_group}
+    account: dict[str, Any] = (await api.post("/v1/cloud-accounts/azure", json=body, headers=org.headers())).json()[
+        "data"
+    ]
+    script = account["setupScript"]
+    credential = json.loads(one(r"federated-credential create --id \"\$APP_ID\" --parameters '([^']+)'", script))
+    client_id = str(uuid.uuid4())
+    arm.federated[client_id] = (credential["issuer"], credential["subject"])
+    await api.post(
+        one(r"curl -fsS -X POST (\S+)", script).removeprefix(ISSUER),
+        json={
+            "token": one(r'\\"token\\": \\"([0-9a-f]+)\\"', script),
+            "tenantId": arm.tenant_id,
+            "clientId": client_id,
+        },
+    )
+    assert (await wait_for_operation(api, org.headers(), account["id"]))["status"] == "SUCCEEDED"
+    return account
+
+
 async def test_a_connected_gcp_account_is_what_deploys_act_as(api: httpx.AsyncClient, org: Org, gke: FakeGke) -> None:
     account = await connect_gcp(api, org, gke, "fed-gke", "acme-fed-1")
     doc = cloud_document(
@@ -312,21 +353,7 @@ async def test_a_connected_gcp_account_is_what_deploys_act_as(api: httpx.AsyncCl
 
 async def test_a_connected_azure_account_is_what_deploys_act_as(api: httpx.AsyncClient, org: Org, arm: FakeArm) -> None:
     subscription = str(uuid.uuid4())
-    body = {"clusterName": "fed-aks", "subscriptionId": subscription, "resourceGroup": "rg-fed"}
-    account = (await api.post("/v1/cloud-accounts/azure", json=body, headers=org.headers())).json()["data"]
-    script = account["setupScript"]
-    credential = json.loads(one(r"federated-credential create --id \"\$APP_ID\" --parameters '([^']+)'", script))
-    client_id = str(uuid.uuid4())
-    arm.federated[client_id] = (credential["issuer"], credential["subject"])
-    await api.post(
-        one(r"curl -fsS -X POST (\S+)", script).removeprefix(ISSUER),
-        json={
-            "token": one(r'\\"token\\": \\"([0-9a-f]+)\\"', script),
-            "tenantId": arm.tenant_id,
-            "clientId": client_id,
-        },
-    )
-    assert (await wait_for_operation(api, org.headers(), account["id"]))["status"] == "SUCCEEDED"
+    await connect_azure(api, org, arm, "fed-aks", subscription, "rg-fed")
 
     doc = cloud_document(
         "fed-aks",
@@ -339,3 +366,123 @@ async def test_a_connected_azure_account_is_what_deploys_act_as(api: httpx.Async
     record = await wait_for_operation(api, org.headers(), accepted["operationId"])
     assert record["status"] == "SUCCEEDED", record
     assert arm.cluster(subscription, "rg-fed", "fed-aks") is not None, "created in the account's subscription and group"
+
+
+async def credential_workflows(temporal_client: Client, task_queue: str, expected: int) -> list[tuple[str, Any]]:
+    """History and result of each credential workflow this test's requests ran."""
+    query = f"TaskQueue = '{task_queue}' AND WorkflowType = 'IssueCloudCredentials'"
+    for _ in range(200):  # visibility trails the executions a little
+        ids = [w.id async for w in temporal_client.list_workflows(query)]
+        if len(ids) >= expected:
+            break
+        await asyncio.sleep(0.05)
+    assert len(ids) == expected, f"{len(ids)} credential workflows, expected {expected}"
+    handles = [temporal_client.get_workflow_handle(i) for i in ids]
+    return [(history_text(await h.fetch_history()), await h.result()) for h in handles]
+
+
+async def test_issued_tokens_reach_the_caller_and_no_history_database_or_log(
+    api: httpx.AsyncClient,
+    org: Org,
+    gke: FakeGke,
+    arm: FakeArm,
+    pool: asyncpg.Pool,
+    temporal_client: Client,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.WARNING, logger="httpx")  # the test client's own log of the URLs it calls
+    await connect_gcp(api, org, gke, "vend-gke", "acme-vend-1")
+    await connect_azure(api, org, arm, "vend-aks", str(uuid.uuid4()), "rg-vend")
+
+    gcp = await api.post(
+        "/v1/cloud-credentials/gcp",
+        json={"clusterName": "vend-gke", "duration": 900 * 1_000_000_000},
+        headers=org.headers(),
+    )
+    azure = await api.post("/v1/cloud-credentials/azure", json={"clusterName": "vend-aks"}, headers=org.headers())
+    assert gcp.status_code == 200, gcp.text
+    assert azure.status_code == 200, azure.text
+    tokens = [gcp.json()["data"]["accessToken"], azure.json()["data"]["accessToken"]]
+    assert gke.service_account_tokens[tokens[0]] == gcp.json()["data"]["serviceAccountEmail"], "a token GCP accepts"
+    assert tokens[1] in arm.tokens, "a token ARM accepts"
+
+    workflows = await credential_workflows(temporal_client, settings.task_queue, expected=2)
+    histories = [history for history, _ in workflows]
+    assert {a for a in ("gcp.issue_credentials", "azure.issue_credentials") for h in histories if a in h} == {
+        "gcp.issue_credentials",
+        "azure.issue_credentials",
+    }, "each issued by its cloud's activity on the worker"
+    # What the workflows returned is the sealed box, and the search below reads it (decoded).
+    assert all(result["sealed"] and result["sealed"] in history for history, result in workflows)
+    every_history = [
+        history_text(await temporal_client.get_workflow_handle(w.id).fetch_history())
+        async for w in temporal_client.list_workflows(f"TaskQueue = '{settings.task_queue}'")
+    ]
+    stored = await pool.fetch(
+        """SELECT o.workflow_input::text || coalesce(o.result::text, '') || coalesce(o.metadata::text, '')
+                  || coalesce(string_agg(e.message || coalesce(e.raw_output, '') || e.labels::text, ''), '') AS text
+             FROM operations o LEFT JOIN operation_events e ON e.operation_id = o.id
+            WHERE o.organization_id = $1 GROUP BY o.id""",
+        org.id,
+    )
+    accounts = await pool.fetch(
+        "SELECT identity::text || params::text || coalesce(error, '') AS text FROM federated_cloud_accounts"
+        " WHERE organization_id = $1",
+        org.id,
+    )
+    audit = await pool.fetch("SELECT details::text AS text FROM audit_events WHERE organization_id = $1", org.id)
+    haystacks = {
+        "credential workflow histories": "".join(histories),
+        "workflow histories": "".join(every_history),
+        "operations": "".join(r["text"] for r in stored),
+        "accounts": "".join(r["text"] for r in accounts),
+        "audit": "".join(r["text"] for r in audit),
+        "logs": caplog.text,
+    }
+    for token in tokens:
+        for name, text in haystacks.items():
+            assert token not in text, f"an issued token found in {name}"
+
+
+async def test_credentials_are_scoped_to_the_organization_and_need_an_admin(
+    api: httpx.AsyncClient, org: Org, gke: FakeGke, pool: asyncpg.Pool
+) -> None:
+    await connect_gcp(api, org, gke, "scoped-gke", "acme-scoped-1")
+    other_org = await create_organization(pool, f"other-{uuid.uuid4().hex[:8]}")
+    _, other_owner = await create_api_key(pool, other_org, "other owner", "owner")
+    body = {"clusterName": "scoped-gke"}
+    foreign = await api.post("/v1/cloud-credentials/gcp", json=body, headers={"Authorization": f"Bearer {other_owner}"})
+    assert foreign.status_code == 404
+    assert foreign.json()["error"]["code"] == "CLOUD_ACCOUNT_NOT_CONNECTED"
+    for role in ("viewer", "editor"):
+        _, key = await create_api_key(pool, org.id, role, role)
+        refused = await api.post("/v1/cloud-credentials/gcp", json=body, headers={"Authorization": f"Bearer {key}"})
+        assert refused.status_code == 403, role
+    _, admin = await create_api_key(pool, org.id, "admin", "admin")
+    issued = await api.post("/v1/cloud-credentials/gcp", json=body, headers={"Authorization": f"Bearer {admin}"})
+    assert issued.status_code == 200, issued.text
+    assert issued.json()["data"]["projectId"] == "acme-scoped-1"
+
+
+async def test_a_credentials_request_no_worker_answers_is_a_bounded_503(
+    api: httpx.AsyncClient, org: Org, gke: FakeGke, settings: Settings
+) -> None:
+    await connect_gcp(api, org, gke, "unserved-gke", "acme-unserved-1")
+    # Another API process whose task queue no worker polls.
+    unserved = create_app(
+        settings.model_copy(
+            update={"task_queue": f"idle-{uuid.uuid4().hex[:8]}", "cloud_credentials_timeout_seconds": 1.0}
+        )
+    )
+    async with unserved.router.lifespan_context(unserved):
+        transport = httpx.ASGITransport(app=unserved)
+        async with httpx.AsyncClient(transport=transport, base_url="http://clusterflow.test") as client:
+            response = await client.post(
+                "/v1/cloud-credentials/gcp", json={"clusterName": "unserved-gke"}, headers=org.headers()
+            )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "CREDENTIALS_UNAVAILABLE"
+    assert response.headers["Retry-After"]
+    assert "accessToken" not in response.text

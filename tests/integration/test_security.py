@@ -25,7 +25,7 @@ from clusterflow.api.app import create_app
 from clusterflow.records.organizations import ROLES, create_api_key, create_organization, generate_key
 from clusterflow.settings import Settings
 from tests.conftest import Org
-from tests.helpers import deploy_document, wait_for_operation
+from tests.helpers import deploy_document, history_text, wait_for_operation
 
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 # Authenticated by something other than an API key, each tested where it is built: the Azure
@@ -392,7 +392,7 @@ async def test_secrets_never_appear_in_logs_audit_or_later_answers(
         "operations": "".join(f"{r['w']}{r['m']}{r['message']}" for r in operation_rows),
     }
     history = await temporal_client.get_workflow_handle(deletion["data"]["operationId"]).fetch_history()
-    haystacks["workflow history"] = str(history.to_json())
+    haystacks["workflow history"] = history_text(history)
     for name, text in haystacks.items():
         assert secret not in text, f"API key found in {name}"
         assert token not in text, f"approval token found in {name}"

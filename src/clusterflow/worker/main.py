@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from clusterflow.activities.agent import AgentActivities, run_agent_monitor
 from clusterflow.activities.aws_connect import AwsCloudConnect
 from clusterflow.activities.cloud_connect_gcp_azure import FederatedConnectActivities
+from clusterflow.activities.cloud_credentials_gcp_azure import FederatedCredentialActivities
 from clusterflow.activities.notify import NotifyActivities
 from clusterflow.activities.providers.aws import AwsClients, AwsProvider, SessionFactory, default_session_factory
 from clusterflow.activities.providers.azure import AzureProvider
@@ -64,6 +65,7 @@ def activities_for(
     azure = AzureProvider(pool, settings)
     federated = FederatedConnectActivities(pool, settings)
     notify = NotifyActivities(pool, settings)
+    federated_credentials = FederatedCredentialActivities(pool, settings)
     return [
         records.begin_operation,
         records.append_event,
@@ -99,6 +101,8 @@ def activities_for(
         federated.check_azure,
         notify.targets,
         notify.deliver,
+        federated_credentials.issue_gcp,
+        federated_credentials.issue_azure,
     ]
 
 

@@ -1,8 +1,16 @@
 """Short account workflows: issuing temporary credentials and re-verifying connected accounts.
 
-Issuing credentials is a workflow (not an API call to AWS) because the API never calls a cloud;
-the API runs it and waits for the result, which is sealed to the requesting process. The
-re-verification runs from a Temporal schedule the worker keeps in place
+Issuing credentials is a workflow (not an API call to a cloud) because the API never calls a
+cloud; the API runs it, waits for the result with a bounded timeout, and opens it: the result
+is sealed to the requesting process's ephemeral key (`clusterflow.sealing`), so the history
+holds only ciphertext. One workflow type, `IssueCloudCredentials`, serves AWS, GCP and Azure:
+the three differ only in the activity that talks to the cloud (`<provider>.issue_credentials`),
+while the timeout, the retry policy and the sealing contract must be the same for all of them,
+so one definition keeps them from drifting apart. `AwsIssueCredentials` is the older AWS-only
+type, kept registered so API processes of the previous release are still served during a
+rolling upgrade; nothing starts it any more.
+
+The re-verification runs from a Temporal schedule the worker keeps in place
 (`worker/schedules.py`), so it survives restarts and runs once per interval however many
 workers there are.
 """
@@ -13,6 +21,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from clusterflow.workflows.cloud_contracts import (
@@ -23,18 +32,43 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+ISSUE_CREDENTIALS = "IssueCloudCredentials"
+CREDENTIAL_PROVIDERS = ("aws", "gcp", "azure")
+
+
+def issue_credentials_activity(provider: str) -> str:
+    return f"{provider}.issue_credentials"
+
+
+async def _issue(inp: IssueCredentialsInput) -> IssueCredentialsResult:
+    if inp.provider not in CREDENTIAL_PROVIDERS:
+        raise ApplicationError(
+            f"no credentials for provider {inp.provider!r}", type="UNKNOWN_PROVIDER", non_retryable=True
+        )
+    # Refusals (not connected, federation removed) are non-retryable and surface at once; a
+    # cloud that is briefly unavailable gets two more tries within the caller's wait.
+    result: IssueCredentialsResult = await workflow.execute_activity(
+        issue_credentials_activity(inp.provider),
+        inp,
+        result_type=IssueCredentialsResult,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=500)),
+    )
+    return result
+
+
+@workflow.defn(name=ISSUE_CREDENTIALS)
+class IssueCloudCredentialsWorkflow:
+    @workflow.run
+    async def run(self, inp: IssueCredentialsInput) -> IssueCredentialsResult:
+        return await _issue(inp)
+
+
 @workflow.defn(name="AwsIssueCredentials")
 class AwsIssueCredentialsWorkflow:
     @workflow.run
     async def run(self, inp: IssueCredentialsInput) -> IssueCredentialsResult:
-        result: IssueCredentialsResult = await workflow.execute_activity(
-            "aws.issue_credentials",
-            inp,
-            result_type=IssueCredentialsResult,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=500)),
-        )
-        return result
+        return await _issue(inp)
 
 
 @workflow.defn(name="AwsReverifyAccounts")

@@ -25,6 +25,8 @@ class CloudErrorCode(StrEnum):
     CLOUD_ACCOUNT_NOT_CONNECTED = "CLOUD_ACCOUNT_NOT_CONNECTED"
     CLOUD_ACCESS_LEVEL_TOO_LOW = "CLOUD_ACCESS_LEVEL_TOO_LOW"
     CLOUD_CONNECT_TIMED_OUT = "CLOUD_CONNECT_TIMED_OUT"
+    # A federated token exchange refused (the customer removed or changed the federation).
+    CLOUD_CREDENTIALS_FAILED = "CLOUD_CREDENTIALS_FAILED"
 
 
 class ConnectState(StrEnum):
@@ -112,6 +114,10 @@ class IssueCredentialsInput:
     # X25519 public key (base64) of the requesting API process: the credentials travel sealed
     # to it, so Temporal's history only ever holds ciphertext nobody can open later.
     recipient_public_key: str
+    # Which cloud: the activity `<provider>.issue_credentials` issues them. For GCP and Azure
+    # `cloud_account_id` is the federated account's ID and `duration_seconds` 0 means the
+    # longest the cloud allows.
+    provider: str = "aws"
 
 
 @dataclass

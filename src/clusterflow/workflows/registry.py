@@ -12,7 +12,11 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from clusterflow.workflows.cloud_accounts import AwsIssueCredentialsWorkflow, AwsReverifyAccountsWorkflow
+from clusterflow.workflows.cloud_accounts import (
+    AwsIssueCredentialsWorkflow,
+    AwsReverifyAccountsWorkflow,
+    IssueCloudCredentialsWorkflow,
+)
 from clusterflow.workflows.cloud_connect import CloudConnectWorkflow
 from clusterflow.workflows.cloud_connect_gcp_azure import FederatedCloudConnectWorkflow
 from clusterflow.workflows.contracts import OperationType
@@ -46,6 +50,7 @@ ALL_WORKFLOWS: list[type] = [
     ClusterUpdateWorkflow,
     CloudConnectWorkflow,
     FederatedCloudConnectWorkflow,
+    IssueCloudCredentialsWorkflow,
     AwsIssueCredentialsWorkflow,
     AwsReverifyAccountsWorkflow,
     ClusterRegisterWorkflow,

@@ -4,7 +4,7 @@ The API never calls AWS. Connecting enqueues an operation whose first step publi
 CloudFormation template; the POST waits briefly for that step so its answer can carry the
 presigned URL, as the reference's does, and otherwise answers without it (the GET shows it).
 Credentials are issued by a short workflow whose result is sealed to this request's ephemeral
-key (`clusterflow.sealing`): they are returned once, with `Cache-Control: no-store`, and
+key (`api/credentials.py`): they are returned once, with `Cache-Control: no-store`, and
 never logged or stored anywhere in clear.
 """
 
@@ -14,16 +14,12 @@ import asyncio
 import json
 import time
 from dataclasses import asdict
-from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
-from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 
-from clusterflow import sealing
+from clusterflow.api import credentials
 from clusterflow.api.deps import AppSettings, Editor, Pool, Temporal, Viewer
 from clusterflow.api.enqueue import OperationPlan, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
@@ -38,18 +34,12 @@ from clusterflow.api.schemas.cloud_accounts import (
 )
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.views import event_view, timestamp
-from clusterflow.ids import new_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, idempotency, operations
 from clusterflow.records.db import Conn
 from clusterflow.records.organizations import Principal
 from clusterflow.settings import Settings
-from clusterflow.workflows.cloud_contracts import (
-    CloudConnectInput,
-    CloudErrorCode,
-    IssueCredentialsInput,
-    IssueCredentialsResult,
-)
+from clusterflow.workflows.cloud_contracts import CloudConnectInput, CloudErrorCode
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
@@ -280,21 +270,18 @@ async def aws_credentials(
         )
     requested = duration_seconds(body.duration) or settings.aws_credentials_max_seconds
     duration = max(MIN_CREDENTIAL_SECONDS, min(requested, settings.aws_credentials_max_seconds))
-    recipient = sealing.Recipient()
-    try:
-        result: IssueCredentialsResult = await temporal.execute_workflow(
-            "AwsIssueCredentials",
-            IssueCredentialsInput(org, row["id"], duration, recipient.public_key),
-            id=new_id("cred"),
-            task_queue=settings.task_queue,
-            execution_timeout=timedelta(seconds=30),
-            result_type=IssueCredentialsResult,
-        )
-    except WorkflowFailureError as err:
-        raise _credentials_error(err) from None
-    except RPCError as err:
-        raise ApiError(503, "ORCHESTRATOR_UNAVAILABLE", "the workflow engine is unavailable; retry later") from err
-    payload: dict[str, Any] = json.loads(recipient.open(result.sealed))
+    payload = await credentials.issue(
+        temporal,
+        settings,
+        provider="aws",
+        organization_id=org,
+        cloud_account_id=row["id"],
+        duration_seconds=duration,
+        refusals={
+            CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED: 409,
+            CloudErrorCode.CLOUD_ACCESS_DENIED: 409,
+        },
+    )
     body_out = {
         "id": request_id_of(request),
         "status": "success",
@@ -302,15 +289,3 @@ async def aws_credentials(
         "data": AwsTemporaryCredentials(**payload).model_dump(),
     }
     return JSONResponse(body_out, headers={"Cache-Control": "no-store"})
-
-
-def _credentials_error(err: WorkflowFailureError) -> ApiError:
-    cause: BaseException | None = err.cause
-    while cause is not None and not isinstance(cause, ApplicationError):
-        cause = cause.__cause__
-    if isinstance(cause, ApplicationError) and cause.type in {
-        CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED,
-        CloudErrorCode.CLOUD_ACCESS_DENIED,
-    }:
-        return ApiError(409, cause.type, cause.message)
-    return ApiError(503, "CREDENTIALS_UNAVAILABLE", "credentials could not be issued; retry later")

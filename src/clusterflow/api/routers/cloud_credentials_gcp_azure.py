@@ -1,9 +1,11 @@
 """Short-lived credentials for a connected GCP project or Azure subscription.
 
 The account is the newest CONNECTED one of the organization for `clusterName` (narrowed by
-project or subscription when given). Tokens are returned once and never stored or logged; the
-responses carry `Cache-Control: no-store`. See `clusterflow.federation` for why the API itself
-performs this exchange.
+project or subscription when given). As for AWS, the API never calls the cloud: a worker does
+the token exchange in the `IssueCloudCredentials` workflow and seals the result to this
+request's ephemeral key (`api/credentials.py`). Tokens are returned once, never stored or
+logged, and the responses carry `Cache-Control: no-store`. A cloud that refuses the exchange
+(the customer removed the federation) answers 502 `CLOUD_CREDENTIALS_FAILED`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from clusterflow import federation
-from clusterflow.api.deps import Admin, AppSettings, Pool
+from clusterflow.api import credentials
+from clusterflow.api.deps import Admin, AppSettings, Pool, Temporal
 from clusterflow.api.errors import ApiError, request_id_of
 from clusterflow.api.schemas.cloud_credentials_gcp_azure import (
     AzureCredentials,
@@ -25,20 +27,47 @@ from clusterflow.api.schemas.cloud_credentials_gcp_azure import (
 )
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.records import federated_accounts
+from clusterflow.settings import Settings
+from clusterflow.workflows.cloud_contracts import CloudErrorCode
 
 router = APIRouter(prefix="/v1/cloud-credentials", tags=["cloud credentials"])
+
+# What the worker's refusal means to the client: the federation is gone (502, the cloud
+# refused), or the account stopped being connected after we read it (404, as if never found).
+REFUSALS: dict[str, int] = {
+    CloudErrorCode.CLOUD_CREDENTIALS_FAILED: 502,
+    CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED: 404,
+}
+
+
+def _not_connected(provider: str, cluster_name: str) -> ApiError:
+    return ApiError(
+        404,
+        CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED,
+        f"no connected {provider} account for cluster {cluster_name}; connect one with "
+        f"POST /v1/cloud-accounts/{provider}",
+    )
 
 
 async def _account(pool: Pool, org: str, provider: str, cluster_name: str, match: dict[str, Any]) -> asyncpg.Record:
     row = await federated_accounts.latest_connected(pool, org, provider, cluster_name)
     if row is None or any(value and row["params"].get(key) != value for key, value in match.items()):
-        raise ApiError(
-            404,
-            "CLOUD_ACCOUNT_NOT_CONNECTED",
-            f"no connected {provider} account for cluster {cluster_name}; connect one with "
-            f"POST /v1/cloud-accounts/{provider}",
-        )
+        raise _not_connected(provider, cluster_name)
     return row
+
+
+async def _issue(
+    temporal: Temporal, settings: Settings, provider: str, org: str, row: asyncpg.Record, duration_seconds: int
+) -> dict[str, Any]:
+    return await credentials.issue(
+        temporal,
+        settings,
+        provider=provider,
+        organization_id=org,
+        cloud_account_id=row["id"],
+        duration_seconds=duration_seconds,
+        refusals=REFUSALS,
+    )
 
 
 def _issued(request: Request, data: Any) -> JSONResponse:
@@ -46,62 +75,40 @@ def _issued(request: Request, data: Any) -> JSONResponse:
     return JSONResponse(envelope.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
 
 
-def _failed(err: federation.ExchangeFailed) -> ApiError:
-    return ApiError(
-        502, "CLOUD_CREDENTIALS_FAILED", f"{err}; the account's federation may have been removed: connect again"
-    )
-
-
 @router.post("/gcp", response_model=Envelope[GcpCredentials], responses=ERRORS, summary="GCP access token")
 async def gcp_credentials(
-    request: Request, body: GcpCredentialsRequest, principal: Admin, pool: Pool, settings: AppSettings
+    request: Request,
+    body: GcpCredentialsRequest,
+    principal: Admin,
+    pool: Pool,
+    temporal: Temporal,
+    settings: AppSettings,
 ) -> JSONResponse:
-    row = await _account(
-        pool, principal.organization_id, "gcp", body.clusterName, {"targetProjectId": body.targetProjectId}
-    )
-    identity = row["identity"]
-    try:
-        token = await federation.gcp_access_token(
-            settings, principal.organization_id, row["id"], identity, federation.lifetime_seconds(body.duration)
-        )
-    except federation.ExchangeFailed as err:
-        raise _failed(err) from err
-    return _issued(
-        request,
-        GcpCredentials(
-            accessToken=token.access_token,
-            expiration=token.expiration,
-            projectId=identity["projectId"],
-            serviceAccountEmail=identity["serviceAccountEmail"],
-        ),
-    )
+    org = principal.organization_id
+    row = await _account(pool, org, "gcp", body.clusterName, {"targetProjectId": body.targetProjectId})
+    # `duration` is Go nanoseconds, as in the reference; the worker caps it to what GCP allows.
+    requested = -(-body.duration // 1_000_000_000) if body.duration else 0
+    document = await _issue(temporal, settings, "gcp", org, row, requested)
+    return _issued(request, GcpCredentials.model_validate(document))
 
 
 @router.post("/azure", response_model=Envelope[AzureCredentials], responses=ERRORS, summary="Azure access token")
 async def azure_credentials(
-    request: Request, body: AzureCredentialsRequest, principal: Admin, pool: Pool, settings: AppSettings
+    request: Request,
+    body: AzureCredentialsRequest,
+    principal: Admin,
+    pool: Pool,
+    temporal: Temporal,
+    settings: AppSettings,
 ) -> JSONResponse:
+    org = principal.organization_id
     row = await _account(
         pool,
-        principal.organization_id,
+        org,
         "azure",
         body.clusterName,
         {"subscriptionId": body.subscriptionId, "resourceGroup": body.resourceGroup},
     )
-    identity = row["identity"]
-    try:
-        token = await federation.azure_access_token(settings, principal.organization_id, row["id"], identity)
-    except federation.ExchangeFailed as err:
-        raise _failed(err) from err
-    return _issued(
-        request,
-        AzureCredentials(
-            accessToken=token.access_token,
-            aksApiAudience=federation.AKS_API_AUDIENCE,
-            clientId=identity["clientId"],
-            expiration=token.expiration,
-            resourceGroup=row["params"]["resourceGroup"],
-            subscriptionId=row["params"]["subscriptionId"],
-            tenantId=identity["tenantId"],
-        ),
-    )
+    # Entra ID decides an access token's lifetime; `duration` is accepted for the reference's shape.
+    document = await _issue(temporal, settings, "azure", org, row, 0)
+    return _issued(request, AzureCredentials.model_validate(document))
