@@ -42,6 +42,7 @@ from clusterflow.api.routers import (
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
 from clusterflow.api.security import ApiGuards
 from clusterflow.api.streams import StreamHub
+from clusterflow.console import console_app
 from clusterflow.records.db import create_pool
 from clusterflow.records.notify import EventListener
 from clusterflow.settings import Settings, get_settings
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vault.router)
     app.include_router(cloud_accounts.router)
     app.include_router(progress_stream.router)
+    # A Mount, not API routes: absent from /openapi.json; the console's data comes from the API.
+    app.mount("/console", console_app(), name="console")
     # Outermost last: the request ID exists before anything else runs, audit sees every answer.
     app.add_middleware(RequestHygieneMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)
