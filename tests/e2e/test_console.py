@@ -9,6 +9,7 @@ Each page is saved as a screenshot under `.clusterflow/artifacts/console/`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,8 +39,9 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".clusterflow" / "artifacts" / "console"
 PHASES = ["VALIDATE", "NETWORK", "CONTROL_PLANE", "NODE_GROUPS", "ADDONS", "VERIFY"]
 
+# Outside CI a machine without Chromium skips these; in CI (`make test` installs it) they must run.
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian chromium is not installed (make test installs it)"
+    not CHROMIUM.exists() and not os.environ.get("CI"), reason="no /usr/bin/chromium: `make browser` installs it"
 )
 
 

@@ -53,7 +53,7 @@ export async function api(path, { method = "GET", body, query, signal } = {}) {
   if (!response.ok) {
     const error = (document && document.error) || {};
     if (response.status === 401) session.onUnauthorized();
-    let message = error.message || `${response.status} ${response.statusText}`;
+    let message = (document && document.message) || `${response.status} ${response.statusText}`;
     if (response.status === 429) message += ` (retry after ${response.headers.get("Retry-After") || "a moment"}s)`;
     throw new ApiFailure(response.status, error.code || `HTTP_${response.status}`, message, error.details);
   }

@@ -150,7 +150,7 @@ function route() {
   return { parts, query: new URLSearchParams(queryString || "") };
 }
 
-async function render() {
+async function render(moveFocus = false) {
   if (!me) return;
   viewAbort.abort();
   viewAbort = new AbortController();
@@ -175,6 +175,11 @@ async function render() {
     view.replaceChildren(content);
     const title = view.querySelector("h1");
     document.title = `${title ? title.textContent : "console"} · clusterflow`;
+    if (moveFocus && title) {
+      // Screen readers and keyboards start on the new page's heading, not the old link.
+      title.tabIndex = -1;
+      title.focus();
+    }
   } catch (error) {
     if (signal.aborted) return;
     view.replaceChildren(h("div", { class: "card errorbox", role: "alert" }, h("h1", { text: "Could not load this page" }), h("p", { text: error.message })));
@@ -194,6 +199,9 @@ async function clustersPage(signal) {
   const tbody = h("tbody");
   const fill = async () => {
     const clusters = await api("/v1/clusters", { signal });
+    const signature = JSON.stringify(clusters);
+    if (signature === tbody.dataset.signature) return; // keep focus and selection while nothing changes
+    tbody.dataset.signature = signature;
     tbody.replaceChildren(
       ...clusters.map((c) =>
         h(
@@ -483,7 +491,9 @@ async function operationsPage(query, signal, approvalsOnly) {
 // Why an action is unavailable to this key on this record; null when it is available.
 export function actionReasons(op, role) {
   const rank = ROLES.indexOf(role);
-  const state = op.status.replaceAll("_", " ").toLowerCase();
+  const state = TERMINAL.has(op.status)
+    ? `has ended (${op.status.toLowerCase()})`
+    : `is ${op.status.replaceAll("_", " ").toLowerCase()}`;
   const needs = (wanted) => `Needs the ${wanted} role; this key is ${role}.`;
   const approver = op.approval?.requiredRole || "owner";
   return {
@@ -493,19 +503,19 @@ export function actionReasons(op, role) {
         : op.status === "CANCELLING"
           ? "A cancel is already in progress."
           : !op.isCancelable
-            ? `The operation is ${state}; only pending, running or awaiting-approval operations can be cancelled.`
+            ? `This operation ${state}; only pending, running or awaiting-approval operations can be cancelled.`
             : null,
     force:
       rank < ROLES.indexOf("admin")
         ? needs("admin")
         : !(op.isCancelable || op.status === "CANCELLING")
-          ? `The operation is ${state}; there is nothing to cancel.`
+          ? `This operation ${state}; there is nothing to cancel.`
           : null,
     decide:
       rank < ROLES.indexOf(approver)
         ? needs(approver)
         : !op.isApprovable
-          ? `Only an operation awaiting approval can be decided; this one is ${state}.`
+          ? `Only an operation awaiting approval can be decided; this one ${state}.`
           : null,
   };
 }
@@ -611,8 +621,8 @@ async function operationPage(operationId, signal) {
     feedback.className = "";
     try {
       const outcome = await call();
-      feedback.textContent = `${label}: ${outcome.status}`;
-      announce(`${label}: ${outcome.status}`);
+      feedback.textContent = `${label} accepted; the operation is now ${outcome.status}.`;
+      announce(feedback.textContent);
       op = await api(path, { signal });
       Object.assign(live, op);
       paintAll();
@@ -727,7 +737,7 @@ async function operationPage(operationId, signal) {
 
 // ---------- start ----------
 
-window.addEventListener("hashchange", render);
+window.addEventListener("hashchange", () => render(true));
 (async () => {
   if (session.key) {
     try {
