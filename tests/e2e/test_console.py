@@ -154,6 +154,27 @@ async def test_a_deploy_streams_into_the_list_and_its_bar_reaches_100(
     await expect(page.locator("#error")).to_contain_text("SIMULATED_FAILURE")
     await expect(page.locator("#cancel-button")).to_be_disabled()
     await shot(page, "operation-failed")
+
+    # Filters narrow the live list and live in the page's address (without the key).
+    await page.get_by_role("link", name="Operations").click()
+    await expect(page.locator("tbody tr")).to_have_count(2)
+    await page.get_by_label("Status").select_option("FAILED")
+    await expect(page.locator("tbody tr")).to_have_count(1)
+    await expect(page.locator(f'tr[data-operation="{failed["operationId"]}"]')).to_be_visible()
+    assert page.url.endswith("#/operations?status=FAILED")
+    await page.get_by_label("Type").select_option("CLUSTER_DELETE")
+    await expect(page.locator("tbody")).to_contain_text("No operations.")
+
+    # A registered cluster's page shows its agent's registration status.
+    registered = await client.post(
+        "/v1/clusters/console-edge/register", json={"architecture": "arm64"}, headers=org.headers()
+    )
+    assert registered.status_code == 202, registered.text
+    await page.get_by_role("link", name="Clusters").click()
+    await page.locator('tr[data-cluster="console-edge"]').get_by_role("link", name="console-edge").click()
+    await expect(page.locator("#registration")).to_contain_text("NEVER CONNECTED")
+    await expect(page.locator("#registration")).to_contain_text("apply the agent manifest")
+    await shot(page, "cluster-registered")
     assert not page.errors  # type: ignore[attr-defined]
 
 
@@ -184,7 +205,10 @@ async def test_an_owner_approves_a_pending_delete_from_the_console(
     await page.get_by_label("Approval token").fill(pending["approvalToken"])
     await page.get_by_label("Comment (optional)").fill("maintenance window, approved by on-call")
     await shot(page, "operation-awaiting-approval")
-    await page.get_by_role("button", name="Approve").click()
+    # By keyboard: from the comment, Tab reaches Approve and Enter presses it.
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("button", name="Approve")).to_be_focused()
+    await page.keyboard.press("Enter")
     await expect(page.locator("h1 .badge")).to_have_text("SUCCEEDED", timeout=20_000)
     await expect(page.locator("#main")).to_contain_text("maintenance window, approved by on-call")
     await expect(page.locator("#approval-count")).to_have_text("0")
@@ -211,7 +235,8 @@ async def test_an_editor_cancels_a_running_deploy_after_confirming(
     dialog = page.get_by_role("dialog")
     await expect(dialog).to_be_visible()
     await shot(page, "cancel-confirm")
-    await dialog.get_by_role("button", name="Keep it running").click()
+    await expect(dialog.get_by_role("button", name="Keep it running")).to_be_focused()
+    await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
     assert (await client.get(f"/v1/operations/{operation_id}", headers=org.headers())).json()["data"]["status"] in (
         "RUNNING",

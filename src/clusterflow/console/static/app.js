@@ -297,15 +297,6 @@ async function clusterPage(clusterId, signal) {
       },
     });
   }
-  page.append(
-    h("h2", { text: "Node groups" }),
-    h(
-      "table",
-      { id: "node-groups" },
-      h("thead", {}, h("tr", {}, ...["Name", "Role", "Machine types", "Min", "Max", "Capacity"].map((t) => h("th", { scope: "col", text: t })))),
-      h("tbody", {}, ...nodeGroupRows(cluster)),
-    ),
-  );
   if (cluster.provider === "registered") {
     const box = h("div", { class: "card", id: "registration" }, h("h2", { text: "Registration" }));
     try {
@@ -329,6 +320,21 @@ async function clusterPage(clusterId, signal) {
     }
     page.append(box);
   }
+  page.append(
+    h("h2", { text: "Node groups" }),
+    h(
+      "table",
+      { id: "node-groups" },
+      h("thead", {}, h("tr", {}, ...["Name", "Role", "Machine types", "Min", "Max", "Capacity"].map((t) => h("th", { scope: "col", text: t })))),
+      h(
+        "tbody",
+        {},
+        ...(nodeGroupRows(cluster).length
+          ? nodeGroupRows(cluster)
+          : [h("tr", {}, h("td", { colspan: "6", class: "empty", text: "No node groups reported yet." }))]),
+      ),
+    ),
+  );
   page.append(h("h2", { text: "Operation history" }), operationsTable(history.operations, { withCluster: false }).table);
   page.append(
     h("h2", { text: "Spec" }),
@@ -713,6 +719,7 @@ async function operationPage(operationId, signal) {
         op = await api(path, { signal }).catch(() => op);
         Object.assign(live, { ...op, progressPercentage: Math.max(op.progressPercentage, live.progressPercentage) });
         if (live.status === "SUCCEEDED") live.progressPercentage = 100;
+        if (TERMINAL.has(live.status) && feedback.className !== "error") feedback.textContent = "";
         paintAll();
         refreshApprovalCount();
       }
