@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from clusterflow.records.organizations import create_api_key
 from clusterflow.settings import Settings
@@ -65,18 +65,28 @@ async def client(live: LiveApi) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def console(browser: Browser, live: LiveApi, key: str) -> Page:
-    """A fresh browser context signed in through the form, as an operator does."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 860})
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.errors = errors  # type: ignore[attr-defined]
-    await page.goto(f"{live.url}/console")
-    await page.get_by_label("API key").fill(key)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
-    return page
+@pytest.fixture
+async def console(browser: Browser, live: LiveApi) -> AsyncIterator[Callable[[str], Awaitable[Page]]]:
+    """Opens fresh browser contexts signed in through the form, as an operator does; closes
+    them before the server stops, so no stream holds its graceful shutdown."""
+    contexts: list[BrowserContext] = []
+
+    async def open_console(key: str) -> Page:
+        context = await browser.new_context(viewport={"width": 1280, "height": 860})
+        contexts.append(context)
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.errors = errors  # type: ignore[attr-defined]
+        await page.goto(f"{live.url}/console")
+        await page.get_by_label("API key").fill(key)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+        return page
+
+    yield open_console
+    for context in contexts:
+        await context.close()
 
 
 async def shot(page: Page, name: str) -> None:
@@ -96,9 +106,9 @@ def bar(page: Page, operation_id: str) -> Any:
 
 
 async def test_a_deploy_streams_into_the_list_and_its_bar_reaches_100(
-    browser: Browser, live: LiveApi, client: httpx.AsyncClient, org: Org
+    console: Callable[[str], Awaitable[Page]], live: LiveApi, client: httpx.AsyncClient, org: Org
 ) -> None:
-    page = await console(browser, live, org.owner_key)
+    page = await console(org.owner_key)
     assert "cfk_" not in page.url
     accepted = await deploy(client, org, "console-1", phaseSeconds=0.5)
     operation_id = accepted["operationId"]
@@ -179,7 +189,7 @@ async def test_a_deploy_streams_into_the_list_and_its_bar_reaches_100(
 
 
 async def test_an_owner_approves_a_pending_delete_from_the_console(
-    browser: Browser, live: LiveApi, client: httpx.AsyncClient, org: Org
+    console: Callable[[str], Awaitable[Page]], live: LiveApi, client: httpx.AsyncClient, org: Org
 ) -> None:
     accepted = await deploy(client, org, "console-2")
     await wait_for_operation(client, org.headers(), accepted["operationId"])
@@ -189,7 +199,7 @@ async def test_an_owner_approves_a_pending_delete_from_the_console(
     assert pending["approvalRequired"] and pending["approvalToken"]
     delete_id = pending["operationId"]
 
-    page = await console(browser, live, org.owner_key)
+    page = await console(org.owner_key)
     await expect(page.locator("#approval-count")).to_have_text("1")
     await page.get_by_role("link", name=re.compile("Awaiting approval")).click()
     row = page.locator(f'tr[data-operation="{delete_id}"]')
@@ -217,18 +227,26 @@ async def test_an_owner_approves_a_pending_delete_from_the_console(
     assert not page.errors  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("settings", [{"stream_retry_ms": 200}], indirect=True)
 async def test_an_editor_cancels_a_running_deploy_after_confirming(
-    browser: Browser, live: LiveApi, client: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+    console: Callable[[str], Awaitable[Page]], live: LiveApi, client: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
 ) -> None:
     _, editor = await create_api_key(pool, org.id, "console editor", "editor")
     accepted = await deploy(client, org, "console-3", phaseSeconds=3)
     operation_id = accepted["operationId"]
-    page = await console(browser, live, editor)
+    page = await console(editor)
     await page.goto(f"{live.url}/console/#/operations/{operation_id}")
     await expect(page.locator("h1 .badge")).to_have_text("RUNNING", timeout=15_000)
     await expect(page.locator("#force-button")).to_be_disabled()
     await expect(page.locator("#action-force")).to_contain_text("Needs the admin role; this key is editor.")
     await expect(page.locator("#approve-button")).to_be_disabled()
+
+    # The API ends every stream (as on shutdown): the page reconnects with Last-Event-ID.
+    hub = live.app.state.hub
+    hub.close()
+    await expect(page.locator(".conn")).to_have_text("reconnecting…")
+    hub.closing = False
+    await expect(page.locator(".conn")).to_have_text("● live")
 
     # Dismissing the confirmation changes nothing.
     await page.get_by_role("button", name="Cancel operation").click()
@@ -249,16 +267,19 @@ async def test_an_editor_cancels_a_running_deploy_after_confirming(
     await expect(page.locator("#cancel-button")).to_be_disabled()
     await expect(page.get_by_role("log", name="Event log")).to_contain_text("cancel requested")
     await expect(page.locator("#main")).to_contain_text("Left behind: nothing")
+    log = page.get_by_role("log", name="Event log")
+    sequences = [int(s) for s in await log.locator("li").evaluate_all("els => els.map(e => e.dataset.sequence)")]
+    assert sequences == list(range(1, len(sequences) + 1)), "an event was lost or repeated across the reconnect"
     await shot(page, "operation-cancelled")
     assert not page.errors  # type: ignore[attr-defined]
 
 
 async def test_a_viewer_sees_every_action_disabled_with_its_reason(
-    browser: Browser, live: LiveApi, client: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+    console: Callable[[str], Awaitable[Page]], live: LiveApi, client: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
 ) -> None:
     _, viewer = await create_api_key(pool, org.id, "console viewer", "viewer")
     accepted = await deploy(client, org, "console-4", phaseSeconds=2)
-    page = await console(browser, live, viewer)
+    page = await console(viewer)
     await expect(page.locator("#who")).to_contain_text("viewer")
     await page.goto(f"{live.url}/console/#/operations/{accepted['operationId']}")
     await expect(page.get_by_role("heading", name=re.compile("cluster deploy"))).to_be_visible()
@@ -275,5 +296,9 @@ async def test_a_viewer_sees_every_action_disabled_with_its_reason(
     assert await page.evaluate("sessionStorage.length") == 0
     await page.reload()
     await expect(page.get_by_label("API key")).to_be_visible()
+    await page.get_by_label("API key").fill("cfk_not-a-real-key")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("That API key was refused")
+    await shot(page, "sign-in")
     await client.post(f"/v1/operations/{accepted['operationId']}/cancel", headers=org.headers())
     assert not page.errors  # type: ignore[attr-defined]

@@ -110,7 +110,12 @@ function signOut(message = "") {
   $("api-key").focus();
 }
 
-session.onUnauthorized = () => signOut("The API key was refused (unknown, revoked or expired). Sign in again.");
+session.onUnauthorized = () =>
+  signOut(
+    me
+      ? "The API key is no longer accepted (revoked or expired). Sign in again."
+      : "That API key was refused: it is unknown, revoked or expired.",
+  );
 
 $("sign-in-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -133,7 +138,6 @@ async function refreshApprovalCount() {
     const page = await api("/v1/operations", { query: { status: "AWAITING_APPROVAL", limit: 1 } });
     const count = $("approval-count");
     count.textContent = String(page.totalCount);
-    count.setAttribute("aria-label", `${page.totalCount} awaiting`);
     count.classList.toggle("hot", page.totalCount > 0);
   } catch {
     /* the next refresh tries again */
