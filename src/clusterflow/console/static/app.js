@@ -238,6 +238,12 @@ async function clustersPage(signal) {
   );
 }
 
+function statusDetail(detail) {
+  if (!detail || detail.status === "UNSPECIFIED") return "—";
+  const parts = [detail.status, detail.reason, detail.suggestedAction && `Suggested: ${detail.suggestedAction}`];
+  return parts.filter(Boolean).join(" · ");
+}
+
 function nodeGroupRows(cluster) {
   const rows = [];
   const add = (group, role) => {
@@ -280,7 +286,8 @@ async function clusterPage(clusterId, signal) {
           ["Region", cluster.region],
           ["Kubernetes", cluster.kubernetesVersion || "—"],
           ["Active operation", cluster.activeOperationId ? opLink(cluster.activeOperationId) : "none"],
-          ["Upgrade", cluster.upgradeStatus ? `${cluster.upgradeStatus.status || ""} ${cluster.upgradeStatus.message || ""}` : "—"],
+          ["Upgrade", statusDetail(cluster.upgradeStatus)],
+          ["Rollback", statusDetail(cluster.rollbackStatus)],
           ["Created", when(cluster.createdTimestamp)],
           ["Updated", when(cluster.lastUpdatedTimestamp)],
         ].flatMap(([k, v]) => [h("dt", { text: k }), h("dd", {}, v)]),
