@@ -299,6 +299,7 @@ async def test_a_viewer_sees_every_action_disabled_with_its_reason(
     await page.get_by_label("API key").fill("cfk_not-a-real-key")
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("alert")).to_contain_text("That API key was refused")
+    await expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
     await shot(page, "sign-in")
     await client.post(f"/v1/operations/{accepted['operationId']}/cancel", headers=org.headers())
     assert not page.errors  # type: ignore[attr-defined]
