@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint api-lint unit integration e2e bench chaos fuzz clean deploy-check
+.PHONY: install browser run test lint api-lint unit integration e2e bench chaos fuzz clean deploy-check
 
 # Installs the pinned project (pyproject.toml) with its transitive pins (constraints.txt).
 $(STAMP): pyproject.toml constraints.txt
@@ -27,6 +27,13 @@ $(CHECKOV):
 deploy-check: $(STAMP) $(CHECKOV)
 	CHECKOV=$(CHECKOV) $(BIN)/pytest tests/deploy -q
 
+# The console's browser tests drive Debian's Chromium: Playwright never downloads a browser.
+# Installed from the Debian archive only when missing (CI runs as root; elsewhere via sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
 run: $(STAMP)
 	$(BIN)/clusterflow dev
 
@@ -44,7 +51,7 @@ api-lint: $(STAMP)
 	$(BIN)/clusterflow openapi > .clusterflow/openapi.json
 	api-lint/node_modules/.bin/spectral lint .clusterflow/openapi.json --ruleset api-lint/.spectral.yaml --fail-severity error
 
-test: lint api-lint $(CHECKOV)
+test: lint api-lint browser $(CHECKOV)
 	CHECKOV=$(CHECKOV) $(BIN)/pytest
 
 fuzz: $(STAMP)
@@ -56,7 +63,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) browser
 	$(BIN)/pytest tests/e2e
 
 # Not part of `make test`: measures event latency (commit -> SSE receipt) and writes reports

@@ -396,3 +396,35 @@ async def test_secrets_never_appear_in_logs_audit_or_later_answers(
     for name, text in haystacks.items():
         assert secret not in text, f"API key found in {name}"
         assert token not in text, f"approval token found in {name}"
+
+
+async def test_whoami_tells_a_key_its_organization_and_role(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    for role in ROLES:
+        key_id, key = await create_api_key(pool, org.id, f"who-{role}", role)
+        response = await api.get("/v1/whoami", headers=org.headers(key))
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == {
+            "keyId": key_id,
+            "organizationId": org.id,
+            "role": role,
+            "name": f"who-{role}",
+        }
+    assert (await api.get("/v1/whoami")).status_code == 401
+
+
+async def test_the_console_is_public_static_files_outside_the_api_schema(api: httpx.AsyncClient) -> None:
+    redirect = await api.get("/console")
+    assert redirect.status_code in (307, 308) and redirect.headers["location"].endswith("/console/")
+    page = await api.get("/console/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset, kind in [("app.js", "javascript"), ("api.js", "javascript"), ("app.css", "text/css")]:
+        response = await api.get(f"/console/{asset}")
+        assert response.status_code == 200 and kind in response.headers["content-type"], asset
+    assert (await api.get("/console/../pyproject.toml")).status_code == 404
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    assert not [path for path in paths if path.startswith("/console")]
+    assert "/v1/whoami" in paths

@@ -46,6 +46,7 @@ from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
 from clusterflow.api.schemas.notifications import IntegrationInput, UnsubscribeRequest
 from clusterflow.api.security import ApiGuards
 from clusterflow.api.streams import StreamHub
+from clusterflow.console import console_app
 from clusterflow.records.db import create_pool
 from clusterflow.records.notify import EventListener
 from clusterflow.settings import Settings, get_settings
@@ -108,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cloud_accounts.router)
     app.include_router(progress_stream.router)
     app.include_router(notifications.router)
+    # A Mount, not API routes: absent from /openapi.json; the console's data comes from the API.
+    app.mount("/console", console_app(), name="console")
     # Outermost last: the request ID exists before anything else runs, audit sees every answer.
     app.add_middleware(RequestHygieneMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)

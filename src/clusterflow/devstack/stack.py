@@ -122,6 +122,7 @@ def run_dev_stack(settings: Settings) -> int:
         print(
             "\nclusterflow is running\n"
             f"  API          {settings.api_url}   (OpenAPI: {settings.api_url}/docs)\n"
+            f"  Console      {settings.api_url}/console   (sign in with the API key below)\n"
             f"  Temporal UI  {ui_url or '(external Temporal at ' + temporal_address + ')'}\n"
             f"  PostgreSQL   {dsn}\n"
             f"  organization {org_id}\n"

@@ -57,6 +57,13 @@ class MemberCreate(Strict):
     role: Literal["viewer", "editor", "admin", "owner"]
 
 
+class WhoAmI(BaseModel):
+    keyId: str
+    organizationId: str
+    role: str = Field(description="viewer, editor, admin or owner")
+    name: str = Field(description="The key's name")
+
+
 class RoleView(BaseModel):
     name: str
     rank: int
@@ -180,6 +187,19 @@ async def remove_member(
             {"memberId": memberId},
         )
     return Envelope(id=request_id_of(request), message="member removed", data={"memberId": memberId})
+
+
+@router.get(
+    "/whoami",
+    response_model=Envelope[WhoAmI],
+    responses=ERRORS,
+    summary="The calling key: its organization and role (what a client may offer its user)",
+)
+async def whoami(request: Request, principal: Viewer) -> Envelope[WhoAmI]:
+    me = WhoAmI(
+        keyId=principal.key_id, organizationId=principal.organization_id, role=principal.role, name=principal.name
+    )
+    return Envelope(id=request_id_of(request), message=f"{principal.role} key", data=me)
 
 
 @router.get("/roles", response_model=Envelope[list[RoleView]], responses=ERRORS, summary="Roles, weakest first")
