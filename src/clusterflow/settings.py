@@ -278,11 +278,6 @@ class Settings(BaseSettings):
         default="clusterflow", description="Service name on spans (`-api` or `-worker` is appended)."
     )
 
-    secrets_key: str | None = Field(
-        default=None,
-        description="URL-safe base64 of 32 bytes: seals stored secrets (webhook signing secrets, Slack URLs) "
-        "with AES-GCM. `clusterflow dev` generates one.",
-    )
     notification_dispatch_interval_seconds: float = Field(
         default=1.0, gt=0, description="How often workers look for notification events to dispatch."
     )

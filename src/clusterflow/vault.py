@@ -1,4 +1,7 @@
-"""Encryption at rest for secrets the control plane must keep (vault credentials, kubeconfigs).
+"""Encryption at rest for secrets the control plane must use again (vault credentials,
+kubeconfigs, webhook signing secrets, Slack URLs), and MACs for links we hand out.
+
+A secret we only need to *check* is hashed instead (API keys, approval tokens).
 
 AES-256-GCM with keys from settings (`CLUSTERFLOW_VAULT_KEYS`, a JSON map of key ID to a
 base64 32-byte key). Each ciphertext is stored with the ID of the key that sealed it, so keys
@@ -10,6 +13,8 @@ name), so a ciphertext copied into another row does not open.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass
@@ -59,11 +64,32 @@ class Sealer:
         ciphertext = AESGCM(self._keys[self.active_key_id]).encrypt(nonce, plaintext, associated.encode())
         return Sealed(self.active_key_id, nonce, ciphertext)
 
+    def mac(self, purpose: str, message: str) -> str:
+        """A URL-safe MAC of `message` under the active key, separated by `purpose`."""
+        if self.active_key_id is None:
+            raise VaultNotConfigured("no vault key is configured (CLUSTERFLOW_VAULT_KEYS)")
+        subkey = hmac.new(self._keys[self.active_key_id], purpose.encode(), hashlib.sha256).digest()
+        digest = hmac.new(subkey, message.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
     def open(self, sealed: Sealed, associated: str) -> bytes:
         key = self._keys.get(sealed.key_id)
         if key is None:
             raise VaultNotConfigured(f"vault key {sealed.key_id!r} is no longer configured")
         return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, associated.encode())
+
+
+def seal_bytes(settings: Settings, plaintext: bytes, associated: str) -> bytes:
+    """Seal into one blob for a bytea column: key ID length, key ID, nonce, ciphertext."""
+    sealed = Sealer.from_settings(settings).seal(plaintext, associated)
+    key_id = sealed.key_id.encode()
+    return bytes([len(key_id)]) + key_id + sealed.nonce + sealed.ciphertext
+
+
+def open_bytes(settings: Settings, blob: bytes, associated: str) -> bytes:
+    size = blob[0]
+    key_id, rest = blob[1 : 1 + size].decode(), blob[1 + size :]
+    return Sealer.from_settings(settings).open(Sealed(key_id, rest[:12], rest[12:]), associated)
 
 
 def dev_vault_keys(state_dir: Path) -> str:

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clusterflow.devstack.postgres import free_port
-from clusterflow.secretbox import generate_key
+from clusterflow.vault import dev_vault_keys
 from tests.conftest import Org, Services, test_settings
 from tests.helpers import deploy_document, wait_for_operation
 from tests.processes import settings_env, spawn, stop, wait_http
@@ -29,7 +29,7 @@ DEPLOYS = 6
 @pytest.fixture
 def stack(services: Services, tmp_path: Path) -> Iterator[tuple[list[str], list[str], Path]]:
     settings = test_settings(services)
-    shared = {"CLUSTERFLOW_LOG_FORMAT": "json", "CLUSTERFLOW_SECRETS_KEY": generate_key()}
+    shared = {"CLUSTERFLOW_LOG_FORMAT": "json", "CLUSTERFLOW_VAULT_KEYS": dev_vault_keys(tmp_path)}
     processes: list[subprocess.Popen[bytes]] = []
     apis, workers = [], []
     sdk_metrics_port = free_port()

@@ -18,10 +18,10 @@ import pytest
 from temporalio.client import Client
 
 from clusterflow.records import notifications
-from clusterflow.secretbox import generate_key
 from clusterflow.settings import Settings
 from clusterflow.webhooks import SIGNATURE_HEADER, SignatureError, verify_signature
 from clusterflow.worker.notifications import run_dispatcher
+from tests.agent_support import VAULT_KEY
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.receivers import HttpReceiver, SmtpReceiver
 from tests.helpers import deploy_document, wait_for_operation
@@ -45,7 +45,7 @@ def receiver() -> Iterator[HttpReceiver]:
 def settings(services: Services, smtp: SmtpReceiver) -> Settings:
     return test_settings(
         services,
-        secrets_key=generate_key(),
+        vault_keys={"k1": VAULT_KEY},
         smtp_host="127.0.0.1",
         smtp_port=smtp.port,
         notification_allow_private_targets=True,

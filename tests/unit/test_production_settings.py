@@ -3,6 +3,8 @@ signatures, and the notification topics the API documents."""
 
 from __future__ import annotations
 
+import base64
+import json
 import typing
 from pathlib import Path
 
@@ -10,10 +12,11 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from temporalio.service import TLSConfig
 
-from clusterflow import secretbox
+from clusterflow import vault
 from clusterflow.api.schemas.notifications import Topic
 from clusterflow.settings import Settings
 from clusterflow.temporal_connect import connect_options
+from clusterflow.vault import dev_vault_keys
 from clusterflow.webhooks import SignatureError, sign, verify_signature
 from clusterflow.workflows.notify import TOPICS
 
@@ -55,17 +58,18 @@ def test_tracing_adds_the_temporal_interceptor_only_when_configured() -> None:
     assert [type(i).__name__ for i in options["interceptors"]] == ["TracingInterceptor"]
 
 
-def test_sealed_secrets_open_only_with_their_key_and_context() -> None:
-    key = secretbox.generate_key()
-    sealed = secretbox.seal(key, b"whsec_abc", "org_1:webhook")
+def test_sealed_secrets_open_only_with_their_key_and_context(tmp_path: Path) -> None:
+    settings = Settings(vault_keys=json.loads(dev_vault_keys(tmp_path)))
+    sealed = vault.seal_bytes(settings, b"whsec_abc", "org_1:webhook")
     assert b"whsec_abc" not in sealed
-    assert secretbox.open_sealed(key, sealed, "org_1:webhook") == b"whsec_abc"
+    assert vault.open_bytes(settings, sealed, "org_1:webhook") == b"whsec_abc"
     with pytest.raises(InvalidTag):
-        secretbox.open_sealed(key, sealed, "org_2:webhook")
+        vault.open_bytes(settings, sealed, "org_2:webhook")
+    other = Settings(vault_keys={"dev": base64.b64encode(b"x" * 32).decode()})
     with pytest.raises(InvalidTag):
-        secretbox.open_sealed(secretbox.generate_key(), sealed, "org_1:webhook")
-    with pytest.raises(secretbox.SecretsKeyMissing):
-        secretbox.seal(None, b"x", "c")
+        vault.open_bytes(other, sealed, "org_1:webhook")
+    with pytest.raises(vault.VaultNotConfigured):
+        vault.seal_bytes(Settings(), b"x", "c")
 
 
 def test_webhook_signatures_verify_and_refuse_replays_and_tampering() -> None:

@@ -37,7 +37,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from clusterflow import __version__, metrics, secretbox, webhooks
+from clusterflow import __version__, metrics, vault, webhooks
 from clusterflow.records import notifications
 from clusterflow.settings import Settings
 from clusterflow.workflows.notify import DeliveryResult, DeliveryTarget
@@ -50,12 +50,12 @@ def integration_context(organization_id: str, channel: str) -> str:
     return f"notification-integration:{organization_id}:{channel}"
 
 
-def unsubscribe_token(secrets_key: str | None, subscription_id: str) -> str:
-    return f"{subscription_id}.{secretbox.mac(secrets_key, 'unsubscribe', subscription_id)}"
+def unsubscribe_token(settings: Settings, subscription_id: str) -> str:
+    return f"{subscription_id}.{vault.Sealer.from_settings(settings).mac('unsubscribe', subscription_id)}"
 
 
 def unsubscribe_url(settings: Settings, subscription_id: str, channel: str | None) -> str:
-    query = {"token": unsubscribe_token(settings.secrets_key, subscription_id)}
+    query = {"token": unsubscribe_token(settings, subscription_id)}
     if channel:
         query["channel"] = channel
     return f"{settings.api_url}/v1/notifications/unsubscribe?{urlencode(query)}"
@@ -163,12 +163,12 @@ class NotifyActivities:
 
     def _secret(self, integration: asyncpg.Record) -> dict[str, Any]:
         try:
-            sealed = secretbox.open_sealed(
-                self.settings.secrets_key,
+            sealed = vault.open_bytes(
+                self.settings,
                 integration["secret_ciphertext"],
                 integration_context(integration["organization_id"], integration["channel"]),
             )
-        except secretbox.SecretsKeyMissing as err:
+        except vault.VaultNotConfigured as err:
             raise SendFailure(str(err), retryable=False) from None
         except Exception:  # wrong key (rotated without re-sealing) or a tampered row
             raise SendFailure("the integration's secret cannot be opened with the configured key", False) from None

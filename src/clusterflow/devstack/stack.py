@@ -15,13 +15,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from clusterflow.devstack.bootstrap import ensure_owner_key, write_env_file
 from clusterflow.devstack.postgres import EmbeddedPostgres
 from clusterflow.devstack.temporal import EmbeddedTemporal
 from clusterflow.records.migrate import migrate
-from clusterflow.secretbox import generate_key
 from clusterflow.settings import Settings
 from clusterflow.vault import dev_vault_keys
 
@@ -49,15 +47,6 @@ def _stop(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def dev_secrets_key(state: Path) -> str:
-    """The dev stack's secrets key, generated once and kept with its database."""
-    path = state / "secrets.key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(generate_key())
-    return path.read_text().strip()
 
 
 def run_dev_stack(settings: Settings) -> int:
@@ -100,8 +89,6 @@ def run_dev_stack(settings: Settings) -> int:
 
         if not settings.vault_keys:
             env["CLUSTERFLOW_VAULT_KEYS"] = dev_vault_keys(state)
-        if not settings.secrets_key:
-            env["CLUSTERFLOW_SECRETS_KEY"] = dev_secrets_key(state)
         applied = asyncio.run(migrate(dsn))
         org_id, key, new_key = asyncio.run(ensure_owner_key(dsn, state / "dev.env"))
         write_env_file(state / "dev.env", settings.api_url, key)

@@ -2,7 +2,7 @@
 reference names them, plus the delivery log and the unsubscribe link.
 
 Integration secrets (a webhook's URL and signing secret, a Slack incoming-webhook URL) are
-sealed with AES-GCM before they reach the database (`clusterflow.secretbox`) and never come
+sealed with AES-GCM before they reach the database (`clusterflow.vault`) and never come
 back: responses show the URL masked, and a webhook's signing secret only in the answer that
 created (or rotated) it. The unsubscribe link needs no API key: its token is a MAC over the
 subscription ID under the deployment's secrets key, so it cannot be forged or pointed at
@@ -21,7 +21,7 @@ import asyncpg
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import ValidationError
 
-from clusterflow import secretbox
+from clusterflow import vault
 from clusterflow.api.deps import Admin, AppSettings, Pool, Viewer
 from clusterflow.api.errors import ApiError, not_found, request_id_of, validation_error
 from clusterflow.api.schemas.common import ERRORS, Envelope
@@ -138,16 +138,16 @@ async def _save_integration(
             sealed = {"webhookUrl": url}
             if channel == "webhook":
                 previous = (
-                    json.loads(secretbox.open_sealed(settings.secrets_key, existing["secret_ciphertext"], context))
+                    json.loads(vault.open_bytes(settings, existing["secret_ciphertext"], context))
                     if existing is not None and existing["secret_ciphertext"] and not rotate
                     else None
                 )
                 if previous is None:
                     signing_secret = "whsec_" + secrets.token_urlsafe(32)
                 sealed["signingSecret"] = signing_secret or previous["signingSecret"]  # type: ignore[index]
-        ciphertext = secretbox.seal(settings.secrets_key, json.dumps(sealed).encode(), context) if sealed else None
-    except secretbox.SecretsKeyMissing as err:
-        raise ApiError(503, "SECRETS_KEY_NOT_CONFIGURED", f"{err}: integration secrets cannot be stored") from err
+        ciphertext = vault.seal_bytes(settings, json.dumps(sealed).encode(), context) if sealed else None
+    except vault.VaultNotConfigured as err:
+        raise ApiError(503, "VAULT_NOT_CONFIGURED", f"{err}: integration secrets cannot be stored") from err
     row, created = await notifications.save_integration(
         pool,
         principal.organization_id,
@@ -323,8 +323,8 @@ async def _unsubscribe(
     subscription_id, _, presented = token.partition(".")
     invalid = ApiError(404, "NOT_FOUND", "unsubscribe link not valid")
     try:
-        expected = secretbox.mac(settings.secrets_key, "unsubscribe", subscription_id)
-    except secretbox.SecretsKeyMissing as err:
+        expected = vault.Sealer.from_settings(settings).mac("unsubscribe", subscription_id)
+    except vault.VaultNotConfigured as err:
         raise invalid from err
     if not secrets.compare_digest(presented.encode(), expected.encode()):  # bytes: the token is caller input
         raise invalid

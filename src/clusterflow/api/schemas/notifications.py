@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -25,15 +25,19 @@ Topic = Literal[
 class IntegrationConfigInput(Strict):
     """The reference's `NotificationIntegrationConfigInput`; which fields apply depends on the channel."""
 
-    type: str | None = Field(default=None, description="Free-form integration type (the reference's `type`)")
+    type: str | None = Field(
+        default=None, max_length=64, description="Free-form integration type (the reference's `type`)"
+    )
     webhookUrl: str | None = Field(
         default=None, max_length=2048, description="webhook: the receiver URL; slack: the incoming-webhook URL"
     )
-    addresses: list[str] | None = Field(default=None, max_length=50, description="email: the recipients")
+    addresses: list[Annotated[str, Field(max_length=254)]] | None = Field(
+        default=None, max_length=50, description="email: the recipients"
+    )
     channel: str | None = Field(default=None, max_length=200, description="slack: the channel to post to")
     workspaceId: str | None = Field(default=None, max_length=200)
     botTokenRef: str | None = Field(default=None, max_length=200, description="A reference to a token, never a token")
-    installedBy: list[str] | None = Field(default=None, max_length=50)
+    installedBy: list[Annotated[str, Field(max_length=254)]] | None = Field(default=None, max_length=50)
     enabled: bool | None = None
 
 
@@ -98,5 +102,7 @@ class Delivery(BaseModel):
 
 
 class UnsubscribeRequest(Strict):
-    topic: str | None = Field(default=None, description="The topic to unsubscribe from (checked against the token)")
+    topic: str | None = Field(
+        default=None, max_length=64, description="The topic to unsubscribe from (checked against the token)"
+    )
     channel: Channel | None = Field(default=None, description="Only this channel; absent: every channel of the topic")
