@@ -162,3 +162,51 @@ def test_cli_resumes_after_the_api_restarts_or_is_killed_mid_deploy(stack: Stack
     assert [e["sequence"] for e in events] == list(range(1, len(stored) + 1))
     assert events == stored
     assert events[-1]["labels"]["status"] == "SUCCEEDED"
+
+
+def test_cli_updates_deletes_with_approval_cancels_and_manages_keys(stack: Stack, org: Org, tmp_path: Path) -> None:
+    deployed = _cli(
+        stack, org, "clusters", "deploy", "-f", _spec(tmp_path, "cli-life", phaseSeconds=0.05), "-o", "json"
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    accepted = json.loads(deployed.stdout)
+    assert _cli(stack, org, "ops", "watch", accepted["operationId"], "-o", "json").returncode == 0
+
+    update = tmp_path / "update.yaml"
+    update.write_text(
+        yaml.safe_dump(
+            {"apiVersion": "clusterflow.dev/v1", "kind": "K8sClusterUpdate", "spec": {"tags": {"team": "core"}}}
+        )
+    )
+    updated = _cli(stack, org, "clusters", "update", accepted["clusterId"], "-f", str(update), "--follow")
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+
+    deletion = _cli(stack, org, "clusters", "delete", accepted["clusterId"], "-o", "json")
+    assert deletion.returncode == 0, deletion.stderr
+    pending = json.loads(deletion.stdout)
+    assert pending["approvalRequired"] is True
+    wrong = _cli(stack, org, "approve", pending["operationId"], "--token", "cfa_wrong")
+    assert wrong.returncode == 5
+    assert "INVALID_APPROVAL_TOKEN" in wrong.stderr
+    approved = _cli(
+        stack, org, "approve", pending["operationId"], "--token", pending["approvalToken"], "--comment", "ok"
+    )
+    assert approved.returncode == 0, approved.stderr
+    assert _cli(stack, org, "ops", "watch", pending["operationId"]).returncode == 0
+
+    slow = _cli(stack, org, "clusters", "deploy", "-f", _spec(tmp_path, "cli-slow", phaseSeconds=5), "-o", "json")
+    slow_op = json.loads(slow.stdout)["operationId"]
+    cancelled = _cli(stack, org, "ops", "cancel", slow_op, "--follow")
+    assert cancelled.returncode == 3, cancelled.stdout + cancelled.stderr  # CANCELLED
+    assert "CANCELLED" in cancelled.stdout
+
+    created = _cli(stack, org, "keys", "create", "--name", "ci", "--role", "viewer", "-o", "json")
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["key"].startswith("cfk_")
+    listed = _cli(stack, org, "keys", "list")
+    assert key["maskedKey"] in listed.stdout
+    assert key["key"] not in listed.stdout
+    assert _cli(stack, org, "keys", "revoke", key["id"], "--reason", "rotated").returncode == 0
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        assert client.get("/v1/clusters", headers={"X-API-Key": key["key"]}).status_code == 401

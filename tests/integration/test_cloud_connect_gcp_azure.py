@@ -251,7 +251,7 @@ async def test_azure_connect_ends_connected_after_the_script_reports_back(
     token = one(r'\\"token\\": \\"([0-9a-f]+)\\"', script)
 
     forged = await api.post(callback_url, json={"token": "0" * 64, "tenantId": arm.tenant_id, "clientId": client_id})
-    assert forged.status_code == 404
+    assert forged.status_code == 403
     reported = await api.post(callback_url, json={"token": token, "tenantId": arm.tenant_id, "clientId": client_id})
     assert reported.status_code == 200, reported.text
 
