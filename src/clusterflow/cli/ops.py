@@ -11,7 +11,6 @@ import argparse
 from rich.markup import escape
 
 from clusterflow.cli.client import Api, ExitCode, print_fields, print_json, print_table, stdout_console
-from clusterflow.cli.clusters import accepted_then_follow
 from clusterflow.cli.follow import follow_operation
 
 COLUMNS = [
@@ -67,8 +66,13 @@ def _watch(args: argparse.Namespace) -> int:
 def _cancel(args: argparse.Namespace) -> int:
     with Api(args) as api:
         params = {"force": "true"} if args.force else None
-        status, data = api.call("POST", f"/v1/operations/{args.operation_id}/cancel", params=params)
-        return accepted_then_follow(api, status, data, args)
+        _, data = api.call("POST", f"/v1/operations/{args.operation_id}/cancel", params=params)
+        if args.output == "json" and not args.follow:
+            print_json(data)
+        elif args.output != "json":
+            print(f"operation {args.operation_id}: {data.get('status')} (forced: {data.get('forced')})")
+        # Cancelling ends with the operation's own outcome: follow it to see the cleanup.
+        return follow_operation(api, args.operation_id, args.output) if args.follow else int(ExitCode.OK)
 
 
 def _approve(args: argparse.Namespace) -> int:
