@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from clusterflow.records.db import Conn
 from clusterflow.records.operations import Approval
+from clusterflow.records.organizations import approval_policy
 from clusterflow.workflows.contracts import ApprovalRequirement, OperationType
 
 DEFAULT_POLICY: dict[str, bool] = {
@@ -66,3 +68,18 @@ def issue(reason: str, window_seconds: float, plan_hash: str | None = None) -> I
         ),
         record=Approval(token_hash=digest.digest(), expires_at=expires, required_role="owner", plan_hash=plan_hash),
     )
+
+
+async def issue_if_required(
+    conn: Conn,
+    organization_id: str,
+    operation_type: str,
+    window_seconds: float,
+    *,
+    minor_upgrade: bool = False,
+    plan_hash: str | None = None,
+) -> IssuedApproval | None:
+    """The approval this operation needs under its organization's policy, or None."""
+    policy = effective_policy(await approval_policy(conn, organization_id))
+    reason = approval_reason(policy, operation_type, minor_upgrade)
+    return issue(reason, window_seconds, plan_hash) if reason else None

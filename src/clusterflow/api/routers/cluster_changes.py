@@ -22,7 +22,6 @@ from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.planning import UpdatePlan, plan_update, plan_view, report_view
 from clusterflow.records import clusters, idempotency
 from clusterflow.records.db import Conn
-from clusterflow.records.organizations import approval_policy
 from clusterflow.records.registrations import is_registered
 from clusterflow.workflows.contracts import DeleteInput, OperationType, UpdateInput
 from clusterflow.workflows.registry import WORKFLOW_TYPES
@@ -131,13 +130,14 @@ async def update_cluster(
                 "the update is refused: " + "; ".join(update.errors),
                 {"errors": update.errors, "preflightChecks": [c.view() for c in update.checks]},
             )
-        reason = approvals.approval_reason(
-            approvals.effective_policy(await approval_policy(conn, principal.organization_id)),
+        plan.approval = await approvals.issue_if_required(
+            conn,
+            principal.organization_id,
             OperationType.CLUSTER_UPDATE,
-            update.is_minor_upgrade,
+            settings.approval_window_seconds,
+            minor_upgrade=update.is_minor_upgrade,
+            plan_hash=update.plan_hash,
         )
-        if reason:
-            plan.approval = approvals.issue(reason, settings.approval_window_seconds, update.plan_hash)
         plan.cluster_name = row["name"]
         plan.metadata = {"planHash": update.plan_hash, "targetVersion": update.target_version or ""}
         plan.workflow_input = asdict(
@@ -199,12 +199,9 @@ async def delete_cluster(
         row = locked.row
         if is_registered(row):
             raise registered_cluster_delete_refused(row)
-        reason = approvals.approval_reason(
-            approvals.effective_policy(await approval_policy(conn, principal.organization_id)),
-            OperationType.CLUSTER_DELETE,
+        plan.approval = await approvals.issue_if_required(
+            conn, principal.organization_id, OperationType.CLUSTER_DELETE, settings.approval_window_seconds
         )
-        if reason:
-            plan.approval = approvals.issue(reason, settings.approval_window_seconds)
         plan.cluster_name = row["name"]
         plan.metadata = {"preempts": locked.preempts} if locked.preempts else None
         plan.workflow_input = asdict(

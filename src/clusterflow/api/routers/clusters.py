@@ -35,7 +35,6 @@ from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import clusters, idempotency, operations
 from clusterflow.records.db import Conn
-from clusterflow.records.organizations import approval_policy
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import (
     ClusterState,
@@ -156,12 +155,10 @@ async def deploy_cluster(
     )
 
     async def insert_cluster(conn: Conn) -> None:
-        reason = approvals.approval_reason(
-            approvals.effective_policy(await approval_policy(conn, principal.organization_id)),
-            OperationType.CLUSTER_DEPLOY,
+        plan.approval = await approvals.issue_if_required(
+            conn, principal.organization_id, OperationType.CLUSTER_DEPLOY, settings.approval_window_seconds
         )
-        if reason:
-            plan.approval = approvals.issue(reason, settings.approval_window_seconds)
+        if plan.approval:
             deploy_input.approval = plan.approval.requirement
             plan.workflow_input = asdict(deploy_input)
         topology = spec_json["clusterSpec"]
