@@ -282,6 +282,18 @@ async def test_rate_limits_answer_429_and_hold_across_api_processes(
     assert ok <= 5, ok
 
 
+async def test_rows_of_api_processes_that_died_unannounced_are_deleted(settings: Settings, pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "INSERT INTO api_instances (id, heartbeat_at) VALUES ('api_killed', now() - interval '2 hours'),"
+        " ('api_quiet', now() - interval '30 seconds')"
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):  # the process registers with a first heartbeat
+        left = await pool.fetch("SELECT id FROM api_instances WHERE id IN ('api_killed', 'api_quiet')")
+    await pool.execute("DELETE FROM api_instances WHERE id = 'api_quiet'")
+    assert [r["id"] for r in left] == ["api_quiet"]  # stale, not counted, but not yet forgotten
+
+
 async def test_oversized_bodies_are_refused_before_reading(
     api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
 ) -> None:

@@ -135,10 +135,16 @@ class ApiGuards:
     async def _heartbeat(self) -> None:
         assert self._pool is not None
         interval = self.settings.instance_heartbeat_seconds
+        # Rows of processes that died without deregistering (SIGKILL, OOM, a lost node) are
+        # never counted once stale, and are deleted long after, so the table does not grow
+        # with every crash.
         live = await self._pool.fetchval(
             """WITH beat AS (
                    INSERT INTO api_instances (id) VALUES ($1)
-                   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now())
+                   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()),
+               dead AS (
+                   DELETE FROM api_instances
+                    WHERE heartbeat_at < now() - make_interval(secs => greatest($2::float8 * 10, 3600)))
                SELECT count(*) + 1 FROM api_instances
                 WHERE id <> $1 AND heartbeat_at > now() - make_interval(secs => $2)""",
             self.instance_id,
