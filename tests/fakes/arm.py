@@ -59,6 +59,10 @@ _DELETE_RESULT = re.compile(
 _OPENID = re.compile(r"^/([^/]+)/v2\.0/\.well-known/openid-configuration$")
 _TOKEN = re.compile(r"^/([^/]+)/oauth2/v2\.0/token$")
 
+AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"  # the AKS API server's Entra ID application
+FAKE_CA_DATA = base64.b64encode(
+    b"-----BEGIN CERTIFICATE-----\nZmFrZSBBS1MgY2x1c3RlciBDQQ==\n-----END CERTIFICATE-----\n"
+).decode()
 PATCHES = {"1.30": "1.30.14", "1.31": "1.31.10", "1.32": "1.32.6", "1.33": "1.33.2"}
 UPGRADES = {"1.30": ["1.31"], "1.31": ["1.32"], "1.32": ["1.33"], "1.33": []}
 
@@ -114,6 +118,8 @@ class FakeArm:
     # client id -> (issuer, subject) a federated assertion must carry
     federated: dict[str, tuple[str, str]] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
+    # tokens issued for the AKS API server application: what a cluster's API server accepts, not ARM
+    aks_tokens: set[str] = field(default_factory=set)
     _injected: list[Injected] = field(default_factory=list)
     _op_errors: dict[str, tuple[str, str]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -242,7 +248,11 @@ class FakeArm:
             )
         token = f"arm-{secrets.token_hex(16)}"
         with self._lock:
-            self.tokens.add(token)
+            # A token is for the audience its scope names: ARM, or the AKS API servers.
+            if form.get("scope", "").startswith(AKS_SERVER_ID):
+                self.aks_tokens.add(token)
+            else:
+                self.tokens.add(token)
         return JSONResponse({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
 
     def _assertion_ok(self, client_id: str, assertion: str) -> bool:
@@ -521,12 +531,28 @@ class FakeArm:
         )
 
     def _user_credential(self, key: Key) -> Response:
+        """As AKS answers for an Entra ID cluster: server, CA, and a `kubelogin` exec user
+        (`--login devicecode` unless converted)."""
         cluster = self._cluster_or_404(key)
         kubeconfig = (
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {n}\n  cluster:\n    server: https://{f}:443\n"
-            "contexts:\n- name: {n}\n  context:\n    cluster: {n}\n    user: clusterUser_{n}\ncurrent-context: {n}\n"
-            "users:\n- name: clusterUser_{n}\n  user:\n    exec:\n      command: kubelogin\n"
-        ).format(n=cluster["name"], f=cluster["properties"]["fqdn"])
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {n}\n  cluster:\n"
+            "    certificate-authority-data: {ca}\n    server: https://{f}:443\n"
+            "contexts:\n- name: {n}\n  context:\n    cluster: {n}\n    user: clusterUser_{g}_{n}\n"
+            "current-context: {n}\n"
+            "users:\n- name: clusterUser_{g}_{n}\n  user:\n    exec:\n"
+            "      apiVersion: client.authentication.k8s.io/v1beta1\n      command: kubelogin\n"
+            "      args:\n      - get-token\n      - --environment\n      - AzurePublicCloud\n"
+            "      - --server-id\n      - {server_id}\n      - --client-id\n"
+            "      - 80faf920-1908-4b52-b5ef-a8e7bedfc67a\n      - --tenant-id\n      - {t}\n"
+            "      - --login\n      - devicecode\n      provideClusterInfo: false\n"
+        ).format(
+            n=cluster["name"],
+            g=key[1],
+            f=cluster["properties"]["fqdn"],
+            ca=FAKE_CA_DATA,
+            server_id=AKS_SERVER_ID,
+            t=self.tenant_id,
+        )
         encoded = base64.b64encode(kubeconfig.encode()).decode()
         return JSONResponse({"kubeconfigs": [{"name": "clusterUser", "value": encoded}]})
 
