@@ -103,7 +103,7 @@ class ManagedKubeconfigActivities:
         self.azure = azure
 
     async def _cluster(self, inp: IssueKubeconfigInput) -> asyncpg.Record:
-        row = await self.pool.fetchrow(
+        row: asyncpg.Record | None = await self.pool.fetchrow(
             "SELECT id, name, provider, region, state, spec FROM clusters WHERE organization_id = $1 AND id = $2",
             inp.organization_id,
             inp.cluster_id,
@@ -200,9 +200,7 @@ class ManagedKubeconfigActivities:
         group = str(block.get("resourceGroup") or params["resourceGroup"])
         client = self.azure.client(subscription, account)
         try:
-            result = await asyncio.to_thread(
-                client.managed_clusters.list_cluster_user_credentials, group, row["name"]
-            )
+            result = await asyncio.to_thread(client.managed_clusters.list_cluster_user_credentials, group, row["name"])
         except (HttpResponseError, ClientAuthenticationError, ServiceRequestError) as err:
             raise _refused(classify_azure_error(err, f"list user credentials of {row['name']}")) from err
         if not result.kubeconfigs:
