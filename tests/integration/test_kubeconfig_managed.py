@@ -36,11 +36,11 @@ from tests.fakes.arm import FakeArm
 from tests.fakes.aws import EksGaps, MotoAws, new_account_id
 from tests.fakes.gke import FakeGke
 from tests.helpers import deploy_document, history_text, wait_for_operation
-from tests.integration.test_aws import aws_document
-from tests.integration.test_aws import connect as connect_aws
+from tests.integration.test_aws import aws_document, create_stack
 from tests.integration.test_cloud_connect_gcp_azure import ISSUER, connect_azure, connect_gcp, signing_key
 
 __all__ = ["signing_key"]  # a module-scoped fixture, shared
+pytestmark = pytest.mark.usefixtures("worker")
 
 
 @pytest.fixture
@@ -86,6 +86,25 @@ def settings(services: Services, moto_aws: MotoAws, gke: FakeGke, arm: FakeArm, 
 async def worker(temporal_client: Client, pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]:
     async with build_worker(temporal_client, pool, settings, aws_sessions=EksGaps().session_factory()):
         yield
+
+
+async def connect_aws(api: httpx.AsyncClient, org: Org, moto: MotoAws, account_id: str) -> None:
+    body = {"clusterName": "prod", "destinationAccountId": account_id, "level": "manage", "targetRegion": "us-east-1"}
+    response = await api.post("/v1/cloud-accounts/aws", json=body, headers=org.headers())
+    assert response.status_code == 202, response.text
+    account_id_ = response.json()["data"]["id"]
+    url = response.json()["data"]["preSignedTargetCFTemplateURL"]
+    for _ in range(600):  # a cold worker may take longer than the POST waits
+        if url:
+            break
+        await asyncio.sleep(0.1)
+        url = (await api.get(f"/v1/cloud-accounts/aws/{account_id_}", headers=org.headers())).json()["data"][
+            "preSignedTargetCFTemplateURL"
+        ]
+    assert url
+    create_stack(moto, account_id, url)
+    record = await wait_for_operation(api, org.headers(), account_id_, timeout=60)
+    assert record["status"] == "SUCCEEDED", record
 
 
 async def deploy(api: httpx.AsyncClient, org: Org, document: dict[str, Any]) -> str:
@@ -184,7 +203,14 @@ async def test_an_eks_cluster_answers_a_kubeconfig_at_once_that_eks_would_accept
     assert query["Action"] == ["GetCallerIdentity"]
     assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"][0], "the signature binds the cluster name"
     assert int(query["X-Amz-Expires"][0]) <= 900
-    identity = httpx.get(url, headers={"x-k8s-aws-id": "eks-kc"})
+    # moto's server routes a request by its Authorization header, which a presigned URL carries in
+    # its query: the same signature is repeated as a header so the request reaches moto's STS.
+    signed = {k: v[0] for k, v in query.items()}
+    authorization = (
+        f"AWS4-HMAC-SHA256 Credential={signed['X-Amz-Credential']}, "
+        f"SignedHeaders={signed['X-Amz-SignedHeaders']}, Signature={signed['X-Amz-Signature']}"
+    )
+    identity = httpx.get(url, headers={"x-k8s-aws-id": "eks-kc", "Authorization": authorization})
     assert identity.status_code == 200, identity.text
     assert f"arn:aws:sts::{account_id}:assumed-role/" in identity.text, "the connected account's role"
     assert 0 < minutes_left(data["expiresAt"]) <= 15, "EKS accepts its tokens for 15 minutes at most"
