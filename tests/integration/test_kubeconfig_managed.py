@@ -74,6 +74,7 @@ def settings(services: Services, moto_aws: MotoAws, gke: FakeGke, arm: FakeArm, 
         gcp_poll_seconds=0.05,
         gcp_sts_endpoint=f"{gke.url}/v1/token",
         gcp_iam_credentials_endpoint=gke.url,
+        gcp_access_token=gke.token,  # the platform's own credentials, for clusters of no connected account
         azure_arm_endpoint=arm.url,
         azure_authority_host=arm.url,
         azure_ca_bundle=arm.ca_path,
@@ -310,6 +311,27 @@ async def test_kubeconfigs_of_managed_clusters_are_scoped_need_an_editor_and_ski
     _, editor = await create_api_key(pool, org.id, "editor", "editor")
     issued = await api.post(f"/v1/clusters/{gke_id}/kubeconfig", json=body, headers=org.headers(editor))
     assert issued.status_code == 200, issued.text
+
+    # Deployed with the platform's credentials (no connected account): those are never handed out.
+    platform_id = await deploy(
+        api,
+        org,
+        cloud_document(
+            "gke-platform",
+            "gcp",
+            "us-central1",
+            {"type": "gke", "gke": {"kubernetesVersion": "1.32", "projectId": "platform-1"}},
+            [{"name": "workers", "machineTypes": ["e2-standard-4"], "minNode": 1, "maxNode": 2}],
+        ),
+    )
+    unconnected = await api.post(
+        f"/v1/clusters/{platform_id}/kubeconfig",
+        json={"clusterName": "gke-platform", "duration": "1h"},
+        headers=org.headers(),
+    )
+    assert unconnected.status_code == 409, unconnected.text
+    assert unconnected.json()["error"]["code"] == "CLOUD_ACCOUNT_NOT_CONNECTED"
+    assert "POST /v1/cloud-accounts/gcp" in unconnected.json()["message"]
 
     local_id = await deploy(api, org, deploy_document("local-kc"))
     local = await api.post(
