@@ -204,6 +204,7 @@ async def test_an_eks_cluster_answers_a_kubeconfig_at_once_that_eks_would_accept
     assert query["Action"] == ["GetCallerIdentity"]
     assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"][0], "the signature binds the cluster name"
     assert int(query["X-Amz-Expires"][0]) <= 900
+    logs_before_replay = caplog.text
     # moto's server routes a request by its Authorization header, which a presigned URL carries in
     # its query: the same signature is repeated as a header so the request reaches moto's STS.
     signed = {k: v[0] for k, v in query.items()}
@@ -217,7 +218,10 @@ async def test_an_eks_cluster_answers_a_kubeconfig_at_once_that_eks_would_accept
     assert 0 < minutes_left(data["expiresAt"]) <= 15, "EKS accepts its tokens for 15 minutes at most"
 
     assert (await api.get(f"/v1/clusters/{cluster_id}/kubeconfig", headers=org.headers())).status_code == 404
-    await assert_nowhere_but_the_answer([token], temporal_client, pool, settings, org, caplog.text)
+    # The presigned URL is the credential; the test's own replay (below) is the only thing logging it.
+    await assert_nowhere_but_the_answer(
+        [token, url, signed["X-Amz-Signature"]], temporal_client, pool, settings, org, logs_before_replay
+    )
 
 
 async def test_gke_and_aks_clusters_answer_kubeconfigs_for_the_connected_account(

@@ -1,11 +1,16 @@
 """Registered clusters: register (agent manifest + one-time token), registration status,
-unregister, kubeconfig generation and resync.
+unregister, kubeconfig generation (also for managed clusters) and resync.
 
 Registration creates the cluster record (provider `registered`, provisioner `agent`) and a
 CLUSTER_REGISTER operation in one transaction through `enqueue`, like a deploy. The one-time
 token is returned once, inside the manifest and the install script, and stored only hashed.
 The idempotency replay of a registration therefore cannot repeat the manifest (it would have
 to store the token in clear): a replay says so and names the operation.
+
+Kubeconfigs: managed clusters (EKS, GKE, AKS) are answered at once (200) with a kubeconfig a
+worker builds and seals to the request (`api/credentials.py`, `activities/kubeconfig.py`), never
+stored; registered clusters go through a KUBECONFIG_GENERATE operation and the agent (202, then
+`GET`); the local simulator has no API server to point at (409).
 
 As in the reference, the path parameter is `{clusterId}` everywhere, although register takes
 the new cluster's name; the other routes accept the cluster's ID or its name.
