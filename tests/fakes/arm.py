@@ -179,6 +179,12 @@ class FakeArm:
             cluster = self.clusters.get((subscription, group.lower(), name.lower()))
             return json.loads(json.dumps(self._cluster_json(cluster))) if cluster else None
 
+    def enable_entra_id(self, subscription: str, group: str, name: str) -> None:
+        """What `az aks update --enable-aad --enable-azure-rbac` does to a cluster."""
+        with self._lock:
+            cluster = self.clusters[(subscription, group.lower(), name.lower())]
+            cluster["properties"]["aadProfile"] = {"managed": True, "enableAzureRBAC": True}
+
     def mutations(self) -> list[tuple[str, str]]:
         return [(m, p) for m, p in self.requests if m in ("PUT", "DELETE", "PATCH")]
 
@@ -531,29 +537,47 @@ class FakeArm:
         )
 
     def _user_credential(self, key: Key) -> Response:
-        """As AKS answers for an Entra ID cluster: server, CA, and a `kubelogin` exec user
-        (`--login devicecode` unless converted)."""
+        """As AKS answers: server and CA, and for an Entra ID cluster (`aadProfile.managed`) a
+        `kubelogin` exec user (`--login devicecode` unless converted); for a cluster with local
+        accounts, a client certificate that AKS does not expire."""
         cluster = self._cluster_or_404(key)
-        kubeconfig = (
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {n}\n  cluster:\n"
-            "    certificate-authority-data: {ca}\n    server: https://{f}:443\n"
-            "contexts:\n- name: {n}\n  context:\n    cluster: {n}\n    user: clusterUser_{g}_{n}\n"
-            "current-context: {n}\n"
-            "users:\n- name: clusterUser_{g}_{n}\n  user:\n    exec:\n"
-            "      apiVersion: client.authentication.k8s.io/v1beta1\n      command: kubelogin\n"
-            "      args:\n      - get-token\n      - --environment\n      - AzurePublicCloud\n"
-            "      - --server-id\n      - {server_id}\n      - --client-id\n"
-            "      - 80faf920-1908-4b52-b5ef-a8e7bedfc67a\n      - --tenant-id\n      - {t}\n"
-            "      - --login\n      - devicecode\n      provideClusterInfo: false\n"
-        ).format(
-            n=cluster["name"],
-            g=key[1],
-            f=cluster["properties"]["fqdn"],
-            ca=FAKE_CA_DATA,
-            server_id=AKS_SERVER_ID,
-            t=self.tenant_id,
-        )
-        encoded = base64.b64encode(kubeconfig.encode()).decode()
+        name, group = cluster["name"], key[1]
+        if (cluster["properties"].get("aadProfile") or {}).get("managed"):
+            user: dict[str, Any] = {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": "kubelogin",
+                    "args": [
+                        *("get-token", "--environment", "AzurePublicCloud", "--server-id", AKS_SERVER_ID),
+                        *("--client-id", "80faf920-1908-4b52-b5ef-a8e7bedfc67a", "--tenant-id", self.tenant_id),
+                        *("--login", "devicecode"),
+                    ],
+                    "provideClusterInfo": False,
+                }
+            }
+        else:
+            user = {
+                "client-certificate-data": base64.b64encode(b"fake client certificate").decode(),
+                "client-key-data": base64.b64encode(b"fake client key").decode(),
+                "token": secrets.token_hex(32),
+            }
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {
+                        "certificate-authority-data": FAKE_CA_DATA,
+                        "server": f"https://{cluster['properties']['fqdn']}:443",
+                    },
+                }
+            ],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": f"clusterUser_{group}_{name}"}}],
+            "current-context": name,
+            "users": [{"name": f"clusterUser_{group}_{name}", "user": user}],
+        }
+        encoded = base64.b64encode(json.dumps(kubeconfig).encode()).decode()  # JSON is YAML too
         return JSONResponse({"kubeconfigs": [{"name": "clusterUser", "value": encoded}]})
 
     def _op_status(self, op: AsyncOp) -> str:

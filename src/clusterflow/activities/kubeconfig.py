@@ -19,8 +19,9 @@ The token is capped at the requested duration where the cloud allows it:
 - AKS: `listClusterUserCredential` gives the server and CA; an Entra ID cluster's `kubelogin`
   exec user is replaced by a token for the AKS API server application issued to the connected
   account's federated application, as `kubelogin convert-kubeconfig` does. Entra ID chooses
-  that token's lifetime (about an hour). A cluster with local accounts keeps the credential AKS
-  returned, which AKS does not expire (`expiration` is then empty).
+  that token's lifetime (about an hour). A cluster with local accounts only has AKS's client
+  certificate, which does not expire: it is refused (`KUBECONFIG_NOT_EXPIRING`), since a
+  kubeconfig must expire after `duration`.
 
 GKE and AKS clusters deployed with the platform's own credentials (no connected account) get no
 kubeconfig: handing out the platform's credentials is never right. Refusals are non-retryable
@@ -55,6 +56,7 @@ from clusterflow.workflows.cloud_contracts import CloudErrorCode, IssueCredentia
 EKS_TOKEN_MAX_SECONDS = 900  # the EKS authenticator refuses older tokens
 GKE_SCOPES = ("https://www.googleapis.com/auth/userinfo.email",)
 USER = "clusterflow"
+KUBECONFIG_NOT_EXPIRING = "KUBECONFIG_NOT_EXPIRING"
 
 
 def _refused(err: ProviderError) -> ApplicationError:
@@ -207,23 +209,27 @@ class ManagedKubeconfigActivities:
             raise ApplicationError("AKS returned no user kubeconfig", type=CloudErrorCode.CLOUD_RESOURCE_FAILED)
         config = yaml.safe_load(bytes(result.kubeconfigs[0].value or b"").decode())
         users = config.get("users") or []
-        expiration = ""
-        if any("exec" in (u.get("user") or {}) for u in users):
-            try:
-                token = await federation.azure_access_token(
-                    self.settings,
-                    account["organization_id"],
-                    account["id"],
-                    dict(account["identity"]),
-                    scope=f"{federation.AKS_API_AUDIENCE}/.default",
-                )
-            except federation.ExchangeFailed as err:
-                raise _exchange_failed(err) from err
-            for user in users:
-                if "exec" in (user.get("user") or {}):
-                    user["user"] = {"token": token.access_token}
-            expiration = token.expiration
-        return _sealed(inp, config, expiration)
+        if not users or not all("exec" in (u.get("user") or {}) for u in users):
+            raise ApplicationError(
+                f"AKS cluster {row['name']} uses local accounts, whose credential never expires: no kubeconfig is "
+                "issued for it. Remedy: enable Entra ID integration (az aks update --enable-aad "
+                "--enable-azure-rbac) and grant the connected application a role on the cluster",
+                type=KUBECONFIG_NOT_EXPIRING,
+                non_retryable=True,
+            )
+        try:
+            token = await federation.azure_access_token(
+                self.settings,
+                account["organization_id"],
+                account["id"],
+                dict(account["identity"]),
+                scope=f"{federation.AKS_API_AUDIENCE}/.default",
+            )
+        except federation.ExchangeFailed as err:
+            raise _exchange_failed(err) from err
+        for user in users:
+            user["user"] = {"token": token.access_token}
+        return _sealed(inp, config, token.expiration)
 
 
 def _exchange_failed(err: federation.ExchangeFailed) -> ApplicationError:

@@ -87,6 +87,7 @@ MANAGED_REFUSALS = {
     ErrorCode.CLOUD_AUTH_FAILED: 502,
     ErrorCode.CLOUD_NOT_FOUND: 409,
     "CLUSTER_NOT_FOUND": 404,
+    "KUBECONFIG_NOT_EXPIRING": 409,
 }
 MIN_KUBECONFIG_SECONDS = 600  # the kube API refuses service-account tokens shorter than 10 minutes
 MAX_KUBECONFIG_SECONDS = 7 * 24 * 3600
