@@ -59,6 +59,10 @@ _DELETE_RESULT = re.compile(
 _OPENID = re.compile(r"^/([^/]+)/v2\.0/\.well-known/openid-configuration$")
 _TOKEN = re.compile(r"^/([^/]+)/oauth2/v2\.0/token$")
 
+AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"  # the AKS API server's Entra ID application
+FAKE_CA_DATA = base64.b64encode(
+    b"-----BEGIN CERTIFICATE-----\nZmFrZSBBS1MgY2x1c3RlciBDQQ==\n-----END CERTIFICATE-----\n"
+).decode()
 PATCHES = {"1.30": "1.30.14", "1.31": "1.31.10", "1.32": "1.32.6", "1.33": "1.33.2"}
 UPGRADES = {"1.30": ["1.31"], "1.31": ["1.32"], "1.32": ["1.33"], "1.33": []}
 
@@ -114,6 +118,8 @@ class FakeArm:
     # client id -> (issuer, subject) a federated assertion must carry
     federated: dict[str, tuple[str, str]] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
+    # tokens issued for the AKS API server application: what a cluster's API server accepts, not ARM
+    aks_tokens: set[str] = field(default_factory=set)
     _injected: list[Injected] = field(default_factory=list)
     _op_errors: dict[str, tuple[str, str]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -172,6 +178,12 @@ class FakeArm:
             self._tick()
             cluster = self.clusters.get((subscription, group.lower(), name.lower()))
             return json.loads(json.dumps(self._cluster_json(cluster))) if cluster else None
+
+    def enable_entra_id(self, subscription: str, group: str, name: str) -> None:
+        """What `az aks update --enable-aad --enable-azure-rbac` does to a cluster."""
+        with self._lock:
+            cluster = self.clusters[(subscription, group.lower(), name.lower())]
+            cluster["properties"]["aadProfile"] = {"managed": True, "enableAzureRBAC": True}
 
     def mutations(self) -> list[tuple[str, str]]:
         return [(m, p) for m, p in self.requests if m in ("PUT", "DELETE", "PATCH")]
@@ -242,7 +254,11 @@ class FakeArm:
             )
         token = f"arm-{secrets.token_hex(16)}"
         with self._lock:
-            self.tokens.add(token)
+            # A token is for the audience its scope names: ARM, or the AKS API servers.
+            if form.get("scope", "").startswith(AKS_SERVER_ID):
+                self.aks_tokens.add(token)
+            else:
+                self.tokens.add(token)
         return JSONResponse({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
 
     def _assertion_ok(self, client_id: str, assertion: str) -> bool:
@@ -521,13 +537,47 @@ class FakeArm:
         )
 
     def _user_credential(self, key: Key) -> Response:
+        """As AKS answers: server and CA, and for an Entra ID cluster (`aadProfile.managed`) a
+        `kubelogin` exec user (`--login devicecode` unless converted); for a cluster with local
+        accounts, a client certificate that AKS does not expire."""
         cluster = self._cluster_or_404(key)
-        kubeconfig = (
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {n}\n  cluster:\n    server: https://{f}:443\n"
-            "contexts:\n- name: {n}\n  context:\n    cluster: {n}\n    user: clusterUser_{n}\ncurrent-context: {n}\n"
-            "users:\n- name: clusterUser_{n}\n  user:\n    exec:\n      command: kubelogin\n"
-        ).format(n=cluster["name"], f=cluster["properties"]["fqdn"])
-        encoded = base64.b64encode(kubeconfig.encode()).decode()
+        name, group = cluster["name"], key[1]
+        if (cluster["properties"].get("aadProfile") or {}).get("managed"):
+            user: dict[str, Any] = {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": "kubelogin",
+                    "args": [
+                        *("get-token", "--environment", "AzurePublicCloud", "--server-id", AKS_SERVER_ID),
+                        *("--client-id", "80faf920-1908-4b52-b5ef-a8e7bedfc67a", "--tenant-id", self.tenant_id),
+                        *("--login", "devicecode"),
+                    ],
+                    "provideClusterInfo": False,
+                }
+            }
+        else:
+            user = {
+                "client-certificate-data": base64.b64encode(b"fake client certificate").decode(),
+                "client-key-data": base64.b64encode(b"fake client key").decode(),
+                "token": secrets.token_hex(32),
+            }
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {
+                        "certificate-authority-data": FAKE_CA_DATA,
+                        "server": f"https://{cluster['properties']['fqdn']}:443",
+                    },
+                }
+            ],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": f"clusterUser_{group}_{name}"}}],
+            "current-context": name,
+            "users": [{"name": f"clusterUser_{group}_{name}", "user": user}],
+        }
+        encoded = base64.b64encode(json.dumps(kubeconfig).encode()).decode()  # JSON is YAML too
         return JSONResponse({"kubeconfigs": [{"name": "clusterUser", "value": encoded}]})
 
     def _op_status(self, op: AsyncOp) -> str:

@@ -52,6 +52,9 @@ _STS = "/v1/token"
 _GENERATE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
 _OPERATION = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/operations/([^/:]+)$")
 
+FAKE_CA_DATA = base64.b64encode(
+    b"-----BEGIN CERTIFICATE-----\nZmFrZSBHS0UgY2x1c3RlciBDQQ==\n-----END CERTIFICATE-----\n"
+).decode()
 PATCHES = {"1.29": "1.29.15-gke.1000", "1.30": "1.30.12-gke.1200", "1.31": "1.31.8-gke.1100"}
 PATCHES |= {"1.32": "1.32.4-gke.1400", "1.33": "1.33.1-gke.1300"}
 
@@ -320,6 +323,8 @@ class FakeGke:
         def apply() -> None:
             cluster["status"] = "RUNNING"
             cluster["endpoint"] = f"34.1.{len(self.clusters)}.10"
+            # base64 of the cluster CA's PEM, as GKE reports it once the control plane runs
+            cluster["masterAuth"] = {"clusterCaCertificate": FAKE_CA_DATA}
             for pool in cluster["nodePools"]:
                 pool["status"] = "RUNNING"
 

@@ -8,7 +8,8 @@ of the worker uses:
   `generateAccessToken` for the connected service account.
 - Azure: platform token as a client assertion -> Entra ID client-credentials token for ARM.
 
-Only the credential-vending activities (`activities/cloud_credentials_gcp_azure.py`) use it: the
+Only the credential-vending activities (`activities/cloud_credentials_gcp_azure.py`, and the
+kubeconfigs of `activities/kubeconfig.py`) use it: the
 API never calls a cloud (import-linter holds that), and the tokens they obtain travel sealed.
 A refusal by the cloud (4xx: the federation was removed or changed) is `ExchangeFailed` with
 `retryable=False`; throttling, 5xx and network errors are retryable.
@@ -87,7 +88,12 @@ def _field(response: httpx.Response, key: str, what: str) -> str:
 
 
 async def gcp_access_token(
-    settings: Settings, organization_id: str, account_id: str, identity: dict[str, Any], lifetime: int
+    settings: Settings,
+    organization_id: str,
+    account_id: str,
+    identity: dict[str, Any],
+    lifetime: int,
+    scopes: tuple[str, ...] = (CLOUD_PLATFORM_SCOPE,),
 ) -> IssuedToken:
     audience = identity["audience"]
     subject_token = oidc.mint(settings, oidc.subject(organization_id, account_id), f"https:{audience}")
@@ -111,7 +117,7 @@ async def gcp_access_token(
             generated = await client.post(
                 f"{iam}/v1/projects/-/serviceAccounts/{identity['serviceAccountEmail']}:generateAccessToken",
                 headers={"Authorization": f"Bearer {federated}"},
-                json={"scope": [CLOUD_PLATFORM_SCOPE], "lifetime": f"{lifetime}s"},
+                json={"scope": list(scopes), "lifetime": f"{lifetime}s"},
             )
         except httpx.HTTPError as err:
             raise ExchangeFailed(f"GCP token exchange failed: {type(err).__name__}", retryable=True) from err
@@ -122,8 +128,9 @@ async def gcp_access_token(
 
 
 async def azure_access_token(
-    settings: Settings, organization_id: str, account_id: str, identity: dict[str, Any]
+    settings: Settings, organization_id: str, account_id: str, identity: dict[str, Any], scope: str | None = None
 ) -> IssuedToken:
+    """An Entra ID token for ARM, or for `scope` (such as the AKS API server's `<id>/.default`)."""
     assertion = oidc.mint(settings, oidc.subject(organization_id, account_id), oidc.AZURE_AUDIENCE)
     authority = settings.azure_authority_host.rstrip("/")
     verify: Any = ssl.create_default_context(cafile=str(settings.azure_ca_bundle)) if settings.azure_ca_bundle else True
@@ -134,7 +141,7 @@ async def azure_access_token(
                 data={
                     "client_id": identity["clientId"],
                     "grant_type": "client_credentials",
-                    "scope": f"{settings.azure_arm_endpoint.rstrip('/')}/.default",
+                    "scope": scope or f"{settings.azure_arm_endpoint.rstrip('/')}/.default",
                     "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                     "client_assertion": assertion,
                 },

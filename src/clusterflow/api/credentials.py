@@ -1,4 +1,5 @@
-"""Cloud credentials for a request: start `IssueCloudCredentials`, wait, open the sealed result.
+"""Cloud credentials (and managed clusters' kubeconfigs) for a request: start
+`IssueCloudCredentials` (`IssueManagedKubeconfig`), wait, open the sealed result.
 
 The API never calls a cloud, so every `POST /v1/cloud-credentials/{aws,gcp,azure}` runs one
 short workflow on a worker (`workflows/cloud_accounts.py`) and waits for it, at most
@@ -24,8 +25,12 @@ from clusterflow import sealing
 from clusterflow.api.errors import ApiError
 from clusterflow.ids import new_id
 from clusterflow.settings import Settings
-from clusterflow.workflows.cloud_accounts import ISSUE_CREDENTIALS
-from clusterflow.workflows.cloud_contracts import IssueCredentialsInput, IssueCredentialsResult
+from clusterflow.workflows.cloud_accounts import ISSUE_CREDENTIALS, ISSUE_KUBECONFIG
+from clusterflow.workflows.cloud_contracts import (
+    IssueCredentialsInput,
+    IssueCredentialsResult,
+    IssueKubeconfigInput,
+)
 
 RETRY_AFTER_SECONDS = 5
 
@@ -43,12 +48,53 @@ async def issue(
     """The opened credential document. A failure whose type is in `refusals` answers that status
     with the worker's message; any other failure is 503 `CREDENTIALS_UNAVAILABLE`."""
     recipient = sealing.Recipient()
+    return await _run_sealed(
+        temporal,
+        settings,
+        recipient,
+        ISSUE_CREDENTIALS,
+        IssueCredentialsInput(
+            organization_id, cloud_account_id, duration_seconds, recipient.public_key, provider=provider
+        ),
+        refusals,
+    )
+
+
+async def kubeconfig(
+    temporal: Client,
+    settings: Settings,
+    *,
+    provider: str,
+    organization_id: str,
+    cluster_id: str,
+    duration_seconds: int,
+    refusals: dict[str, int],
+) -> dict[str, Any]:
+    """A managed cluster's kubeconfig, `{"kubeconfig": yaml, "expiration": iso or ""}`, built by
+    the `IssueManagedKubeconfig` workflow and sealed to this request's key like credentials."""
+    recipient = sealing.Recipient()
+    return await _run_sealed(
+        temporal,
+        settings,
+        recipient,
+        ISSUE_KUBECONFIG,
+        IssueKubeconfigInput(organization_id, cluster_id, provider, duration_seconds, recipient.public_key),
+        refusals,
+    )
+
+
+async def _run_sealed(
+    temporal: Client,
+    settings: Settings,
+    recipient: sealing.Recipient,
+    workflow: str,
+    workflow_input: Any,
+    refusals: dict[str, int],
+) -> dict[str, Any]:
     try:
         result: IssueCredentialsResult = await temporal.execute_workflow(
-            ISSUE_CREDENTIALS,
-            IssueCredentialsInput(
-                organization_id, cloud_account_id, duration_seconds, recipient.public_key, provider=provider
-            ),
+            workflow,
+            workflow_input,
             id=new_id("cred"),
             task_queue=settings.task_queue,
             execution_timeout=timedelta(seconds=settings.cloud_credentials_timeout_seconds),

@@ -21,6 +21,7 @@ from clusterflow.activities.agent import AgentActivities, run_agent_monitor
 from clusterflow.activities.aws_connect import AwsCloudConnect
 from clusterflow.activities.cloud_connect_gcp_azure import FederatedConnectActivities
 from clusterflow.activities.cloud_credentials_gcp_azure import FederatedCredentialActivities
+from clusterflow.activities.kubeconfig import ManagedKubeconfigActivities
 from clusterflow.activities.notify import NotifyActivities
 from clusterflow.activities.providers.aws import AwsClients, AwsProvider, SessionFactory, default_session_factory
 from clusterflow.activities.providers.azure import AzureProvider
@@ -66,6 +67,7 @@ def activities_for(
     federated = FederatedConnectActivities(pool, settings)
     notify = NotifyActivities(pool, settings)
     federated_credentials = FederatedCredentialActivities(pool, settings)
+    kubeconfigs = ManagedKubeconfigActivities(pool, settings, aws, gcp, azure)
     return [
         records.begin_operation,
         records.append_event,
@@ -103,6 +105,9 @@ def activities_for(
         notify.deliver,
         federated_credentials.issue_gcp,
         federated_credentials.issue_azure,
+        kubeconfigs.issue_aws,
+        kubeconfigs.issue_gcp,
+        kubeconfigs.issue_azure,
     ]
 
 

@@ -27,12 +27,14 @@ with workflow.unsafe.imports_passed_through():
     from clusterflow.workflows.cloud_contracts import (
         IssueCredentialsInput,
         IssueCredentialsResult,
+        IssueKubeconfigInput,
         ReverifyInput,
         ReverifyResult,
     )
 
 
 ISSUE_CREDENTIALS = "IssueCloudCredentials"
+ISSUE_KUBECONFIG = "IssueManagedKubeconfig"
 CREDENTIAL_PROVIDERS = ("aws", "gcp", "azure")
 
 
@@ -62,6 +64,27 @@ class IssueCloudCredentialsWorkflow:
     @workflow.run
     async def run(self, inp: IssueCredentialsInput) -> IssueCredentialsResult:
         return await _issue(inp)
+
+
+@workflow.defn(name=ISSUE_KUBECONFIG)
+class IssueManagedKubeconfigWorkflow:
+    """A managed cluster's kubeconfig (`<provider>.issue_kubeconfig`): same shape, timeout and
+    sealing contract as the credentials, since a kubeconfig is one."""
+
+    @workflow.run
+    async def run(self, inp: IssueKubeconfigInput) -> IssueCredentialsResult:
+        if inp.provider not in CREDENTIAL_PROVIDERS:
+            raise ApplicationError(
+                f"no kubeconfig for provider {inp.provider!r}", type="UNKNOWN_PROVIDER", non_retryable=True
+            )
+        result: IssueCredentialsResult = await workflow.execute_activity(
+            f"{inp.provider}.issue_kubeconfig",
+            inp,
+            result_type=IssueCredentialsResult,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=500)),
+        )
+        return result
 
 
 @workflow.defn(name="AwsIssueCredentials")

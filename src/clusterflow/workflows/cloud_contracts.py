@@ -124,3 +124,16 @@ class IssueCredentialsInput:
 class IssueCredentialsResult:
     sealed: str
     expiration: str
+
+
+@dataclass
+class IssueKubeconfigInput:
+    """A kubeconfig for a managed (EKS, GKE, AKS) cluster, built on a worker and sealed to the
+    requesting API process's ephemeral key, like `IssueCredentialsInput`. Only IDs travel: the
+    activity re-reads the cluster scoped to the organization."""
+
+    organization_id: str
+    cluster_id: str
+    provider: str
+    duration_seconds: int
+    recipient_public_key: str

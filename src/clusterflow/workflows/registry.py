@@ -16,6 +16,7 @@ from clusterflow.workflows.cloud_accounts import (
     AwsIssueCredentialsWorkflow,
     AwsReverifyAccountsWorkflow,
     IssueCloudCredentialsWorkflow,
+    IssueManagedKubeconfigWorkflow,
 )
 from clusterflow.workflows.cloud_connect import CloudConnectWorkflow
 from clusterflow.workflows.cloud_connect_gcp_azure import FederatedCloudConnectWorkflow
@@ -51,6 +52,7 @@ ALL_WORKFLOWS: list[type] = [
     CloudConnectWorkflow,
     FederatedCloudConnectWorkflow,
     IssueCloudCredentialsWorkflow,
+    IssueManagedKubeconfigWorkflow,
     AwsIssueCredentialsWorkflow,
     AwsReverifyAccountsWorkflow,
     ClusterRegisterWorkflow,

@@ -463,8 +463,12 @@ class AwsProvider:
     # -- account --
 
     async def _account(self, inp: PhaseInput) -> Account:
-        organization_id = await self.pool.fetchval("SELECT organization_id FROM clusters WHERE id = $1", inp.cluster_id)
-        wanted = eks_block(inp.spec).get("accountId")
+        return await self.account_for(inp.cluster_id, inp.spec, inp.region, f"cf-{inp.operation_id}")
+
+    async def account_for(self, cluster_id: str, spec: dict[str, Any], region: str, session_name: str) -> Account:
+        """The cluster's connected account, as assumed-role sessions in `region`."""
+        organization_id = await self.pool.fetchval("SELECT organization_id FROM clusters WHERE id = $1", cluster_id)
+        wanted = eks_block(spec).get("accountId")
         row = await cloud_accounts.find_usable(self.pool, organization_id, "aws", wanted) if organization_id else None
         if row is None:
             raise ProviderError(
@@ -476,11 +480,11 @@ class AwsProvider:
             )
         external_id = await cloud_accounts.external_id(self.pool, organization_id, "aws")
         credentials = await self.clients.assume_role(
-            row["role_arn"], external_id, f"cf-{inp.operation_id}", min(int(row["session_seconds"]), 3600)
+            row["role_arn"], external_id, session_name, min(int(row["session_seconds"]), 3600)
         )
         return Account(
             self.clients,
-            self.clients.session(credentials, inp.region),
+            self.clients.session(credentials, region),
             row["account_id"],
             row["role_arn"],
             row["level"],
@@ -806,6 +810,9 @@ class AwsProvider:
                 await reporter.event(f"wait/{what}/{status}", f"{what} is {status}")
                 last = status
             await reporter.heartbeat_while(self.poll_seconds, f"waiting for {what} ({status})")
+
+    async def describe_cluster(self, account: Account, name: str) -> dict[str, Any] | None:
+        return await self._describe_cluster(account, name)
 
     async def _describe_cluster(self, account: Account, name: str) -> dict[str, Any] | None:
         found = await account.call(

@@ -373,8 +373,11 @@ class GcpProvider:
         self._clients: dict[str, container_v1.ClusterManagerClient] = {}
 
     async def _bind(self, inp: PhaseInput) -> tuple[container_v1.ClusterManagerClient, str | None]:
+        return await self.bind(inp.cluster_id)
+
+    async def bind(self, cluster_id: str) -> tuple[container_v1.ClusterManagerClient, str | None]:
         """The client for this cluster, and the connected account's project if there is one."""
-        account = await federated_accounts.connected_for_cluster(self.pool, inp.cluster_id, "gcp")
+        account = await federated_accounts.connected_for_cluster(self.pool, cluster_id, "gcp")
         key = account["id"] if account else ""
         if key not in self._clients:
             credentials = None
@@ -384,6 +387,9 @@ class GcpProvider:
                 )
             self._clients[key] = make_client(self.settings, credentials)
         return self._clients[key], (account["identity"]["projectId"] if account else None)
+
+    def project(self, spec: dict[str, Any], account_project: str | None) -> str:
+        return self._project(spec, account_project)
 
     def _project(self, spec: dict[str, Any], account_project: str | None) -> str:
         project = gke_block(spec).get("projectId") or account_project or self.settings.gcp_default_project

@@ -1,11 +1,16 @@
 """Registered clusters: register (agent manifest + one-time token), registration status,
-unregister, kubeconfig generation and resync.
+unregister, kubeconfig generation (also for managed clusters) and resync.
 
 Registration creates the cluster record (provider `registered`, provisioner `agent`) and a
 CLUSTER_REGISTER operation in one transaction through `enqueue`, like a deploy. The one-time
 token is returned once, inside the manifest and the install script, and stored only hashed.
 The idempotency replay of a registration therefore cannot repeat the manifest (it would have
 to store the token in clear): a replay says so and names the operation.
+
+Kubeconfigs: managed clusters (EKS, GKE, AKS) are answered at once (200) with a kubeconfig a
+worker builds and seals to the request (`api/credentials.py`, `activities/kubeconfig.py`), never
+stored; registered clusters go through a KUBECONFIG_GENERATE operation and the agent (202, then
+`GET`); the local simulator has no API server to point at (409).
 
 As in the reference, the path parameter is `{clusterId}` everywhere, although register takes
 the new cluster's name; the other routes accept the cluster's ID or its name.
@@ -23,6 +28,7 @@ import asyncpg
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from clusterflow.api import credentials
 from clusterflow.api.agent_manifest import agent_manifest, install_script, manifest_yaml
 from clusterflow.api.deps import AppSettings, Editor, Pool, Temporal, Viewer
 from clusterflow.api.enqueue import OperationPlan, enqueue
@@ -51,7 +57,8 @@ from clusterflow.records.errors import IdempotencyKeyReused
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealed, Sealer
 from clusterflow.workflows.agent_contracts import AgentTaskInput, RegisterInput
-from clusterflow.workflows.contracts import ClusterState, OperationStatus, OperationType
+from clusterflow.workflows.cloud_contracts import CloudErrorCode
+from clusterflow.workflows.contracts import ClusterState, ErrorCode, OperationStatus, OperationType
 from clusterflow.workflows.register import registration_instructions
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
@@ -70,6 +77,18 @@ NewClusterName = Annotated[
 ClusterRef = Annotated[str, Path(min_length=1, max_length=64, description="Cluster ID or name")]
 
 DRY_RUN_TOKEN = "cfreg_DRY-RUN-NOT-A-VALID-TOKEN"  # noqa: S105 - a placeholder, not a secret
+MANAGED_PROVIDERS = ("aws", "gcp", "azure")
+MANAGED_REFUSALS = {
+    CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED: 409,
+    CloudErrorCode.CLOUD_ACCESS_DENIED: 409,
+    CloudErrorCode.CLOUD_RESOURCE_FAILED: 409,
+    CloudErrorCode.CLOUD_CREDENTIALS_FAILED: 502,
+    ErrorCode.PERMISSION_DENIED: 502,
+    ErrorCode.CLOUD_AUTH_FAILED: 502,
+    ErrorCode.CLOUD_NOT_FOUND: 409,
+    "CLUSTER_NOT_FOUND": 404,
+    "KUBECONFIG_NOT_EXPIRING": 409,
+}
 MIN_KUBECONFIG_SECONDS = 600  # the kube API refuses service-account tokens shorter than 10 minutes
 MAX_KUBECONFIG_SECONDS = 7 * 24 * 3600
 
@@ -456,15 +475,51 @@ def _require_active_registered(row: asyncpg.Record, reg: asyncpg.Record | None) 
     return reg
 
 
+async def _managed_kubeconfig(
+    request: Request, row: asyncpg.Record, organization_id: str, seconds: int, temporal: Temporal, settings: Settings
+) -> JSONResponse:
+    """EKS, GKE, AKS: built on a worker (`activities/kubeconfig.py`), sealed to this request's key,
+    returned once and never stored."""
+    if row["state"] != ClusterState.ACTIVE:
+        raise ApiError(
+            409,
+            "CLUSTER_NOT_ACTIVE",
+            f"cluster {row['name']} is {row['state']}",
+            {"clusterId": row["id"], "state": row["state"]},
+        )
+    issued = await credentials.kubeconfig(
+        temporal,
+        settings,
+        provider=row["provider"],
+        organization_id=organization_id,
+        cluster_id=row["id"],
+        duration_seconds=seconds,
+        refusals=MANAGED_REFUSALS,
+    )
+    view = Kubeconfig(
+        operationId=None,
+        clusterId=row["id"],
+        status="READY",
+        kubeconfig=issued["kubeconfig"],
+        expiresAt=issued["expiration"] or None,
+    )
+    body = {"id": request_id_of(request), "status": "success", "message": "ready", "data": view.model_dump()}
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
 @router.post(
     "/{clusterId}/kubeconfig",
     status_code=202,
     summary="Generate a kubeconfig",
-    description="Registered clusters: a KUBECONFIG_GENERATE operation asks the agent for a service-account "
-    "token valid for `duration` (10m to 168h) and answers 202; poll `GET` until it answers 200 with the "
-    "config. The config is stored encrypted and expires with the token.",
+    description="Managed clusters (providers aws, gcp, azure: EKS, GKE, AKS) answer 200 with the kubeconfig "
+    "at once: a worker builds it for the organization's connected account, with a token capped at "
+    "`duration` where the cloud allows (EKS at most 15 minutes, GKE at most an hour, AKS as Entra ID issues "
+    "it); it is returned once and never stored (`GET` has nothing for them). Registered clusters: a "
+    "KUBECONFIG_GENERATE operation asks the agent for a service-account token valid for `duration` (10m to "
+    "168h) and answers 202; poll `GET` until it answers 200 with the config, stored encrypted until it "
+    "expires. Clusters of the local simulator have no API server: 409 `KUBECONFIG_NOT_AVAILABLE`.",
     response_model=Envelope[OperationAccepted],
-    responses=ERRORS,
+    responses={200: {"model": Envelope[Kubeconfig], "description": "managed cluster: the kubeconfig"}, **ERRORS},
 )
 async def generate_kubeconfig(
     request: Request,
@@ -491,6 +546,15 @@ async def generate_kubeconfig(
             "VALIDATION_FAILED",
             "duration must be between 10m and 168h",
             [{"field": "duration", "message": "must be between 10m and 168h", "type": "range"}],
+        )
+    if row["provider"] in MANAGED_PROVIDERS:
+        return await _managed_kubeconfig(request, row, principal.organization_id, seconds, temporal, settings)
+    if row["provider"] == "local":
+        raise ApiError(
+            409,
+            "KUBECONFIG_NOT_AVAILABLE",
+            f"cluster {row['name']} runs on the local simulator, which has no Kubernetes API server to connect to",
+            {"clusterId": row["id"], "provider": row["provider"]},
         )
     _require_active_registered(row, await registrations.get(pool, row["id"]))
     if not Sealer.from_settings(settings).configured:
@@ -542,7 +606,8 @@ async def generate_kubeconfig(
     responses={202: {"model": Envelope[Kubeconfig], "description": "still generating"}, **ERRORS},
     summary="The generated kubeconfig: 202 while generating, 200 when ready",
     description="Returns the latest kubeconfig generated for the cluster. It holds a credential, so it needs "
-    "the editor role, like generating one. Once expired it is reported as EXPIRED, without the config.",
+    "the editor role, like generating one. Once expired it is reported as EXPIRED, without the config. "
+    "Managed clusters' kubeconfigs are returned by POST only and never stored: 404 here.",
 )
 async def get_kubeconfig(
     request: Request, clusterId: ClusterRef, principal: Editor, pool: Pool, settings: AppSettings

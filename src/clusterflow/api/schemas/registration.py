@@ -96,7 +96,9 @@ class KubeconfigRequest(Strict):
 
 
 class Kubeconfig(BaseModel):
-    operationId: str
+    operationId: str | None = Field(
+        description="The KUBECONFIG_GENERATE operation; null for managed clusters, answered at once"
+    )
     clusterId: str
     status: Literal["PENDING", "READY", "FAILED", "EXPIRED"]
     kubeconfig: str | None = Field(default=None, description="The kubeconfig (YAML), once READY")
