@@ -35,10 +35,17 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
-# Not part of `make test`: measures event latency (commit -> SSE receipt) and writes reports
-# under .clusterflow/bench/. Every tests/perf/bench_*.py script runs in turn.
+# Not part of `make test`: measures the control plane beside raw Temporal and PostgreSQL
+# (tests/perf/bench_*.py in turn), then merges their reports into .clusterflow/bench/report.{json,md}.
+# BENCH_SCALE=0.25 scales the operation counts down (the report says so).
 bench: $(STAMP)
 	@for script in tests/perf/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	$(BIN)/python tests/perf/report.py
+
+# Breaks the real processes at the sizes of issue 10; each scenario prints a VERDICT line.
+# (`make test` runs the short version of the same scripts.)
+chaos: $(STAMP)
+	CHAOS_FULL=1 $(BIN)/pytest tests/chaos -m chaos -s -p no:randomly -o addopts="" | tee .clusterflow/chaos.log | grep -E "VERDICT|passed|failed"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
