@@ -279,9 +279,11 @@ def bad_requests(count: int) -> list[tuple[str, str, bytes, dict[str, str]]]:
         else:
             doc["spec"] = [doc["spec"]]  # an array where an object belongs
             body = json.dumps(doc).encode()
-        if i % 20 == 19:
+        # Every kind of bad body reaches every kind of route that reads one.
+        route = (i // 10) % 5
+        if route == 3:
             kinds.append(("PATCH", "/v1/clusters/cl-doesnotexist", body, json_type))
-        elif i % 20 == 9:
+        elif route == 4:
             kinds.append(("POST", "/v1/operations/op-doesnotexist/approval", body, json_type))
         else:
             kinds.append(("POST", "/v1/clusters", body, json_type))

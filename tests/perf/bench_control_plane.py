@@ -44,12 +44,13 @@ from temporalio.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from clusterflow.devstack.postgres import EmbeddedPostgres, free_port  # noqa: E402
-from clusterflow.devstack.temporal import EmbeddedTemporal  # noqa: E402
-from clusterflow.records.db import create_pool  # noqa: E402
-from clusterflow.records.migrate import migrate  # noqa: E402
-from clusterflow.records.organizations import create_api_key, create_organization  # noqa: E402
-from tests.perf.bench_stream_latency import machine, percentile, process_cpu_seconds  # noqa: E402
+from tests.perf.bench_stream_latency import machine, percentile, process_cpu_seconds
+
+from clusterflow.devstack.postgres import EmbeddedPostgres, free_port
+from clusterflow.devstack.temporal import EmbeddedTemporal
+from clusterflow.records.db import create_pool
+from clusterflow.records.migrate import migrate
+from clusterflow.records.organizations import create_api_key, create_organization
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
@@ -135,7 +136,9 @@ class Stack:
 
     async def api(self, name: str, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
-        process = self.spawn(name, ["-m", "clusterflow.cli.main", "api"], self.env(CLUSTERFLOW_API_PORT=str(port), **extra))
+        process = self.spawn(
+            name, ["-m", "clusterflow.cli.main", "api"], self.env(CLUSTERFLOW_API_PORT=str(port), **extra)
+        )
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient() as probe:
             for _ in range(600):
@@ -204,9 +207,7 @@ async def bench_enqueue(stack: Stack, client: Client, count: int) -> dict[str, A
     sample = await stack_sample_input(stack)
 
     async def start(i: int) -> None:
-        await client.start_workflow(
-            "ClusterDeploy", sample, id=f"raw-{run}-{i}", task_queue="bench-sink-raw"
-        )
+        await client.start_workflow("ClusterDeploy", sample, id=f"raw-{run}-{i}", task_queue="bench-sink-raw")
 
     await closed_loop(40, 20, lambda i: start(10_000 + i))
     raw_latencies, raw_elapsed = await closed_loop(count, 20, start)
@@ -224,7 +225,8 @@ async def stack_sample_input(stack: Stack) -> dict[str, Any]:
     pool = await create_pool(stack.dsn, 1, 2)
     try:
         row = await pool.fetchval(
-            "SELECT workflow_input FROM operations WHERE workflow_type = 'ClusterDeploy' ORDER BY created_at DESC LIMIT 1"
+            "SELECT workflow_input FROM operations WHERE workflow_type = 'ClusterDeploy' "
+            "ORDER BY created_at DESC LIMIT 1"
         )
     finally:
         await pool.close()
@@ -270,7 +272,9 @@ async def bench_throughput(stack: Stack, base: str, client: Client, count: int, 
         latencies, elapsed = await closed_loop(count, 50, deploy)
     stop.set()
     await watcher
-    for row in await pool.fetch("SELECT status, count(*) FROM operations WHERE id = ANY($1::text[]) GROUP BY 1", list(ids)):
+    for row in await pool.fetch(
+        "SELECT status, count(*) FROM operations WHERE id = ANY($1::text[]) GROUP BY 1", list(ids)
+    ):
         statuses[row["status"]] = row["count"]
     await pool.close()
 
@@ -452,9 +456,7 @@ async def bench_approval(
 
         async def approve(i: int) -> None:
             op = chosen[i]
-            response = await http.post(
-                f"/v1/operations/{op}/approval", json={"action": "APPROVE", "token": tokens[op]}
-            )
+            response = await http.post(f"/v1/operations/{op}/approval", json={"action": "APPROVE", "token": tokens[op]})
             assert response.status_code == 200, response.text
 
         latencies, _ = await closed_loop(approvals, 1, approve)
@@ -463,7 +465,9 @@ async def bench_approval(
 
     handles = []
     for i in range(approvals):
-        handles.append(await client.start_workflow("BareApproval", id=f"bare-ap-{run}-{i}", task_queue="bench-baseline"))
+        handles.append(
+            await client.start_workflow("BareApproval", id=f"bare-ap-{run}-{i}", task_queue="bench-baseline")
+        )
     await asyncio.sleep(1.0)
 
     async def raw(i: int) -> None:
@@ -516,11 +520,9 @@ async def run(args: argparse.Namespace, workdir: Path, dsn: str, temporal: str) 
     report: dict[str, Any] = {}
     n = lambda full: max(20, int(full * args.scale))  # noqa: E731
     try:
-        baseline = stack.spawn(
-            "baseline-worker", ["-m", "tests.perf.baseline", temporal, "bench-baseline", "200"], stack.env()
-        )
+        stack.spawn("baseline-worker", ["-m", "tests.perf.baseline", temporal, "bench-baseline", "200"], stack.env())
         worker = stack.worker()
-        api, base = await stack.api("api")
+        _, base = await stack.api("api")
         headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=base, headers=headers) as http:
             response = await http.post("/v1/clusters", json=deploy_document(f"warm-{uuid.uuid4().hex[:6]}"))
@@ -591,9 +593,12 @@ def markdown(r: dict[str, Any]) -> str:
         f"bare workflows of {t['activities_per_operation']} no-op activities {t['bare_temporal']['per_second']} | "
         f"{t['ratio']} | >= 0.75 | {ok['throughput_ratio']} |",
         f"| 4. GET /v1/operations/{{id}}, {p['connections']} connections, 1 API process: req/s | "
-        f"{p['per_second']} (p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms) | | | >= 2000 | {ok['polling_per_second']} |",
-        f"| 4. bytes the API sent to Temporal during {p['requests']} GETs | {p['bytes_api_sent_to_temporal_during_run']} "
-        f"({p['temporal_bytes_per_request']} per request) | | | no call per request | {ok['polling_no_temporal_call']} |",
+        f"{p['per_second']} (p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms) | | | >= 2000 | "
+        f"{ok['polling_per_second']} |",
+        f"| 4. bytes the API sent to Temporal during {p['requests']} GETs | "
+        f"{p['bytes_api_sent_to_temporal_during_run']} "
+        f"({p['temporal_bytes_per_request']} per request) | | | no call per request | "
+        f"{ok['polling_no_temporal_call']} |",
         f"| 5. approve (Workflow Update through the API), {a['approvals']} sequential: p50 / p99 ms | "
         f"{a['api']['p50_ms']} / {a['api']['p99_ms']} | raw execute_update {a['raw_update']['p50_ms']} / "
         f"{a['raw_update']['p99_ms']} | {a['p50_ratio']} | p50 < 15 ms | {ok['approve_p50']} |",
