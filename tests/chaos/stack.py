@@ -2,7 +2,7 @@
 API and worker processes, each of which the scenario may kill and restart.
 
 The session's shared services (tests/conftest.py) cannot be broken without breaking every other
-test, so each scenario pays for its own. `CHAOS_FULL=1` (`make chaos`) runs the sizes the issue
+test, so chaos brings its own. `CHAOS_FULL=1` (`make chaos`) runs the sizes the issue
 names; without it (`make test`) each scenario runs a short version of the same script.
 """
 
@@ -52,6 +52,15 @@ class ChaosStack:
         self.org = ""
         self.processes: list[subprocess.Popen[bytes]] = []
         self.pool: asyncpg.Pool[Any] | None = None
+        self.api: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    async def new_key(self) -> tuple[str, str]:
+        """An owner key of a fresh organization: a scenario's own view of a shared stack."""
+        assert self.pool is not None
+        org = await create_organization(self.pool, f"chaos-{uuid.uuid4().hex[:8]}")
+        _, key = await create_api_key(self.pool, org, "chaos", "owner")
+        return org, key
 
     @property
     def base(self) -> str:
@@ -79,6 +88,7 @@ class ChaosStack:
             "CLUSTERFLOW_RATE_LIMIT_DELETES_PER_SECOND": "100000",
             "CLUSTERFLOW_RATE_LIMIT_READS_PER_SECOND": "100000",
             "CLUSTERFLOW_STREAM_RETRY_MS": "100",
+            "CLUSTERFLOW_WORKFLOW_START_TIMEOUT_SECONDS": "2",
             **extra,
         }
 
@@ -112,7 +122,8 @@ class ChaosStack:
         return self.spawn("worker", name)
 
     @staticmethod
-    def kill(process: subprocess.Popen[bytes]) -> None:
+    def kill(process: subprocess.Popen[bytes] | None) -> None:
+        assert process is not None
         kill_hard(process)
 
     async def wait_terminal(self, operation_ids: list[str], timeout: float) -> dict[str, str]:

@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,6 +21,15 @@ from tests.chaos.stack import ChaosStack, chaos_stack, size, verdict
 from tests.helpers import deploy_document
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChaosStack]:
+    """One stack for the scenarios that break only our processes; each kills and replaces them."""
+    async with chaos_stack(tmp_path_factory.mktemp("chaos-shared")) as stack:
+        stack.worker = stack.start_worker("worker-0")
+        stack.api = await stack.start_api("api-0")
+        yield stack
 
 
 async def enqueue_deploys(stack: ChaosStack, prefix: str, count: int, **local: Any) -> list[dict[str, Any]]:
@@ -70,54 +79,52 @@ async def check_side_effects_and_events(stack: ChaosStack, accepted: list[dict[s
     return problems
 
 
-async def test_worker_killed_with_operations_in_flight(tmp_path: Path) -> None:
+async def test_worker_killed_with_operations_in_flight(shared: ChaosStack) -> None:
     count = size(10, 50)
-    async with chaos_stack(tmp_path) as stack:
-        worker = stack.start_worker("worker-1")
-        await stack.start_api()
-        accepted = await enqueue_deploys(stack, "wk", count, phaseSeconds=0.5)
-        ids = [a["operationId"] for a in accepted]
-        await wait_running(stack, ids)
-        await asyncio.sleep(1.0)
-        stack.kill(worker)
-        stack.start_worker("worker-2")
-        statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
-        problems = await check_side_effects_and_events(stack, accepted)
+    stack = shared
+    accepted = await enqueue_deploys(stack, "wk", count, phaseSeconds=0.5)
+    ids = [a["operationId"] for a in accepted]
+    await wait_running(stack, ids)
+    await asyncio.sleep(1.0)
+    stack.kill(stack.worker)
+    stack.worker = stack.start_worker("worker-after-kill")
+    statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
+    problems = await check_side_effects_and_events(stack, accepted)
     outcome = Counter(statuses.values())
     ok = outcome == Counter({"SUCCEEDED": count}) and not problems
     verdict("worker kill -9", ok, f"{count} deploys in flight: {dict(outcome)}; problems: {problems[:3]}")
     assert ok
 
 
-async def test_temporal_killed_and_restarted_on_its_database(tmp_path: Path) -> None:
+async def test_temporal_killed_and_restarted_on_its_database(shared: ChaosStack) -> None:
     count = size(5, 50)
-    down_requests = size(3, 20)
-    async with chaos_stack(tmp_path) as stack:
-        stack.start_worker()
-        await stack.start_api()
-        accepted = await enqueue_deploys(stack, "tk", count, phaseSeconds=0.5)
-        ids = [a["operationId"] for a in accepted]
-        await wait_running(stack, ids)
-        stack.temporal.kill()
-        answers = []
-        async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers, timeout=60) as http:
-            for i in range(down_requests):
-                started = time.monotonic()
-                response = await http.post("/v1/clusters", json=deploy_document(f"down-{i}"))
-                answers.append((response.status_code, response.headers.get("Retry-After"), time.monotonic() - started))
-        stack.temporal.start()
-        statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
-        problems = await check_side_effects_and_events(stack, accepted)
-        assert stack.pool is not None
-        left = await stack.pool.fetchval(
-            "SELECT count(*) FROM operations WHERE cluster_name LIKE 'down-%' AND status <> 'FAILED'"
-        )
-        clusters_left = await stack.pool.fetchval(
-            "SELECT count(*) FROM clusters WHERE name LIKE 'down-%' AND state <> 'DELETED'"
-        )
-        # After the restart, enqueues work again.
-        after = await enqueue_deploys(stack, "after", 1)
-        after_status = await stack.wait_terminal([after[0]["operationId"]], timeout=60)
+    down_requests = size(5, 50)
+    stack = shared
+    accepted = await enqueue_deploys(stack, "tk", count, phaseSeconds=0.5)
+    ids = [a["operationId"] for a in accepted]
+    await wait_running(stack, ids)
+    stack.temporal.kill()
+    async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers, timeout=60) as http:
+
+        async def enqueue_while_down(i: int) -> tuple[int, str | None, float]:
+            started = time.monotonic()
+            response = await http.post("/v1/clusters", json=deploy_document(f"down-{i}"))
+            return response.status_code, response.headers.get("Retry-After"), time.monotonic() - started
+
+        answers = await asyncio.gather(*(enqueue_while_down(i) for i in range(down_requests)))
+    stack.temporal.start()
+    statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
+    problems = await check_side_effects_and_events(stack, accepted)
+    assert stack.pool is not None
+    left = await stack.pool.fetchval(
+        "SELECT count(*) FROM operations WHERE cluster_name LIKE 'down-%' AND status <> 'FAILED'"
+    )
+    clusters_left = await stack.pool.fetchval(
+        "SELECT count(*) FROM clusters WHERE name LIKE 'down-%' AND state <> 'DELETED'"
+    )
+    # After the restart, enqueues work again.
+    after = await enqueue_deploys(stack, "tk-after", 1)
+    after_status = await stack.wait_terminal([after[0]["operationId"]], timeout=60)
     outcome = Counter(statuses.values())
     codes = Counter((status, bool(retry)) for status, retry, _ in answers)
     ok = (
@@ -132,28 +139,27 @@ async def test_temporal_killed_and_restarted_on_its_database(tmp_path: Path) -> 
     verdict(
         "temporal kill -9",
         ok,
-        f"{count} in flight: {dict(outcome)}; while down {dict(codes)} (slowest {slowest:.1f} s), "
-        f"left enqueued {left}, clusters left {clusters_left}; after restart {after_status}; problems {problems[:3]}",
+        f"{count} in flight: {dict(outcome)}; {down_requests} enqueues while down: {dict(codes)} "
+        f"(slowest answer {slowest:.1f} s), left enqueued {left}, clusters left {clusters_left}; "
+        f"after restart {dict(Counter(after_status.values()))}; problems {problems[:3]}",
     )
     assert ok
 
 
-async def test_postgres_restarted_mid_run(tmp_path: Path) -> None:
+async def test_postgres_restarted_mid_run(shared: ChaosStack) -> None:
     count = size(5, 50)
-    async with chaos_stack(tmp_path) as stack:
-        stack.start_worker()
-        await stack.start_api()
-        accepted = await enqueue_deploys(stack, "pg", count, phaseSeconds=0.5)
-        ids = [a["operationId"] for a in accepted]
-        await wait_running(stack, ids)
-        stack.postgres.stop()
-        await asyncio.sleep(1.0)
-        stack.postgres.start()
-        statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
-        problems = await check_side_effects_and_events(stack, accepted)
-        # Both pools recovered: the API enqueues and the worker runs a new deploy.
-        after = await enqueue_deploys(stack, "pg-after", 2)
-        after_status = await stack.wait_terminal([a["operationId"] for a in after], timeout=60)
+    stack = shared
+    accepted = await enqueue_deploys(stack, "pg", count, phaseSeconds=0.5)
+    ids = [a["operationId"] for a in accepted]
+    await wait_running(stack, ids)
+    stack.postgres.stop()
+    await asyncio.sleep(1.0)
+    stack.postgres.start()
+    statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
+    problems = await check_side_effects_and_events(stack, accepted)
+    # Both pools recovered: the API enqueues and the worker runs new deploys.
+    after = await enqueue_deploys(stack, "pg-after", 2)
+    after_status = await stack.wait_terminal([a["operationId"] for a in after], timeout=60)
     outcome = Counter(statuses.values())
     ok = outcome == Counter({"SUCCEEDED": count}) and not problems and set(after_status.values()) == {"SUCCEEDED"}
     verdict(
@@ -210,31 +216,30 @@ async def follow(port: int, key: str, operation_id: str, seen: list[int], reconn
     raise TimeoutError(operation_id)
 
 
-async def test_api_killed_under_two_hundred_streams(tmp_path: Path) -> None:
+async def test_api_killed_under_two_hundred_streams(shared: ChaosStack) -> None:
     streams, operations = size(40, 200), size(4, 20)
-    async with chaos_stack(tmp_path) as stack:
-        stack.start_worker()
-        api = await stack.start_api("api-1")
-        accepted = await enqueue_deploys(stack, "st", operations, phaseSeconds=0.6)
-        ids = [a["operationId"] for a in accepted]
-        seen: list[list[int]] = [[] for _ in range(streams)]
-        reconnects: list[int] = []
-        clients = [
-            asyncio.create_task(follow(stack.api_port, stack.key, ids[i % operations], seen[i], reconnects))
-            for i in range(streams)
-        ]
-        await asyncio.sleep(1.5)
-        stack.kill(api)
-        await asyncio.sleep(0.5)
-        await stack.start_api("api-2")
-        await asyncio.wait_for(asyncio.gather(*clients), timeout=size(120, 300))
-        assert stack.pool is not None
-        expected = {
-            op: [r["sequence"] for r in await stack.pool.fetch(
-                "SELECT sequence FROM operation_events WHERE operation_id = $1 ORDER BY sequence", op
-            )]
-            for op in ids
-        }  # fmt: skip
+    stack = shared
+    api = stack.api
+    accepted = await enqueue_deploys(stack, "st", operations, phaseSeconds=0.6)
+    ids = [a["operationId"] for a in accepted]
+    seen: list[list[int]] = [[] for _ in range(streams)]
+    reconnects: list[int] = []
+    clients = [
+        asyncio.create_task(follow(stack.api_port, stack.key, ids[i % operations], seen[i], reconnects))
+        for i in range(streams)
+    ]
+    await asyncio.sleep(1.5)
+    stack.kill(api)
+    await asyncio.sleep(0.5)
+    stack.api = await stack.start_api("api-after-kill")
+    await asyncio.wait_for(asyncio.gather(*clients), timeout=size(120, 300))
+    assert stack.pool is not None
+    expected = {
+        op: [r["sequence"] for r in await stack.pool.fetch(
+            "SELECT sequence FROM operation_events WHERE operation_id = $1 ORDER BY sequence", op
+        )]
+        for op in ids
+    }  # fmt: skip
     wrong = [i for i in range(streams) if seen[i] != expected[ids[i % operations]]]
     ok = not wrong and len(reconnects) >= streams
     verdict(
@@ -290,28 +295,29 @@ def bad_requests(count: int) -> list[tuple[str, str, bytes, dict[str, str]]]:
     return kinds
 
 
-async def test_a_thousand_bad_requests_are_all_refused_and_enqueue_nothing(tmp_path: Path) -> None:
+async def test_a_thousand_bad_requests_are_all_refused_and_enqueue_nothing(shared: ChaosStack) -> None:
     count = size(200, 1000)
-    async with chaos_stack(tmp_path) as stack:
-        await stack.start_api()
-        statuses: Counter[int] = Counter()
-        async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers, timeout=60) as http:
-            semaphore = asyncio.Semaphore(20)
+    stack = shared
+    org, key = await stack.new_key()
+    statuses: Counter[int] = Counter()
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=stack.base, headers=headers, timeout=60) as http:
+        semaphore = asyncio.Semaphore(20)
 
-            async def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
-                async with semaphore:
-                    try:
-                        response = await http.request(method, path, content=body, headers=headers)
-                        statuses[response.status_code] += 1
-                    except httpx.HTTPError as err:
-                        statuses[-1] += 1
-                        print("transport error", type(err).__name__, err)
+        async def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
+            async with semaphore:
+                try:
+                    response = await http.request(method, path, content=body, headers=headers)
+                    statuses[response.status_code] += 1
+                except httpx.HTTPError as err:
+                    statuses[-1] += 1
+                    print("transport error", type(err).__name__, err)
 
-            await asyncio.gather(*(send(*r) for r in bad_requests(count)))
-            alive = (await http.get("/healthz")).status_code
-        assert stack.pool is not None
-        operations = await stack.pool.fetchval("SELECT count(*) FROM operations")
-        clusters = await stack.pool.fetchval("SELECT count(*) FROM clusters")
+        await asyncio.gather(*(send(*r) for r in bad_requests(count)))
+        alive = (await http.get("/healthz")).status_code
+    assert stack.pool is not None
+    operations = await stack.pool.fetchval("SELECT count(*) FROM operations WHERE organization_id = $1", org)
+    clusters = await stack.pool.fetchval("SELECT count(*) FROM clusters WHERE organization_id = $1", org)
     ok = all(400 <= s < 500 for s in statuses) and operations == 0 and clusters == 0 and alive == 200
     verdict(
         "bad requests",

@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -148,10 +149,25 @@ async def enqueue(
         raise _conflict(err) from err
 
     try:
-        await asyncio.wait_for(
-            start_operation_workflow(temporal, task_queue, plan.operation_id, plan.workflow_type, plan.workflow_input),
-            request.app.state.settings.workflow_start_timeout_seconds,
+        # The RPC deadline ends the SDK's retries; the task deadline also covers connecting, and
+        # we do not wait for a hung call to acknowledge its cancellation.
+        limit = request.app.state.settings.workflow_start_timeout_seconds
+        start = asyncio.ensure_future(
+            start_operation_workflow(
+                temporal,
+                task_queue,
+                plan.operation_id,
+                plan.workflow_type,
+                plan.workflow_input,
+                rpc_timeout=timedelta(seconds=limit),
+            )
         )
+        done, _ = await asyncio.wait({start}, timeout=limit)
+        if not done:
+            start.add_done_callback(lambda task: task.cancelled() or task.exception())
+            start.cancel()
+            raise TimeoutError(f"the workflow start did not answer within {limit:g}s")
+        start.result()
     except Exception:
         log.exception("could not start workflow of operation %s", plan.operation_id)
         if await _abandon(pool, plan, org, idempotency_key):
