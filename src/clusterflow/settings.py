@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     approval_window_seconds: float = Field(
         default=24 * 3600.0, gt=0, description="How long an operation waits for approval before it is rejected."
     )
+    worker_max_cached_workflows: int = Field(
+        default=1000,
+        ge=0,
+        description="Workflows a worker keeps in memory; beyond that an event replays the workflow's history.",
+    )
     workflow_start_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
