@@ -39,6 +39,8 @@ e2e: $(STAMP)
 # (tests/perf/bench_*.py in turn), then merges their reports into .clusterflow/bench/report.{json,md}.
 # BENCH_SCALE=0.25 scales the operation counts down (the report says so).
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } \
+		|| echo "wrk is not installed: the polling figure uses a multi-process httpx client"
 	@for script in tests/perf/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 	$(BIN)/python tests/perf/report.py
 

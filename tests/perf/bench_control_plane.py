@@ -426,7 +426,13 @@ async def bench_polling(stack: Stack, operation_id: str, seconds: float) -> dict
 
 
 async def bench_approval(
-    stack: Stack, base: str, client: Client, worker: subprocess.Popen[bytes], waiting: int, approvals: int
+    stack: Stack,
+    base: str,
+    client: Client,
+    worker: subprocess.Popen[bytes],
+    waiting: int,
+    approvals: int,
+    action: str = "APPROVE",
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {stack.key}"}
     pool = await create_pool(stack.dsn, 1, 4)
@@ -462,7 +468,7 @@ async def bench_approval(
 
         async def approve(i: int) -> None:
             op = chosen[i]
-            response = await http.post(f"/v1/operations/{op}/approval", json={"action": "APPROVE", "token": tokens[op]})
+            response = await http.post(f"/v1/operations/{op}/approval", json={"action": action, "token": tokens[op]})
             assert response.status_code == 200, response.text
 
         latencies, _ = await closed_loop(approvals, 1, approve)
@@ -477,7 +483,7 @@ async def bench_approval(
     await asyncio.sleep(1.0)
 
     async def raw(i: int) -> None:
-        await handles[i].execute_update("decide", "APPROVE")
+        await handles[i].execute_update("decide", action)
 
     raw_latencies, _ = await closed_loop(approvals, 1, raw)
     api_s, raw_s = stats(latencies), stats(raw_latencies)
@@ -485,6 +491,7 @@ async def bench_approval(
         "approval": {
             "approvals": approvals,
             "sequential": True,
+            "action": action,
             "api": api_s,
             "raw_update": raw_s,
             "p50_ratio": round(float(api_s["p50_ms"]) / float(raw_s["p50_ms"]), 2),
@@ -559,7 +566,9 @@ async def run(args: argparse.Namespace, workdir: Path, dsn: str, temporal: str) 
             report["polling"] = await bench_polling(stack, warm, args.poll_seconds)
             print("polling", json.dumps(report["polling"]), flush=True)
         if "approval" in args.only:
-            report |= await bench_approval(stack, base, client, worker, counts["waiting"], counts["approvals"])
+            report |= await bench_approval(
+                stack, base, client, worker, counts["waiting"], counts["approvals"], args.decision
+            )
             print("approval", json.dumps(report["approval"]), json.dumps(report["memory"]), flush=True)
         report["elapsed_s"] = round(time.monotonic() - started, 1)
     finally:
@@ -643,6 +652,7 @@ def main() -> int:
     parser.add_argument("--deploys", type=int, default=int(os.environ.get("BENCH_DEPLOYS", "300")))
     parser.add_argument("--waiting", type=int, default=2000)
     parser.add_argument("--approvals", type=int, default=200)
+    parser.add_argument("--decision", default="APPROVE", choices=["APPROVE", "REJECT"])
     parser.add_argument("--only", type=lambda v: v.split(","), default=list(SECTIONS), help="comma-separated sections")
     parser.add_argument("--out", type=Path, default=ROOT / ".clusterflow" / "bench")
     args = parser.parse_args()
