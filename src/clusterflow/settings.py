@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     approval_window_seconds: float = Field(
         default=24 * 3600.0, gt=0, description="How long an operation waits for approval before it is rejected."
     )
+    worker_max_cached_workflows: int = Field(
+        default=1000,
+        ge=0,
+        description="Workflows a worker keeps in memory; beyond that an event replays the workflow's history.",
+    )
+    workflow_start_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long an enqueue waits for Temporal to accept a workflow start before answering 503.",
+    )
     force_cancel_grace_seconds: float = Field(
         default=30.0, ge=0, description="How long a force cancel lets the graceful cancel run before terminating."
     )

@@ -158,3 +158,31 @@ async def test_temporal_unavailable_answers_503_and_enqueues_nothing(
             ready = await api.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["temporal"] != "ok"
+
+
+async def test_a_temporal_that_never_answers_gets_a_503_within_the_start_timeout(
+    settings: Settings, org: Org, pool: asyncpg.Pool
+) -> None:
+    """A hung Temporal (accepts connections, never answers) must not hold the client forever."""
+    from clusterflow.api.app import create_app
+
+    hole = _black_hole()
+    hung = settings.model_copy(
+        update={"temporal_address": f"127.0.0.1:{hole.getsockname()[1]}", "workflow_start_timeout_seconds": 1.0}
+    )
+    app = create_app(hung)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+                response = await asyncio.wait_for(
+                    api.post("/v1/clusters", json=deploy_document("hung"), headers=org.headers()), 60
+                )
+                assert response.status_code == 503, response.text
+                assert response.headers["Retry-After"]
+                active = await pool.fetchval(
+                    "SELECT count(*) FROM operations WHERE organization_id = $1 AND status <> 'FAILED'", org.id
+                )
+                assert active == 0
+    finally:
+        hole.close()

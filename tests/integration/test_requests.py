@@ -104,6 +104,21 @@ async def test_malformed_json_is_a_400(api: httpx.AsyncClient, org: Org, pool: a
     assert await _operation_count(pool, org) == 0
 
 
+async def test_json_nested_thousands_deep_is_a_400_on_every_body_route(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    deep = b'{"spec": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    headers = org.headers() | {"Content-Type": "application/json"}
+    for method, path in [
+        ("POST", "/v1/clusters"),
+        ("PATCH", "/v1/clusters/cl-doesnotexist"),
+        ("POST", "/v1/operations/op-doesnotexist/approval"),
+    ]:
+        response = await api.request(method, path, content=deep, headers=headers)
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+    assert await _operation_count(pool, org) == 0
+
+
 async def test_provider_not_enabled_is_refused(api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool) -> None:
     doc = deploy_document()
     doc["spec"].update(provider="aws", region="us-east-1", provisioner={"type": "eks", "eks": {}})

@@ -20,6 +20,8 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
         raise ApiError(400, "MALFORMED_JSON", f"request body is not valid JSON: {err}") from err
+    except RecursionError as err:  # `[[[[...` thousands deep: the parser's stack, not ours, gives out
+        raise ApiError(400, "MALFORMED_JSON", "request body is nested too deeply") from err
     if not isinstance(value, dict):
         raise ApiError(
             422,

@@ -7,18 +7,22 @@ Every route that starts an operation goes through `enqueue`:
    prepares (a cluster row), the PENDING operation (the partial unique index refuses a second
    active operation on the cluster: 409), and the idempotency key with the response it will
    replay.
-3. The workflow starts with ID = operation ID. If that start fails we cannot know whether it
-   happened, so we try to abandon the operation: that succeeds only while it is still PENDING
-   and unstarted, in which case the client gets 503 + Retry-After and nothing remains enqueued;
-   otherwise the workflow did start and the client gets its 202. If this process dies before
-   either, the worker's reconciler starts the workflow from the committed row.
+3. The workflow starts with ID = operation ID, within `workflow_start_timeout_seconds` (the SDK
+   would otherwise retry an unreachable server for ~18 s while the client waits). If that start
+   fails or times out we cannot know whether it happened, so we try to abandon the operation:
+   that succeeds only while it is still PENDING and unstarted, in which case the client gets
+   503 + Retry-After and nothing remains enqueued; otherwise the workflow did start and the
+   client gets its 202. If this process dies before either, the worker's reconciler starts the
+   workflow from the committed row.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -147,7 +151,25 @@ async def enqueue(
         raise _conflict(err) from err
 
     try:
-        await start_operation_workflow(temporal, task_queue, plan.operation_id, plan.workflow_type, plan.workflow_input)
+        # The RPC deadline ends the SDK's retries; the task deadline also covers connecting, and
+        # we do not wait for a hung call to acknowledge its cancellation.
+        limit = request.app.state.settings.workflow_start_timeout_seconds
+        start = asyncio.ensure_future(
+            start_operation_workflow(
+                temporal,
+                task_queue,
+                plan.operation_id,
+                plan.workflow_type,
+                plan.workflow_input,
+                rpc_timeout=timedelta(seconds=limit),
+            )
+        )
+        done, _ = await asyncio.wait({start}, timeout=limit)
+        if not done:
+            start.add_done_callback(lambda task: task.cancelled() or task.exception())
+            start.cancel()
+            raise TimeoutError(f"the workflow start did not answer within {limit:g}s")
+        start.result()
     except Exception:
         log.exception("could not start workflow of operation %s", plan.operation_id)
         if await _abandon(pool, plan, org, idempotency_key):

@@ -7,6 +7,7 @@ ever used is refused, so a finished operation can never run twice.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -64,7 +65,12 @@ ALL_WORKFLOWS: list[type] = [
 
 
 async def start_operation_workflow(
-    client: Client, task_queue: str, operation_id: str, workflow_type: str, workflow_input: dict[str, Any]
+    client: Client,
+    task_queue: str,
+    operation_id: str,
+    workflow_type: str,
+    workflow_input: dict[str, Any],
+    rpc_timeout: timedelta | None = None,
 ) -> None:
     """Start the workflow; raises WorkflowAlreadyStartedError if this operation ever had one."""
     await client.start_workflow(
@@ -74,4 +80,5 @@ async def start_operation_workflow(
         task_queue=task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        rpc_timeout=rpc_timeout,
     )

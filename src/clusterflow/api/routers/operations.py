@@ -52,12 +52,16 @@ async def list_operations(
 
 
 @router.get("/{operationId}", response_model=Envelope[Operation], responses=ERRORS, summary="One operation record")
-async def get_operation(request: Request, operationId: str, principal: Viewer, pool: Pool) -> Envelope[Operation]:
-    row = await operations.get(pool, principal.organization_id, operationId)
-    if row is None:
-        raise not_found("operation", operationId)
-    events = await operations.recent_events(pool, operationId)
-    return Envelope(id=request_id_of(request), message="operation", data=operation_view(row, events))
+async def get_operation(request: Request, operationId: str, principal: Viewer, pool: Pool) -> Response:
+    # The route clients poll: one pooled connection for both reads, and the envelope encoded
+    # once here (returning the model would have FastAPI validate and encode it a second time).
+    async with pool.acquire() as conn:
+        row = await operations.get(conn, principal.organization_id, operationId)
+        if row is None:
+            raise not_found("operation", operationId)
+        events = await operations.recent_events(conn, operationId)
+    envelope = Envelope[Operation](id=request_id_of(request), message="operation", data=operation_view(row, events))
+    return Response(envelope.model_dump_json(by_alias=True), media_type="application/json")
 
 
 SSE_DESCRIPTION = (

@@ -1,0 +1,328 @@
+"""Chaos: the real processes, broken on purpose; each scenario ends with a VERDICT line.
+
+Short versions run in `make test`; `make chaos` runs the same scripts at the sizes of the issue
+(`CHAOS_FULL=1`). Each scenario owns its PostgreSQL and Temporal (tests/chaos/stack.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from clusterflow.records import local_cloud
+from tests.chaos.stack import ChaosStack, chaos_stack, size, verdict
+from tests.helpers import deploy_document
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChaosStack]:
+    """One stack for the scenarios that break only our processes; each kills and replaces them."""
+    async with chaos_stack(tmp_path_factory.mktemp("chaos-shared")) as stack:
+        stack.worker = stack.start_worker("worker-0")
+        stack.api = await stack.start_api("api-0")
+        yield stack
+
+
+async def enqueue_deploys(stack: ChaosStack, prefix: str, count: int, **local: Any) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers, timeout=60) as http:
+
+        async def one(i: int) -> dict[str, Any]:
+            response = await http.post("/v1/clusters", json=deploy_document(f"{prefix}-{i}", **local))
+            assert response.status_code == 202, response.text
+            data: dict[str, Any] = response.json()["data"]
+            return data
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def wait_running(stack: ChaosStack, operation_ids: list[str], timeout: float = 60) -> None:
+    assert stack.pool is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = await stack.pool.fetchval(
+            "SELECT count(*) FROM operations WHERE id = ANY($1::text[]) AND status = 'RUNNING'", operation_ids
+        )
+        if running == len(operation_ids):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the operations never all ran")
+
+
+async def check_side_effects_and_events(stack: ChaosStack, accepted: list[dict[str, Any]]) -> list[str]:
+    """Problems found: a resource created twice, an event gap or duplicate."""
+    assert stack.pool is not None
+    problems = []
+    for item in accepted:
+        calls = await local_cloud.api_calls(stack.pool, item["clusterId"])
+        creates = Counter((c["kind"], c["name"]) for c in calls if c["action"] == "create")
+        if not creates or set(creates.values()) != {1}:
+            problems.append(f"{item['clusterId']}: creates {dict(creates)}")
+        rows = await stack.pool.fetch(
+            "SELECT sequence, event_key FROM operation_events WHERE operation_id = $1 ORDER BY sequence",
+            item["operationId"],
+        )
+        sequences = [r["sequence"] for r in rows]
+        if sequences != list(range(1, len(sequences) + 1)):
+            problems.append(f"{item['operationId']}: event sequences {sequences}")
+        keys = Counter(r["event_key"] for r in rows)
+        if any(n > 1 for n in keys.values()):
+            problems.append(f"{item['operationId']}: duplicated event keys")
+    return problems
+
+
+async def test_worker_killed_with_operations_in_flight(shared: ChaosStack) -> None:
+    count = size(10, 50)
+    stack = shared
+    accepted = await enqueue_deploys(stack, "wk", count, phaseSeconds=0.5)
+    ids = [a["operationId"] for a in accepted]
+    await wait_running(stack, ids)
+    await asyncio.sleep(1.0)
+    stack.kill(stack.worker)
+    stack.worker = stack.start_worker("worker-after-kill")
+    statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
+    problems = await check_side_effects_and_events(stack, accepted)
+    outcome = Counter(statuses.values())
+    ok = outcome == Counter({"SUCCEEDED": count}) and not problems
+    verdict("worker kill -9", ok, f"{count} deploys in flight: {dict(outcome)}; problems: {problems[:3]}")
+    assert ok
+
+
+async def test_temporal_killed_and_restarted_on_its_database(shared: ChaosStack) -> None:
+    count = size(5, 50)
+    down_requests = size(5, 50)
+    stack = shared
+    accepted = await enqueue_deploys(stack, "tk", count, phaseSeconds=0.5)
+    ids = [a["operationId"] for a in accepted]
+    await wait_running(stack, ids)
+    stack.temporal.kill()
+    async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers, timeout=60) as http:
+
+        async def enqueue_while_down(i: int) -> tuple[int, str | None, float]:
+            started = time.monotonic()
+            response = await http.post("/v1/clusters", json=deploy_document(f"down-{i}"))
+            return response.status_code, response.headers.get("Retry-After"), time.monotonic() - started
+
+        answers = await asyncio.gather(*(enqueue_while_down(i) for i in range(down_requests)))
+    stack.temporal.start()
+    statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
+    problems = await check_side_effects_and_events(stack, accepted)
+    assert stack.pool is not None
+    left = await stack.pool.fetchval(
+        "SELECT count(*) FROM operations WHERE cluster_name LIKE 'down-%' AND status <> 'FAILED'"
+    )
+    clusters_left = await stack.pool.fetchval(
+        "SELECT count(*) FROM clusters WHERE name LIKE 'down-%' AND state <> 'DELETED'"
+    )
+    # After the restart, enqueues work again.
+    after = await enqueue_deploys(stack, "tk-after", 1)
+    after_status = await stack.wait_terminal([after[0]["operationId"]], timeout=60)
+    outcome = Counter(statuses.values())
+    codes = Counter((status, bool(retry)) for status, retry, _ in answers)
+    ok = (
+        outcome == Counter({"SUCCEEDED": count})
+        and codes == Counter({(503, True): down_requests})
+        and left == 0
+        and clusters_left == 0
+        and not problems
+        and list(after_status.values()) == ["SUCCEEDED"]
+    )
+    slowest = max(t for *_, t in answers)
+    verdict(
+        "temporal kill -9",
+        ok,
+        f"{count} in flight: {dict(outcome)}; {down_requests} enqueues while down: {dict(codes)} "
+        f"(slowest answer {slowest:.1f} s), left enqueued {left}, clusters left {clusters_left}; "
+        f"after restart {dict(Counter(after_status.values()))}; problems {problems[:3]}",
+    )
+    assert ok
+
+
+async def test_postgres_restarted_mid_run(shared: ChaosStack) -> None:
+    count = size(5, 50)
+    stack = shared
+    accepted = await enqueue_deploys(stack, "pg", count, phaseSeconds=0.5)
+    ids = [a["operationId"] for a in accepted]
+    await wait_running(stack, ids)
+    stack.postgres.stop()
+    await asyncio.sleep(1.0)
+    stack.postgres.start()
+    statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
+    problems = await check_side_effects_and_events(stack, accepted)
+    # Both pools recovered: the API enqueues and the worker runs new deploys.
+    after = await enqueue_deploys(stack, "pg-after", 2)
+    after_status = await stack.wait_terminal([a["operationId"] for a in after], timeout=60)
+    outcome = Counter(statuses.values())
+    ok = outcome == Counter({"SUCCEEDED": count}) and not problems and set(after_status.values()) == {"SUCCEEDED"}
+    verdict(
+        "postgres restart",
+        ok,
+        f"{count} in flight: {dict(outcome)}; after restart {dict(Counter(after_status.values()))}; "
+        f"problems {problems[:3]}",
+    )
+    assert ok
+
+
+async def follow(port: int, key: str, operation_id: str, seen: list[int], reconnects: list[int]) -> None:
+    """An SSE client that resumes with Last-Event-ID after any break, until the stream ends."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        resume = f"Last-Event-ID: {seen[-1]}\r\n" if seen else ""
+        writer.write(
+            (
+                f"GET /v1/operations/{operation_id}/events?follow=true&untilTerminal=true HTTP/1.1\r\n"
+                f"Host: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+            ).encode()
+        )
+        try:
+            await writer.drain()
+            status = await reader.readline()
+            if b" 200 " not in status:
+                raise ConnectionError(status)
+            while (await reader.readline()) not in (b"\r\n", b""):
+                pass
+            buffer = b""
+            while True:
+                line = await reader.readline()
+                if not line:
+                    raise ConnectionError("cut")
+                chunk_size = int(line.strip() or b"0", 16)
+                if chunk_size == 0:
+                    writer.close()
+                    return  # the server ended the stream after the terminal event
+                buffer += (await reader.readexactly(chunk_size + 2))[:-2]
+                while b"\n\n" in buffer:
+                    frame, buffer = buffer.split(b"\n\n", 1)
+                    for field in frame.split(b"\n"):
+                        if field.startswith(b"id: "):
+                            seen.append(int(field[4:]))
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            reconnects.append(1)
+            writer.close()
+            await asyncio.sleep(0.1)
+    raise TimeoutError(operation_id)
+
+
+async def test_api_killed_under_two_hundred_streams(shared: ChaosStack) -> None:
+    streams, operations = size(40, 200), size(4, 20)
+    stack = shared
+    api = stack.api
+    accepted = await enqueue_deploys(stack, "st", operations, phaseSeconds=0.6)
+    ids = [a["operationId"] for a in accepted]
+    seen: list[list[int]] = [[] for _ in range(streams)]
+    reconnects: list[int] = []
+    clients = [
+        asyncio.create_task(follow(stack.api_port, stack.key, ids[i % operations], seen[i], reconnects))
+        for i in range(streams)
+    ]
+    await asyncio.sleep(1.5)
+    stack.kill(api)
+    await asyncio.sleep(0.5)
+    stack.api = await stack.start_api("api-after-kill")
+    await asyncio.wait_for(asyncio.gather(*clients), timeout=size(120, 300))
+    assert stack.pool is not None
+    expected = {
+        op: [r["sequence"] for r in await stack.pool.fetch(
+            "SELECT sequence FROM operation_events WHERE operation_id = $1 ORDER BY sequence", op
+        )]
+        for op in ids
+    }  # fmt: skip
+    wrong = [i for i in range(streams) if seen[i] != expected[ids[i % operations]]]
+    ok = not wrong and len(reconnects) >= streams
+    verdict(
+        "API kill -9 under streams",
+        ok,
+        f"{streams} streams over {operations} operations, {len(reconnects)} reconnects, "
+        f"{sum(len(s) for s in seen)} events received; streams with a gap or duplicate: {len(wrong)}",
+    )
+    assert ok
+
+
+def bad_requests(count: int) -> list[tuple[str, str, bytes, dict[str, str]]]:
+    """(method, path, body, headers): malformed JSON, huge bodies, wrong types, unknown fields, NUL."""
+    good = deploy_document("bad")
+    json_type = {"Content-Type": "application/json"}
+    kinds: list[tuple[str, str, bytes, dict[str, str]]] = []
+    for i in range(count):
+        kind = i % 10
+        doc = json.loads(json.dumps(good))
+        if kind == 0:
+            body = json.dumps(good).encode()[: 10 + i % 200]  # truncated JSON
+        elif kind == 1:
+            body = b"{" * (1 + i % 50) + b"'not json'"
+        elif kind == 2:
+            body = b'{"apiVersion": "clusterflow.dev/v1", "spec": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+        elif kind == 3:
+            body = b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'  # beyond CLUSTERFLOW_MAX_BODY_BYTES
+        elif kind == 4:
+            doc["spec"]["clusterName"] = i  # wrong type
+            body = json.dumps(doc).encode()
+        elif kind == 5:
+            doc["spec"]["clusterSpec"]["controlPlane"]["nodeGroup"]["minNode"] = "one"
+            body = json.dumps(doc).encode()
+        elif kind == 6:
+            doc["spec"][f"unknown{i}"] = True  # unknown field
+            body = json.dumps(doc).encode()
+        elif kind == 7:
+            doc["spec"]["clusterName"] = f"nul\x00{i}"  # NUL inside a string
+            body = json.dumps(doc).encode()
+        elif kind == 8:
+            body = b"\x00" * (1 + i % 100)  # NUL bytes for a body
+        else:
+            doc["spec"] = [doc["spec"]]  # an array where an object belongs
+            body = json.dumps(doc).encode()
+        # Every kind of bad body reaches every kind of route that reads one.
+        route = (i // 10) % 5
+        if route == 3:
+            kinds.append(("PATCH", "/v1/clusters/cl-doesnotexist", body, json_type))
+        elif route == 4:
+            kinds.append(("POST", "/v1/operations/op-doesnotexist/approval", body, json_type))
+        else:
+            kinds.append(("POST", "/v1/clusters", body, json_type))
+    return kinds
+
+
+async def test_a_thousand_bad_requests_are_all_refused_and_enqueue_nothing(shared: ChaosStack) -> None:
+    count = size(200, 1000)
+    stack = shared
+    org, key = await stack.new_key()
+    statuses: Counter[int] = Counter()
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=stack.base, headers=headers, timeout=60) as http:
+        semaphore = asyncio.Semaphore(20)
+
+        async def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
+            async with semaphore:
+                try:
+                    response = await http.request(method, path, content=body, headers=headers)
+                    statuses[response.status_code] += 1
+                except httpx.HTTPError as err:
+                    statuses[-1] += 1
+                    print("transport error", type(err).__name__, err)
+
+        await asyncio.gather(*(send(*r) for r in bad_requests(count)))
+        alive = (await http.get("/healthz")).status_code
+    assert stack.pool is not None
+    operations = await stack.pool.fetchval("SELECT count(*) FROM operations WHERE organization_id = $1", org)
+    clusters = await stack.pool.fetchval("SELECT count(*) FROM clusters WHERE organization_id = $1", org)
+    ok = all(400 <= s < 500 for s in statuses) and operations == 0 and clusters == 0 and alive == 200
+    verdict(
+        "bad requests",
+        ok,
+        f"{count} requests: {dict(sorted(statuses.items()))}; operations {operations}, clusters {clusters}; "
+        f"API healthy after: {alive == 200}",
+    )
+    assert ok

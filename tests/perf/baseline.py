@@ -1,0 +1,71 @@
+"""The bare-Temporal baselines of `bench_control_plane.py`: what Temporal alone costs.
+
+`BareOperation` runs the same number of activities a deploy runs, each a no-op; `BareApproval`
+waits on an Update exactly like the approval gate, without a record behind it. The baseline
+worker runs them in its own process with the same slot settings as the clusterflow worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+
+@activity.defn(name="bench.noop")
+async def noop(step: int) -> int:
+    return step
+
+
+@workflow.defn(name="BareOperation")
+class BareOperation:
+    @workflow.run
+    async def run(self, activities: int) -> int:
+        for step in range(activities):
+            await workflow.execute_activity(
+                "bench.noop", step, start_to_close_timeout=timedelta(seconds=30), result_type=int
+            )
+        return activities
+
+
+@workflow.defn(name="BareApproval")
+class BareApproval:
+    def __init__(self) -> None:
+        self.decision: str | None = None
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.decision is not None)
+        assert self.decision is not None
+        return self.decision
+
+    @workflow.update
+    async def decide(self, action: str) -> str:
+        self.decision = action
+        return action
+
+    @decide.validator
+    def _validate(self, action: str) -> None:
+        if action not in ("APPROVE", "REJECT"):
+            raise ValueError("bad action")
+
+
+async def serve(address: str, task_queue: str, slots: int) -> None:
+    client = await Client.connect(address)
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BareOperation, BareApproval],
+        activities=[noop],
+        max_concurrent_activities=slots,
+        max_concurrent_workflow_tasks=slots,
+    )
+    await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))
