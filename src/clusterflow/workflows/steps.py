@@ -94,11 +94,8 @@ class OperationSteps:
         record = DecisionRecord(self.operation_id, decision, decided_by, comment)
         # The approve Update waits for this write, so it runs as a local activity: in the same
         # workflow task, with no schedule/start/complete round trips through the server (the
-        # approve p50 in `make bench`). The patch keeps older histories replaying as they ran.
-        if workflow.patched("record-decision-local-activity"):
-            await workflow.execute_local_activity(RECORD_DECISION, record, **self._record_options())
-        else:
-            await workflow.execute_activity(RECORD_DECISION, record, **self._record_options())
+        # approve p50 in `make bench`).
+        await workflow.execute_local_activity(RECORD_DECISION, record, **self._record_options())
 
     async def update_cluster(self, change: ClusterChange) -> None:
         await workflow.execute_activity(UPDATE_CLUSTER, change, **self._record_options())
