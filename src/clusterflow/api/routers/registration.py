@@ -54,6 +54,7 @@ from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import clusters, idempotency, operations, registrations, secrets_store
 from clusterflow.records.db import Conn
 from clusterflow.records.errors import IdempotencyKeyReused
+from clusterflow.records.organizations import Principal
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealed, Sealer
 from clusterflow.workflows.agent_contracts import AgentTaskInput, RegisterInput
@@ -115,6 +116,30 @@ async def resolve_cluster(pool: Pool, organization_id: str, ref: str) -> asyncpg
     if row is None:
         raise not_found("cluster", ref)
     return row
+
+
+def agent_task_plan(
+    principal: Principal, row: Any, settings: Settings, operation_type: str, timeout_seconds: float, message: str
+) -> OperationPlan:
+    """An operation whose workflow works through the cluster's agent (unregister, kubeconfig, resync)."""
+    operation_id = new_operation_id()
+    task = AgentTaskInput(
+        operation_id=operation_id,
+        organization_id=principal.organization_id,
+        cluster_id=row["id"],
+        cluster_name=row["name"],
+        timeout_seconds=timeout_seconds,
+        policy=execution_policy(settings),
+    )
+    return OperationPlan(
+        operation_id=operation_id,
+        operation_type=operation_type,
+        workflow_type=WORKFLOW_TYPES[operation_type],
+        workflow_input=asdict(task),
+        cluster_id=row["id"],
+        cluster_name=row["name"],
+        accepted_message=message,
+    )
 
 
 def registered_cluster_delete_refused(row: asyncpg.Record) -> ApiError:
@@ -422,23 +447,13 @@ async def unregister_cluster(
         return JSONResponse(
             {"id": request_id_of(request), "status": "success", "message": "agent tombstoned", "data": {}}
         )
-    operation_id = new_operation_id()
-    task = AgentTaskInput(
-        operation_id=operation_id,
-        organization_id=principal.organization_id,
-        cluster_id=row["id"],
-        cluster_name=row["name"],
-        timeout_seconds=settings.agent_uninstall_wait_seconds,
-        policy=execution_policy(settings),
-    )
-    plan = OperationPlan(
-        operation_id=operation_id,
-        operation_type=OperationType.CLUSTER_UNREGISTER,
-        workflow_type=WORKFLOW_TYPES[OperationType.CLUSTER_UNREGISTER],
-        workflow_input=asdict(task),
-        cluster_id=row["id"],
-        cluster_name=row["name"],
-        accepted_message="unregistration accepted",
+    plan = agent_task_plan(
+        principal,
+        row,
+        settings,
+        OperationType.CLUSTER_UNREGISTER,
+        settings.agent_uninstall_wait_seconds,
+        "unregistration accepted",
     )
     fingerprint = idempotency.request_fingerprint(request.method, str(request.url), {})
     return await enqueue(request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint)
@@ -559,15 +574,15 @@ async def generate_kubeconfig(
     _require_active_registered(row, await registrations.get(pool, row["id"]))
     if not Sealer.from_settings(settings).configured:
         raise ApiError(503, "VAULT_NOT_CONFIGURED", "no encryption key is configured to store kubeconfigs")
-    operation_id = new_operation_id()
-    task = AgentTaskInput(
-        operation_id=operation_id,
-        organization_id=principal.organization_id,
-        cluster_id=row["id"],
-        cluster_name=row["name"],
-        timeout_seconds=settings.kubeconfig_timeout_seconds,
-        policy=execution_policy(settings),
+    plan = agent_task_plan(
+        principal,
+        row,
+        settings,
+        OperationType.KUBECONFIG_GENERATE,
+        settings.kubeconfig_timeout_seconds,
+        "kubeconfig generation accepted; poll GET /kubeconfig",
     )
+    operation_id = plan.operation_id
 
     async def prepare(conn: Conn) -> None:
         # Its foreign key to the operation is deferred: the operation row follows in this transaction.
@@ -582,18 +597,7 @@ async def generate_kubeconfig(
     async def abandon(conn: Conn) -> None:
         await secrets_store.fail_kubeconfig(conn, operation_id, "not started: the workflow engine was unavailable")
 
-    plan = OperationPlan(
-        operation_id=operation_id,
-        operation_type=OperationType.KUBECONFIG_GENERATE,
-        workflow_type=WORKFLOW_TYPES[OperationType.KUBECONFIG_GENERATE],
-        workflow_input=asdict(task),
-        cluster_id=row["id"],
-        cluster_name=row["name"],
-        accepted_message="kubeconfig generation accepted; poll GET /kubeconfig",
-        prepare=prepare,
-        abandon=abandon,
-        metadata={"durationSeconds": seconds},
-    )
+    plan.prepare, plan.abandon, plan.metadata = prepare, abandon, {"durationSeconds": seconds}
     fingerprint = idempotency.request_fingerprint(
         request.method, request.url.path, body.model_dump(mode="json", exclude={"credentials"})
     )
@@ -660,23 +664,8 @@ async def resync_cluster(
 ) -> JSONResponse:
     row = await resolve_cluster(pool, principal.organization_id, clusterId)
     _require_active_registered(row, await registrations.get(pool, row["id"]))
-    operation_id = new_operation_id()
-    task = AgentTaskInput(
-        operation_id=operation_id,
-        organization_id=principal.organization_id,
-        cluster_id=row["id"],
-        cluster_name=row["name"],
-        timeout_seconds=settings.kubeconfig_timeout_seconds,
-        policy=execution_policy(settings),
-    )
-    plan = OperationPlan(
-        operation_id=operation_id,
-        operation_type=OperationType.CLUSTER_RESYNC,
-        workflow_type=WORKFLOW_TYPES[OperationType.CLUSTER_RESYNC],
-        workflow_input=asdict(task),
-        cluster_id=row["id"],
-        cluster_name=row["name"],
-        accepted_message="resync accepted",
+    plan = agent_task_plan(
+        principal, row, settings, OperationType.CLUSTER_RESYNC, settings.kubeconfig_timeout_seconds, "resync accepted"
     )
     fingerprint = idempotency.request_fingerprint(request.method, request.url.path, {})
     return await enqueue(request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint)
