@@ -87,13 +87,6 @@ class IssueManagedKubeconfigWorkflow:
         return result
 
 
-@workflow.defn(name="AwsIssueCredentials")
-class AwsIssueCredentialsWorkflow:
-    @workflow.run
-    async def run(self, inp: IssueCredentialsInput) -> IssueCredentialsResult:
-        return await _issue(inp)
-
-
 @workflow.defn(name="AwsReverifyAccounts")
 class AwsReverifyAccountsWorkflow:
     @workflow.run

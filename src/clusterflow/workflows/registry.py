@@ -14,7 +14,6 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from clusterflow.workflows.cloud_accounts import (
-    AwsIssueCredentialsWorkflow,
     AwsReverifyAccountsWorkflow,
     IssueCloudCredentialsWorkflow,
     IssueManagedKubeconfigWorkflow,
@@ -54,7 +53,6 @@ ALL_WORKFLOWS: list[type] = [
     FederatedCloudConnectWorkflow,
     IssueCloudCredentialsWorkflow,
     IssueManagedKubeconfigWorkflow,
-    AwsIssueCredentialsWorkflow,
     AwsReverifyAccountsWorkflow,
     ClusterRegisterWorkflow,
     ClusterUnregisterWorkflow,
