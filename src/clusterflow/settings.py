@@ -102,6 +102,20 @@ class Settings(BaseSettings):
         default=["local"], description="Providers this deployment accepts (JSON list in the environment)."
     )
 
+    api_key_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long an API process may reuse a key it has checked (0: check every request). A "
+        "revocation, expiry or role change reaches every process at once by NOTIFY; this bounds the rest.",
+    )
+    operation_cache_entries: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Operation records an API process keeps for GET /v1/operations/{id}, dropped by "
+        "NOTIFY when they change (0: read the database every time).",
+    )
     stream_keepalive_seconds: float = Field(
         default=15.0, gt=0, description="Idle seconds after which an event stream sends a keep-alive."
     )

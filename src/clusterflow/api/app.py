@@ -21,6 +21,7 @@ from clusterflow.api.audit_log import AuditMiddleware
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import ObservabilityMiddleware, RequestHygieneMiddleware, RequestIdMiddleware
 from clusterflow.api.openapi_extras import document_common_answers
+from clusterflow.api.read_caches import ReadCaches, WriteFenceMiddleware
 from clusterflow.api.routers import (
     agent,
     api_keys,
@@ -70,7 +71,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.guards = ApiGuards(settings)
         await app.state.guards.start(app.state.pool)
         app.state.hub = hub = StreamHub()
-        listener = EventListener(settings.require_database_url(), hub.notify, hub.resync)
+        app.state.caches = caches = ReadCaches(
+            settings.api_key_cache_seconds, settings.operation_cache_entries, lambda: listener.listening
+        )
+
+        def operation_changed(operation_id: str, sequence: int) -> None:
+            caches.operation_changed(operation_id, sequence)
+            hub.notify(operation_id, sequence)
+
+        def resync() -> None:
+            caches.resync()
+            hub.resync()
+
+        listener = EventListener(
+            settings.require_database_url(), operation_changed, resync, on_api_key=caches.api_key_changed
+        )
         await listener.start()
         app.state.listener = listener
         try:
@@ -90,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Routes are matched in order: the one clients poll comes first.
+    app.include_router(operations.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(clusters.router)
@@ -98,7 +115,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(organizations.router)
     app.include_router(api_keys.router)
     app.include_router(audit.router)
-    app.include_router(operations.router)
     app.include_router(catalog.router)
     app.include_router(cloud_accounts_gcp_azure.router)
     app.include_router(cloud_credentials_gcp_azure.router)
@@ -114,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: the request ID exists before anything else runs, audit sees every answer.
     app.add_middleware(RequestHygieneMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(WriteFenceMiddleware)
     app.add_middleware(ObservabilityMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

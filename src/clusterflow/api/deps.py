@@ -16,30 +16,33 @@ from temporalio.client import Client
 
 from clusterflow import metrics
 from clusterflow.api.errors import ApiError
+from clusterflow.api.read_caches import ReadCaches
 from clusterflow.api.security import ApiGuards, rate_class, retry_after_header
 from clusterflow.api.streams import StreamHub
 from clusterflow.logs import bind
 from clusterflow.records.db import DbPool
-from clusterflow.records.organizations import Principal, authenticate
+from clusterflow.records.organizations import Principal, authenticate, hash_key
 from clusterflow.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
 
 
-def get_pool(request: Request) -> DbPool:
+# Dependencies are coroutines even when they do not await: FastAPI runs a plain function in a
+# worker thread, which costs more than the whole lookup.
+async def get_pool(request: Request) -> DbPool:
     return request.app.state.pool  # type: ignore[no-any-return]
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     return request.app.state.temporal  # type: ignore[no-any-return]
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_hub(connection: HTTPConnection) -> StreamHub:
+async def get_hub(connection: HTTPConnection) -> StreamHub:
     return connection.app.state.hub  # type: ignore[no-any-return]
 
 
@@ -59,7 +62,7 @@ async def get_principal(
     unauthorized = ApiError(401, "UNAUTHORIZED", "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
     if not key:
         raise unauthorized
-    principal = await authenticate(pool, key)
+    principal = await _authenticate(request, pool, key)
     if principal is None:
         raise unauthorized
     request.state.principal = principal
@@ -76,6 +79,19 @@ async def get_principal(
             f"too many {rate_class(request.method)} requests for this key; retry later",
             headers={"Retry-After": retry_after_header(decision.retry_after)},
         )
+    return principal
+
+
+async def _authenticate(request: Request, pool: DbPool, key: str) -> Principal | None:
+    caches: ReadCaches = request.app.state.caches
+    digest = hash_key(key)
+    principal = caches.keys.get(digest)
+    if principal is not None and principal.valid_now():
+        return principal
+    with caches.keys.reading(digest) as read:
+        principal = await authenticate(pool, key)
+        if principal is not None:
+            read.store(principal)
     return principal
 
 

@@ -15,8 +15,10 @@ Executor: TypeAlias = "Conn | asyncpg.Pool[Any]"
 
 if TYPE_CHECKING:
     DbPool: TypeAlias = asyncpg.Pool[Any]
+    _Connection: TypeAlias = asyncpg.Connection[Any]
 else:  # FastAPI evaluates dependency annotations at run time, where Pool is not generic
     DbPool = asyncpg.Pool
+    _Connection = asyncpg.Connection
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
@@ -24,9 +26,28 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class _PooledConnection(_Connection):
+    """A pooled connection released without the reset query.
+
+    asyncpg's default release sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`,
+    one more round trip per borrow. Pooled connections here never hold session state: advisory
+    locks are transaction-scoped, cursors live inside transactions, LISTEN has its own dedicated
+    connection (`records/notify.py`) and nothing runs SET. asyncpg still rolls back a transaction
+    left open and drops listeners on release.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool[Any]:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        connection_class=_PooledConnection,
     )
     assert pool is not None
     return pool

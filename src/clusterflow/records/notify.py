@@ -1,10 +1,12 @@
-"""One LISTEN connection per process, turning event notifications into wake-ups.
+"""One LISTEN connection per process, turning notifications into wake-ups and cache drops.
 
 `append_operation_event` (migration 0001) sends `pg_notify('cf_operation_events',
 '<operation id>:<sequence>')` in the transaction that writes the row, so the notification is
-delivered only after the row is committed and visible. The payload carries IDs only: listeners
-treat it as "operation X has something new" and read the rows themselves, so a payload is never
-the source of an event and a lost one costs a read, not an event.
+delivered only after the row is committed and visible; an update of an operation that writes no
+event notifies the same way (migration 0009). The payload carries IDs only: listeners treat it as
+"operation X has changed" and read the rows themselves, so a payload is never the source of an
+event and a lost one costs a read, not an event. `cf_api_keys` carries the ID of a key whose
+revocation, expiry or role changed (migration 0009), for the API's key cache.
 
 The connection is dedicated (a pooled connection would lose its LISTEN when released). If it
 drops, the listener reconnects with backoff and then calls `on_reconnect`, because
@@ -26,6 +28,7 @@ from clusterflow.records.db import connect
 log = logging.getLogger(__name__)
 
 CHANNEL = "cf_operation_events"
+API_KEY_CHANNEL = "cf_api_keys"
 
 
 def parse_payload(payload: str) -> tuple[str, int] | None:
@@ -37,9 +40,10 @@ def parse_payload(payload: str) -> tuple[str, int] | None:
 
 
 class EventListener:
-    """LISTENs on `CHANNEL` and calls `on_event(operation_id, sequence)` for each notification.
+    """LISTENs on `CHANNEL` and calls `on_event(operation_id, sequence)` for each notification,
+    and, when given `on_api_key`, on `API_KEY_CHANNEL` with the key's ID.
 
-    Callbacks run on the event loop and must not block: they only set wake-up flags.
+    Callbacks run on the event loop and must not block: they only set flags and drop entries.
     """
 
     def __init__(
@@ -48,16 +52,23 @@ class EventListener:
         on_event: Callable[[str, int], None],
         on_reconnect: Callable[[], None],
         *,
+        on_api_key: Callable[[str], None] | None = None,
         max_backoff: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._on_event = on_event
+        self._on_api_key = on_api_key
         self._on_reconnect = on_reconnect
         self._max_backoff = max_backoff
         self._conn: asyncpg.Connection[Any] | None = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+
+    @property
+    def listening(self) -> bool:
+        """True while notifications are being received: nothing sent now can be missed."""
+        return self._conn is not None and not self._lost.is_set()
 
     async def start(self) -> None:
         """Connect and LISTEN (raising if the database is unreachable now), then keep it up."""
@@ -76,6 +87,8 @@ class EventListener:
         conn = await connect(self._dsn)
         conn.add_termination_listener(self._terminated)
         await conn.add_listener(CHANNEL, self._notified)
+        if self._on_api_key is not None:
+            await conn.add_listener(API_KEY_CHANNEL, self._api_key_notified)
         self._conn = conn
         self._lost.clear()
         self.connected.set()
@@ -96,6 +109,10 @@ class EventListener:
             log.warning("ignoring a malformed %s notification", CHANNEL)
             return
         self._on_event(*parsed)
+
+    def _api_key_notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        assert self._on_api_key is not None
+        self._on_api_key(str(payload))
 
     async def _supervise(self) -> None:
         while True:

@@ -13,7 +13,7 @@ import secrets
 import string
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -64,6 +64,11 @@ class Principal:
     organization_id: str
     role: str
     name: str
+    expires_at: datetime | None = None
+
+    def valid_now(self) -> bool:
+        """False once the key has expired (a principal may outlive the check that made it)."""
+        return self.expires_at is None or self.expires_at > datetime.now(UTC)
 
     def has_role(self, needed: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(needed)
@@ -119,13 +124,19 @@ async def authenticate(db: Executor, key: str) -> Principal | None:
     if prefix is None:
         return None
     row = await db.fetchrow(
-        """SELECT id, organization_id, role, name, key_hash FROM api_keys
+        """SELECT id, organization_id, role, name, key_hash, expires_at FROM api_keys
             WHERE key_prefix = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())""",
         prefix,
     )
     if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(key)):
         return None
-    return Principal(key_id=row["id"], organization_id=row["organization_id"], role=row["role"], name=row["name"])
+    return Principal(
+        key_id=row["id"],
+        organization_id=row["organization_id"],
+        role=row["role"],
+        name=row["name"],
+        expires_at=row["expires_at"],
+    )
 
 
 async def approval_policy(db: Executor, organization_id: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from clusterflow.api.deps import Admin, Pool
 from clusterflow.api.errors import ApiError, not_found, request_id_of
+from clusterflow.api.read_caches import ReadCaches
 from clusterflow.api.schemas.common import ERRORS, Envelope, Strict
 from clusterflow.api.views import timestamp
 from clusterflow.records import organizations as orgs
@@ -214,6 +215,12 @@ async def get_key(request: Request, keyId: KeyId, principal: Admin, pool: Pool) 
     return Envelope(id=request_id_of(request), message="API key", data=KeyView(**key_view(row)))
 
 
+def _forget_cached(request: Request, key_id: str) -> None:
+    """Other API processes hear of the change by NOTIFY; this one forgets the key before answering."""
+    caches: ReadCaches = request.app.state.caches
+    caches.api_key_changed(key_id)
+
+
 @router.get("/{keyId}/status", response_model=Envelope[KeyView], responses=ERRORS, summary="A key's status")
 async def key_status(request: Request, keyId: KeyId, principal: Admin, pool: Pool) -> Envelope[KeyView]:
     row = await _key_or_404(pool, principal.organization_id, keyId)
@@ -233,6 +240,7 @@ async def revoke_key(
     _not_yourself(principal.key_id, keyId)
     if not await orgs.revoke_key(pool, principal.organization_id, keyId, principal.key_id, body.reason):
         raise ApiError(409, "ALREADY_REVOKED", f"API key {keyId} was already revoked", {"keyId": keyId})
+    _forget_cached(request, keyId)
     row = await _key_or_404(pool, principal.organization_id, keyId)
     return Envelope(id=request_id_of(request), message="API key revoked", data=KeyView(**key_view(row)))
 
@@ -242,4 +250,5 @@ async def delete_key(request: Request, keyId: KeyId, principal: Admin, pool: Poo
     _not_yourself(principal.key_id, keyId)
     if not await orgs.delete_key(pool, principal.organization_id, keyId):
         raise not_found("API key", keyId)
+    _forget_cached(request, keyId)
     return Envelope(id=request_id_of(request), message="API key deleted", data=KeyDeleted(keyId=keyId, success=True))

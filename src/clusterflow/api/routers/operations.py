@@ -14,7 +14,8 @@ from fastapi.responses import Response
 from clusterflow.api.deps import AppSettings, Hub, Pool, Viewer
 from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.listing import operation_page
-from clusterflow.api.schemas.common import ERRORS, Envelope
+from clusterflow.api.read_caches import CachedOperation, ReadCaches
+from clusterflow.api.schemas.common import ERRORS, Envelope, envelope_json
 from clusterflow.api.schemas.operations import EventPage, Operation, OperationPage
 from clusterflow.api.streams import EventStreamResponse, StreamRequest, parse_last_event_id, sse_frames
 from clusterflow.api.views import event_view, operation_view
@@ -53,15 +54,23 @@ async def list_operations(
 
 @router.get("/{operationId}", response_model=Envelope[Operation], responses=ERRORS, summary="One operation record")
 async def get_operation(request: Request, operationId: str, principal: Viewer, pool: Pool) -> Response:
-    # The route clients poll: one pooled connection for both reads, and the envelope encoded
-    # once here (returning the model would have FastAPI validate and encode it a second time).
-    async with pool.acquire() as conn:
-        row = await operations.get(conn, principal.organization_id, operationId)
-        if row is None:
-            raise not_found("operation", operationId)
-        events = await operations.recent_events(conn, operationId)
-    envelope = Envelope[Operation](id=request_id_of(request), message="operation", data=operation_view(row, events))
-    return Response(envelope.model_dump_json(by_alias=True), media_type="application/json")
+    # The route clients poll. Its document comes from this process's operation cache when it can
+    # (`api/read_caches.py`), else from one pooled connection for both reads; either way the
+    # envelope is encoded here (returning the model would validate and encode it a second time).
+    caches: ReadCaches = request.app.state.caches
+    cached = caches.operations.get(operationId)
+    if cached is None or cached.organization_id != principal.organization_id:
+        with caches.operations.reading(operationId) as read:
+            async with pool.acquire() as conn:
+                row = await operations.get(conn, principal.organization_id, operationId)
+                if row is None:
+                    raise not_found("operation", operationId)
+                events = await operations.recent_events(conn, operationId)
+            cached = CachedOperation(
+                principal.organization_id, operation_view(row, events).model_dump_json(by_alias=True).encode()
+            )
+            read.store(cached)
+    return Response(envelope_json(request_id_of(request), "operation", cached.data_json), media_type="application/json")
 
 
 SSE_DESCRIPTION = (

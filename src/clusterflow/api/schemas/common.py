@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +22,13 @@ class Envelope(BaseModel, Generic[T]):
     status: Literal["success"] = "success"
     message: str
     data: T
+
+
+def envelope_json(request_id: str, message: str, data_json: bytes) -> bytes:
+    """`Envelope(id=..., message=..., data=...)` as `model_dump_json` writes it, around data that
+    is already encoded (a cached document)."""
+    head = json.dumps({"id": request_id, "status": "success", "message": message}, separators=(",", ":"))
+    return head[:-1].encode() + b',"data":' + data_json + b"}"
 
 
 class FieldError(BaseModel):
