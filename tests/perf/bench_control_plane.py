@@ -350,31 +350,73 @@ def _httpx_load(url: str, key: str, connections: int, seconds: float, out: Any) 
     out.put(asyncio.run(main()))
 
 
-async def load(url: str, key: str, connections: int, seconds: float) -> dict[str, Any]:
+# Each wrk thread POSTs documents with names of its own: "<prefix>-<thread>-<counter>".
+WRK_POST_SCRIPT = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  counter = 0
+  template = args[1]
+  prefix = args[2] .. "-" .. tid .. "-"
+  headers = {["Content-Type"] = "application/json"}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+end
+function request()
+  counter = counter + 1
+  local body = string.gsub(template, "@NAME@", prefix .. counter)
+  return wrk.format("POST", nil, headers, body)
+end
+"""
+
+
+async def run_wrk(
+    url: str, key: str, connections: int, seconds: float, post: dict[str, Any] | None = None, prefix: str = ""
+) -> dict[str, Any]:
+    """wrk against `url` (GET, or POST of `post` with "@NAME@" replaced by a unique name)."""
     wrk = shutil.which("wrk")
-    if wrk:
+    assert wrk
+    extra: list[str] = []
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_POST_SCRIPT)
+    if post is not None:
+        extra = ["-s", script.name, url, "--", json.dumps(post), prefix]
+    else:
+        extra = [url]
+    try:
         proc = await asyncio.create_subprocess_exec(
             wrk, "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
-            "-H", f"Authorization: Bearer {key}", url,
+            "-H", f"Authorization: Bearer {key}", *extra,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         out = (await proc.communicate())[0].decode()
-        requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    finally:
+        os.unlink(script.name)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
 
-        def ms(label: str) -> float:
-            m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
-            assert m, out
-            return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        assert m, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
-        return {
-            "generator": "wrk -t2 (separate process)",
-            "requests": requests,
-            "per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-            "p50_ms": ms("50"),
-            "p99_ms": ms("99"),
-            "errors": int(non2xx.group(1)) if non2xx else 0,
-        }
+    return {
+        "generator": "wrk -t2 (separate process)",
+        "requests": requests,
+        "per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else None,
+    }
+
+
+async def load(url: str, key: str, connections: int, seconds: float) -> dict[str, Any]:
+    if shutil.which("wrk"):
+        return await run_wrk(url, key, connections, seconds)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_httpx_load, args=(url, key, connections // 2, seconds, queue)) for _ in range(2)]

@@ -77,36 +77,37 @@ async def insert(
 ) -> None:
     """Insert a PENDING operation; a cluster with an active operation raises ClusterBusy."""
     approval = approval or Approval()
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                """INSERT INTO operations (id, organization_id, cluster_id, cluster_name, operation_type,
-                       status, requested_by, idempotency_key, workflow_type, workflow_input, metadata, message,
-                       approval_token_hash, approval_expires_at, approval_required_role, approval_plan_hash)
-                   VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
-                operation_id,
-                organization_id,
-                cluster_id,
-                cluster_name,
-                operation_type,
-                requested_by,
-                idempotency_key,
-                workflow_type,
-                workflow_input,
-                metadata or {},
-                message or "accepted, waiting for a worker",
-                approval.token_hash,
-                approval.expires_at,
-                approval.required_role,
-                approval.plan_hash,
-            )
-    except asyncpg.UniqueViolationError as err:
+    # DO NOTHING rather than catching the unique violation: the caller's transaction stays
+    # usable without a savepoint (two more round trips per insert).
+    inserted = await conn.fetchval(
+        """INSERT INTO operations (id, organization_id, cluster_id, cluster_name, operation_type,
+               status, requested_by, idempotency_key, workflow_type, workflow_input, metadata, message,
+               approval_token_hash, approval_expires_at, approval_required_role, approval_plan_hash)
+           VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        operation_id,
+        organization_id,
+        cluster_id,
+        cluster_name,
+        operation_type,
+        requested_by,
+        idempotency_key,
+        workflow_type,
+        workflow_input,
+        metadata or {},
+        message or "accepted, waiting for a worker",
+        approval.token_hash,
+        approval.expires_at,
+        approval.required_role,
+        approval.plan_hash,
+    )
+    if not inserted:
         active = await conn.fetchval(
             "SELECT id FROM operations WHERE cluster_id = $1 AND status = ANY($2::text[])",
             cluster_id,
             _ACTIVE,
         )
-        raise ClusterBusy(cluster_id or "", active) from err
+        raise ClusterBusy(cluster_id or "", active)
 
 
 async def get(db: Executor, organization_id: str, operation_id: str) -> asyncpg.Record | None:
