@@ -477,6 +477,7 @@ async def bench_approval(
     waiting: int,
     approvals: int,
     action: str = "APPROVE",
+    gap_s: float = 0.0,
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {stack.key}"}
     pool = await create_pool(stack.dsn, 1, 4)
@@ -512,10 +513,16 @@ async def bench_approval(
 
         async def approve(i: int) -> None:
             op = chosen[i]
+            if gap_s:
+                await asyncio.sleep(gap_s)  # think time: not measured
+            started = time.monotonic()
             response = await http.post(f"/v1/operations/{op}/approval", json={"action": action, "token": tokens[op]})
             assert response.status_code == 200, response.text
+            measured.append(time.monotonic() - started)
 
-        latencies, _ = await closed_loop(approvals, 1, approve)
+        measured: list[float] = []
+        await closed_loop(approvals, 1, approve)
+        latencies = measured
         await http.put(f"/v1/organizations/{org_id}/approval-policy", json={"clusterDeploy": False})
     await pool.close()
 
@@ -611,7 +618,8 @@ async def run(args: argparse.Namespace, workdir: Path, dsn: str, temporal: str) 
             print("polling", json.dumps(report["polling"]), flush=True)
         if "approval" in args.only:
             report |= await bench_approval(
-                stack, base, client, worker, counts["waiting"], counts["approvals"], args.decision
+                stack, base, client, worker, counts["waiting"], counts["approvals"], args.decision,
+                args.approval_gap_ms / 1000,
             )
             print("approval", json.dumps(report["approval"]), json.dumps(report["memory"]), flush=True)
         report["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -698,6 +706,7 @@ def main() -> int:
     parser.add_argument("--waiting", type=int, default=2000)
     parser.add_argument("--approvals", type=int, default=200)
     parser.add_argument("--decision", default="APPROVE", choices=["APPROVE", "REJECT"])
+    parser.add_argument("--approval-gap-ms", type=float, default=0.0, help="pause between approvals (diagnosis)")
     parser.add_argument("--only", type=lambda v: v.split(","), default=list(SECTIONS), help="comma-separated sections")
     parser.add_argument("--out", type=Path, default=ROOT / ".clusterflow" / "bench")
     args = parser.parse_args()

@@ -66,7 +66,13 @@ class PhaseReporter:
         )
 
     async def heartbeat_while(self, seconds: float, detail: str) -> None:
-        """Wait, heartbeating, so cancellation and worker loss are noticed within a heartbeat."""
+        """Wait, heartbeating, so cancellation and worker loss are noticed within a heartbeat.
+
+        No wait, no heartbeat: each one is a write in Temporal, and a step that does not wait
+        ends (or reaches its next wait) without giving a cancel anything to interrupt.
+        """
+        if seconds <= 0:
+            return
         remaining = seconds
         while remaining > 0:
             activity.heartbeat(detail)
