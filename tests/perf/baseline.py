@@ -2,15 +2,16 @@
 
 `BareOperation` runs the same number of activities a deploy runs, each a no-op; `BareApproval`
 waits on an Update exactly like the approval gate, without a record behind it. The baseline
-worker runs them in its own process with the same slot settings as the clusterflow worker.
+worker runs them in its own process with the same slot settings and event loop (uvloop) as the
+clusterflow worker.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import timedelta
 
+import uvloop
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -68,4 +69,4 @@ async def serve(address: str, task_queue: str, slots: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    uvloop.run(serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))
