@@ -51,6 +51,11 @@ ACTIVITY_RETRIES = Counter(
 ACTIVITY_FAILURES = Counter(
     "clusterflow_activity_failures_total", "Activity attempts that raised, by activity type", ["activity_type"]
 )
+AUDIT_EVENTS_DROPPED = Counter(
+    "clusterflow_audit_events_dropped_total",
+    "Audit events an API process dropped: its queue was full while the database was unreachable",
+)
+AUDIT_QUEUE = Gauge("clusterflow_audit_events_queued", "Audit events waiting to be written by this API process")
 RATE_LIMIT_REJECTIONS = Counter(
     "clusterflow_rate_limit_rejections_total", "Requests refused with 429, by method and route", ["method", "route"]
 )

@@ -432,6 +432,7 @@ async def test_issued_tokens_reach_the_caller_and_no_history_database_or_log(
         " WHERE organization_id = $1",
         org.id,
     )
+    assert (await api.get("/v1/audit/events", headers=org.headers())).status_code == 200  # queued events written
     audit = await pool.fetch("SELECT details::text AS text FROM audit_events WHERE organization_id = $1", org.id)
     haystacks = {
         "credential workflow histories": "".join(histories),

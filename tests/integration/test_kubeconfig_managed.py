@@ -139,7 +139,13 @@ def minutes_left(expires_at: str) -> float:
 
 
 async def assert_nowhere_but_the_answer(
-    secrets: list[str], temporal_client: Client, pool: asyncpg.Pool, settings: Settings, org: Org, logs: str
+    api: httpx.AsyncClient,
+    secrets: list[str],
+    temporal_client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    org: Org,
+    logs: str,
 ) -> None:
     query = f"TaskQueue = '{settings.task_queue}' AND WorkflowType = 'IssueManagedKubeconfig'"
     for _ in range(200):  # visibility trails the executions a little
@@ -162,6 +168,7 @@ async def assert_nowhere_but_the_answer(
             WHERE o.organization_id = $1 GROUP BY o.id""",
         org.id,
     )
+    assert (await api.get("/v1/audit/events", headers=org.headers())).status_code == 200  # queued events written
     audit = await pool.fetch("SELECT details::text AS text FROM audit_events WHERE organization_id = $1", org.id)
     kept = await pool.fetchval("SELECT count(*) FROM kubeconfigs WHERE organization_id = $1", org.id)
     assert kept == 0, "a managed cluster's kubeconfig is never stored"
@@ -220,7 +227,7 @@ async def test_an_eks_cluster_answers_a_kubeconfig_at_once_that_eks_would_accept
     assert (await api.get(f"/v1/clusters/{cluster_id}/kubeconfig", headers=org.headers())).status_code == 404
     # The presigned URL is the credential; the test's own replay (below) is the only thing logging it.
     await assert_nowhere_but_the_answer(
-        [token, url, signed["X-Amz-Signature"]], temporal_client, pool, settings, org, logs_before_replay
+        api, [token, url, signed["X-Amz-Signature"]], temporal_client, pool, settings, org, logs_before_replay
     )
 
 
@@ -295,7 +302,7 @@ async def test_gke_and_aks_clusters_answer_kubeconfigs_for_the_connected_account
     assert aks_token not in arm.tokens, "and not one ARM accepts"
     assert data["expiresAt"]
 
-    await assert_nowhere_but_the_answer([gke_token, aks_token], temporal_client, pool, settings, org, caplog.text)
+    await assert_nowhere_but_the_answer(api, [gke_token, aks_token], temporal_client, pool, settings, org, caplog.text)
 
 
 async def test_kubeconfigs_of_managed_clusters_are_scoped_need_an_editor_and_skip_the_simulator(

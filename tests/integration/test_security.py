@@ -80,7 +80,9 @@ async def estate(api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool) -> dict[s
         " RETURNING id",
         org.id,
     )
-    event = await pool.fetchval("SELECT id FROM audit_events WHERE organization_id = $1 LIMIT 1", org.id)
+    # Read through the API: it waits for this process's queued audit events (api/audit_log.py).
+    events = await api.get("/v1/audit/events", params={"pageSize": 1}, headers=org.headers())
+    event = events.json()["data"]["events"][0]["id"]
     return {
         "clusterId": accepted["clusterId"],
         "operationId": accepted["operationId"],
@@ -260,9 +262,14 @@ async def test_rate_limits_answer_429_and_hold_across_api_processes(
         await api.post("/v1/clusters?dryRun=true", json=deploy_document(), headers=org.headers()) for _ in range(6)
     ]
     assert 429 in {w.status_code for w in writes}
-    audited = await pool.fetchval(
-        "SELECT count(*) FROM audit_events WHERE organization_id = $1 AND action = 'RATE_LIMITED'", org.id
-    )
+    # Audit rows are written just behind the answers (the key is rate limited, so no API read).
+    for _ in range(200):
+        audited = await pool.fetchval(
+            "SELECT count(*) FROM audit_events WHERE organization_id = $1 AND action = 'RATE_LIMITED'", org.id
+        )
+        if audited:
+            break
+        await asyncio.sleep(0.02)
     assert audited >= 1
 
     # A second API process: both learn there are two, and each allows half the rate.

@@ -1,7 +1,8 @@
 """The bare-Temporal baselines of `bench_control_plane.py`: what Temporal alone costs.
 
 `BareOperation` runs the same number of activities a deploy runs, each a no-op; `BareApproval`
-waits on an Update exactly like the approval gate, without a record behind it. The baseline
+waits on an Update exactly like the approval gate, without a record behind it, and once approved
+runs the activities a deploy would. The baseline
 worker runs them in its own process with the same slot settings and event loop (uvloop) as the
 clusterflow worker.
 """
@@ -39,13 +40,18 @@ class BareApproval:
         self.decision: str | None = None
 
     @workflow.run
-    async def run(self) -> str:
+    async def run(self, activities: int) -> str:
         await workflow.wait_condition(lambda: self.decision is not None)
         assert self.decision is not None
+        if self.decision == "APPROVE":
+            for step in range(activities):
+                await workflow.execute_activity(
+                    "bench.noop", step, start_to_close_timeout=timedelta(seconds=30), result_type=int
+                )
         return self.decision
 
     @workflow.update
-    async def decide(self, action: str) -> str:
+    def decide(self, action: str) -> str:
         self.decision = action
         return action
 

@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 from temporalio.client import Client
 
 from clusterflow import __version__
-from clusterflow.api.audit_log import AuditMiddleware
+from clusterflow.api.audit_log import AuditMiddleware, AuditWriter
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import ObservabilityMiddleware, RequestHygieneMiddleware, RequestIdMiddleware
 from clusterflow.api.openapi_extras import document_common_answers
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.guards = ApiGuards(settings)
         await app.state.guards.start(app.state.pool)
+        app.state.audit = AuditWriter(app.state.pool)
+        app.state.audit.start()
         app.state.hub = hub = StreamHub()
         app.state.caches = caches = ReadCaches(
             settings.api_key_cache_seconds, settings.operation_cache_entries, lambda: listener.listening
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hub.close()
             await listener.stop()
             await app.state.guards.stop()
+            await app.state.audit.stop()
             await app.state.pool.close()
 
     app = FastAPI(

@@ -5,18 +5,27 @@ non-GET), approvals, cancels and key changes are recorded with the outcome the c
 so are refused requests (401, 403, 429) of any method. Details are the route template, the
 non-secret query parameters and the IDs in the answer; never request bodies, and never a
 parameter that can hold a secret.
+
+Events are written by `AuditWriter`, not by the request: HTTP/1.1 serves a connection's next
+request only once the previous one has returned, so an INSERT here made every client's next
+request wait for its last one's audit row.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from clusterflow.records.audit import AuditEvent, record
+from clusterflow import metrics
+from clusterflow.records.audit import AuditEvent, record_many
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +91,8 @@ class AuditMiddleware:
 
     async def _record(self, scope: Scope, status: int, body: bytes) -> None:
         app = scope.get("app")
-        pool = getattr(getattr(app, "state", None), "pool", None)
-        if pool is None:
+        writer: AuditWriter | None = getattr(getattr(app, "state", None), "audit", None)
+        if writer is None:
             return
         state = scope.get("state", {})
         principal = state.get("principal")
@@ -120,11 +129,114 @@ class AuditMiddleware:
             success=200 <= status < 400,
             status_code=status,
             details=details,
+            occurred_at=datetime.now(UTC),
         )
+        writer.submit(event)
+
+
+class AuditWriter:
+    """Writes this API process's audit events behind the answers they describe.
+
+    One task writes whatever has queued since its last write, in one transaction: alone, an
+    event is written at once; under load, many share a round trip and a commit. Reading the
+    audit log waits for the queue first (`flush`), so a client reads its own requests' events.
+    While the database is unreachable events stay queued and the write is retried; past
+    `max_pending` the oldest are dropped and counted (`clusterflow_audit_events_dropped_total`).
+    Stopping writes what is left, for at most `stop_timeout` seconds.
+    """
+
+    def __init__(self, pool: asyncpg.Pool[Any], *, max_pending: int = 100_000, batch: int = 500) -> None:
+        self.pool = pool
+        self.max_pending = max_pending
+        self.batch = batch
+        self._queue: list[AuditEvent] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="cf-audit-writer")
+
+    def submit(self, event: AuditEvent) -> None:
+        if len(self._queue) >= self.max_pending:
+            del self._queue[0]
+            metrics.AUDIT_EVENTS_DROPPED.inc()
+            log.error("audit queue full (%d): dropped the oldest event", self.max_pending)
+        self._queue.append(event)
+        metrics.AUDIT_QUEUE.set(len(self._queue))
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Return once every event submitted so far is written."""
+        await self._idle.wait()
+
+    async def stop(self, stop_timeout: float = 5.0) -> None:
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), stop_timeout)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if self._queue:
+            log.error("stopping with %d audit events unwritten", len(self._queue))
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[: self.batch]
+                del self._queue[: len(batch)]
+                try:
+                    await self._write(batch)
+                except _UNAVAILABLE as err:
+                    log.warning("could not write %d audit events (%s); retrying", len(batch), type(err).__name__)
+                    self._queue[:0] = batch
+                    overflow = len(self._queue) - self.max_pending
+                    if overflow > 0:
+                        del self._queue[:overflow]
+                        metrics.AUDIT_EVENTS_DROPPED.inc(overflow)
+                        log.error("audit queue full (%d): dropped the %d oldest events", self.max_pending, overflow)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                finally:
+                    metrics.AUDIT_QUEUE.set(len(self._queue))
+                backoff = 0.1
+            self._idle.set()
+
+    async def _write(self, batch: list[AuditEvent]) -> None:
+        """Write `batch`; if the database is unavailable, raise with `batch` cut to what is unwritten."""
         try:
-            await record(pool, event)
-        except Exception:  # the response is already sent; losing the row must not break serving
-            log.exception("could not write audit event for request %s", state.get("request_id"))
+            await record_many(self.pool, batch)
+        except _UNAVAILABLE:
+            raise
+        except asyncpg.PostgresError:
+            # An event the database refuses must not hold back the others: one at a time, and
+            # the refused one is dropped (retrying it would fail the same way).
+            for index, event in enumerate(batch):
+                try:
+                    await record_many(self.pool, [event])
+                except _UNAVAILABLE:
+                    del batch[:index]  # written (or dropped) already: the caller requeues the rest
+                    raise
+                except asyncpg.PostgresError:
+                    metrics.AUDIT_EVENTS_DROPPED.inc()
+                    log.exception("the database refused an audit event of request %s", event.request_id)
+
+
+# Errors that say the database cannot be reached now, as opposed to refusing what was sent.
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+)
 
 
 def _safe_query(raw: bytes) -> dict[str, str]:

@@ -144,6 +144,7 @@ async def _force(
 
 
 async def decide(
+    pool: asyncpg.Pool[Any],
     temporal: Client,
     principal: Principal,
     row: asyncpg.Record,
@@ -185,4 +186,12 @@ async def decide(
         raise ApiError(
             503, "ORCHESTRATOR_UNAVAILABLE", "could not reach the workflow engine; retry", headers={"Retry-After": "5"}
         ) from err
+    # The workflow has the decision and records it itself (workflows/base.py); writing the same
+    # record here lets the client read its decision as soon as it has our answer. The two writes
+    # are one: the second finds the operation no longer AWAITING_APPROVAL and changes nothing.
+    try:
+        async with pool.acquire() as conn:
+            await operations.record_decision(conn, row["id"], action, principal.key_id, comment)
+    except (OSError, asyncpg.PostgresError) as err:
+        log.warning("decision on %s taken; its record is left to the workflow (%s)", row["id"], type(err).__name__)
     return result.status

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -36,15 +36,19 @@ class AuditEvent:
     success: bool
     status_code: int
     details: dict[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+    """When it happened (the request's answer), not when the row was written; now if unset."""
 
 
-async def record(db: Executor, event: AuditEvent) -> str:
-    event_id = new_id("aud")
-    await db.execute(
-        f"""INSERT INTO audit_events ({_COLUMNS})
-            VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+_INSERT = f"""INSERT INTO audit_events ({_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"""
+
+
+def _values(event_id: str, event: AuditEvent) -> tuple[Any, ...]:
+    return (
         event_id,
         event.organization_id,
+        event.occurred_at or datetime.now(UTC),
         event.event_type,
         event.action,
         event.resource,
@@ -58,7 +62,17 @@ async def record(db: Executor, event: AuditEvent) -> str:
         event.status_code,
         event.details,
     )
+
+
+async def record(db: Executor, event: AuditEvent) -> str:
+    event_id = new_id("aud")
+    await db.execute(_INSERT, *_values(event_id, event))
     return event_id
+
+
+async def record_many(db: Executor, events: list[AuditEvent]) -> None:
+    """Write several events in one round trip and one transaction (all or none)."""
+    await db.executemany(_INSERT, [_values(new_id("aud"), event) for event in events])
 
 
 @dataclass

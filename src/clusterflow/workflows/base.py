@@ -3,6 +3,12 @@
 Approval is a Workflow Update, `decide`, whose validator refuses a wrong token, an expired
 window or a role below the one required before anything is written: refused attempts never
 enter the workflow history. A durable timer rejects the operation when the window passes.
+
+The Update answers as soon as the workflow has taken the decision; the workflow then records it
+(an activity, before any phase runs). The API writes the same record before it answers its
+client, so the client reads its decision at once; the two writes are one (the record changes
+only while AWAITING_APPROVAL, and the event has one key), and the workflow's makes the record
+true even if the API process dies before its own.
 """
 
 from __future__ import annotations
@@ -39,7 +45,6 @@ class OperationWorkflow:
         self.approval: ApprovalRequirement | None = None
         self._awaiting_decision = False
         self._decision: DecideInput | None = None
-        self._decision_recorded = False
         self._phase: str | None = None
         self.removed: list[str] = []  # what teardown removed so far, kept if it is interrupted
 
@@ -51,11 +56,10 @@ class OperationWorkflow:
     # --- approval ---------------------------------------------------------------------------
 
     @workflow.update
-    async def decide(self, decision: DecideInput) -> DecisionResult:
+    def decide(self, decision: DecideInput) -> DecisionResult:
+        # Nothing is awaited here: the workflow task that accepts the Update completes it, so the
+        # caller waits for Temporal alone. `begin` records the decision right after.
         self._decision = decision
-        assert self.steps is not None
-        await self.steps.record_decision(decision.action, decision.actor, decision.comment)
-        self._decision_recorded = True
         approved = decision.action == "APPROVE"
         return DecisionResult(OperationStatus.RUNNING if approved else OperationStatus.REJECTED)
 
@@ -95,9 +99,10 @@ class OperationWorkflow:
             await steps.record_decision("EXPIRED", "approval timer", None)
             return OperationStatus.REJECTED
         self._awaiting_decision = False
-        await workflow.wait_condition(lambda: self._decision_recorded)
-        assert self._decision is not None
-        return None if self._decision.action == "APPROVE" else OperationStatus.REJECTED
+        decision = self._decision
+        assert decision is not None
+        await steps.record_decision(decision.action, decision.actor, decision.comment)
+        return None if decision.action == "APPROVE" else OperationStatus.REJECTED
 
     # --- phases -----------------------------------------------------------------------------
 

@@ -92,10 +92,9 @@ class OperationSteps:
 
     async def record_decision(self, decision: str, decided_by: str, comment: str | None) -> None:
         record = DecisionRecord(self.operation_id, decision, decided_by, comment)
-        # The approve Update waits for this write, so it runs as a local activity: in the same
-        # workflow task, with no schedule/start/complete round trips through the server (the
-        # approve p50 in `make bench`).
-        await workflow.execute_local_activity(RECORD_DECISION, record, **self._record_options())
+        # An activity, not a local one: the workflow task that answers the approve Update must
+        # not wait for this write (a pending local activity would hold it open).
+        await workflow.execute_activity(RECORD_DECISION, record, **self._record_options())
 
     async def update_cluster(self, change: ClusterChange) -> None:
         await workflow.execute_activity(UPDATE_CLUSTER, change, **self._record_options())

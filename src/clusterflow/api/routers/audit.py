@@ -6,6 +6,8 @@ an export of any size holds one batch in memory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -14,7 +16,7 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -24,7 +26,16 @@ from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.views import timestamp
 from clusterflow.records import audit
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+async def _queued_events_written(request: Request) -> None:
+    """This process writes audit events behind its answers (`api/audit_log.py`): reading the log
+    waits for them first, briefly, so a client finds its own requests' events."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(request.app.state.audit.flush(), FLUSH_WAIT_SECONDS)
+
+
+FLUSH_WAIT_SECONDS = 2.0
+router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(_queued_events_written)])
 
 
 class AuditEventView(BaseModel):

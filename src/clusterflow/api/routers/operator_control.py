@@ -99,7 +99,7 @@ async def decide_operation(
     if row is None:
         raise not_found("operation", operationId)
     status = await control.decide(
-        temporal, principal, row, decision.action, decision.token, decision.comment, decision.planHash
+        pool, temporal, principal, row, decision.action, decision.token, decision.comment, decision.planHash
     )
     outcome = DecisionOutcome(operationId=operationId, status=status, decision=decision.action)
     return Envelope(id=request_id_of(request), message=f"operation {decision.action.lower()}d", data=outcome)
@@ -138,7 +138,7 @@ async def decide_by_cluster_name(
         raise not_found("operation awaiting approval on cluster", clusterName)
     full = await operations.get(pool, orgId, row["id"])
     assert full is not None
-    status = await control.decide(temporal, principal, full, action, token, None, None)
+    status = await control.decide(pool, temporal, principal, full, action, token, None, None)
     outcome = DecisionOutcome(operationId=row["id"], status=status, decision=action)
     return Envelope(id=request_id_of(request), message=f"operation {action.lower()}d", data=outcome)
 
