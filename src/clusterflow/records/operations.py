@@ -222,6 +222,43 @@ async def append_event(
     return int(sequence)
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """One event of `append_events`; the fields of `append_event`."""
+
+    event_key: str
+    message: str
+    kind: str = "log"
+    level: str = "INFO"
+    phase: str | None = None
+    progress_percentage: int | None = None
+    raw_output: str | None = None
+    labels: dict[str, str] | None = None
+
+
+async def append_events(db: Executor, operation_id: str, events: list[NewEvent]) -> None:
+    """Append events in order, in one round trip and one transaction (each idempotent by key)."""
+    await db.executemany(
+        "SELECT append_operation_event($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            (
+                operation_id,
+                e.event_key,
+                e.kind,
+                e.level,
+                e.phase,
+                e.progress_percentage,
+                e.message,
+                e.raw_output,
+                e.labels or {},
+            )
+            for e in events
+        ],
+    )
+    for e in events:
+        metrics.EVENTS_WRITTEN.labels(e.kind).inc()
+
+
 async def begin(conn: Conn, operation_id: str, awaiting_approval: bool = False) -> str | None:
     """PENDING -> RUNNING (or AWAITING_APPROVAL) when the workflow starts; return the status
     after, None if the operation is unknown.

@@ -5,11 +5,17 @@ writes the phase's started/completed events, turns `ProviderError` into Temporal
 `ApplicationError` (permanent errors non-retryable, with a stable code), and makes each retry
 visible as an event. Event keys include the attempt, so a retry is a new fact, while a
 repeated report of the same fact is a no-op.
+
+A phase's events are written in batches: those reported with no wait in between share one
+transaction. Pending events are written before every wait (`heartbeat_while`), at most
+`FLUSH_AFTER_SECONDS` after they were reported, and when the phase ends however it ends. A
+worker that dies in between loses only events its retry reports again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +37,9 @@ class ProviderError(Exception):
         self.retryable = retryable
 
 
+FLUSH_AFTER_SECONDS = 0.1
+
+
 class PhaseReporter:
     def __init__(self, pool: asyncpg.Pool[Any], inp: PhaseInput) -> None:
         self.pool = pool
@@ -38,6 +47,10 @@ class PhaseReporter:
         info = activity.info()
         self.attempt = info.attempt
         self.max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
+        self._pending: list[operations.NewEvent] = []
+        self._writing = asyncio.Lock()  # keeps batches in the order they were reported
+        self._timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     def progress_at(self, fraction: float) -> int:
         span = self.inp.progress_to - self.inp.progress_from
@@ -52,18 +65,47 @@ class PhaseReporter:
         self, key: str, message: str, *, fraction: float | None = None, level: str = "INFO", kind: str = "progress"
     ) -> None:
         stage = f"{self.inp.stage}:" if self.inp.stage else ""
-        await operations.append_event(
-            self.pool,
-            self.inp.operation_id,
-            f"{stage}{self.inp.phase}/{key}",
-            message,
-            kind=kind,
-            level=level,
-            phase=self.inp.phase,
-            # A cleanup or rollback pass does not move the operation's progress.
-            progress_percentage=None if fraction is None or self.inp.stage else self.progress_at(fraction),
-            labels={"attempt": str(self.attempt)},
+        self._pending.append(
+            operations.NewEvent(
+                f"{stage}{self.inp.phase}/{key}",
+                message,
+                kind=kind,
+                level=level,
+                phase=self.inp.phase,
+                # A cleanup or rollback pass does not move the operation's progress.
+                progress_percentage=None if fraction is None or self.inp.stage else self.progress_at(fraction),
+                labels={"attempt": str(self.attempt)},
+            )
         )
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_AFTER_SECONDS, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._timer = None
+        task = asyncio.ensure_future(self._flush_quietly())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _flush_quietly(self) -> None:
+        # A failed write keeps its events pending: the next flush (at the latest the phase's
+        # last) writes them or fails the attempt.
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the events reported so far."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        async with self._writing:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                await operations.append_events(self.pool, self.inp.operation_id, batch)
+            except BaseException:
+                self._pending[:0] = batch
+                raise
 
     async def heartbeat_while(self, seconds: float, detail: str) -> None:
         """Wait, heartbeating, so cancellation and worker loss are noticed within a heartbeat.
@@ -73,6 +115,7 @@ class PhaseReporter:
         """
         if seconds <= 0:
             return
+        await self.flush()
         remaining = seconds
         while remaining > 0:
             activity.heartbeat(detail)
@@ -109,6 +152,13 @@ async def run_phase(pool: asyncpg.Pool[Any], inp: PhaseInput, body: PhaseBody) -
             level="WARN" if will_retry else "ERROR",
             kind="log",
         )
+        await reporter.flush()
         raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
+    except BaseException:
+        # Cancelled, or an unclassified failure: what was reported still happened.
+        with contextlib.suppress(Exception):
+            await reporter.flush()
+        raise
     await reporter.event("completed", f"{label} completed", fraction=1.0, kind="phase")
+    await reporter.flush()
     return result
