@@ -71,7 +71,7 @@ e2e: $(STAMP) browser
 # BENCH_SCALE=0.25 scales the operation counts down (the report says so).
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } \
-		|| echo "wrk is not installed: the polling figure uses a multi-process httpx client"
+		|| echo "wrk is not installed: the enqueue and polling figures use httpx clients"
 	@for script in tests/perf/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 	$(BIN)/python tests/perf/report.py
 
