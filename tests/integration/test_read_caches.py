@@ -178,6 +178,9 @@ async def test_a_write_answered_by_a_process_empties_its_operation_cache(
     for _ in range(2):
         assert (await a.get(f"/v1/operations/{op}", headers=org.headers())).status_code == 200
     assert app_a.state.caches.operations.get(op) is not None
+    refused = await a.post("/v1/api-keys", json={"name": "fence"}, headers={"Authorization": "Bearer nope"})
+    assert refused.status_code == 401
+    assert app_a.state.caches.operations.get(op) is not None  # a refused request changed nothing
     created = await a.post("/v1/api-keys", json={"name": "fence", "role": "viewer"}, headers=org.headers())
     assert created.status_code == 201
     assert app_a.state.caches.operations.get(op) is None

@@ -147,13 +147,16 @@ class ReadCaches:
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_REFUSED_BEFORE_ANY_ROUTE = frozenset({401, 403, 429})
 
 
 class WriteFenceMiddleware:
     """Empties the operation cache when a write request's answer starts, before the client has it.
 
     The write may have changed operations (a cancel, or a decision the worker has recorded), and
-    the notification of that change may still be on its way to this process.
+    the notification of that change may still be on its way to this process. Requests refused
+    before any route ran (401, 403, 429) changed nothing and leave the cache alone, so they
+    cannot be used to keep it empty.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -166,7 +169,11 @@ class WriteFenceMiddleware:
         caches: ReadCaches | None = getattr(scope["app"].state, "caches", None)
 
         async def fenced_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and caches is not None:
+            if (
+                message["type"] == "http.response.start"
+                and caches is not None
+                and message["status"] not in _REFUSED_BEFORE_ANY_ROUTE
+            ):
                 caches.operations.clear()
             await send(message)
 
