@@ -204,6 +204,9 @@ class AuditWriter:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
+                except Exception:  # a bug must not stop every later event from being written
+                    metrics.AUDIT_EVENTS_DROPPED.inc(len(batch))
+                    log.exception("dropped %d audit events that could not be written", len(batch))
                 finally:
                     metrics.AUDIT_QUEUE.set(len(self._queue))
                 backoff = 0.1
