@@ -113,8 +113,8 @@ class Settings(BaseSettings):
         default=10_000,
         ge=0,
         le=1_000_000,
-        description="Operation records an API process keeps for GET /v1/operations/{id}, dropped by "
-        "NOTIFY when they change (0: read the database every time).",
+        description="Operation records an API process keeps for GET /v1/operations/{id} (a few KB of JSON "
+        "each), dropped by NOTIFY when they change (0: read the database every time).",
     )
     stream_keepalive_seconds: float = Field(
         default=15.0, gt=0, description="Idle seconds after which an event stream sends a keep-alive."
