@@ -21,6 +21,7 @@ from clusterflow.records.errors import ClusterBusy
 from clusterflow.workflows.contracts import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
+    EventInput,
     OperationStatus,
 )
 from clusterflow.workflows.notify import Topic
@@ -222,27 +223,13 @@ async def append_event(
     return int(sequence)
 
 
-@dataclass(frozen=True)
-class NewEvent:
-    """One event of `append_events`; the fields of `append_event`."""
-
-    event_key: str
-    message: str
-    kind: str = "log"
-    level: str = "INFO"
-    phase: str | None = None
-    progress_percentage: int | None = None
-    raw_output: str | None = None
-    labels: dict[str, str] | None = None
-
-
-async def append_events(db: Executor, operation_id: str, events: list[NewEvent]) -> None:
+async def append_events(db: Executor, events: list[EventInput]) -> None:
     """Append events in order, in one round trip and one transaction (each idempotent by key)."""
     await db.executemany(
         "SELECT append_operation_event($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [
             (
-                operation_id,
+                e.operation_id,
                 e.event_key,
                 e.kind,
                 e.level,

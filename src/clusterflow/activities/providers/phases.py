@@ -24,7 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clusterflow.records import operations
-from clusterflow.workflows.contracts import PhaseInput, PhaseResult
+from clusterflow.workflows.contracts import EventInput, PhaseInput, PhaseResult
 
 
 class ProviderError(Exception):
@@ -47,7 +47,7 @@ class PhaseReporter:
         info = activity.info()
         self.attempt = info.attempt
         self.max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
-        self._pending: list[operations.NewEvent] = []
+        self._pending: list[EventInput] = []
         self._writing = asyncio.Lock()  # keeps batches in the order they were reported
         self._timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -66,7 +66,8 @@ class PhaseReporter:
     ) -> None:
         stage = f"{self.inp.stage}:" if self.inp.stage else ""
         self._pending.append(
-            operations.NewEvent(
+            EventInput(
+                self.inp.operation_id,
                 f"{stage}{self.inp.phase}/{key}",
                 message,
                 kind=kind,
@@ -102,7 +103,7 @@ class PhaseReporter:
             if not batch:
                 return
             try:
-                await operations.append_events(self.pool, self.inp.operation_id, batch)
+                await operations.append_events(self.pool, batch)
             except BaseException:
                 self._pending[:0] = batch
                 raise
