@@ -40,6 +40,16 @@ async def two_apis(settings: Settings) -> AsyncIterator[tuple[tuple[httpx.AsyncC
         yield first, second
 
 
+async def cached_operation(client: httpx.AsyncClient, org: Org, name: str) -> str:
+    """Enqueue a deploy through `client` and read its record twice (the second from the cache)."""
+    accepted = await client.post("/v1/clusters", json=deploy_document(name), headers=org.headers())
+    assert accepted.status_code == 202, accepted.text
+    op: str = accepted.json()["data"]["operationId"]
+    for _ in range(2):
+        assert (await client.get(f"/v1/operations/{op}", headers=org.headers())).status_code == 200
+    return op
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> bool:
     deadline = asyncio.get_running_loop().time() + seconds
     while asyncio.get_running_loop().time() < deadline:
@@ -76,11 +86,8 @@ async def test_a_change_while_the_listener_is_reconnecting_is_not_missed(
     two_apis: Any, org: Org, pool: asyncpg.Pool
 ) -> None:
     (a, app_a), _ = two_apis
-    accepted = await a.post("/v1/clusters", json=deploy_document("cache-reconnect"), headers=org.headers())
-    op = accepted.json()["data"]["operationId"]
+    op = await cached_operation(a, org, "cache-reconnect")
     url = f"/v1/operations/{op}"
-    for _ in range(2):
-        assert (await a.get(url, headers=org.headers())).status_code == 200
     listener = app_a.state.listener
     backend = listener._conn.get_server_pid()
     # Lose the LISTEN connection, then change the record before it is back: that notification
@@ -97,10 +104,7 @@ async def test_a_change_while_the_listener_is_reconnecting_is_not_missed(
 
 async def test_another_organization_never_gets_a_cached_operation(two_apis: Any, org: Org, pool: asyncpg.Pool) -> None:
     (a, _), _ = two_apis
-    accepted = await a.post("/v1/clusters", json=deploy_document("cache-scope"), headers=org.headers())
-    op = accepted.json()["data"]["operationId"]
-    for _ in range(2):
-        assert (await a.get(f"/v1/operations/{op}", headers=org.headers())).status_code == 200
+    op = await cached_operation(a, org, "cache-scope")
     other_org = await create_organization(pool, "cache-other")
     _, other_key = await create_api_key(pool, other_org, "other", "owner")
     refused = await a.get(f"/v1/operations/{op}", headers={"Authorization": f"Bearer {other_key}"})
@@ -173,10 +177,7 @@ async def test_a_write_answered_by_a_process_empties_its_operation_cache(
     # The write's own change may still be on its way as a notification: the client's next read
     # must not be answered from before it.
     (a, app_a), _ = two_apis
-    accepted = await a.post("/v1/clusters", json=deploy_document("cache-fence"), headers=org.headers())
-    op = accepted.json()["data"]["operationId"]
-    for _ in range(2):
-        assert (await a.get(f"/v1/operations/{op}", headers=org.headers())).status_code == 200
+    op = await cached_operation(a, org, "cache-fence")
     assert app_a.state.caches.operations.get(op) is not None
     refused = await a.post("/v1/api-keys", json={"name": "fence"}, headers={"Authorization": "Bearer nope"})
     assert refused.status_code == 401
