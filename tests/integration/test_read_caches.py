@@ -185,3 +185,44 @@ async def test_a_write_answered_by_a_process_empties_its_operation_cache(
     created = await a.post("/v1/api-keys", json={"name": "fence", "role": "viewer"}, headers=org.headers())
     assert created.status_code == 201
     assert app_a.state.caches.operations.get(op) is None
+
+
+@pytest.mark.parametrize("how", ["through the other API", "in SQL"])
+async def test_an_approval_policy_changed_anywhere_applies_to_the_next_deploy_everywhere(
+    two_apis: Any, org: Org, pool: asyncpg.Pool, how: str
+) -> None:
+    (a, _), (b, app_b) = two_apis
+    first = await b.post("/v1/clusters", json=deploy_document("policy-before"), headers=org.headers())
+    assert first.status_code == 202 and first.json()["data"]["approvalRequired"] is False
+    assert app_b.state.caches.approval_policies.get(org.id) is not None  # b now holds the policy
+
+    if how == "through the other API":
+        changed = await a.put(
+            f"/v1/organizations/{org.id}/approval-policy", json={"clusterDeploy": True}, headers=org.headers()
+        )
+        assert changed.status_code == 200
+    else:
+        await pool.execute(
+            """UPDATE organizations SET approval_policy = approval_policy || '{"clusterDeploy": true}'
+                WHERE id = $1""",
+            org.id,
+        )
+
+    async def dropped() -> bool:
+        return app_b.state.caches.approval_policies.get(org.id) is None
+
+    assert await eventually(dropped)
+    second = await b.post("/v1/clusters", json=deploy_document("policy-after"), headers=org.headers())
+    assert second.status_code == 202 and second.json()["data"]["approvalRequired"] is True
+
+
+async def test_an_approval_policy_changed_through_an_api_applies_at_once_on_that_api(two_apis: Any, org: Org) -> None:
+    (a, _), _ = two_apis
+    first = await a.post("/v1/clusters", json=deploy_document("policy-here-1"), headers=org.headers())
+    assert first.json()["data"]["approvalRequired"] is False
+    changed = await a.put(
+        f"/v1/organizations/{org.id}/approval-policy", json={"clusterDeploy": True}, headers=org.headers()
+    )
+    assert changed.status_code == 200
+    second = await a.post("/v1/clusters", json=deploy_document("policy-here-2"), headers=org.headers())
+    assert second.json()["data"]["approvalRequired"] is True  # no wait

@@ -49,7 +49,7 @@ from clusterflow.api.security import ApiGuards
 from clusterflow.api.streams import StreamHub
 from clusterflow.console import console_app
 from clusterflow.records.db import create_pool
-from clusterflow.records.notify import EventListener
+from clusterflow.records.notify import API_KEY_CHANNEL, APPROVAL_POLICY_CHANNEL, EventListener
 from clusterflow.settings import Settings, get_settings
 from clusterflow.temporal_connect import connect_options
 from clusterflow.tracing import configure_tracing
@@ -86,7 +86,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hub.resync()
 
         listener = EventListener(
-            settings.require_database_url(), operation_changed, resync, on_api_key=caches.api_key_changed
+            settings.require_database_url(),
+            operation_changed,
+            resync,
+            others={
+                API_KEY_CHANNEL: caches.api_key_changed,
+                APPROVAL_POLICY_CHANNEL: caches.approval_policy_changed,
+            },
         )
         await listener.start()
         app.state.listener = listener

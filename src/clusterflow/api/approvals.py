@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from clusterflow.api.read_caches import ReadCaches
 from clusterflow.records.db import Conn
 from clusterflow.records.operations import Approval
 from clusterflow.records.organizations import approval_policy
@@ -70,6 +71,18 @@ def issue(reason: str, window_seconds: float, plan_hash: str | None = None) -> I
     )
 
 
+async def _policy(conn: Conn, organization_id: str, caches: ReadCaches | None) -> dict[str, Any]:
+    if caches is None:
+        return await approval_policy(conn, organization_id)
+    cached = caches.approval_policies.get(organization_id)
+    if cached is not None:
+        return cached
+    with caches.approval_policies.reading(organization_id) as read:
+        policy = await approval_policy(conn, organization_id)
+        read.store(policy)
+    return policy
+
+
 async def issue_if_required(
     conn: Conn,
     organization_id: str,
@@ -78,8 +91,11 @@ async def issue_if_required(
     *,
     minor_upgrade: bool = False,
     plan_hash: str | None = None,
+    caches: ReadCaches | None = None,
 ) -> IssuedApproval | None:
-    """The approval this operation needs under its organization's policy, or None."""
-    policy = effective_policy(await approval_policy(conn, organization_id))
+    """The approval this operation needs under its organization's policy, or None.
+
+    The policy comes from `caches` when they hold it (`api/read_caches.py`)."""
+    policy = effective_policy(await _policy(conn, organization_id, caches))
     reason = approval_reason(policy, operation_type, minor_upgrade)
     return issue(reason, window_seconds, plan_hash) if reason else None

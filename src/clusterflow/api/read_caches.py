@@ -1,11 +1,12 @@
-"""Per-process caches for the two reads every polling request makes: its key and its operation.
+"""Per-process caches for the reads nearly every request makes: its key, the operation it polls,
+and (for enqueues) its organization's approval policy.
 
 A client polling `GET /v1/operations/{id}` would otherwise cost two or three PostgreSQL round
 trips per request (the key, the record, its recent events) for a record that changes a few times
-a second at most. Both caches are dropped by the notifications this process already LISTENs to
-(`records/notify.py`): PostgreSQL announces every change to an operation and every revocation,
-expiry or role change of a key, at commit. So a cached answer is never older than the
-notification delay (milliseconds), and:
+a second at most. The caches are dropped by the notifications this process already LISTENs to
+(`records/notify.py`): PostgreSQL announces every change to an operation, every revocation,
+expiry or role change of a key and every change of an approval policy, at commit. So a cached
+answer is never older than the notification delay (milliseconds), and:
 
 - while the LISTEN connection is down, nothing is read from or written to a cache, and when it
   is back the caches are emptied (notifications sent meanwhile are gone);
@@ -24,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -133,6 +134,10 @@ class ReadCaches:
             10_000 if key_max_age_seconds > 0 else 0, key_max_age_seconds, listening
         )
         self.operations: NotifiedCache[str, CachedOperation] = NotifiedCache(operation_entries, None, listening)
+        # Approval policies by organization; aged like keys, since they also decide who may act.
+        self.approval_policies: NotifiedCache[str, dict[str, Any]] = NotifiedCache(
+            10_000 if key_max_age_seconds > 0 else 0, key_max_age_seconds, listening
+        )
 
     def operation_changed(self, operation_id: str, _sequence: int) -> None:
         self.operations.drop(operation_id)
@@ -141,9 +146,13 @@ class ReadCaches:
         # Revocations are rare: drop every key rather than keep an index from key ID to entry.
         self.keys.clear()
 
+    def approval_policy_changed(self, organization_id: str) -> None:
+        self.approval_policies.drop(organization_id)
+
     def resync(self) -> None:
         self.keys.clear()
         self.operations.clear()
+        self.approval_policies.clear()
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "cf_operation_events"
 API_KEY_CHANNEL = "cf_api_keys"
+APPROVAL_POLICY_CHANNEL = "cf_approval_policies"
 
 
 def parse_payload(payload: str) -> tuple[str, int] | None:
@@ -41,7 +42,7 @@ def parse_payload(payload: str) -> tuple[str, int] | None:
 
 class EventListener:
     """LISTENs on `CHANNEL` and calls `on_event(operation_id, sequence)` for each notification,
-    and, when given `on_api_key`, on `API_KEY_CHANNEL` with the key's ID.
+    and on each channel of `others` its callback with the payload.
 
     Callbacks run on the event loop and must not block: they only set flags and drop entries.
     """
@@ -52,12 +53,12 @@ class EventListener:
         on_event: Callable[[str, int], None],
         on_reconnect: Callable[[], None],
         *,
-        on_api_key: Callable[[str], None] | None = None,
+        others: dict[str, Callable[[str], None]] | None = None,
         max_backoff: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._on_event = on_event
-        self._on_api_key = on_api_key
+        self._others = others or {}
         self._on_reconnect = on_reconnect
         self._max_backoff = max_backoff
         self._conn: asyncpg.Connection[Any] | None = None
@@ -87,8 +88,8 @@ class EventListener:
         conn = await connect(self._dsn)
         conn.add_termination_listener(self._terminated)
         await conn.add_listener(CHANNEL, self._notified)
-        if self._on_api_key is not None:
-            await conn.add_listener(API_KEY_CHANNEL, self._api_key_notified)
+        for channel in self._others:
+            await conn.add_listener(channel, self._other_notified)
         self._conn = conn
         self._lost.clear()
         self.connected.set()
@@ -110,9 +111,8 @@ class EventListener:
             return
         self._on_event(*parsed)
 
-    def _api_key_notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        assert self._on_api_key is not None
-        self._on_api_key(str(payload))
+    def _other_notified(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        self._others[channel](str(payload))
 
     async def _supervise(self) -> None:
         while True:

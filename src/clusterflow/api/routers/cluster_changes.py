@@ -137,6 +137,7 @@ async def update_cluster(
             settings.approval_window_seconds,
             minor_upgrade=update.is_minor_upgrade,
             plan_hash=update.plan_hash,
+            caches=request.app.state.caches,
         )
         plan.cluster_name = row["name"]
         plan.metadata = {"planHash": update.plan_hash, "targetVersion": update.target_version or ""}
@@ -200,7 +201,11 @@ async def delete_cluster(
         if is_registered(row):
             raise registered_cluster_delete_refused(row)
         plan.approval = await approvals.issue_if_required(
-            conn, principal.organization_id, OperationType.CLUSTER_DELETE, settings.approval_window_seconds
+            conn,
+            principal.organization_id,
+            OperationType.CLUSTER_DELETE,
+            settings.approval_window_seconds,
+            caches=request.app.state.caches,
         )
         plan.cluster_name = row["name"]
         plan.metadata = {"preempts": locked.preempts} if locked.preempts else None

@@ -156,7 +156,11 @@ async def deploy_cluster(
 
     async def insert_cluster(conn: Conn) -> None:
         plan.approval = await approvals.issue_if_required(
-            conn, principal.organization_id, OperationType.CLUSTER_DEPLOY, settings.approval_window_seconds
+            conn,
+            principal.organization_id,
+            OperationType.CLUSTER_DEPLOY,
+            settings.approval_window_seconds,
+            caches=request.app.state.caches,
         )
         if plan.approval:
             deploy_input.approval = plan.approval.requirement

@@ -11,6 +11,7 @@ from clusterflow.api import control
 from clusterflow.api.approvals import effective_policy
 from clusterflow.api.deps import Admin, AppSettings, Editor, Owner, Pool, Temporal, Viewer
 from clusterflow.api.errors import ApiError, not_found, request_id_of
+from clusterflow.api.read_caches import ReadCaches
 from clusterflow.api.schemas.common import ERRORS, Envelope, Strict
 from clusterflow.api.schemas.operations import ApprovalDecision, CancelOutcome, DecisionOutcome
 from clusterflow.records import clusters, operations
@@ -185,4 +186,7 @@ async def put_policy(
         raise not_found("organization", orgId)
     policy = effective_policy(await approval_policy(pool, orgId)) | change.model_dump(exclude_none=True)
     await set_approval_policy(pool, orgId, policy)
+    # Other API processes hear of it by NOTIFY; this one forgets it before answering.
+    caches: ReadCaches = request.app.state.caches
+    caches.approval_policy_changed(orgId)
     return Envelope(id=request_id_of(request), message="approval policy updated", data=ApprovalPolicyView(**policy))
