@@ -106,8 +106,8 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0,
         le=3600,
-        description="How long an API process may reuse a key it has checked (0: check every request). A "
-        "revocation, expiry or role change reaches every process at once by NOTIFY; this bounds the rest.",
+        description="How long an API process may reuse a key it has checked, or an approval policy it has "
+        "read (0: read every time). Changes reach every process at once by NOTIFY; this bounds the rest.",
     )
     operation_cache_entries: int = Field(
         default=10_000,
