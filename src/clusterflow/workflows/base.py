@@ -31,10 +31,16 @@ with workflow.unsafe.imports_passed_through():
         ExecutionPolicy,
         FinishInput,
         OperationStatus,
+        PhaseAction,
         PhaseInput,
         PhaseResult,
     )
-    from clusterflow.workflows.steps import OperationSteps, error_from_activity, phase_progress
+    from clusterflow.workflows.steps import (
+        OperationSteps,
+        PhaseInputFactory,
+        error_from_activity,
+        phase_progress,
+    )
 
 
 class OperationWorkflow:
@@ -108,27 +114,26 @@ class OperationWorkflow:
 
     async def run_phases(
         self,
-        action: str,
+        action: PhaseAction,
         phases: list[str],
-        make_input: Any,
+        make_input: PhaseInputFactory,
         *,
         stage: str = "",
     ) -> dict[str, PhaseResult]:
         """Run `phases` in order through `<provider>.<action>_phase`; returns results by phase.
 
-        `make_input(phase, low, high)` builds each PhaseInput.
+        `make_input(phase, low, high, stage=...)` builds each PhaseInput.
         """
         assert self.steps is not None
         results: dict[str, PhaseResult] = {}
         for index, phase in enumerate(phases):
             self._phase = phase
             low, high = phase_progress(index, len(phases))
-            phase_input: PhaseInput = make_input(phase, low, high)
-            phase_input.stage = stage
+            phase_input = make_input(phase, low, high, stage=stage)
             results[phase] = await self.steps.run_phase(action, phase_input)
         return results
 
-    async def tear_down(self, make_input: Any, *, stage: str = "") -> tuple[list[str], list[str]]:
+    async def tear_down(self, make_input: PhaseInputFactory, *, stage: str = "") -> tuple[list[str], list[str]]:
         """Run every teardown phase, carrying on past failures; returns (removed, left behind).
 
         Left behind names each phase whose teardown failed, with the reason.
@@ -138,10 +143,9 @@ class OperationWorkflow:
         for index, phase in enumerate(DELETE_PHASES):
             self._phase = phase
             low, high = phase_progress(index, len(DELETE_PHASES))
-            phase_input: PhaseInput = make_input(phase, low, high)
-            phase_input.stage = stage
+            phase_input = make_input(phase, low, high, stage=stage)
             try:
-                self.removed += (await self.steps.run_phase("delete", phase_input)).resources
+                self.removed += (await self.steps.run_phase(PhaseAction.DELETE, phase_input)).resources
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise

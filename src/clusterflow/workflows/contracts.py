@@ -10,6 +10,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from clusterflow.contracts.changes import UpdateChange, UpdatePlan
+from clusterflow.contracts.cluster import ClusterDefinition
+
+# Phases moved to `clusterflow.contracts.phases`; re-exported while callers move.
+from clusterflow.contracts.phases import DELETE_PHASES as DELETE_PHASES
+from clusterflow.contracts.phases import DEPLOY_PHASES as DEPLOY_PHASES
+from clusterflow.contracts.phases import UPDATE_PHASES as UPDATE_PHASES
+from clusterflow.contracts.phases import Phase as Phase
+from clusterflow.contracts.phases import PhaseAction as PhaseAction
+from clusterflow.contracts.phases import phase_activity_name as phase_activity_name
+
 
 class OperationType(StrEnum):
     CLUSTER_DEPLOY = "CLUSTER_DEPLOY"
@@ -46,46 +57,6 @@ class ClusterState(StrEnum):
     DELETING = "DELETING"
     DELETED = "DELETED"
     FAILED = "FAILED"
-
-
-class Phase(StrEnum):
-    VALIDATE = "VALIDATE"
-    NETWORK = "NETWORK"
-    CONTROL_PLANE = "CONTROL_PLANE"
-    NODE_GROUPS = "NODE_GROUPS"
-    ADDONS = "ADDONS"
-    VERIFY = "VERIFY"
-
-
-DEPLOY_PHASES: tuple[Phase, ...] = (
-    Phase.VALIDATE,
-    Phase.NETWORK,
-    Phase.CONTROL_PLANE,
-    Phase.NODE_GROUPS,
-    Phase.ADDONS,
-    Phase.VERIFY,
-)
-
-
-# Teardown runs in reverse order of creation. Each provider's `<provider>.delete_phase` takes
-# these phases; deleting what does not exist is success, so teardown is idempotent and is also
-# the compensation of a cancelled or failed deploy.
-DELETE_PHASES: tuple[Phase, ...] = (
-    Phase.ADDONS,
-    Phase.NODE_GROUPS,
-    Phase.CONTROL_PLANE,
-    Phase.NETWORK,
-)
-
-# An update's phases, in order; the update planner drops those with nothing to do. Each
-# provider's `<provider>.update_phase` receives the change in `PhaseInput.change`.
-UPDATE_PHASES: tuple[Phase, ...] = (
-    Phase.VALIDATE,
-    Phase.CONTROL_PLANE,
-    Phase.NODE_GROUPS,
-    Phase.ADDONS,
-    Phase.VERIFY,
-)
 
 
 class ErrorCode(StrEnum):
@@ -166,6 +137,7 @@ class DeployInput:
     spec: dict[str, Any]
     policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
     approval: ApprovalRequirement | None = None
+    definition: ClusterDefinition | None = None
 
 
 @dataclass
@@ -183,6 +155,7 @@ class DeleteInput:
     preempts: list[str] = field(default_factory=list)
     # The cluster's state before the delete, restored if the delete is rejected.
     previous_state: str = "ACTIVE"
+    definition: ClusterDefinition | None = None
 
 
 @dataclass
@@ -194,14 +167,12 @@ class UpdateInput:
     provider: str
     region: str
     spec: dict[str, Any]
-    phases: list[str]
-    change: dict[str, Any]
-    # The inverse change, applied phase by phase in reverse if the update fails or is cancelled.
-    rollback: dict[str, Any]
-    # Cluster fields (kubernetesVersion, workerNodes, tags) after success.
-    result_fields: dict[str, Any]
+    # The planned change, its inverse (applied phase by phase in reverse if the update fails or
+    # is cancelled) and the cluster as the record states it before and after.
+    plan: UpdatePlan
     policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
     approval: ApprovalRequirement | None = None
+    definition: ClusterDefinition | None = None
 
 
 @dataclass
@@ -298,15 +269,21 @@ class PhaseInput:
     provider: str
     region: str
     phase: str
-    spec: dict[str, Any]
+    spec: dict[str, Any]  # the deploy document's spec as JSON; providers read `cluster` instead
     progress_from: int
     progress_to: int
-    # What an update or delete phase should change (target version, node-group changes...);
-    # empty for deploy phases, which read `spec`.
-    change: dict[str, Any] = field(default_factory=dict)
+    # What an update phase changes (or, in a rollback pass, restores); empty for deploy and
+    # delete phases, which build from `cluster`.
+    change: UpdateChange = field(default_factory=UpdateChange)
     # "" for the operation's own work; "cleanup" or "rollback" when a phase runs again to undo
     # work, so its events are new facts rather than repeats of the first pass.
     stage: str = ""
+    definition: ClusterDefinition | None = None
+
+    @property
+    def cluster(self) -> ClusterDefinition:
+        """The cluster the phase works on, typed (built from `spec` for inputs that predate it)."""
+        return self.definition or ClusterDefinition.from_spec(self.spec)
 
 
 @dataclass
@@ -314,6 +291,9 @@ class PhaseResult:
     phase: str
     resources: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The control plane's version as the cloud reports it when the phase ended (update phases
+    # that touch the control plane set it, also in a rollback pass), so the record tells the truth.
+    kubernetes_version: str | None = None
 
 
 @dataclass

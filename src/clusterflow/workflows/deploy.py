@@ -23,33 +23,20 @@ with workflow.unsafe.imports_passed_through():
     from clusterflow.workflows.contracts import (
         DEPLOY_PHASES,
         ClusterState,
+        DeleteInput,
         DeployInput,
         FinishInput,
         OperationOutcome,
         OperationStatus,
-        PhaseInput,
+        PhaseAction,
+        UpdateInput,
     )
-    from clusterflow.workflows.steps import OperationSteps, error_from_activity
+    from clusterflow.workflows.steps import OperationSteps, PhaseInputFactory, error_from_activity
 
 
-def phase_input_factory(inp: Any) -> Any:
-    """Builds the PhaseInput of one phase from any operation input with the cluster fields."""
-
-    def make(phase: str, low: int, high: int, change: dict[str, Any] | None = None) -> PhaseInput:
-        return PhaseInput(
-            operation_id=inp.operation_id,
-            cluster_id=inp.cluster_id,
-            cluster_name=inp.cluster_name,
-            provider=inp.provider,
-            region=inp.region,
-            phase=phase,
-            spec=inp.spec,
-            progress_from=low,
-            progress_to=high,
-            change=change or {},
-        )
-
-    return make
+def phase_input_factory(inp: DeployInput | UpdateInput | DeleteInput) -> PhaseInputFactory:
+    """Builds the PhaseInput of one phase from an operation input on a cluster."""
+    return PhaseInputFactory(inp.operation_id, inp.cluster_id, inp.spec, inp.definition)
 
 
 @workflow.defn(name="ClusterDeploy")
@@ -66,7 +53,7 @@ class ClusterDeployWorkflow(OperationWorkflow):
             return OperationOutcome(inp.operation_id, ended)
         make = phase_input_factory(inp)
         try:
-            results = await self.run_phases("deploy", list(DEPLOY_PHASES), make)
+            results = await self.run_phases(PhaseAction.DEPLOY, list(DEPLOY_PHASES), make)
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise

@@ -15,6 +15,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 from temporalio.workflow import ActivityCancellationType
 
+from clusterflow.contracts.changes import UpdateChange
+from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.workflows.contracts import (
     BeginInput,
     BeginResult,
@@ -26,9 +28,11 @@ from clusterflow.workflows.contracts import (
     ExecutionPolicy,
     FinishInput,
     OperationError,
+    PhaseAction,
     PhaseInput,
     PhaseResult,
     WaitForOperations,
+    phase_activity_name,
 )
 
 BEGIN_OPERATION = "records.begin_operation"
@@ -38,11 +42,6 @@ RECORD_DECISION = "records.record_decision"
 UPDATE_CLUSTER = "records.update_cluster"
 REQUEST_CANCEL = "records.request_cancel"
 WAIT_FOR_OPERATIONS = "records.wait_for_operations"
-
-
-def phase_activity(provider: str, action: str) -> str:
-    """Activity name of one provider's phase implementation, e.g. `local.deploy_phase`."""
-    return f"{provider}.{action}_phase"
 
 
 def error_from_activity(err: ActivityError, phase: str) -> OperationError:
@@ -121,14 +120,16 @@ class OperationSteps:
     async def finish(self, finish: FinishInput) -> None:
         await workflow.execute_activity(FINISH_OPERATION, finish, **self._record_options())
 
-    async def run_phase(self, action: str, phase_input: PhaseInput) -> PhaseResult:
+    async def run_phase(self, action: PhaseAction, phase_input: PhaseInput) -> PhaseResult:
+        """Run one phase on the input's provider (`<provider>.<action>_phase`, registered by the
+        worker under the same `phase_activity_name`)."""
         # A cancel that lands while an activity finishes anyway is only a request: the activity's
         # result still arrives. Check between phases so such a cancel is not lost. Cleanup and
         # rollback passes (a stage) run after the cancel on purpose and are exempt.
         if not phase_input.stage:
             raise_if_cancel_requested()
         result: PhaseResult = await workflow.execute_activity(
-            phase_activity(phase_input.provider, action),
+            phase_activity_name(phase_input.provider, action),
             phase_input,
             result_type=PhaseResult,
             start_to_close_timeout=timedelta(seconds=self.policy.phase_timeout_seconds),
@@ -146,6 +147,41 @@ class OperationSteps:
         if not phase_input.stage:
             raise_if_cancel_requested()
         return result
+
+
+class PhaseInputFactory:
+    """Builds the PhaseInput of each phase of one operation on one cluster."""
+
+    def __init__(
+        self,
+        operation_id: str,
+        cluster_id: str,
+        spec: dict[str, Any],
+        definition: ClusterDefinition | None,
+    ) -> None:
+        self.operation_id = operation_id
+        self.cluster_id = cluster_id
+        self.spec = spec
+        # Inputs recorded before the typed definition existed carry only the spec.
+        self.definition = definition or ClusterDefinition.from_spec(spec)
+
+    def __call__(
+        self, phase: str, low: int, high: int, change: UpdateChange | None = None, *, stage: str = ""
+    ) -> PhaseInput:
+        return PhaseInput(
+            operation_id=self.operation_id,
+            cluster_id=self.cluster_id,
+            cluster_name=self.definition.name,
+            provider=self.definition.provider,
+            region=self.definition.region,
+            phase=phase,
+            spec=self.spec,
+            progress_from=low,
+            progress_to=high,
+            change=change or UpdateChange(),
+            stage=stage,
+            definition=self.definition,
+        )
 
 
 def raise_if_cancel_requested() -> None:

@@ -19,7 +19,10 @@ from clusterflow.api.schemas.clusters import K8sClusterUpdate, UpdatePreview
 from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
 from clusterflow.catalog import catalog_for, kubernetes_versions
 from clusterflow.ids import operation_id as new_operation_id
-from clusterflow.planning import UpdatePlan, plan_update, plan_view, report_view
+from clusterflow.api.schemas.clusters import update_request
+from clusterflow.contracts.changes import ClusterShape
+from clusterflow.contracts.cluster import ClusterDefinition, NodeGroupSpec
+from clusterflow.planning import PlannedUpdate, plan_update, plan_view, report_view
 from clusterflow.records import clusters, idempotency
 from clusterflow.records.db import Conn
 from clusterflow.records.registrations import is_registered
@@ -33,23 +36,31 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _plan(row: Any, document: K8sClusterUpdate) -> UpdatePlan:
+def _plan(row: Any, document: K8sClusterUpdate) -> PlannedUpdate:
     """The update plan, checked against the provider's catalog (versions, machine types)."""
     catalog = catalog_for(row["provider"])
     versions = kubernetes_versions(row["provider"], row["provisioner_type"])
     return plan_update(
         cluster_id=row["id"],
-        current_version=row["kubernetes_version"],
-        worker_nodes=row["worker_nodes"] or [],
-        tags=row["tags"] or {},
-        spec=document.spec.model_dump(mode="json", exclude_none=True),
+        provider=row["provider"],
+        before=recorded_shape(row),
+        request=update_request(document.spec),
         supported_versions=list(versions.supported_versions) if versions else [],
         known_machine_types={m.name for m in catalog.machine_types} if catalog else None,
         upgrade_warnings=dict(versions.upgrade_warnings) if versions else {},
     )
 
 
-def _preview(row: Any, plan: UpdatePlan, with_report: bool) -> UpdatePreview:
+def recorded_shape(row: Any) -> ClusterShape:
+    """The cluster as its record states it: what an update plans from."""
+    return ClusterShape(
+        kubernetes_version=row["kubernetes_version"],
+        node_groups=tuple(NodeGroupSpec.from_document(g) for g in row["worker_nodes"] or ()),
+        tags={str(k): str(v) for k, v in (row["tags"] or {}).items()},
+    )
+
+
+def _preview(row: Any, plan: PlannedUpdate, with_report: bool) -> UpdatePreview:
     view = plan_view(plan, row["name"], row["provider"], row["provisioner_type"], row["region"])
     nodes = sum(int(g.get("minNode", 0)) for g in row["worker_nodes"] or [])
     return UpdatePreview(
@@ -141,6 +152,7 @@ async def update_cluster(
         )
         plan.cluster_name = row["name"]
         plan.metadata = {"planHash": update.plan_hash, "targetVersion": update.target_version or ""}
+        spec = normalized_spec(row)
         plan.workflow_input = asdict(
             UpdateInput(
                 operation_id=operation_id,
@@ -149,13 +161,11 @@ async def update_cluster(
                 cluster_name=row["name"],
                 provider=row["provider"],
                 region=row["region"],
-                spec=normalized_spec(row),
-                phases=list(update.phases),
-                change=update.change,
-                rollback=update.rollback,
-                result_fields=update.result_fields,
+                spec=spec,
+                plan=update.plan,
                 policy=execution_policy(settings),
                 approval=plan.approval.requirement if plan.approval else None,
+                definition=ClusterDefinition.from_spec(spec),
             )
         )
 
@@ -209,6 +219,7 @@ async def delete_cluster(
         )
         plan.cluster_name = row["name"]
         plan.metadata = {"preempts": locked.preempts} if locked.preempts else None
+        spec = normalized_spec(row)
         plan.workflow_input = asdict(
             DeleteInput(
                 operation_id=operation_id,
@@ -217,11 +228,12 @@ async def delete_cluster(
                 cluster_name=row["name"],
                 provider=row["provider"],
                 region=row["region"],
-                spec=normalized_spec(row),
+                spec=spec,
                 policy=execution_policy(settings),
                 approval=plan.approval.requirement if plan.approval else None,
                 preempts=locked.preempts,
                 previous_state=row["state"],
+                definition=ClusterDefinition.from_spec(spec),
             )
         )
 
