@@ -407,7 +407,9 @@ def plan_view(
         "rollingStrategy": {
             "maxSurge": planned.max_surge,
             "maxUnavailable": planned.max_unavailable,
-            "description": f"replace nodes {planned.max_surge} at a time, at most {planned.max_unavailable} unavailable",
+            "description": (
+                f"replace nodes {planned.max_surge} at a time, at most {planned.max_unavailable} unavailable"
+            ),
         },
         "planHash": planned.plan_hash,
     }

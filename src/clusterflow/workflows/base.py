@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         FinishInput,
         OperationStatus,
         PhaseAction,
-        PhaseInput,
         PhaseResult,
     )
     from clusterflow.workflows.steps import (

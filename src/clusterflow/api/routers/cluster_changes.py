@@ -15,13 +15,12 @@ from clusterflow.api.enqueue import OperationPlan, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.routers.clusters import execution_policy, normalized_spec
 from clusterflow.api.routers.registration import registered_cluster_delete_refused
-from clusterflow.api.schemas.clusters import K8sClusterUpdate, UpdatePreview
+from clusterflow.api.schemas.clusters import K8sClusterUpdate, UpdatePreview, update_request
 from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
 from clusterflow.catalog import catalog_for, kubernetes_versions
-from clusterflow.ids import operation_id as new_operation_id
-from clusterflow.api.schemas.clusters import update_request
 from clusterflow.contracts.changes import ClusterShape
 from clusterflow.contracts.cluster import ClusterDefinition, NodeGroupSpec
+from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.planning import PlannedUpdate, plan_update, plan_view, report_view
 from clusterflow.records import clusters, idempotency
 from clusterflow.records.db import Conn
