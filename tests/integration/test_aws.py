@@ -349,15 +349,15 @@ async def test_access_denied_is_permanent_and_names_the_remedy(
     assert find_cluster("denied-1") is None
 
 
-async def test_deploy_without_a_connected_account_fails_with_a_remedy(
-    api: httpx.AsyncClient, aws_worker: None, org: Org
-) -> None:
+async def test_deploy_without_a_connected_account_is_refused_with_a_remedy(api: httpx.AsyncClient, org: Org) -> None:
+    # Refused by the API before anything is enqueued (the provider's VALIDATE would refuse it too).
     response = await api.post("/v1/clusters", json=aws_document("lonely-1", new_account_id()), headers=org.headers())
-    record = await wait_for_operation(api, org.headers(), response.json()["data"]["operationId"], timeout=60)
-    assert record["status"] == "FAILED"
-    assert record["currentPhase"] == "VALIDATE"
-    assert record["error"]["code"] == "CLOUD_ACCOUNT_NOT_CONNECTED"
-    assert "POST /v1/cloud-accounts/aws" in record["error"]["message"]
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "INVALID_SPEC"
+    assert error["details"][0]["field"] == "spec.provisioner.eks.accountId"
+    assert error["details"][0]["type"] == "cloud_account_not_connected"
+    assert "POST /v1/cloud-accounts/aws" in error["details"][0]["message"]
 
 
 async def test_cloud_account_requests_are_validated(api: httpx.AsyncClient, org: Org, services: Services) -> None:

@@ -172,15 +172,18 @@ async def test_transient_failures_beyond_the_attempt_budget_fail_as_retryable(ap
     assert last_attempt[0]["level"] == "ERROR"
 
 
-async def test_unsupported_version_fails_validation_without_creating_anything(
+async def test_unsupported_version_is_refused_before_anything_is_created(
     api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
 ) -> None:
+    # The local provider's VALIDATE would refuse it; the API refuses it first, dry run or not.
     doc = deploy_document("old-1")
     doc["spec"]["provisioner"]["local"]["kubernetesVersion"] = "1.20"
-    accepted = (await api.post("/v1/clusters", json=doc, headers=org.headers())).json()["data"]
-    record = await wait_for_operation(api, org.headers(), accepted["operationId"])
-    assert record["status"] == "FAILED"
-    assert record["currentPhase"] == "VALIDATE"
-    assert record["error"]["code"] == "INVALID_SPEC"
-    assert "1.20" in record["error"]["message"]
-    assert await local_cloud.api_calls(pool, accepted["clusterId"]) == []
+    for params in ({"dryRun": "true"}, {}):
+        response = await api.post("/v1/clusters", params=params, json=doc, headers=org.headers())
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "INVALID_SPEC"
+        assert error["details"][0]["field"] == "spec.provisioner.local.kubernetesVersion"
+        assert "1.20" in error["details"][0]["message"]
+    assert await pool.fetchval("SELECT count(*) FROM clusters WHERE organization_id = $1", org.id) == 0
+    assert await pool.fetchval("SELECT count(*) FROM operations WHERE organization_id = $1", org.id) == 0

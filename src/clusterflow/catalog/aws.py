@@ -22,6 +22,10 @@ _GPU_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c", "us-west-2a", "us-west-2
 _MACHINE_TYPES = (
     MachineType("t3.medium", 2, 4096, "GeneralPurpose", ("x86_64",), (), "0.0416", "0.0125"),
     MachineType("t3.large", 2, 8192, "GeneralPurpose", ("x86_64",), (), "0.0832", "0.0250"),
+    MachineType("m5.large", 2, 8192, "GeneralPurpose", ("x86_64",), (), "0.0960", "0.0350"),
+    MachineType("m5.xlarge", 4, 16384, "GeneralPurpose", ("x86_64",), (), "0.1920", "0.0700"),
+    MachineType("m5.2xlarge", 8, 32768, "GeneralPurpose", ("x86_64",), (), "0.3840", "0.1400"),
+    MachineType("m5.4xlarge", 16, 65536, "GeneralPurpose", ("x86_64",), (), "0.7680", "0.2800"),
     MachineType("m6i.large", 2, 8192, "GeneralPurpose", ("x86_64",), (), "0.0960", "0.0380"),
     MachineType("m6i.xlarge", 4, 16384, "GeneralPurpose", ("x86_64",), (), "0.1920", "0.0760"),
     MachineType("m6i.2xlarge", 8, 32768, "GeneralPurpose", ("x86_64",), (), "0.3840", "0.1520"),
@@ -35,9 +39,29 @@ _MACHINE_TYPES = (
     MachineType("inf2.xlarge", 4, 16384, "AcceleratorOptimized", ("x86_64",), _GPU_ZONES, "0.7582", "0.3030"),
 )
 
+# What the EKS provider deploys and what a deploy may ask for (exact strings: the provider
+# passes the version to CreateCluster as given, so a patch level such as 1.31.2 is refused).
+KUBERNETES_VERSIONS: tuple[str, ...] = ("1.29", "1.30", "1.31", "1.32", "1.33")
+# The version a deploy without `provisioner.eks.kubernetesVersion` gets. (The catalog's advertised
+# default below is newer; the provider has always deployed this one.)
+DEFAULT_KUBERNETES_VERSION = "1.31"
+# Generic sizes of the portable document, as EC2 instance types (every one is in the catalog).
+MACHINE_TYPES: dict[str, str] = {
+    "small": "t3.medium",
+    "medium": "m5.xlarge",
+    "large": "m5.2xlarge",
+    "xlarge": "m5.4xlarge",
+}
+# `provisioner.eks.amiFamily` -> the EKS managed node group `amiType` (x86_64 nodes).
+AMI_TYPES: dict[str, str] = {
+    "AmazonLinux2023": "AL2023_x86_64_STANDARD",
+    "AmazonLinux2": "AL2_x86_64",
+    "Bottlerocket": "BOTTLEROCKET_x86_64",
+}
+
 _EKS = KubernetesVersions(
     default_version="1.32",
-    supported_versions=("1.29", "1.30", "1.31", "1.32", "1.33"),
+    supported_versions=KUBERNETES_VERSIONS,
     upgrade_warnings=UPGRADE_WARNINGS,
 )
 

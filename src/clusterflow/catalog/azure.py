@@ -7,8 +7,13 @@ ARM API takes.
 
 from __future__ import annotations
 
+import re
+
 from clusterflow.catalog.model import KubernetesVersions, MachineType, ProviderCatalog, Region
 from clusterflow.catalog.upstream import UPGRADE_WARNINGS
+
+# AKS agent pool names: lowercase letters and digits, starting with a letter, at most 12 characters.
+POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 
 _REGION_IDS = ("eastus", "eastus2", "westus2", "westeurope", "northeurope", "southeastasia")
 _REGIONS = tuple(Region(r, tuple(f"{r}-{n}" for n in (1, 2, 3))) for r in _REGION_IDS)

@@ -1,8 +1,16 @@
-"""Clusters: deploy (and its dry run), list, get, spec, operation history, progress."""
+"""Clusters: deploy (and its dry run), list, get, spec, operation history, progress.
+
+A deploy (real or dry run) is checked before anything is written or enqueued, in one place
+(`deploy_checks`), so the dry run answers exactly what the real call would: the spec against the
+provider's catalog (`catalog.spec_checks.check_deploy_spec`, the same function the providers'
+VALIDATE phases use), then what the database knows about the account the deploy would act
+through, read as the provider reads it. Every problem is a 422 `INVALID_SPEC` naming its field.
+Only what needs the cloud itself (credentials answering, quotas) is left to VALIDATE.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 import asyncpg
@@ -21,20 +29,21 @@ from clusterflow.api.schemas.clusters import (
     ClusterSpec,
     ClusterSpecDocument,
     ClusterView,
+    DeployDryRunResult,
     K8sCluster,
 )
 from clusterflow.api.schemas.common import (
     ERRORS,
-    DryRunResult,
     Envelope,
     OperationAccepted,
 )
 from clusterflow.api.schemas.operations import Operation, OperationPage
 from clusterflow.api.views import cluster_view, operation_view
+from clusterflow.catalog.spec_checks import SpecProblem, check_deploy_spec
 from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
-from clusterflow.records import clusters, idempotency, operations
-from clusterflow.records.db import Conn
+from clusterflow.records import cloud_accounts, clusters, federated_accounts, idempotency, operations
+from clusterflow.records.db import Conn, Executor
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import (
     ClusterState,
@@ -81,15 +90,130 @@ def parse_cluster_document(body: dict[str, Any]) -> K8sCluster:
         raise validation_error(err.errors(), strip_prefix=()) from err
 
 
+@dataclass(frozen=True)
+class AccountProblem:
+    """A deploy refused for the account it would act through (not the spec's shape)."""
+
+    field: str
+    message: str
+    type: str
+
+
+def _invalid_spec(problems: list[SpecProblem | AccountProblem]) -> ApiError:
+    details = [
+        {"field": p.field, "message": p.message, "type": p.type if isinstance(p, AccountProblem) else "invalid_spec"}
+        for p in problems
+    ]
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return ApiError(422, "INVALID_SPEC", f"invalid deploy spec: {first.field}: {first.message}{more}", details)
+
+
+async def _account_problems(
+    db: Executor, organization_id: str, spec: dict[str, Any], settings: Settings
+) -> tuple[list[AccountProblem], str]:
+    """The account, project or subscription the deploy would use, resolved as its provider's
+    phases resolve it, from the database alone; and a sentence saying what was found."""
+    provider = spec["provider"]
+    provisioner = spec.get("provisioner") or {}
+    if provider == "aws":
+        wanted = (provisioner.get("eks") or {}).get("accountId")
+        field = "spec.provisioner.eks.accountId" if wanted else "spec.provisioner"
+        row = await cloud_accounts.find_usable(db, organization_id, "aws", wanted)
+        if row is None:
+            return [
+                AccountProblem(
+                    field,
+                    f"no connected AWS account{' ' + wanted if wanted else ''} for this organization. Remedy: "
+                    "connect it with POST /v1/cloud-accounts/aws, create the CloudFormation stack from the "
+                    "returned template, and wait until the connection is CONNECTED.",
+                    "cloud_account_not_connected",
+                )
+            ], ""
+        if row["level"] != "manage":
+            return [
+                AccountProblem(
+                    field,
+                    f"AWS account {row['account_id']} is connected with level {row['level']!r}, which cannot "
+                    "create clusters. Remedy: reconnect it with level 'manage' (POST /v1/cloud-accounts/aws, "
+                    "forceUpdate=true).",
+                    "cloud_access_level_too_low",
+                )
+            ], ""
+        return [], f"AWS account {row['account_id']} is connected with level manage"
+    if provider == "gcp":
+        gke = provisioner.get("gke") or {}
+        account = await federated_accounts.latest_connected(db, organization_id, "gcp", spec["clusterName"])
+        account_project = dict(account["identity"] or {}).get("projectId") if account else None
+        project = gke.get("projectId") or account_project or settings.gcp_default_project
+        if not project:
+            return [
+                AccountProblem(
+                    "spec.provisioner.gke.projectId",
+                    "no GCP project: set provisioner.gke.projectId, connect a GCP project for this cluster name "
+                    "(POST /v1/cloud-accounts/gcp), or configure CLUSTERFLOW_GCP_DEFAULT_PROJECT",
+                    "no_project",
+                )
+            ], ""
+        via = "the connected GCP account" if account else "the control plane's GCP credentials"
+        return [], f"GKE project {project} (through {via})"
+    if provider == "azure":
+        aks = provisioner.get("aks") or {}
+        account = await federated_accounts.latest_connected(db, organization_id, "azure", spec["clusterName"])
+        params = dict(account["params"] or {}) if account else {}
+        subscription = (
+            aks.get("subscriptionId") or params.get("subscriptionId") or settings.azure_default_subscription_id
+        )
+        group = aks.get("resourceGroup") or params.get("resourceGroup") or settings.azure_default_resource_group
+        problems = []
+        for value, name in ((subscription, "subscriptionId"), (group, "resourceGroup")):
+            if not value:
+                problems.append(
+                    AccountProblem(
+                        f"spec.provisioner.aks.{name}",
+                        f"no Azure {name}: set provisioner.aks.subscriptionId and resourceGroup, connect an Azure "
+                        "subscription for this cluster name (POST /v1/cloud-accounts/azure), or configure "
+                        "CLUSTERFLOW_AZURE_DEFAULT_SUBSCRIPTION_ID / _RESOURCE_GROUP",
+                        "no_subscription",
+                    )
+                )
+        via = "the connected Azure account" if account else "the control plane's Azure credentials"
+        return problems, f"Azure subscription {subscription}, resource group {group} (through {via})"
+    return [], ""
+
+
+async def deploy_checks(db: Executor, organization_id: str, spec: dict[str, Any], settings: Settings) -> list[str]:
+    """Refuse (422 INVALID_SPEC, every problem listed) a deploy its provider would refuse; else
+    say what was checked."""
+    problems: list[SpecProblem | AccountProblem] = list(check_deploy_spec(spec))
+    found: list[AccountProblem] = []
+    account = ""
+    if not any(p.field == "spec.provisioner.type" for p in problems):
+        found, account = await _account_problems(db, organization_id, spec, settings)
+    problems += found
+    if problems:
+        raise _invalid_spec(problems)
+    checks = [
+        f"the spec against the {spec['provider']} catalog: region, Kubernetes version, machine types, zones "
+        "and provisioner fields"
+    ]
+    if account:
+        checks.append(account)
+    return checks
+
+
 @router.post(
     "",
     status_code=202,
     summary="Deploy a cluster",
     description="Validates a K8sCluster document, records a CLUSTER_DEPLOY operation and starts its "
-    "workflow. Answers 202 with the operation ID at once. `?dryRun=true` validates only (200). "
+    "workflow. Answers 202 with the operation ID at once. `?dryRun=true` validates only (200), "
+    "with the same checks and refusals as the real call: the spec against the provider's catalog, "
+    "and the cloud account (or project, subscription) the deploy would act through. A spec the "
+    "provider would refuse is a 422 `INVALID_SPEC` naming each field. "
     "The reference's legacy flat body (the spec alone) is accepted too.",
     response_model=Envelope[OperationAccepted],
-    responses={200: {"model": Envelope[DryRunResult], "description": "dry run result"}, **ERRORS},
+    responses={200: {"model": Envelope[DeployDryRunResult], "description": "dry run result"}, **ERRORS},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -126,8 +250,14 @@ async def deploy_cluster(
             f"(enabled: {', '.join(settings.enabled_providers)})",
             [{"field": "spec.provider", "message": "provider not enabled", "type": "provider_not_enabled"}],
         )
+    spec_json = spec.model_dump(mode="json", exclude_none=True)
     if dryRun:
-        result = DryRunResult(valid=True, message=f"cluster {spec.clusterName} would be deployed on {spec.provider}")
+        checks = await deploy_checks(pool, principal.organization_id, spec_json, settings)
+        result = DeployDryRunResult(
+            valid=True,
+            message=f"cluster {spec.clusterName} would be deployed on {spec.provider}; checked " + "; ".join(checks),
+            checks=checks,
+        )
         return JSONResponse(
             {
                 "id": request_id_of(request),
@@ -137,7 +267,6 @@ async def deploy_cluster(
             }
         )
 
-    spec_json = spec.model_dump(mode="json", exclude_none=True)
     # /spec returns the document as the client sent it (a legacy flat body, wrapped); the
     # workflow gets the normalized spec with defaults filled in.
     original_spec = body.get("spec", body)
@@ -155,6 +284,8 @@ async def deploy_cluster(
     )
 
     async def insert_cluster(conn: Conn) -> None:
+        # After the idempotency lookup (a replay answers as the first call did), before any write.
+        await deploy_checks(conn, principal.organization_id, spec_json, settings)
         plan.approval = await approvals.issue_if_required(
             conn,
             principal.organization_id,

@@ -115,7 +115,10 @@ class EksSubnet(Strict):
 class EksProvisioner(Strict):
     accountId: Annotated[str, StringConstraints(max_length=12, pattern=r"^[0-9]{12}$")] | None = None
     kubernetesVersion: KubeVersion | None = None
-    amiFamily: ShortText | None = None
+    amiFamily: ShortText | None = Field(
+        default=None, description="Node image: AmazonLinux2023, AmazonLinux2 or Bottlerocket (default: EKS's choice)"
+    )
+    privateCluster: bool = Field(default=False, description="API server reachable only from inside the VPC")
     vpcId: ShortText | None = None
     vpcCIDR: ShortText | None = None
     subnets: Annotated[dict[ShortText, Annotated[list[EksSubnet], Field(max_length=16)]], Field(max_length=8)] = {}
@@ -218,6 +221,16 @@ class K8sCluster(Strict):
     apiVersion: ApiVersion
     kind: Literal["K8sCluster"]
     spec: ClusterSpec
+
+
+class DeployDryRunResult(BaseModel):
+    """A deploy dry run's answer: `checks` says what was verified (the spec against the provider's
+    catalog, the cloud account or project the deploy would use); what only the cloud can tell
+    (quotas, live capacity) is checked by the deploy's VALIDATE phase."""
+
+    valid: bool
+    message: str
+    checks: list[str]
 
 
 class ClusterStatusDetail(BaseModel):
