@@ -21,8 +21,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from clusterflow.activities.aws_connect import AwsCloudConnect
-from clusterflow.activities.providers.aws import AwsClients, AwsProvider
+from clusterflow.activities.providers.adapter import phase_activities
+from clusterflow.activities.providers.aws import AwsClients, AwsCloudConnect, AwsProvider
 from clusterflow.api.app import create_app
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, operations
@@ -224,11 +224,15 @@ async def test_connect_then_deploy_then_upgrade_then_delete(
     assert stored == 0
 
     # -- upgrade (update phases as activities) --
-    provider = AwsProvider(
+    provider = phase_activities(
+        "aws",
         pool,
-        AwsClients(gaps.session_factory(), moto_aws.url, REGION),
-        poll_seconds=0.01,
-        addons=settings.aws_eks_addons,
+        AwsProvider(
+            pool,
+            AwsClients(gaps.session_factory(), moto_aws.url, REGION),
+            poll_seconds=0.01,
+            addons=settings.aws_eks_addons,
+        ),
     )
     change = {
         "kubernetesVersion": "1.32",

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from clusterflow.activities.providers.adapter import phase_activities
 from clusterflow.activities.providers.azure import OWNER_TAG, AzureProvider
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import DELETE_PHASES, UPDATE_PHASES
@@ -172,7 +173,7 @@ async def test_aks_bad_credentials_fail_with_an_auth_error(
 async def test_aks_busy_cluster_is_waited_for_then_updated(
     pool: asyncpg.Pool, org: Org, arm: FakeArm, settings: Settings
 ) -> None:
-    provider = AzureProvider(pool, settings)
+    provider = phase_activities("azure", pool, AzureProvider(pool, settings))
     spec = aks_document("aks-up")["spec"]
     await run_phases(provider.deploy_phase, await operation_row(pool, org.id, "CLUSTER_DEPLOY"), "cl_aks1", spec)
 
@@ -232,7 +233,7 @@ async def test_aks_busy_cluster_is_waited_for_then_updated(
 async def test_aks_name_taken_by_a_foreign_cluster_is_a_conflict_and_left_alone(
     api: httpx.AsyncClient, org: Org, arm: FakeArm, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    provider = AzureProvider(pool, settings)
+    provider = phase_activities("azure", pool, AzureProvider(pool, settings))
     spec = aks_document("aks-taken")["spec"]
     await run_phases(provider.deploy_phase, await operation_row(pool, org.id, "CLUSTER_DEPLOY"), "cl_someone", spec)
     puts = len(arm.mutations())

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from clusterflow.activities.providers.adapter import phase_activities
 from clusterflow.activities.providers.gcp import OWNER_LABEL, GcpProvider
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import DELETE_PHASES, UPDATE_PHASES
@@ -165,7 +166,7 @@ async def test_gke_name_taken_by_a_foreign_cluster_is_a_conflict_and_left_alone(
 async def test_gke_delete_phases_remove_the_cluster_and_are_idempotent(
     pool: asyncpg.Pool, org: Org, gke: FakeGke, settings: Settings
 ) -> None:
-    provider = GcpProvider(pool, settings)
+    provider = phase_activities("gcp", pool, GcpProvider(pool, settings))
     spec = gke_document("gke-del")["spec"]
     await run_phases(provider.deploy_phase, await operation_row(pool, org.id, "CLUSTER_DEPLOY"), "cl_del1", spec)
     assert gke.cluster(PROJECT, REGION, "gke-del") is not None
@@ -187,7 +188,11 @@ async def test_gke_delete_leaves_a_foreign_cluster_alone(
     gke.clusters[(PROJECT, REGION, "gke-other")] = {"name": "gke-other", "status": "RUNNING", "nodePools": []}
     spec = gke_document("gke-other")["spec"]
     await run_phases(
-        GcpProvider(pool, settings).delete_phase, await operation_row(pool, org.id), "cl_x", spec, DELETE_PHASES
+        phase_activities("gcp", pool, GcpProvider(pool, settings)).delete_phase,
+        await operation_row(pool, org.id),
+        "cl_x",
+        spec,
+        DELETE_PHASES,
     )
     assert gke.cluster(PROJECT, REGION, "gke-other") is not None
 
@@ -195,7 +200,7 @@ async def test_gke_delete_leaves_a_foreign_cluster_alone(
 async def test_gke_update_upgrades_master_and_pools_and_changes_pools(
     pool: asyncpg.Pool, org: Org, gke: FakeGke, settings: Settings
 ) -> None:
-    provider = GcpProvider(pool, settings)
+    provider = phase_activities("gcp", pool, GcpProvider(pool, settings))
     spec = gke_document("gke-up")["spec"]
     await run_phases(provider.deploy_phase, await operation_row(pool, org.id, "CLUSTER_DEPLOY"), "cl_up1", spec)
     change = {
@@ -240,7 +245,7 @@ async def test_gke_update_upgrades_master_and_pools_and_changes_pools(
 async def test_gke_update_refuses_skipping_a_minor_version(
     pool: asyncpg.Pool, org: Org, gke: FakeGke, settings: Settings
 ) -> None:
-    provider = GcpProvider(pool, settings)
+    provider = phase_activities("gcp", pool, GcpProvider(pool, settings))
     spec = gke_document("gke-skip", kubernetesVersion="1.31")["spec"]
     await run_phases(provider.deploy_phase, await operation_row(pool, org.id, "CLUSTER_DEPLOY"), "cl_sk1", spec)
     with pytest.raises(ApplicationError) as caught:
@@ -262,7 +267,7 @@ async def test_gke_update_refuses_skipping_a_minor_version(
 async def test_gke_autopilot_deploy_has_no_node_pools_and_a_rerun_creates_nothing(
     pool: asyncpg.Pool, org: Org, gke: FakeGke, settings: Settings
 ) -> None:
-    provider = GcpProvider(pool, settings)
+    provider = phase_activities("gcp", pool, GcpProvider(pool, settings))
     spec = gke_document("gke-auto", autopilot=True, releaseChannel="REGULAR", kubernetesVersion=None)["spec"]
     del spec["provisioner"]["gke"]["kubernetesVersion"]
     operation = await operation_row(pool, org.id, "CLUSTER_DEPLOY")

@@ -8,9 +8,10 @@ of the worker uses:
   `generateAccessToken` for the connected service account.
 - Azure: platform token as a client assertion -> Entra ID client-credentials token for ARM.
 
-Only the credential-vending activities (`activities/cloud_credentials_gcp_azure.py`, and the
-kubeconfigs of `activities/kubeconfig.py`) use it: the
-API never calls a cloud (import-linter holds that), and the tokens they obtain travel sealed.
+Only the credential-vending activities (`credentials.py` and `kubeconfig.py` of
+`providers/gcp` and `providers/azure`) use it: the API never calls a cloud (import-linter holds
+that), and the tokens they obtain travel sealed. Shared by both clouds' federation, so it is
+named by what it does rather than by either cloud.
 A refusal by the cloud (4xx: the federation was removed or changed) is `ExchangeFailed` with
 `retryable=False`; throttling, 5xx and network errors are retryable.
 """

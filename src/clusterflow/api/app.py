@@ -28,10 +28,10 @@ from clusterflow.api.routers import (
     audit,
     catalog,
     cloud_accounts,
-    cloud_accounts_gcp_azure,
-    cloud_credentials_gcp_azure,
     cluster_changes,
     clusters,
+    federated_cloud_accounts,
+    federated_credentials,
     health,
     metrics,
     notifications,
@@ -125,8 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys.router)
     app.include_router(audit.router)
     app.include_router(catalog.router)
-    app.include_router(cloud_accounts_gcp_azure.router)
-    app.include_router(cloud_credentials_gcp_azure.router)
+    app.include_router(federated_cloud_accounts.router)
+    app.include_router(federated_credentials.router)
     app.include_router(oidc.router)
     app.include_router(registration.router)
     app.include_router(agent.router)

@@ -20,14 +20,29 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from clusterflow.activities.agent import AgentActivities, run_agent_monitor
-from clusterflow.activities.aws_connect import AwsCloudConnect
-from clusterflow.activities.cloud_connect_gcp_azure import FederatedConnectActivities
-from clusterflow.activities.cloud_credentials_gcp_azure import FederatedCredentialActivities
-from clusterflow.activities.kubeconfig import ManagedKubeconfigActivities
+from clusterflow.activities.federated_connect import FederatedConnectActivities
 from clusterflow.activities.notify import NotifyActivities
-from clusterflow.activities.providers.aws import AwsClients, AwsProvider, SessionFactory, default_session_factory
-from clusterflow.activities.providers.azure import AzureProvider
-from clusterflow.activities.providers.gcp import GcpProvider
+from clusterflow.activities.providers.adapter import phase_activities
+from clusterflow.activities.providers.aws import (
+    AwsClients,
+    AwsCloudConnect,
+    AwsKubeconfigActivities,
+    AwsProvider,
+    SessionFactory,
+    default_session_factory,
+)
+from clusterflow.activities.providers.azure import (
+    AzureConnectCheck,
+    AzureCredentialActivities,
+    AzureKubeconfigActivities,
+    AzureProvider,
+)
+from clusterflow.activities.providers.gcp import (
+    GcpConnectCheck,
+    GcpCredentialActivities,
+    GcpKubeconfigActivities,
+    GcpProvider,
+)
 from clusterflow.activities.providers.local import LocalProvider
 from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
@@ -67,9 +82,14 @@ def activities_for(
     gcp = GcpProvider(pool, settings)
     azure = AzureProvider(pool, settings)
     federated = FederatedConnectActivities(pool, settings)
+    gcp_connect = GcpConnectCheck(pool, settings)
+    azure_connect = AzureConnectCheck(pool, settings)
     notify = NotifyActivities(pool, settings)
-    federated_credentials = FederatedCredentialActivities(pool, settings)
-    kubeconfigs = ManagedKubeconfigActivities(pool, settings, aws, gcp, azure)
+    gcp_credentials = GcpCredentialActivities(pool, settings)
+    azure_credentials = AzureCredentialActivities(pool, settings)
+    aws_kubeconfig = AwsKubeconfigActivities(pool, aws)
+    gcp_kubeconfig = GcpKubeconfigActivities(pool, settings, gcp)
+    azure_kubeconfig = AzureKubeconfigActivities(pool, settings, azure)
     return [
         records.begin_operation,
         records.append_event,
@@ -78,12 +98,11 @@ def activities_for(
         records.update_cluster,
         records.request_cancel,
         records.wait_for_operations,
-        local.deploy_phase,
-        local.delete_phase,
-        local.update_phase,
-        aws.deploy_phase,
-        aws.delete_phase,
-        aws.update_phase,
+        # `<cloud>.deploy_phase`, `<cloud>.update_phase`, `<cloud>.delete_phase` of each provider.
+        *phase_activities("local", pool, local),
+        *phase_activities("aws", pool, aws),
+        *phase_activities("gcp", pool, gcp),
+        *phase_activities("azure", pool, azure),
         connect.prepare_connect,
         connect.check_connect,
         connect.mark_cloud_account,
@@ -94,22 +113,16 @@ def activities_for(
         agent.rotate_credential,
         agent.await_kubeconfig,
         agent.withdraw,
-        gcp.deploy_phase,
-        gcp.delete_phase,
-        gcp.update_phase,
-        azure.deploy_phase,
-        azure.delete_phase,
-        azure.update_phase,
         federated.set_status,
-        federated.check_gcp,
-        federated.check_azure,
+        gcp_connect.check_gcp,
+        azure_connect.check_azure,
         notify.targets,
         notify.deliver,
-        federated_credentials.issue_gcp,
-        federated_credentials.issue_azure,
-        kubeconfigs.issue_aws,
-        kubeconfigs.issue_gcp,
-        kubeconfigs.issue_azure,
+        gcp_credentials.issue_gcp,
+        azure_credentials.issue_azure,
+        aws_kubeconfig.issue_aws,
+        gcp_kubeconfig.issue_gcp,
+        azure_kubeconfig.issue_azure,
     ]
 
 

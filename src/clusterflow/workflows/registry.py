@@ -19,10 +19,10 @@ from clusterflow.workflows.cloud_accounts import (
     IssueManagedKubeconfigWorkflow,
 )
 from clusterflow.workflows.cloud_connect import CloudConnectWorkflow
-from clusterflow.workflows.cloud_connect_gcp_azure import FederatedCloudConnectWorkflow
 from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.delete import ClusterDeleteWorkflow
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
+from clusterflow.workflows.federated_connect import FederatedCloudConnectWorkflow
 from clusterflow.workflows.notify import NotificationDispatchWorkflow
 from clusterflow.workflows.register import (
     ClusterRegisterWorkflow,

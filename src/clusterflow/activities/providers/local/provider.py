@@ -1,18 +1,12 @@
-"""The `local` provider: a simulated cloud for demos and tests, with realistic phases.
+"""The local provider's phases: create, wait for, update and delete simulated resources.
 
-Resources live in PostgreSQL (`records.local_cloud`) and behave like a cloud's: creation
-returns at once, the resource is CREATING until it is ready, and creating an existing resource
-is a no-op, so a retried or re-run phase waits for what exists instead of creating it again.
+`update` reads `PhaseInput.change`: `kubernetesVersion` (target, or absent), `nodeGroups` (a
+list of `{name, changeType: ADD|RESIZE|REMOVE|UPGRADE, spec}`), `tags`, and `local` (the failure
+injection block). `delete` needs no change: it deletes whatever of the phase's kinds the
+simulated cloud still holds for the cluster.
 
-The spec's `provisioner.local` block controls the simulation: `phaseSeconds` (duration of one
-phase, default from settings), `failAt` (a phase) and `failTimes` (attempts that fail there
-before one succeeds; absent means every attempt fails, a permanent error). An update's
-`spec.local` block does the same for update phases.
-
-`update_phase` reads `PhaseInput.change`: `kubernetesVersion` (target, or absent),
-`nodeGroups` (a list of `{name, changeType: ADD|RESIZE|REMOVE|UPGRADE, spec}`), `tags`, and
-`local` (the failure injection block). `delete_phase` needs no change: it deletes whatever of
-the phase's kinds the simulated cloud still holds for the cluster.
+Failures are injected before the phase body: always on deploy, and on update and delete only
+in the main pass (`inp.stage` empty), so a cleanup or rollback pass is never failed on purpose.
 """
 
 from __future__ import annotations
@@ -20,101 +14,55 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from temporalio import activity
 
-from clusterflow.activities.providers.phases import (
-    PhaseReporter,
-    ProviderError,
-    run_phase,
+from clusterflow.activities.providers.adapter import Unprepared
+from clusterflow.activities.providers.local.failures import maybe_fail
+from clusterflow.activities.providers.local.spec import (
+    ADDONS,
+    KINDS_BY_PHASE,
+    local_block,
+    resources_for,
+    validate,
 )
-from clusterflow.catalog.local import DEFAULT_KUBERNETES_VERSION, KUBERNETES_VERSIONS, MACHINE_TYPES
+from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
+from clusterflow.catalog.local import DEFAULT_KUBERNETES_VERSION, KUBERNETES_VERSIONS
 from clusterflow.records import local_cloud
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
-ADDONS = ("coredns", "kube-proxy", "metrics-server")
 
-# Which simulated resource kinds each phase owns, for teardown (in teardown order).
-KINDS_BY_PHASE: dict[str, tuple[str, ...]] = {
-    Phase.ADDONS: ("addon",),
-    Phase.NODE_GROUPS: ("node_group",),
-    Phase.CONTROL_PLANE: ("control_plane",),
-    Phase.NETWORK: ("subnet", "network"),
-}
-
-
-def local_block(spec: dict[str, Any]) -> dict[str, Any]:
-    return dict((spec.get("provisioner") or {}).get("local") or {})
-
-
-def node_groups(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    cluster_spec = spec.get("clusterSpec") or {}
-    return list(((cluster_spec.get("dataPlane") or {}).get("nodeGroups")) or [])
-
-
-class LocalProvider:
+class LocalProvider(Unprepared):
     def __init__(self, pool: asyncpg.Pool[Any], default_phase_seconds: float) -> None:
         self.pool = pool
         self.default_phase_seconds = default_phase_seconds
 
-    @activity.defn(name="local.deploy_phase")
-    async def deploy_phase(self, inp: PhaseInput) -> PhaseResult:
-        async def body(reporter: PhaseReporter) -> PhaseResult:
-            self._maybe_fail(inp, reporter.attempt)
-            return await self._deploy(inp, reporter)
+    async def deploy(self, inp: PhaseInput, reporter: PhaseReporter, bound: None) -> PhaseResult:
+        maybe_fail(inp, reporter.attempt)
+        return await self._deploy(inp, reporter)
 
-        return await run_phase(self.pool, inp, body)
+    async def delete(self, inp: PhaseInput, reporter: PhaseReporter, bound: None) -> PhaseResult:
+        if not inp.stage:
+            maybe_fail(inp, reporter.attempt)
+        return await self._delete(inp, reporter)
 
-    @activity.defn(name="local.delete_phase")
-    async def delete_phase(self, inp: PhaseInput) -> PhaseResult:
-        async def body(reporter: PhaseReporter) -> PhaseResult:
-            if not inp.stage:
-                self._maybe_fail(inp, reporter.attempt)
-            return await self._delete(inp, reporter)
-
-        return await run_phase(self.pool, inp, body)
-
-    @activity.defn(name="local.update_phase")
-    async def update_phase(self, inp: PhaseInput) -> PhaseResult:
-        async def body(reporter: PhaseReporter) -> PhaseResult:
-            if not inp.stage:
-                self._maybe_fail(inp, reporter.attempt, inp.change.get("local") or {})
-            return await self._update(inp, reporter)
-
-        return await run_phase(self.pool, inp, body)
+    async def update(self, inp: PhaseInput, reporter: PhaseReporter, bound: None) -> PhaseResult:
+        if not inp.stage:
+            maybe_fail(inp, reporter.attempt, inp.change.get("local") or {})
+        return await self._update(inp, reporter)
 
     def _phase_seconds(self, spec: dict[str, Any], override: dict[str, Any] | None = None) -> float:
         value = (override or {}).get("phaseSeconds", local_block(spec).get("phaseSeconds"))
         return float(value) if value is not None else self.default_phase_seconds
 
-    @staticmethod
-    def _maybe_fail(inp: PhaseInput, attempt: int, block: dict[str, Any] | None = None) -> None:
-        block = local_block(inp.spec) if block is None else block
-        if block.get("failAt") != inp.phase:
-            return
-        fail_times = block.get("failTimes")
-        if fail_times is None:
-            raise ProviderError(
-                ErrorCode.SIMULATED_FAILURE,
-                f"simulated permanent failure injected at {inp.phase} (provisioner.local.failAt)",
-                retryable=False,
-            )
-        if attempt <= int(fail_times):
-            raise ProviderError(
-                ErrorCode.SIMULATED_FAILURE,
-                f"simulated transient failure {attempt} of {fail_times} at {inp.phase}",
-                retryable=True,
-            )
-
     async def _deploy(self, inp: PhaseInput, reporter: PhaseReporter) -> PhaseResult:
         seconds = self._phase_seconds(inp.spec)
         version = local_block(inp.spec).get("kubernetesVersion") or DEFAULT_KUBERNETES_VERSION
         if inp.phase == Phase.VALIDATE:
-            self._validate(inp.spec, version)
+            validate(inp.spec, version)
             await reporter.heartbeat_while(seconds / 2, "checking quotas")
             await reporter.event("quotas", "quotas and machine types available", fraction=0.5)
             await reporter.heartbeat_while(seconds / 2, "validated")
             return PhaseResult(inp.phase)
-        wanted = self._resources_for(inp)
+        wanted = resources_for(inp)
         if inp.phase == Phase.VERIFY:
             return await self._verify(inp, reporter, seconds, version)
         share = seconds / max(len(wanted), 1)
@@ -126,42 +74,6 @@ class LocalProvider:
             verb = "created" if created else "found existing"
             await reporter.event(f"{kind}/{name}", f"{verb} {kind} {name}", fraction=(index + 1) / len(wanted))
         return PhaseResult(inp.phase, resources=[f"{kind}/{name}" for kind, name, _ in wanted])
-
-    @staticmethod
-    def _validate(spec: dict[str, Any], version: str) -> None:
-        if version not in KUBERNETES_VERSIONS:
-            raise ProviderError(
-                ErrorCode.INVALID_SPEC,
-                f"kubernetesVersion {version} is not offered by the local provider "
-                f"(supported: {', '.join(KUBERNETES_VERSIONS)})",
-                retryable=False,
-            )
-        control_plane = ((spec.get("clusterSpec") or {}).get("controlPlane") or {}).get("nodeGroup") or {}
-        for group in [control_plane, *node_groups(spec)]:
-            for machine in group.get("machineTypes") or []:
-                if machine not in MACHINE_TYPES:
-                    raise ProviderError(
-                        ErrorCode.INVALID_SPEC,
-                        f"machine type {machine!r} of node group {group.get('name')!r} is unknown to the "
-                        f"local provider (offered: {', '.join(MACHINE_TYPES)})",
-                        retryable=False,
-                    )
-
-    @staticmethod
-    def _resources_for(inp: PhaseInput) -> list[tuple[str, str, dict[str, Any]]]:
-        if inp.phase == Phase.NETWORK:
-            return [
-                ("network", "vpc", {"cidr": "10.0.0.0/16"}),
-                ("subnet", "subnet-a", {"cidr": "10.0.0.0/19"}),
-                ("subnet", "subnet-b", {"cidr": "10.0.32.0/19"}),
-            ]
-        if inp.phase == Phase.CONTROL_PLANE:
-            return [("control_plane", "control-plane", {})]
-        if inp.phase == Phase.NODE_GROUPS:
-            return [("node_group", group["name"], group) for group in node_groups(inp.spec)]
-        if inp.phase == Phase.ADDONS:
-            return [("addon", name, {}) for name in ADDONS]
-        return []
 
     async def _wait_ready(self, inp: PhaseInput, reporter: PhaseReporter, kind: str, name: str) -> None:
         while True:
@@ -218,9 +130,7 @@ class LocalProvider:
                     ErrorCode.INVALID_SPEC, f"kubernetesVersion {version} is not offered", retryable=False
                 )
             for group in change.get("nodeGroups") or []:
-                self._validate(
-                    {"clusterSpec": {"dataPlane": {"nodeGroups": [group.get("spec") or {}]}}}, version or "1.31"
-                )
+                validate({"clusterSpec": {"dataPlane": {"nodeGroups": [group.get("spec") or {}]}}}, version or "1.31")
             await reporter.heartbeat_while(seconds, "preflight checks")
             return PhaseResult(inp.phase)
         if inp.phase == Phase.CONTROL_PLANE and version:

@@ -25,7 +25,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clusterflow import sealing
-from clusterflow.activities.providers.aws import AwsClients, aws_call
+from clusterflow.activities.providers.aws.clients import AwsClients, aws_call
 from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.records import cloud_accounts, operations
 from clusterflow.workflows.cloud_contracts import (

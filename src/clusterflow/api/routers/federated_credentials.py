@@ -19,13 +19,13 @@ from fastapi.responses import JSONResponse
 from clusterflow.api import credentials
 from clusterflow.api.deps import Admin, AppSettings, Pool, Temporal
 from clusterflow.api.errors import ApiError, request_id_of
-from clusterflow.api.schemas.cloud_credentials_gcp_azure import (
+from clusterflow.api.schemas.common import ERRORS, Envelope
+from clusterflow.api.schemas.federated_credentials import (
     AzureCredentials,
     AzureCredentialsRequest,
     GcpCredentials,
     GcpCredentialsRequest,
 )
-from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
 from clusterflow.workflows.cloud_contracts import CloudErrorCode

@@ -30,7 +30,8 @@ from clusterflow.api.deps import Admin, AppSettings, Pool, Temporal, Viewer
 from clusterflow.api.enqueue import OperationPlan, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.routers.clusters import execution_policy
-from clusterflow.api.schemas.cloud_accounts_gcp_azure import (
+from clusterflow.api.schemas.common import ERRORS, Envelope
+from clusterflow.api.schemas.federated_cloud_accounts import (
     AccountError,
     AzureCallback,
     AzureCloudAccount,
@@ -39,18 +40,17 @@ from clusterflow.api.schemas.cloud_accounts_gcp_azure import (
     GcpCloudAccount,
     GcpConnectRequest,
 )
-from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.catalog import CATALOGS
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import federated_accounts, idempotency
 from clusterflow.records.db import Conn
 from clusterflow.settings import Settings
-from clusterflow.workflows.cloud_connect_gcp_azure import (
+from clusterflow.workflows.contracts import OperationType
+from clusterflow.workflows.federated_connect import (
     WORKFLOW_TYPE,
     AccountStatus,
     FederatedConnectInput,
 )
-from clusterflow.workflows.contracts import OperationType
 
 router = APIRouter(prefix="/v1/cloud-accounts", tags=["cloud accounts"])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from clusterflow.api.schemas.cloud_accounts_gcp_azure import Duration, ProjectId, ResourceGroup, Uuid
 from clusterflow.api.schemas.clusters import DnsName, Region
 from clusterflow.api.schemas.common import Strict
+from clusterflow.api.schemas.federated_cloud_accounts import Duration, ProjectId, ResourceGroup, Uuid
 
 
 class GcpCredentialsRequest(Strict):

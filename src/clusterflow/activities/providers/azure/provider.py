@@ -1,0 +1,130 @@
+"""The `azure` provider: AKS clusters through `azure-identity` and `azure-mgmt-containerservice`.
+
+`AzureProvider` resolves, before each phase (`prepare`), the connected account the cluster's
+phases act as (if any), builds the phase's `AksSession` in the right subscription and resource
+group, and dispatches each phase to the concept modules: `control_plane` (the managed cluster),
+`agent_pools`, with `spec` (the catalog check), `session` (calls, pollers, waiting), `clients`
+(credentials, endpoints) and `errors` (classification) beneath them. Registered by
+`adapter.phase_activities("azure", ...)`.
+
+Deploy phases: VALIDATE (spec against the catalog, then a read proving credentials), NETWORK
+(AKS builds its managed VNet unless `vnetSubnetId` is given), CONTROL_PLANE (PUT the managed
+cluster with its system pool and every node group), NODE_GROUPS (PUT any agent pool still
+missing), ADDONS (managed by AKS), VERIFY (state Succeeded and user credentials obtainable).
+
+Update phases read `PhaseInput.change` (see `control_plane` and `agent_pools` for the fields).
+
+Delete phases: CONTROL_PLANE deletes the managed cluster (agent pools go with it); a missing
+cluster is success (`managed_cluster.delete_owned_cluster`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.containerservice import models as aks
+
+from clusterflow.activities.providers.azure.agent_pools import ensure_pools, update_pools
+from clusterflow.activities.providers.azure.clients import azure_credential, make_client, make_credential
+from clusterflow.activities.providers.azure.control_plane import (
+    check_owner,
+    owned_cluster,
+    put_cluster,
+    update_control_plane,
+    validate_change,
+    verify,
+)
+from clusterflow.activities.providers.azure.session import AksSession
+from clusterflow.activities.providers.azure.spec import aks_block, validate_spec
+from clusterflow.activities.providers.managed_cluster import ManagedClusterProvider, ManagedSteps
+from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
+from clusterflow.records import federated_accounts
+from clusterflow.settings import Settings
+from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
+
+
+class AzureProvider(ManagedClusterProvider["asyncpg.Record | None", AksSession, aks.ManagedCluster]):
+    service = "AKS"
+    missing_code = ErrorCode.CLOUD_NOT_FOUND
+    managed_addons = "CoreDNS, kube-proxy and metrics-server are managed by AKS"
+    update_allowed = "update is allowed by the AKS catalog and upgrade profile"
+    steps = ManagedSteps(AksSession.get_cluster, check_owner, put_cluster, ensure_pools, verify, owned_cluster)
+
+    def __init__(self, pool: asyncpg.Pool[Any], settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        # Credentials per source ("" = settings, else a connected account), clients per
+        # (source, subscription); reused across phases.
+        self._credentials: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], ContainerServiceClient] = {}
+
+    async def prepare(self, inp: PhaseInput) -> asyncpg.Record | None:
+        """The connected account the cluster's phases act as, if there is one."""
+        return await federated_accounts.connected_for_cluster(self.pool, inp.cluster_id, "azure")
+
+    def client(self, subscription_id: str, account: asyncpg.Record | None = None) -> ContainerServiceClient:
+        source = account["id"] if account else ""
+        if source not in self._credentials:
+            self._credentials[source] = (
+                azure_credential(self.settings, account["organization_id"], account["id"], dict(account["identity"]))
+                if account
+                else make_credential(self.settings)
+            )
+        if (source, subscription_id) not in self._clients:
+            self._clients[(source, subscription_id)] = make_client(
+                self.settings, self._credentials[source], subscription_id
+            )
+        return self._clients[(source, subscription_id)]
+
+    def _session(self, inp: PhaseInput, reporter: PhaseReporter, account: asyncpg.Record | None) -> AksSession:
+        block = aks_block(inp.spec)
+        params = dict(account["params"]) if account else {}
+        subscription = (
+            block.get("subscriptionId") or params.get("subscriptionId") or self.settings.azure_default_subscription_id
+        )
+        group = block.get("resourceGroup") or params.get("resourceGroup") or self.settings.azure_default_resource_group
+        if not subscription or not group:
+            raise ProviderError(
+                ErrorCode.INVALID_SPEC,
+                "no Azure subscription or resource group: set provisioner.aks.subscriptionId and resourceGroup "
+                "(or CLUSTERFLOW_AZURE_DEFAULT_SUBSCRIPTION_ID / _RESOURCE_GROUP)",
+                retryable=False,
+            )
+        return AksSession(
+            self.client(str(subscription), account),
+            reporter,
+            str(group),
+            inp.cluster_name,
+            self.settings.azure_poll_seconds,
+        )
+
+    # --- the steps of the phases (managed_cluster.ManagedClusterProvider) ---------------------
+
+    async def _checked_session(
+        self, inp: PhaseInput, reporter: PhaseReporter, bound: asyncpg.Record | None
+    ) -> AksSession:
+        validate_spec(inp.spec, inp.region)
+        await reporter.event("spec", "spec matches the AKS catalog", fraction=0.5)
+        return self._session(inp, reporter, bound)
+
+    def _network(self, inp: PhaseInput) -> str:
+        subnet = aks_block(inp.spec).get("vnetSubnetId")
+        return f"using subnet {subnet}" if subnet else "AKS builds a managed virtual network"
+
+    async def _validate_change(self, inp: PhaseInput, session: AksSession, cluster: aks.ManagedCluster) -> None:
+        await validate_change(inp, session, cluster)
+
+    async def _update_control_plane(
+        self, inp: PhaseInput, session: AksSession, cluster: aks.ManagedCluster, reporter: PhaseReporter
+    ) -> PhaseResult:
+        return await update_control_plane(inp, session, reporter)  # it reads the settled cluster itself
+
+    async def _update_node_groups(
+        self, inp: PhaseInput, session: AksSession, cluster: aks.ManagedCluster, reporter: PhaseReporter
+    ) -> PhaseResult:
+        return await update_pools(inp, session, reporter)
+
+    def _owner(self, inp: PhaseInput) -> str:
+        return inp.cluster_id
