@@ -406,13 +406,22 @@ async def test_a_failed_update_rolls_back_and_says_so(api: httpx.AsyncClient, or
     record = await wait_for_operation(api, org.headers(), response.json()["data"]["operationId"])
     assert record["status"] == "FAILED" and record["error"]["code"] == "SIMULATED_FAILURE"
     view = (await api.get(f"/v1/clusters/{cluster['clusterId']}", headers=org.headers())).json()["data"]
-    assert view["state"] == "ACTIVE" and view["kubernetesVersion"] == "1.31"
+    # Node groups come back; the control plane stays where it got to, as on a cloud, and the
+    # record says so rather than claiming a downgrade.
+    assert view["state"] == "ACTIVE" and view["kubernetesVersion"] == "1.32"
+    assert [g["name"] for g in view["workerNodes"]] == [g["name"] for g in groups_with()]
     assert view["upgradeStatus"]["status"] == "FAILED"
-    assert view["rollbackStatus"]["status"] == "COMPLETED" and "ADDONS" in view["rollbackStatus"]["reason"]
+    rollback = view["rollbackStatus"]
+    assert rollback["status"] == "COMPLETED" and "ADDONS" in rollback["reason"]
+    assert rollback["controlPlaneVersion"] == "1.32"
+    assert "remove extra" in rollback["restored"]
+    assert any("control plane stays on 1.32" in item for item in rollback["notRestored"])
+    assert record["metadata"]["cleanedUp"] == rollback["restored"]
+    assert record["metadata"]["leftBehind"] == rollback["notRestored"]
     live = await live_resources(pool, cluster["clusterId"])
     assert ("node_group", "extra") not in live
     specs = {(r["kind"], r["name"]): r["spec"] for r in await local_cloud.list_resources(pool, cluster["clusterId"])}
-    assert specs[("control_plane", "control-plane")]["kubernetesVersion"] == "1.31"
+    assert specs[("control_plane", "control-plane")]["kubernetesVersion"] == "1.32"
     events = await all_events(api, org.headers(), response.json()["data"]["operationId"])
     assert any(e["message"] == "NODE_GROUPS rollback started" for e in events)
 

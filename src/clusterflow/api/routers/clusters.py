@@ -40,6 +40,7 @@ from clusterflow.api.schemas.common import (
 from clusterflow.api.schemas.operations import Operation, OperationPage
 from clusterflow.api.views import cluster_view, operation_view
 from clusterflow.catalog.spec_checks import SpecProblem, check_deploy_spec
+from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, clusters, federated_accounts, idempotency, operations
@@ -281,6 +282,7 @@ async def deploy_cluster(
         region=spec.region,
         spec=spec_json,
         policy=execution_policy(settings),
+        definition=ClusterDefinition.from_spec(spec_json),
     )
 
     async def insert_cluster(conn: Conn) -> None:

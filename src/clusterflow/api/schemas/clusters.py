@@ -17,6 +17,9 @@ from pydantic import (
 )
 
 from clusterflow.api.schemas.common import Strict
+from clusterflow.contracts.changes import AksChange, GkeChange, UpdateRequest
+from clusterflow.contracts.changes import MaintenanceWindow as ChangeWindow
+from clusterflow.contracts.cluster import NodeGroupSpec, simulation_from
 
 API_VERSION: Final = "clusterflow.dev/v1"
 
@@ -239,6 +242,13 @@ class ClusterStatusDetail(BaseModel):
     suggestedAction: str | None = None
     startedAt: str | None = None
     completedAt: str | None = None
+    controlPlaneVersion: str | None = Field(
+        default=None, description="rollbackStatus: the control plane's version after the rollback"
+    )
+    restored: list[str] | None = Field(default=None, description="rollbackStatus: what the rollback restored")
+    notRestored: list[str] | None = Field(
+        default=None, description="rollbackStatus: what stays as the update left it (clouds cannot downgrade)"
+    )
 
 
 class ClusterView(BaseModel):
@@ -334,6 +344,56 @@ class K8sClusterUpdate(Strict):
     apiVersion: ApiVersion
     kind: Literal["K8sClusterUpdate"]
     spec: ClusterUpdateSpec
+
+
+def update_request(spec: ClusterUpdateSpec) -> UpdateRequest:
+    """The validated update document as the planner's typed request.
+
+    Fields the document accepts but no provider can apply yet are passed on by path, so the
+    planner refuses them by name instead of the update silently ignoring them.
+    """
+    unsupported: list[str] = []
+    if spec.eks is not None and spec.eks.amiFamily is not None:
+        unsupported.append("spec.eks.amiFamily (existing node groups keep their AMI; add a group instead)")
+    if spec.gke is not None and spec.gke.imageType is not None:
+        unsupported.append("spec.gke.imageType")
+    if spec.selfHosted is not None:
+        unsupported.append("spec.selfHosted")
+    gke = (
+        GkeChange(
+            release_channel=spec.gke.releaseChannel,
+            maintenance_window=ChangeWindow(spec.gke.maintenanceWindow.startTime, spec.gke.maintenanceWindow.duration)
+            if spec.gke.maintenanceWindow
+            else None,
+            authorized_networks=tuple(spec.gke.authorizedNetworks) if spec.gke.authorizedNetworks is not None else None,
+        )
+        if spec.gke is not None and spec.gke.model_dump(exclude_none=True, exclude={"imageType"})
+        else None
+    )
+    aks = (
+        AksChange(
+            auto_upgrade_channel=spec.aks.autoUpgradeChannel,
+            node_os_upgrade_channel=spec.aks.nodeOsUpgradeChannel,
+            authorized_ip_ranges=None if spec.aks.authorizedIPRanges is None else tuple(spec.aks.authorizedIPRanges),
+        )
+        if spec.aks is not None and spec.aks.model_dump(exclude_none=True)
+        else None
+    )
+    config = spec.updateConfig
+    return UpdateRequest(
+        kubernetes_version=spec.kubernetesVersion,
+        node_groups=tuple(NodeGroupSpec.from_document(g.model_dump(mode="json")) for g in spec.nodeGroups)
+        if spec.nodeGroups is not None
+        else None,
+        tags=dict(spec.tags) if spec.tags is not None else None,
+        gke=gke,
+        aks=aks,
+        simulation=simulation_from(spec.local.model_dump(exclude_none=True)) if spec.local is not None else None,
+        unsupported=tuple(unsupported),
+        allow_downgrade=config.allowDowngrade,
+        max_surge=config.maxSurge or "1",
+        max_unavailable=config.maxUnavailable or "0",
+    )
 
 
 class PreflightCheck(BaseModel):
