@@ -23,12 +23,19 @@ async def create_resource(
     ready_in_seconds: float,
     spec: dict[str, Any] | None = None,
 ) -> bool:
-    """Create a resource unless it exists; true if this call created it."""
+    """Create a resource unless a live one exists; true if this call created it.
+
+    A deleted resource of the same name is created anew (a node group removed by one update and
+    added back by the next, or by a rollback), as a cloud lets a freed name be used again.
+    """
     async with pool.acquire() as conn, conn.transaction():
         created = await conn.fetchval(
             """INSERT INTO local_resources (cluster_id, kind, name, state, spec, ready_at, operation_id)
                VALUES ($1, $2, $3, 'CREATING', $4, now() + make_interval(secs => $5), $6)
-               ON CONFLICT (cluster_id, kind, name) DO NOTHING
+               ON CONFLICT (cluster_id, kind, name) DO UPDATE
+                  SET state = 'CREATING', spec = EXCLUDED.spec, ready_at = EXCLUDED.ready_at,
+                      operation_id = EXCLUDED.operation_id, created_at = now(), deleted_at = NULL
+                WHERE local_resources.deleted_at IS NOT NULL
                RETURNING true""",
             cluster_id,
             kind,

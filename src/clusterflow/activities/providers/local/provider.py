@@ -1,9 +1,10 @@
 """The local provider's phases: create, wait for, update and delete simulated resources.
 
-`update` reads `PhaseInput.change`: `kubernetesVersion` (target, or absent), `nodeGroups` (a
-list of `{name, changeType: ADD|RESIZE|REMOVE|UPGRADE, spec}`), `tags`, and `local` (the failure
-injection block). `delete` needs no change: it deletes whatever of the phase's kinds the
-simulated cloud still holds for the cluster.
+It reads what a cloud provider reads: the typed `ClusterDefinition` for deploy and delete, and
+the planner's typed `UpdateChange` for update phases, so what the simulator shows is what a
+cloud would be asked to do. It also behaves as a cloud does where that matters to a user: an
+update's rollback restores node groups and tags but never moves the control plane back (the
+planner's inverse carries no version), and the control plane reports its live version.
 
 Failures are injected before the phase body: always on deploy, and on update and delete only
 in the main pass (`inp.stage` empty), so a cleanup or rollback pass is never failed on purpose.
@@ -19,13 +20,18 @@ from clusterflow.activities.providers.adapter import Unprepared
 from clusterflow.activities.providers.local.failures import maybe_fail
 from clusterflow.activities.providers.local.spec import (
     ADDONS,
+    CONTROL_PLANE,
     KINDS_BY_PHASE,
-    local_block,
+    check_machine_types,
+    deploy_version,
+    invalid,
     resources_for,
-    validate,
 )
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
-from clusterflow.catalog.local import DEFAULT_KUBERNETES_VERSION, KUBERNETES_VERSIONS
+from clusterflow.catalog.local import KUBERNETES_VERSIONS
+from clusterflow.catalog.spec_checks import check_deploy_spec
+from clusterflow.contracts.changes import ChangeKind, NodeGroupChange
+from clusterflow.contracts.cluster import Simulation
 from clusterflow.records import local_cloud
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
@@ -36,28 +42,37 @@ class LocalProvider(Unprepared):
         self.default_phase_seconds = default_phase_seconds
 
     async def deploy(self, inp: PhaseInput, reporter: PhaseReporter, bound: None) -> PhaseResult:
-        maybe_fail(inp, reporter.attempt)
+        maybe_fail(inp, reporter.attempt, self._simulation(inp))
         return await self._deploy(inp, reporter)
 
     async def delete(self, inp: PhaseInput, reporter: PhaseReporter, bound: None) -> PhaseResult:
         if not inp.stage:
-            maybe_fail(inp, reporter.attempt)
+            maybe_fail(inp, reporter.attempt, self._simulation(inp))
         return await self._delete(inp, reporter)
 
     async def update(self, inp: PhaseInput, reporter: PhaseReporter, bound: None) -> PhaseResult:
         if not inp.stage:
-            maybe_fail(inp, reporter.attempt, inp.change.get("local") or {})
+            maybe_fail(inp, reporter.attempt, inp.change.simulation)
         return await self._update(inp, reporter)
 
-    def _phase_seconds(self, spec: dict[str, Any], override: dict[str, Any] | None = None) -> float:
-        value = (override or {}).get("phaseSeconds", local_block(spec).get("phaseSeconds"))
-        return float(value) if value is not None else self.default_phase_seconds
+    @staticmethod
+    def _simulation(inp: PhaseInput) -> Simulation | None:
+        local = inp.cluster.local
+        return local.simulation if local is not None else None
+
+    def _phase_seconds(self, inp: PhaseInput, override: Simulation | None = None) -> float:
+        for simulation in (override, self._simulation(inp)):
+            if simulation is not None and simulation.phase_seconds is not None:
+                return simulation.phase_seconds
+        return self.default_phase_seconds
 
     async def _deploy(self, inp: PhaseInput, reporter: PhaseReporter) -> PhaseResult:
-        seconds = self._phase_seconds(inp.spec)
-        version = local_block(inp.spec).get("kubernetesVersion") or DEFAULT_KUBERNETES_VERSION
+        seconds = self._phase_seconds(inp)
+        version = deploy_version(inp.cluster)
         if inp.phase == Phase.VALIDATE:
-            validate(inp.spec, version)
+            problems = check_deploy_spec(inp.spec)
+            if problems:
+                raise invalid(problems)
             await reporter.heartbeat_while(seconds / 2, "checking quotas")
             await reporter.event("quotas", "quotas and machine types available", fraction=0.5)
             await reporter.heartbeat_while(seconds / 2, "validated")
@@ -110,7 +125,7 @@ class LocalProvider(Unprepared):
         kinds = KINDS_BY_PHASE.get(inp.phase, ())
         live = await local_cloud.list_resources(self.pool, inp.cluster_id, live_only=True)
         doomed = sorted((r for r in live if r["kind"] in kinds), key=lambda r: (kinds.index(r["kind"]), r["name"]))
-        share = self._phase_seconds(inp.spec) / max(len(doomed), 1)
+        share = self._phase_seconds(inp) / max(len(doomed), 1)
         deleted = []
         for index, resource in enumerate(doomed):
             kind, name = resource["kind"], resource["name"]
@@ -122,29 +137,29 @@ class LocalProvider(Unprepared):
 
     async def _update(self, inp: PhaseInput, reporter: PhaseReporter) -> PhaseResult:
         change = inp.change
-        seconds = self._phase_seconds(inp.spec, change.get("local"))
-        version = change.get("kubernetesVersion")
+        seconds = self._phase_seconds(inp, change.simulation)
+        version = change.target_version
         if inp.phase == Phase.VALIDATE:
             if version and version not in KUBERNETES_VERSIONS:
                 raise ProviderError(
                     ErrorCode.INVALID_SPEC, f"kubernetesVersion {version} is not offered", retryable=False
                 )
-            for group in change.get("nodeGroups") or []:
-                validate({"clusterSpec": {"dataPlane": {"nodeGroups": [group.get("spec") or {}]}}}, version or "1.31")
+            for added in change.of_kind(ChangeKind.ADD):
+                check_machine_types(added.new_group)
             await reporter.heartbeat_while(seconds, "preflight checks")
             return PhaseResult(inp.phase)
-        if inp.phase == Phase.CONTROL_PLANE and version:
-            await local_cloud.update_resource(
-                self.pool,
-                inp.cluster_id,
-                "control_plane",
-                "control-plane",
-                inp.operation_id,
-                {"kubernetesVersion": version},
+        if inp.phase == Phase.CONTROL_PLANE:
+            if version:
+                await local_cloud.update_resource(
+                    self.pool, inp.cluster_id, *CONTROL_PLANE, inp.operation_id, {"kubernetesVersion": version}
+                )
+                await reporter.heartbeat_while(seconds, f"upgrading control plane to {version}")
+            live = await local_cloud.describe(self.pool, inp.cluster_id, *CONTROL_PLANE)
+            running = (live["spec"] or {}).get("kubernetesVersion") if live is not None else None
+            await reporter.event(
+                "control-plane", f"control plane runs {running or 'an unrecorded version'}", fraction=1
             )
-            await reporter.heartbeat_while(seconds, f"upgrading control plane to {version}")
-            await reporter.event("control-plane", f"control plane runs {version}", fraction=1.0)
-            return PhaseResult(inp.phase, resources=["control_plane/control-plane"])
+            return PhaseResult(inp.phase, resources=["control_plane/control-plane"], kubernetes_version=running)
         if inp.phase == Phase.NODE_GROUPS:
             return await self._update_node_groups(inp, reporter, seconds)
         if inp.phase == Phase.ADDONS and version:
@@ -161,26 +176,37 @@ class LocalProvider(Unprepared):
         return PhaseResult(inp.phase)
 
     async def _update_node_groups(self, inp: PhaseInput, reporter: PhaseReporter, seconds: float) -> PhaseResult:
-        changes = inp.change.get("nodeGroups") or []
+        changes = inp.change.node_groups
         share = seconds / max(len(changes), 1)
         touched = []
         for index, change in enumerate(changes):
-            name, kind, spec = change["name"], change["changeType"], change.get("spec") or {}
-            if kind == "ADD":
-                await local_cloud.create_resource(
-                    self.pool, inp.cluster_id, "node_group", name, inp.operation_id, share, spec
-                )
-                await self._wait_ready(inp, reporter, "node_group", name)
-            elif kind == "REMOVE":
-                await local_cloud.delete_resource(self.pool, inp.cluster_id, "node_group", name, inp.operation_id)
-                await reporter.heartbeat_while(share, f"draining and removing {name}")
-            else:  # RESIZE, UPGRADE: both change the group in place (UPGRADE rolls its nodes)
-                await local_cloud.update_resource(self.pool, inp.cluster_id, "node_group", name, inp.operation_id, spec)
-                await reporter.heartbeat_while(share, f"{kind.lower()} {name}")
-            touched.append(f"node_group/{name}")
+            await self._apply(inp, reporter, change, share)
+            touched.append(f"node_group/{change.name}")
             await reporter.event(
-                f"node_group/{name}/{kind.lower()}",
-                f"{kind.lower()} node group {name} done",
+                f"node_group/{change.name}/{change.kind.lower()}",
+                f"{change.describe()} done",
                 fraction=(index + 1) / len(changes),
             )
         return PhaseResult(inp.phase, resources=touched)
+
+    async def _apply(self, inp: PhaseInput, reporter: PhaseReporter, change: NodeGroupChange, share: float) -> None:
+        name = change.name
+        if change.kind == ChangeKind.ADD:
+            await local_cloud.create_resource(
+                self.pool, inp.cluster_id, "node_group", name, inp.operation_id, share, change.new_group.to_document()
+            )
+            await self._wait_ready(inp, reporter, "node_group", name)
+            return
+        if change.kind == ChangeKind.REMOVE:
+            await local_cloud.delete_resource(self.pool, inp.cluster_id, "node_group", name, inp.operation_id)
+            await reporter.heartbeat_while(share, f"draining and removing {name}")
+            return
+        spec: dict[str, Any] = (
+            {"minNode": change.new_size.min_nodes, "maxNode": change.new_size.max_nodes}
+            if change.kind == ChangeKind.RESIZE
+            else {"kubernetesVersion": change.target_version}
+        )
+        if await local_cloud.describe(self.pool, inp.cluster_id, "node_group", name) is None:
+            raise ProviderError(ErrorCode.INVALID_SPEC, f"node group {name} does not exist", retryable=False)
+        await local_cloud.update_resource(self.pool, inp.cluster_id, "node_group", name, inp.operation_id, spec)
+        await reporter.heartbeat_while(share, change.describe())

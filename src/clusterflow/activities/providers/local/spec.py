@@ -1,7 +1,8 @@
-"""What the simulated cloud reads from a cluster document, and which resources a phase owns.
+"""What the simulated cloud builds from a cluster definition, and which resources a phase owns.
 
-Pure functions over the spec (no database, no waiting), so the provider's phases only decide
-when to create, wait and delete.
+Pure functions over the typed definition (no database, no waiting), so the provider's phases
+only decide when to create, wait and delete. Node groups are stored in the document's shape
+(`NodeGroupSpec.to_document`), as the cluster record keeps them, so the two can be compared.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from clusterflow.activities.providers.phases import ProviderError
-from clusterflow.catalog.local import KUBERNETES_VERSIONS, MACHINE_TYPES
+from clusterflow.catalog.local import DEFAULT_KUBERNETES_VERSION, MACHINE_TYPES
+from clusterflow.catalog.spec_checks import SpecProblem
+from clusterflow.contracts.cluster import ClusterDefinition, NodeGroupSpec
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput
 
 ADDONS = ("coredns", "kube-proxy", "metrics-server")
+CONTROL_PLANE = ("control_plane", "control-plane")
 
 # Which simulated resource kinds each phase owns, for teardown (in teardown order).
 KINDS_BY_PHASE: dict[str, tuple[str, ...]] = {
@@ -23,36 +27,29 @@ KINDS_BY_PHASE: dict[str, tuple[str, ...]] = {
 }
 
 
-def local_block(spec: dict[str, Any]) -> dict[str, Any]:
-    return dict((spec.get("provisioner") or {}).get("local") or {})
+def deploy_version(cluster: ClusterDefinition) -> str:
+    return cluster.kubernetes_version or DEFAULT_KUBERNETES_VERSION
 
 
-def node_groups(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    cluster_spec = spec.get("clusterSpec") or {}
-    return list(((cluster_spec.get("dataPlane") or {}).get("nodeGroups")) or [])
+def invalid(problems: list[SpecProblem]) -> ProviderError:
+    return ProviderError(
+        ErrorCode.INVALID_SPEC, "; ".join(f"{p.field}: {p.message}" for p in problems), retryable=False
+    )
 
 
-def validate(spec: dict[str, Any], version: str) -> None:
-    if version not in KUBERNETES_VERSIONS:
-        raise ProviderError(
-            ErrorCode.INVALID_SPEC,
-            f"kubernetesVersion {version} is not offered by the local provider "
-            f"(supported: {', '.join(KUBERNETES_VERSIONS)})",
-            retryable=False,
-        )
-    control_plane = ((spec.get("clusterSpec") or {}).get("controlPlane") or {}).get("nodeGroup") or {}
-    for group in [control_plane, *node_groups(spec)]:
-        for machine in group.get("machineTypes") or []:
-            if machine not in MACHINE_TYPES:
-                raise ProviderError(
-                    ErrorCode.INVALID_SPEC,
-                    f"machine type {machine!r} of node group {group.get('name')!r} is unknown to the "
-                    f"local provider (offered: {', '.join(MACHINE_TYPES)})",
-                    retryable=False,
-                )
+def check_machine_types(group: NodeGroupSpec) -> None:
+    for machine in group.machine_types:
+        if machine not in MACHINE_TYPES:
+            raise ProviderError(
+                ErrorCode.INVALID_SPEC,
+                f"machine type {machine!r} of node group {group.name!r} is unknown to the "
+                f"local provider (offered: {', '.join(MACHINE_TYPES)})",
+                retryable=False,
+            )
 
 
 def resources_for(inp: PhaseInput) -> list[tuple[str, str, dict[str, Any]]]:
+    cluster = inp.cluster
     if inp.phase == Phase.NETWORK:
         return [
             ("network", "vpc", {"cidr": "10.0.0.0/16"}),
@@ -60,9 +57,9 @@ def resources_for(inp: PhaseInput) -> list[tuple[str, str, dict[str, Any]]]:
             ("subnet", "subnet-b", {"cidr": "10.0.32.0/19"}),
         ]
     if inp.phase == Phase.CONTROL_PLANE:
-        return [("control_plane", "control-plane", {})]
+        return [(*CONTROL_PLANE, {"kubernetesVersion": deploy_version(cluster)})]
     if inp.phase == Phase.NODE_GROUPS:
-        return [("node_group", group["name"], group) for group in node_groups(inp.spec)]
+        return [("node_group", group.name, group.to_document()) for group in cluster.node_groups]
     if inp.phase == Phase.ADDONS:
         return [("addon", name, {}) for name in ADDONS]
     return []
