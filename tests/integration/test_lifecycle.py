@@ -426,6 +426,49 @@ async def test_a_failed_update_rolls_back_and_says_so(api: httpx.AsyncClient, or
     assert any(e["message"] == "NODE_GROUPS rollback started" for e in events)
 
 
+async def test_an_update_cancelled_in_node_groups_restores_them_and_keeps_the_version_reached(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    await set_policy(api, org, minorVersionUpgrade=False)
+    cluster = await deploy(api, org, "cancel-update")
+    before = {r["name"]: r["spec"] for r in await local_cloud.list_resources(pool, cluster["clusterId"], True)}
+    extra = {"name": "extra", "machineTypes": ["small"], "minNode": 1, "maxNode": 1}
+    doc = update_document(
+        kubernetesVersion="1.32", nodeGroups=[*groups_with(maxNode=6), extra], local={"phaseSeconds": 1.5}
+    )
+    response = await api.patch(f"/v1/clusters/{cluster['clusterId']}", json=doc, headers=org.headers())
+    assert response.status_code == 202, response.text
+    operation_id = response.json()["data"]["operationId"]
+    for _ in range(400):
+        events = await all_events(api, org.headers(), operation_id)
+        if any(e["phase"] == "NODE_GROUPS" for e in events):
+            break
+        await asyncio.sleep(0.05)
+    cancel = await api.post(f"/v1/operations/{operation_id}/cancel", headers=org.headers())
+    assert cancel.status_code == 200, cancel.text
+    record = await wait_for_operation(api, org.headers(), operation_id)
+    assert record["status"] == "CANCELLED", record
+
+    # The simulated cloud holds the groups as they were; the control plane stays on 1.32.
+    after = {r["name"]: r["spec"] for r in await local_cloud.list_resources(pool, cluster["clusterId"], True)}
+    assert "extra" not in after
+    workers = groups_with()[0]["name"]
+    assert (after[workers]["minNode"], after[workers]["maxNode"]) == (
+        before[workers]["minNode"],
+        before[workers]["maxNode"],
+    )
+    assert after["control-plane"]["kubernetesVersion"] == "1.32"
+    view = (await api.get(f"/v1/clusters/{cluster['clusterId']}", headers=org.headers())).json()["data"]
+    assert view["state"] == "ACTIVE" and view["kubernetesVersion"] == "1.32"
+    assert [(g["name"], g["minNode"], g["maxNode"]) for g in view["workerNodes"]] == [
+        (g["name"], g["minNode"], g["maxNode"]) for g in groups_with()
+    ]
+    assert view["rollbackStatus"]["status"] == "COMPLETED"
+    assert view["upgradeStatus"]["status"] == "CANCELLED"
+    assert "remove extra" in record["metadata"]["cleanedUp"]
+    assert any("control plane stays on 1.32" in item for item in record["metadata"]["leftBehind"])
+
+
 # --- one at a time, safe retries -------------------------------------------------------------
 
 
