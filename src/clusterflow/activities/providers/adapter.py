@@ -6,7 +6,8 @@ that operation for a `PhaseInput` and reporting through a `PhaseReporter`. What 
 activity does around that body (started/completed events, error classification, retries made
 visible: `phases.run_phase`) lives here once, so no provider repeats the dispatch and a new
 provider is registered by `phase_activities(cloud, pool, provider)` alone. The activity names
-stay `<cloud>.<kind>_phase`: workflows call them by those names.
+stay `<cloud>.<kind>_phase`, made by `contracts.phases.phase_activity_name`, the function the
+workflows call them through (`OperationSteps.run_phase`), so the two cannot drift apart.
 
 `prepare` runs before the phase body, outside `run_phase`: the providers that resolve their
 credentials there (GKE, AKS: which connected account the cluster's phases act as) get the
@@ -23,6 +24,7 @@ import asyncpg
 from temporalio import activity
 
 from clusterflow.activities.providers.phases import PhaseReporter, run_phase
+from clusterflow.contracts.phases import PhaseAction, phase_activity_name
 from clusterflow.workflows.contracts import PhaseInput, PhaseResult
 
 Bound = TypeVar("Bound")
@@ -79,8 +81,11 @@ def phase_activity(
 
 def phase_activities(cloud: str, pool: asyncpg.Pool[Any], provider: Provider[Bound]) -> PhaseActivities:
     """`<cloud>.deploy_phase`, `<cloud>.update_phase` and `<cloud>.delete_phase` of `provider`."""
+    def named(action: PhaseAction) -> str:
+        return phase_activity_name(cloud, action)
+
     return PhaseActivities(
-        deploy_phase=phase_activity(f"{cloud}.deploy_phase", pool, provider.prepare, provider.deploy),
-        update_phase=phase_activity(f"{cloud}.update_phase", pool, provider.prepare, provider.update),
-        delete_phase=phase_activity(f"{cloud}.delete_phase", pool, provider.prepare, provider.delete),
+        deploy_phase=phase_activity(named(PhaseAction.DEPLOY), pool, provider.prepare, provider.deploy),
+        update_phase=phase_activity(named(PhaseAction.UPDATE), pool, provider.prepare, provider.update),
+        delete_phase=phase_activity(named(PhaseAction.DELETE), pool, provider.prepare, provider.delete),
     )
