@@ -14,23 +14,6 @@ class Phase(StrEnum):
     VERIFY = "VERIFY"
 
 
-class PhaseAction(StrEnum):
-    """What a phase activity does; with the provider it names the activity (`aws.update_phase`)."""
-
-    DEPLOY = "deploy"
-    UPDATE = "update"
-    DELETE = "delete"
-
-
-def phase_activity_name(provider: str, action: PhaseAction | str) -> str:
-    """The activity that runs one provider's phases, e.g. `gcp.update_phase`.
-
-    The one place the name is made: the worker registers each provider's activities under it
-    and the workflows call them through it.
-    """
-    return f"{provider}.{PhaseAction(action).value}_phase"
-
-
 DEPLOY_PHASES: tuple[Phase, ...] = (
     Phase.VALIDATE,
     Phase.NETWORK,

@@ -10,16 +10,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from clusterflow.contracts.changes import UpdateChange, UpdatePlan
+from clusterflow.contracts.changes import UpdatePlan
 from clusterflow.contracts.cluster import ClusterDefinition
 
-# Phases moved to `clusterflow.contracts.phases`; re-exported while callers move.
+# Phases and the phase activity's contract live in `clusterflow.contracts`; re-exported here
+# while callers move.
+from clusterflow.contracts.phase_activity import PhaseAction as PhaseAction
+from clusterflow.contracts.phase_activity import PhaseInput as PhaseInput
+from clusterflow.contracts.phase_activity import PhaseResult as PhaseResult
+from clusterflow.contracts.phase_activity import phase_activity_name as phase_activity_name
 from clusterflow.contracts.phases import DELETE_PHASES as DELETE_PHASES
 from clusterflow.contracts.phases import DEPLOY_PHASES as DEPLOY_PHASES
 from clusterflow.contracts.phases import UPDATE_PHASES as UPDATE_PHASES
 from clusterflow.contracts.phases import Phase as Phase
-from clusterflow.contracts.phases import PhaseAction as PhaseAction
-from clusterflow.contracts.phases import phase_activity_name as phase_activity_name
 
 
 class OperationType(StrEnum):
@@ -259,41 +262,6 @@ class EventInput:
     progress_percentage: int | None = None
     raw_output: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class PhaseInput:
-    operation_id: str
-    cluster_id: str
-    cluster_name: str
-    provider: str
-    region: str
-    phase: str
-    spec: dict[str, Any]  # the deploy document's spec as JSON; providers read `cluster` instead
-    progress_from: int
-    progress_to: int
-    # What an update phase changes (or, in a rollback pass, restores); empty for deploy and
-    # delete phases, which build from `cluster`.
-    change: UpdateChange = field(default_factory=UpdateChange)
-    # "" for the operation's own work; "cleanup" or "rollback" when a phase runs again to undo
-    # work, so its events are new facts rather than repeats of the first pass.
-    stage: str = ""
-    definition: ClusterDefinition | None = None
-
-    @property
-    def cluster(self) -> ClusterDefinition:
-        """The cluster the phase works on, typed (built from `spec` for inputs that predate it)."""
-        return self.definition or ClusterDefinition.from_spec(self.spec)
-
-
-@dataclass
-class PhaseResult:
-    phase: str
-    resources: list[str] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    # The control plane's version as the cloud reports it when the phase ended (update phases
-    # that touch the control plane set it, also in a rollback pass), so the record tells the truth.
-    kubernetes_version: str | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ that operation for a `PhaseInput` and reporting through a `PhaseReporter`. What 
 activity does around that body (started/completed events, error classification, retries made
 visible: `phases.run_phase`) lives here once, so no provider repeats the dispatch and a new
 provider is registered by `phase_activities(cloud, pool, provider)` alone. The activity names
-stay `<cloud>.<kind>_phase`, made by `contracts.phases.phase_activity_name`, the function the
+stay `<cloud>.<kind>_phase`, made by `contracts.phase_activity.phase_activity_name`, the function the
 workflows call them through (`OperationSteps.run_phase`), so the two cannot drift apart.
 
 `prepare` runs before the phase body, outside `run_phase`: the providers that resolve their
@@ -24,7 +24,7 @@ import asyncpg
 from temporalio import activity
 
 from clusterflow.activities.providers.phases import PhaseReporter, run_phase
-from clusterflow.contracts.phases import PhaseAction, phase_activity_name
+from clusterflow.contracts.phase_activity import PhaseAction, phase_activity_name
 from clusterflow.workflows.contracts import PhaseInput, PhaseResult
 
 Bound = TypeVar("Bound")
