@@ -15,13 +15,29 @@ flow against it: `trust` is what the customer's Cloud Shell script sets up (a po
 trusting an issuer and subject, and the service account binding). Platform tokens are checked
 for issuer, subject, audience and expiry; their signatures are not verified here.
 
-Tests steer it with `fail_next` (an HTTP error for matching requests) and `fail_operation` (an
-operation that ends DONE with an error, as GKE reports quota shortfalls found while creating).
+It refuses what GKE refuses, with GKE's error shapes: a master downgrade or a skipped minor
+version, a version GKE does not offer, and a node pool newer than its master (400
+INVALID_ARGUMENT); autoscaling with min above max, or per-zone and total limits both set (400);
+a cluster or node pool name already taken (409 ALREADY_EXISTS); a mutation while another
+operation runs on the cluster (400 FAILED_PRECONDITION); malformed authorized networks and
+maintenance windows shorter than GKE allows (400); a stale label or maintenance-policy
+fingerprint (409 ABORTED). A failed node-pool create leaves the pool in ERROR, as GKE does.
+
+Tests steer it with `fail_next` (an HTTP error for matching requests), `fail_operation` (an
+operation of a type that ends DONE with an error, as GKE reports quota shortfalls found while
+creating), `fail_next_node_pool_operation` (the next node-pool operation, whatever its type,
+ends in error) and `hold`/`hold_node_pool_operations` with `release` (operations stay RUNNING
+until released, so a test can act while one is in flight: cancel an update in NODE_GROUPS, or
+kill a worker while the cluster is PROVISIONING).
+
+It is one module past 400 lines on purpose: it is one server, whose GKE, STS and IAM Credentials
+parts share one request log, one lock and one notion of who is calling.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import itertools
 import json
 import re
@@ -46,11 +62,13 @@ _STATUS |= {409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 5
 
 _CLUSTER = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/clusters/([^/:]+)(?::(\w+))?$")
 _CLUSTERS = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/clusters$")
+_INVALID = 400
 _POOLS = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/clusters/([^/]+)/nodePools$")
 _POOL = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/clusters/([^/]+)/nodePools/([^/:]+)(?::(\w+))?$")
 _STS = "/v1/token"
 _GENERATE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
 _OPERATION = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/operations/([^/:]+)$")
+_OPERATIONS = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/operations$")
 
 FAKE_CA_DATA = base64.b64encode(
     b"-----BEGIN CERTIFICATE-----\nZmFrZSBHS0UgY2x1c3RlciBDQQ==\n-----END CERTIFICATE-----\n"
@@ -68,6 +86,47 @@ def _full_version(version: str | None, default: str = "1.32") -> str:
         version = default
     minor = ".".join(version.split(".")[:2])
     return PATCHES.get(minor, version) if version.count(".") == 1 else version
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _text_minor(key: tuple[int, int]) -> str:
+    return f"{key[0]}.{key[1]}"
+
+
+def _offered(version: str | None) -> str:
+    """The full version GKE resolves `version` to; refuses one it does not offer."""
+    full = _full_version(version)
+    if ".".join(full.split(".")[:2]) not in PATCHES:
+        raise _GoogleError(_INVALID, f"Version {version!r} is invalid or not supported.")
+    return full
+
+
+def _autoscaling_problem(autoscaling: dict[str, Any] | None) -> str | None:
+    """What GKE says about these autoscaling limits (proto3 JSON omits zeros), or None."""
+    if not autoscaling or not autoscaling.get("enabled"):
+        return None
+    per_zone = "minNodeCount" in autoscaling or "maxNodeCount" in autoscaling
+    total = "totalMinNodeCount" in autoscaling or "totalMaxNodeCount" in autoscaling
+    if per_zone and total:
+        return "Autoscaling: total node count limits and per zone node count limits cannot both be set."
+    low, high = ("totalMinNodeCount", "totalMaxNodeCount") if total else ("minNodeCount", "maxNodeCount")
+    minimum, maximum = int(autoscaling.get(low, 0)), int(autoscaling.get(high, 0))
+    if maximum < 1:
+        return f"Autoscaling: {high} must be greater than zero."
+    if minimum > maximum:
+        return f"Autoscaling: {low} ({minimum}) must not be greater than {high} ({maximum})."
+    return None
+
+
+def _duration_seconds(start: str, end: str) -> float:
+    def parse(value: str) -> datetime:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    return (parse(end) - parse(start)).total_seconds()
 
 
 @dataclass
@@ -93,6 +152,13 @@ class FakeOperation:
     error: tuple[int, str] | None = None
     done_at: float | None = None
     applied: bool = False
+    # What a failed operation leaves behind (a pool in ERROR, a cluster back to RUNNING).
+    on_error: Callable[[str], None] | None = None
+    held: bool = False  # stays RUNNING until `FakeGke.release`
+
+    @property
+    def node_pool(self) -> bool:
+        return "/nodePools/" in self.target
 
     def to_json(self, status: str, host: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -124,6 +190,9 @@ class FakeGke:
     requests: list[tuple[str, str]] = field(default_factory=list)
     _injected: list[Injected] = field(default_factory=list)
     _operation_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
+    _node_pool_error: tuple[int, str, str | None] | None = None
+    _held_types: set[str] = field(default_factory=set)
+    _hold_node_pools: bool = False
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _server: ThreadedServer | None = None
@@ -163,6 +232,37 @@ class FakeGke:
         """The next operation of this type ends DONE with this error (and changes nothing)."""
         with self._lock:
             self._operation_errors[operation_type] = (code, message)
+
+    def fail_next_node_pool_operation(self, code: int, message: str, operation_type: str | None = None) -> None:
+        """The next node-pool operation (create, delete, upgrade, resize, autoscaling; of
+        `operation_type` if given) ends DONE with this error and changes nothing; a failed create
+        leaves the pool in ERROR."""
+        with self._lock:
+            self._node_pool_error = (code, message, operation_type)
+
+    def hold(self, *operation_types: str) -> None:
+        """Operations of these types started from now on stay RUNNING until `release`."""
+        with self._lock:
+            self._held_types.update(operation_types)
+
+    def hold_node_pool_operations(self) -> None:
+        """Node-pool operations started from now on stay RUNNING until `release`."""
+        with self._lock:
+            self._hold_node_pools = True
+
+    def release(self) -> None:
+        """Stop holding: held operations finish (DONE at the next read)."""
+        with self._lock:
+            self._held_types.clear()
+            self._hold_node_pools = False
+            for op in self.operations.values():
+                op.held = False
+
+    def held(self) -> list[FakeOperation]:
+        """Operations held RUNNING right now."""
+        with self._lock:
+            self._tick()
+            return [op for op in self.operations.values() if op.held and self._op_status(op) == "RUNNING"]
 
     def trust(self, audience: str, issuer: str, subject: str, service_account: str) -> None:
         """What the cloud connect script does: trust `issuer` for `subject` to act as the SA."""
@@ -252,13 +352,20 @@ class FakeGke:
         return JSONResponse({"accessToken": token, "expireTime": expire})
 
     def _route(self, method: str, path: str, body: dict[str, Any], host: str) -> Response:
+        if (match := _OPERATIONS.match(path)) and method == "GET":
+            where = (match.group(1), match.group(2))
+            listed = [op for op in self.operations.values() if (op.project, op.location) == where]
+            return JSONResponse({"operations": [op.to_json(self._op_status(op), host) for op in listed]})
         if match := _OPERATION.match(path):
             op = self.operations.get(match.group(3))
             if op is None or method != "GET":
                 raise _GoogleError(404, f"Operation {match.group(3)} not found.")
             return JSONResponse(op.to_json(self._op_status(op), host))
-        if (match := _CLUSTERS.match(path)) and method == "POST":
-            return self._create_cluster(match.group(1), match.group(2), body["cluster"], host)
+        if match := _CLUSTERS.match(path):
+            if method == "POST":
+                return self._create_cluster(match.group(1), match.group(2), body["cluster"], host)
+            listed = [c for k, c in self.clusters.items() if k[:2] == (match.group(1), match.group(2))]
+            return JSONResponse({"clusters": listed})
         if match := _POOLS.match(path):
             key = (match.group(1), match.group(2), match.group(3))
             if method == "POST":
@@ -288,11 +395,22 @@ class FakeGke:
                 )
 
     def _start(
-        self, key: tuple[str, str, str], op_type: str, target: str, apply: Callable[[], None], host: str
+        self,
+        key: tuple[str, str, str],
+        op_type: str,
+        target: str,
+        apply: Callable[[], None],
+        host: str,
+        on_error: Callable[[str], None] | None = None,
     ) -> Response:
         name = f"operation-{next(self._ids)}-{int(time.time())}"
         error = self._operation_errors.pop(op_type, None)
         op = FakeOperation(name, key[0], key[1], op_type, target, key, time.monotonic(), apply, error)
+        op.on_error = on_error
+        failure = self._node_pool_error
+        if op.node_pool and error is None and failure is not None and failure[2] in (None, op_type):
+            op.error, self._node_pool_error = failure[:2], None
+        op.held = op_type in self._held_types or (op.node_pool and self._hold_node_pools)
         self.operations[name] = op
         return JSONResponse(op.to_json("PENDING", host))
 
@@ -300,9 +418,13 @@ class FakeGke:
         key = (project, location, spec["name"])
         if key in self.clusters:
             raise _GoogleError(409, f"Already exists: projects/{project}/locations/{location}/clusters/{spec['name']}.")
-        version = _full_version(spec.get("initialClusterVersion"))
+        version = _offered(spec.get("initialClusterVersion"))
         pools = []
+        names: set[str] = set()
         for pool in spec.get("nodePools") or []:
+            if pool["name"] in names:
+                raise _GoogleError(_INVALID, f"Node pool names must be unique: {pool['name']} is given twice.")
+            names.add(pool["name"])
             pools.append(self._pool_json(key, pool, version, "PROVISIONING"))
         cluster = {
             **spec,
@@ -323,21 +445,40 @@ class FakeGke:
         def apply() -> None:
             cluster["status"] = "RUNNING"
             cluster["endpoint"] = f"34.1.{len(self.clusters)}.10"
+            cluster["currentNodeCount"] = sum(int(p.get("initialNodeCount", 0)) for p in cluster["nodePools"])
             # base64 of the cluster CA's PEM, as GKE reports it once the control plane runs
             cluster["masterAuth"] = {"clusterCaCertificate": FAKE_CA_DATA}
             for pool in cluster["nodePools"]:
                 pool["status"] = "RUNNING"
 
-        target = f"projects/{project}/locations/{location}/clusters/{spec['name']}"
-        return self._start(key, "CREATE_CLUSTER", target, apply, host)
+        def failed(message: str) -> None:
+            cluster["status"] = "ERROR"
+            cluster["statusMessage"] = message
 
-    def _pool_json(self, key: tuple[str, str, str], pool: dict[str, Any], version: str, status: str) -> dict[str, Any]:
+        target = f"projects/{project}/locations/{location}/clusters/{spec['name']}"
+        return self._start(key, "CREATE_CLUSTER", target, apply, host, failed)
+
+    def _pool_json(self, key: tuple[str, str, str], pool: dict[str, Any], master: str, status: str) -> dict[str, Any]:
+        """A pool as GKE stores it; refuses bad autoscaling and a version newer than `master`."""
+        problem = _autoscaling_problem(pool.get("autoscaling"))
+        if problem:
+            raise _GoogleError(_INVALID, f"Node pool {pool['name']}: {problem}")
+        version = _offered(pool["version"]) if pool.get("version") else master
+        self._not_newer(pool["name"], version, master)
         return {
             **pool,
             "status": status,
-            "version": _full_version(pool.get("version"), version),
+            "version": version,
             "selfLink": f"projects/{key[0]}/locations/{key[1]}/clusters/{key[2]}/nodePools/{pool['name']}",
         }
+
+    @staticmethod
+    def _not_newer(pool: str, version: str, master: str) -> None:
+        if _minor(version) > _minor(master):
+            raise _GoogleError(
+                _INVALID,
+                f"Node pool {pool}: node version {version} must not be newer than the master version {master}.",
+            )
 
     def _cluster_call(
         self, method: str, key: tuple[str, str, str], verb: str | None, body: dict[str, Any], host: str
@@ -356,21 +497,29 @@ class FakeGke:
             return self._start(key, "DELETE_CLUSTER", target, delete, host)
         if method == "PUT" and verb is None:
             update = body.get("update") or {}
+            master = self._master_upgrade(cluster, update.get("desiredMasterVersion"))
+            networks = update.get("desiredMasterAuthorizedNetworksConfig")
+            if networks is not None:
+                self._check_networks(networks)
             cluster["status"] = "RECONCILING"
 
             def apply_update() -> None:
                 cluster["status"] = "RUNNING"
-                if "desiredMasterVersion" in update:
-                    cluster["currentMasterVersion"] = _full_version(update["desiredMasterVersion"])
+                if master is not None:
+                    cluster["currentMasterVersion"] = master
                 if "desiredReleaseChannel" in update:
                     cluster["releaseChannel"] = update["desiredReleaseChannel"]
+                if networks is not None:
+                    cluster["masterAuthorizedNetworksConfig"] = networks
 
-            op_type = "UPGRADE_MASTER" if "desiredMasterVersion" in update else "UPDATE_CLUSTER"
-            return self._start(key, op_type, target, apply_update, host)
+            op_type = "UPGRADE_MASTER" if master is not None else "UPDATE_CLUSTER"
+            return self._start(key, op_type, target, apply_update, host, lambda _: self._running(cluster))
         if method == "POST" and verb == "setMaintenancePolicy":
+            policy = body.get("maintenancePolicy") or {}
+            self._check_policy(cluster, policy)
 
             def set_policy() -> None:
-                cluster["maintenancePolicy"] = body.get("maintenancePolicy") or {}
+                cluster["maintenancePolicy"] = {**policy, "resourceVersion": f"rv-{next(self._ids)}"}
 
             return self._start(key, "SET_MAINTENANCE_POLICY", target, set_policy, host)
         if method == "POST" and verb == "setResourceLabels":
@@ -384,10 +533,66 @@ class FakeGke:
             return self._start(key, "SET_LABELS", target, set_labels, host)
         raise _GoogleError(404, f"no such method {method} {target}:{verb}")
 
+    @staticmethod
+    def _running(resource: dict[str, Any]) -> None:
+        resource["status"] = "RUNNING"
+
+    @staticmethod
+    def _master_upgrade(cluster: dict[str, Any], desired: str | None) -> str | None:
+        """The master version an update moves to; GKE refuses a downgrade or a skipped minor."""
+        if desired is None:
+            return None
+        current = cluster["currentMasterVersion"]
+        version = cluster["currentMasterVersion"] if desired == "-" else _offered(desired)
+        have, want = _minor(current), _minor(version)
+        if want < have:
+            raise _GoogleError(
+                _INVALID, f"Master cannot be downgraded from {current} to {version}: downgrades are not supported."
+            )
+        if want[0] != have[0] or want[1] > have[1] + 1:
+            raise _GoogleError(
+                _INVALID,
+                f"Master cannot be upgraded from {current} to {version}: upgrade one minor version at a time "
+                f"(next: {_text_minor((have[0], have[1] + 1))}).",
+            )
+        return version
+
+    @staticmethod
+    def _check_networks(config: dict[str, Any]) -> None:
+        blocks = config.get("cidrBlocks") or []
+        if len(blocks) > 50:
+            raise _GoogleError(_INVALID, "Master authorized networks: at most 50 CIDR blocks are allowed.")
+        for block in blocks:
+            try:
+                ipaddress.ip_network(block.get("cidrBlock", ""), strict=True)
+            except ValueError:
+                raise _GoogleError(
+                    _INVALID, f"Invalid master authorized networks CIDR block {block.get('cidrBlock')!r}."
+                ) from None
+
+    @staticmethod
+    def _check_policy(cluster: dict[str, Any], policy: dict[str, Any]) -> None:
+        live = (cluster.get("maintenancePolicy") or {}).get("resourceVersion")
+        if live and policy.get("resourceVersion") != live:
+            raise _GoogleError(409, "Maintenance policy resource version mismatch.", status_name="ABORTED")
+        recurring = (policy.get("window") or {}).get("recurringWindow")
+        if recurring:
+            window = recurring.get("window") or {}
+            seconds = _duration_seconds(window["startTime"], window["endTime"])
+            if seconds < 4 * 3600:
+                raise _GoogleError(
+                    _INVALID,
+                    "Maintenance policy would not allow for enough availability: windows must be at least 4 "
+                    "contiguous hours and allow 48 hours of maintenance in any 32 days.",
+                )
+            if not str(recurring.get("recurrence", "")).startswith("FREQ="):
+                raise _GoogleError(_INVALID, f"Invalid recurrence {recurring.get('recurrence')!r}.")
+
     def _create_pool(self, key: tuple[str, str, str], spec: dict[str, Any], host: str) -> Response:
         cluster = self._cluster_or_404(key)
+        target = f"projects/{key[0]}/locations/{key[1]}/clusters/{key[2]}/nodePools/{spec['name']}"
         if any(p["name"] == spec["name"] for p in cluster["nodePools"]):
-            raise _GoogleError(409, f"Already exists: node pool {spec['name']}.")
+            raise _GoogleError(409, f"Already exists: {target}.")
         self._busy(key)
         pool = self._pool_json(key, spec, cluster["currentMasterVersion"], "PROVISIONING")
         cluster["nodePools"].append(pool)
@@ -395,8 +600,11 @@ class FakeGke:
         def ready() -> None:
             pool["status"] = "RUNNING"
 
-        target = f"projects/{key[0]}/locations/{key[1]}/clusters/{key[2]}/nodePools/{spec['name']}"
-        return self._start(key, "CREATE_NODE_POOL", target, ready, host)
+        def failed(message: str) -> None:
+            pool["status"] = "ERROR"
+            pool["statusMessage"] = message
+
+        return self._start(key, "CREATE_NODE_POOL", target, ready, host, failed)
 
     def _pool_call(
         self, method: str, key: tuple[str, str, str], name: str, verb: str | None, body: dict[str, Any], host: str
@@ -409,41 +617,62 @@ class FakeGke:
         if method == "GET":
             return JSONResponse(pool)
         self._busy(key)
+        previous = pool["status"]
+
+        def restore(_: str) -> None:
+            pool["status"] = previous
+
         if method == "DELETE":
             pool["status"] = "STOPPING"
 
             def delete() -> None:
                 cluster["nodePools"].remove(pool)
 
-            return self._start(key, "DELETE_NODE_POOL", target, delete, host)
+            return self._start(key, "DELETE_NODE_POOL", target, delete, host, restore)
         if method == "PUT":
+            version = None
+            if body.get("nodeVersion"):
+                master = cluster["currentMasterVersion"]
+                version = master if body["nodeVersion"] == "-" else _offered(body["nodeVersion"])
+                self._not_newer(name, version, master)
+            pool["status"] = "RECONCILING"
 
             def upgrade() -> None:
-                if body.get("nodeVersion"):
-                    pool["version"] = _full_version(body["nodeVersion"])
+                pool["status"] = "RUNNING"
+                if version is not None:
+                    pool["version"] = version
                 if body.get("machineType"):
                     pool.setdefault("config", {})["machineType"] = body["machineType"]
 
-            return self._start(key, "UPGRADE_NODES", target, upgrade, host)
+            return self._start(key, "UPGRADE_NODES", target, upgrade, host, restore)
         if method == "POST" and verb == "setSize":
+            pool["status"] = "RECONCILING"
 
             def resize() -> None:
+                pool["status"] = "RUNNING"
                 pool["initialNodeCount"] = int(body.get("nodeCount", 0))
 
-            return self._start(key, "SET_NODE_POOL_SIZE", target, resize, host)
+            return self._start(key, "SET_NODE_POOL_SIZE", target, resize, host, restore)
         if method == "POST" and verb == "setAutoscaling":
+            problem = _autoscaling_problem(body.get("autoscaling"))
+            if problem:
+                raise _GoogleError(_INVALID, f"Node pool {name}: {problem}")
+            pool["status"] = "RECONCILING"
 
             def autoscale() -> None:
+                pool["status"] = "RUNNING"
                 pool["autoscaling"] = body.get("autoscaling") or {}
 
-            return self._start(key, "SET_NODE_POOL_MANAGEMENT", target, autoscale, host)
+            return self._start(key, "UPDATE_CLUSTER", target, autoscale, host, restore)
         raise _GoogleError(404, f"no such method {method} {target}:{verb}")
 
     def _op_status(self, op: FakeOperation) -> str:
+        if op.applied:
+            return "DONE"
         age = time.monotonic() - op.started
         if age < self.pending_seconds:
             return "PENDING"
-        if age < self.pending_seconds + self.running_seconds:
+        if op.held or age < self.pending_seconds + self.running_seconds:
             return "RUNNING"
         return "DONE"
 
@@ -453,11 +682,8 @@ class FakeGke:
                 op.applied = True
                 if op.error is None:
                     op.apply()
-                elif op.operation_type == "CREATE_CLUSTER":
-                    cluster = self.clusters.get(op.cluster_key)
-                    if cluster is not None:
-                        cluster["status"] = "ERROR"
-                        cluster["statusMessage"] = op.error[1]
+                elif op.on_error is not None:
+                    op.on_error(op.error[1])
 
     @staticmethod
     def _error(status: int, message: str, reason: str | None = None, grpc_status: str | None = None) -> Response:

@@ -1,6 +1,6 @@
-"""The GKE cluster: its body from the spec, creating (or re-creating a failed) cluster, checking
-that a same-named cluster is ours, VERIFY, control-plane changes on update, and what delete
-needs to know.
+"""The GKE cluster: its body from the typed definition, creating (or re-creating a failed)
+cluster, checking that a same-named cluster is ours, VERIFY, control-plane changes on update,
+and what delete needs to know.
 
 The cluster name is the idempotency key (GKE refuses a second cluster with the same name), and
 the `clusterflow-cluster-id` resource label says whose it is. Describe before create: a cluster
@@ -8,79 +8,69 @@ carrying our label is ours from an earlier attempt and is waited for, not create
 already-exists answer to a create races the same way); a same-named cluster without our label is
 someone else's: deploy fails with CLOUD_CONFLICT and delete leaves it alone.
 
-Update reads `PhaseInput.change`: `kubernetesVersion`, `releaseChannel`, `maintenanceWindow`
-(`{"dailyStartTime": "03:00"}` or `{"startTime", "endTime", "recurrence"}`), `tags`, and for
-VALIDATE `autopilot` and the node groups' change types. VALIDATE checks the upgrade path against
-the catalog (one minor at a time); CONTROL_PLANE upgrades the master, switches the release
-channel, sets the maintenance window and labels, each only when the live cluster differs.
+Update CONTROL_PLANE reads the typed `UpdateChange`: the version (the master moves up, never
+down), the GKE settings (`change.gke`: release channel, daily maintenance window, master
+authorized networks; see `cluster_settings`) and `tags`, which become the cluster's resource
+labels exactly, plus our owner label. Each is applied only where the live cluster differs, and
+the phase reports the master's version as GKE states it, also on rollback (whose inverse moves
+no version: GKE cannot downgrade a master), so the record tells the truth.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Mapping
 
 from google.cloud import container_v1
 
+from clusterflow.activities.providers.gcp.cluster_settings import (
+    CHANNELS,
+    authorized_networks,
+    live_networks,
+    maintenance_policy,
+    same_window,
+)
 from clusterflow.activities.providers.gcp.errors import classify_operation_error
 from clusterflow.activities.providers.gcp.node_pools import node_pool
 from clusterflow.activities.providers.gcp.session import GkeSession
-from clusterflow.activities.providers.gcp.spec import (
-    OWNER_LABEL,
-    gke_block,
-    node_groups,
-    owner_label,
-    requested_version,
-)
+from clusterflow.activities.providers.gcp.spec import OWNER_LABEL, gke_settings, owner_label, requested_version
 from clusterflow.activities.providers.managed_cluster import OwnedCluster
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
-from clusterflow.catalog import gcp as gcp_catalog
 from clusterflow.catalog import minor_of, version_key
+from clusterflow.contracts.changes import GkeChange
 from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
 
-_CHANNELS = {
-    "RAPID": container_v1.ReleaseChannel.Channel.RAPID,
-    "REGULAR": container_v1.ReleaseChannel.Channel.REGULAR,
-    "STABLE": container_v1.ReleaseChannel.Channel.STABLE,
-    "EXTENDED": container_v1.ReleaseChannel.Channel.EXTENDED,
-}
 
-
-def _cluster_body(inp: PhaseInput, project: str, version: str) -> container_v1.Cluster:
-    gke = gke_block(inp.spec)
-    labels = {**(gke.get("labels") or {}), OWNER_LABEL: owner_label(inp.cluster_id)}
+def _cluster_body(inp: PhaseInput, project: str) -> container_v1.Cluster:
+    definition = inp.cluster
+    gke = gke_settings(definition)
+    labels = {**gke.labels, OWNER_LABEL: owner_label(inp.cluster_id)}
     cluster = container_v1.Cluster(
         name=inp.cluster_name,
-        initial_cluster_version=version,
+        initial_cluster_version=requested_version(definition),
         resource_labels=labels,
-        network=gke.get("networkId") or "",
+        network=gke.network_id or "",
     )
-    if gke.get("releaseChannel"):
-        cluster.release_channel = container_v1.ReleaseChannel(channel=_CHANNELS[gke["releaseChannel"]])
-    if gke.get("autopilot"):
+    if gke.release_channel:
+        cluster.release_channel = container_v1.ReleaseChannel(channel=CHANNELS[gke.release_channel])
+    if gke.autopilot:
         cluster.autopilot = container_v1.Autopilot(enabled=True)
     else:
-        cluster.node_pools = [node_pool(g, None) for g in node_groups(inp.spec)]
-    subnet = gke.get("subnet") or {}
-    if subnet:
-        cluster.subnetwork = subnet.get("name") or ""
+        cluster.node_pools = [node_pool(g, None) for g in definition.node_groups]
+    if gke.subnet is not None:
+        cluster.subnetwork = gke.subnet.name
         cluster.ip_allocation_policy = container_v1.IPAllocationPolicy(
             use_ip_aliases=True,
-            cluster_secondary_range_name=subnet.get("podsRange") or "",
-            services_secondary_range_name=subnet.get("servicesRange") or "",
+            cluster_secondary_range_name=gke.subnet.pods_range,
+            services_secondary_range_name=gke.subnet.services_range,
         )
-    if gke.get("privateCluster"):
+    if gke.private_cluster:
         cluster.private_cluster_config = container_v1.PrivateClusterConfig(
-            enable_private_nodes=True, master_ipv4_cidr_block=gke.get("masterIPv4CidrBlock") or ""
+            enable_private_nodes=True, master_ipv4_cidr_block=gke.master_ipv4_cidr_block or ""
         )
-    if gke.get("authorizedNetworks"):
-        cluster.master_authorized_networks_config = container_v1.MasterAuthorizedNetworksConfig(
-            enabled=True,
-            cidr_blocks=[
-                container_v1.MasterAuthorizedNetworksConfig.CidrBlock(cidr_block=c) for c in gke["authorizedNetworks"]
-            ],
-        )
-    if gke.get("enableWorkloadIdentity"):
+    if gke.authorized_networks:
+        cluster.master_authorized_networks_config = authorized_networks(gke.authorized_networks)
+    if gke.enable_workload_identity:
         cluster.workload_identity_config = container_v1.WorkloadIdentityConfig(workload_pool=f"{project}.svc.id.goog")
     return cluster
 
@@ -108,7 +98,7 @@ async def create_cluster(inp: PhaseInput, gke: GkeSession, reporter: PhaseReport
         await gke.mutate(f"delete failed cluster {inp.cluster_name}", gke.client.delete_cluster, name=gke.name)
         existing = None
     if existing is None:
-        body = _cluster_body(inp, gke.project, requested_version(inp.spec))
+        body = _cluster_body(inp, gke.project)
         try:
             await gke.mutate(
                 f"create cluster {inp.cluster_name}", gke.client.create_cluster, parent=gke.parent, cluster=body
@@ -148,39 +138,15 @@ async def verify(inp: PhaseInput, gke: GkeSession) -> PhaseResult:
     )
 
 
-def validate_change(inp: PhaseInput, cluster: container_v1.Cluster) -> None:
-    change = inp.change
-    versions = gcp_catalog.CATALOG.kubernetes["gke"]
-
-    def invalid(message: str) -> ProviderError:
-        return ProviderError(ErrorCode.INVALID_SPEC, message, retryable=False)
-
-    if "autopilot" in change and bool(change["autopilot"]) != bool(cluster.autopilot.enabled):
-        raise invalid("autopilot cannot be switched on or off on an existing GKE cluster")
-    if change.get("releaseChannel") and change["releaseChannel"] not in versions.channels:
-        raise invalid(f"releaseChannel {change['releaseChannel']} is unknown")
-    target = change.get("kubernetesVersion")
-    if target:
-        current = cluster.current_master_version
-        if version_key(minor_of(target)) < version_key(minor_of(current)):
-            raise invalid(f"GKE cannot downgrade the control plane from {current} to {target}")
-        if minor_of(target) != minor_of(current) and versions.upgrade_path(current, target) is None:
-            raise invalid(
-                f"no upgrade path from {minor_of(current)} to {target}: the control plane moves one minor "
-                f"version at a time (see GET /v1/kubernetes-versions?cloudProvider=gcp&provisionerType=gke)"
-            )
-    for group in change.get("nodeGroups") or []:
-        if group.get("changeType") not in ("ADD", "RESIZE", "REMOVE", "UPGRADE"):
-            raise invalid(f"node group {group.get('name')!r}: unknown changeType {group.get('changeType')!r}")
-
-
 async def update_control_plane(
     inp: PhaseInput, gke: GkeSession, cluster: container_v1.Cluster, reporter: PhaseReporter
 ) -> PhaseResult:
+    """Update CONTROL_PLANE (or its rollback): the master version, the GKE settings and the
+    resource labels, each only where the live cluster differs; reports the master's version."""
     change = inp.change
     done: list[str] = []
-    target = change.get("kubernetesVersion")
-    if target and minor_of(cluster.current_master_version) != minor_of(target):
+    target = change.target_version
+    if target and version_key(minor_of(cluster.current_master_version)) < version_key(minor_of(target)):
         await gke.mutate(
             f"upgrade control plane to {target}",
             gke.client.update_cluster,
@@ -188,63 +154,68 @@ async def update_control_plane(
             update=container_v1.ClusterUpdate(desired_master_version=target),
         )
         done.append(f"control plane upgraded to {target}")
-    channel = change.get("releaseChannel")
-    if channel and cluster.release_channel.channel != _CHANNELS[channel]:
+    if change.gke is not None:
+        done += await _apply_settings(change.gke, gke, cluster)
+    if change.tags is not None:
+        done += await _set_labels(change.tags, inp, gke)
+    live = await gke.get_cluster()
+    if live is None:
+        raise ProviderError(ErrorCode.PHASE_FAILED, f"cluster {inp.cluster_name} disappeared", retryable=True)
+    reached = minor_of(live.current_master_version)
+    summary = "; ".join(done) or "control plane already as requested"
+    await reporter.event("control-plane", f"{summary} (master runs {live.current_master_version})", fraction=1.0)
+    return PhaseResult(inp.phase, outputs={"controlPlane": done}, kubernetes_version=reached)
+
+
+async def _apply_settings(settings: GkeChange, gke: GkeSession, cluster: container_v1.Cluster) -> list[str]:
+    done: list[str] = []
+    channel = settings.release_channel
+    if channel is not None and cluster.release_channel.channel != CHANNELS[channel]:
         await gke.mutate(
             f"switch release channel to {channel}",
             gke.client.update_cluster,
             name=gke.name,
             update=container_v1.ClusterUpdate(
-                desired_release_channel=container_v1.ReleaseChannel(channel=_CHANNELS[channel])
+                desired_release_channel=container_v1.ReleaseChannel(channel=CHANNELS[channel])
             ),
         )
         done.append(f"release channel {channel}")
-    window = change.get("maintenanceWindow")
-    if window:
-        await gke.mutate(
-            "set maintenance window",
-            gke.client.set_maintenance_policy,
-            name=gke.name,
-            maintenance_policy=_maintenance_policy(window),
-        )
-        done.append("maintenance window set")
-    tags = change.get("tags")
-    if tags is not None:
-        fresh = await gke.get_cluster()
-        labels = {**tags, OWNER_LABEL: owner_label(inp.cluster_id)}
-        if fresh is not None and dict(fresh.resource_labels) != labels:
+    window = settings.maintenance_window
+    if window is not None:
+        policy = maintenance_policy(window, cluster.maintenance_policy)
+        if not same_window(cluster.maintenance_policy, policy):
             await gke.mutate(
-                "set labels",
-                gke.client.set_labels,
-                request=container_v1.SetLabelsRequest(
-                    name=gke.name, resource_labels=labels, label_fingerprint=fresh.label_fingerprint
-                ),
+                "set maintenance window",
+                gke.client.set_maintenance_policy,
+                request=container_v1.SetMaintenancePolicyRequest(name=gke.name, maintenance_policy=policy),
             )
-            done.append("labels set")
-    await reporter.event("control-plane", "; ".join(done) or "control plane already as requested", fraction=1.0)
-    return PhaseResult(inp.phase, outputs={"controlPlane": done})
-
-
-def _maintenance_policy(window: dict[str, Any]) -> container_v1.MaintenancePolicy:
-    if window.get("dailyStartTime"):
-        return container_v1.MaintenancePolicy(
-            window=container_v1.MaintenanceWindow(
-                daily_maintenance_window=container_v1.DailyMaintenanceWindow(start_time=window["dailyStartTime"])
-            )
+            done.append(f"daily maintenance window {window.start_time} UTC for {window.duration}")
+    cidrs = settings.authorized_networks
+    if cidrs is not None and live_networks(cluster) != tuple(cidrs):
+        await gke.mutate(
+            "set master authorized networks",
+            gke.client.update_cluster,
+            name=gke.name,
+            update=container_v1.ClusterUpdate(desired_master_authorized_networks_config=authorized_networks(cidrs)),
         )
-    from google.protobuf.timestamp_pb2 import Timestamp
+        done.append(f"authorized networks {', '.join(cidrs) or 'unrestricted'}")
+    return done
 
-    start, end = Timestamp(), Timestamp()
-    start.FromJsonString(window["startTime"])
-    end.FromJsonString(window["endTime"])
-    return container_v1.MaintenancePolicy(
-        window=container_v1.MaintenanceWindow(
-            recurring_window=container_v1.RecurringTimeWindow(
-                window=container_v1.TimeWindow(start_time=start, end_time=end),
-                recurrence=window.get("recurrence") or "FREQ=WEEKLY;BYDAY=SA,SU",
-            )
-        )
+
+async def _set_labels(tags: Mapping[str, str], inp: PhaseInput, gke: GkeSession) -> list[str]:
+    """The cluster's resource labels become exactly the wanted tags plus our owner label."""
+    fresh = await gke.get_cluster()
+    labels = {**tags, OWNER_LABEL: owner_label(inp.cluster_id)}
+    if fresh is None or dict(fresh.resource_labels) == labels:
+        return []
+    await gke.mutate(
+        "set labels",
+        gke.client.set_labels,
+        request=container_v1.SetLabelsRequest(
+            name=gke.name, resource_labels=labels, label_fingerprint=fresh.label_fingerprint
+        ),
     )
+    return ["labels set"]
 
 
 async def owned_cluster(gke: GkeSession) -> OwnedCluster | None:

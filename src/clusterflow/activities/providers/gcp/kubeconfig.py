@@ -31,6 +31,7 @@ from clusterflow.activities.kubeconfig import (
 from clusterflow.activities.providers.gcp.errors import classify_google_error
 from clusterflow.activities.providers.gcp.provider import GcpProvider
 from clusterflow.activities.providers.phases import ProviderError
+from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
 from clusterflow.workflows.cloud_contracts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
@@ -52,7 +53,7 @@ class GcpKubeconfigActivities:
             raise not_connected("gcp", row["name"])
         try:
             client, account_project = await self.gcp.bind(row["id"])
-            project = self.gcp.project(cluster_spec(row), account_project)
+            project = self.gcp.project(ClusterDefinition.from_spec(cluster_spec(row)), account_project)
         except ProviderError as err:
             raise refused(err) from err
         name = f"projects/{project}/locations/{row['region']}/clusters/{row['name']}"

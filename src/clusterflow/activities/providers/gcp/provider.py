@@ -11,9 +11,12 @@ permission), NETWORK (GKE builds VPC-native networking with the cluster; nothing
 CONTROL_PLANE (create the cluster with its node pools), NODE_GROUPS (create any pool still
 missing, wait for all to run), ADDONS (GKE-managed; nothing to install), VERIFY.
 
-Update phases read `PhaseInput.change` (see `control_plane` and `node_pools` for the fields):
-VALIDATE checks the change against the catalog and the live cluster; CONTROL_PLANE and
-NODE_GROUPS apply it; ADDONS follow the cluster.
+Deploy and delete read the typed definition (`PhaseInput.cluster`); deploy VALIDATE first runs
+`check_deploy_spec`, the check the API runs for a deploy and its dry run.
+
+Update phases read the typed change (`PhaseInput.change`): VALIDATE refuses what GKE would
+(`update_checks`); CONTROL_PLANE (`control_plane`) and NODE_GROUPS (`node_pools`) apply it, and
+on rollback apply the plan's inverse the same way; ADDONS follow the cluster.
 
 Delete phases: CONTROL_PLANE deletes the cluster (its node pools go with it); the others have
 nothing of their own. A missing cluster is success (`managed_cluster.delete_owned_cluster`).
@@ -32,14 +35,15 @@ from clusterflow.activities.providers.gcp.control_plane import (
     create_cluster,
     owned_cluster,
     update_control_plane,
-    validate_change,
     verify,
 )
 from clusterflow.activities.providers.gcp.node_pools import ensure_node_pools, update_node_groups
 from clusterflow.activities.providers.gcp.session import GkeSession
-from clusterflow.activities.providers.gcp.spec import gke_block, owner_label, validate_spec
+from clusterflow.activities.providers.gcp.spec import gke_settings, owner_label, validate_spec
+from clusterflow.activities.providers.gcp.update_checks import validate_change
 from clusterflow.activities.providers.managed_cluster import ManagedClusterProvider, ManagedSteps
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
+from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
 from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
@@ -76,11 +80,9 @@ class GcpProvider(ManagedClusterProvider[GkeBinding, GkeSession, container_v1.Cl
             self._clients[key] = make_client(self.settings, credentials)
         return self._clients[key], (account["identity"]["projectId"] if account else None)
 
-    def project(self, spec: dict[str, Any], account_project: str | None) -> str:
-        return self._project(spec, account_project)
-
-    def _project(self, spec: dict[str, Any], account_project: str | None) -> str:
-        project = gke_block(spec).get("projectId") or account_project or self.settings.gcp_default_project
+    def project(self, cluster: ClusterDefinition, account_project: str | None) -> str:
+        """The cluster's project: the spec's, else the connected account's, else the default."""
+        project = gke_settings(cluster).project_id or account_project or self.settings.gcp_default_project
         if not project:
             raise ProviderError(
                 ErrorCode.INVALID_SPEC,
@@ -96,7 +98,7 @@ class GcpProvider(ManagedClusterProvider[GkeBinding, GkeSession, container_v1.Cl
         return GkeSession(
             client,
             reporter,
-            self._project(inp.spec, account_project),
+            self.project(inp.cluster, account_project),
             inp.region,
             inp.cluster_name,
             self.settings.gcp_poll_seconds,
@@ -105,27 +107,32 @@ class GcpProvider(ManagedClusterProvider[GkeBinding, GkeSession, container_v1.Cl
     # --- the steps of the phases (managed_cluster.ManagedClusterProvider) ---------------------
 
     async def _checked_session(self, inp: PhaseInput, reporter: PhaseReporter, bound: GkeBinding) -> GkeSession:
-        gke = self._session(inp, reporter, bound)
-        validate_spec(inp.spec, inp.region)
+        validate_spec(inp.spec)
         await reporter.event("spec", "spec matches the GKE catalog", fraction=0.5)
-        return gke
+        return self._session(inp, reporter, bound)
 
     def _network(self, inp: PhaseInput) -> str:
-        network = gke_block(inp.spec).get("networkId") or "default"
+        network = gke_settings(inp.cluster).network_id or "default"
         return f"GKE builds VPC-native networking in network {network}"
 
     async def _validate_change(self, inp: PhaseInput, session: GkeSession, cluster: container_v1.Cluster) -> None:
-        validate_change(inp, cluster)
+        validate_change(inp.change, cluster, inp.region)
 
     async def _update_control_plane(
         self, inp: PhaseInput, session: GkeSession, cluster: container_v1.Cluster, reporter: PhaseReporter
     ) -> PhaseResult:
-        return await update_control_plane(inp, session, cluster, reporter)
+        return await update_control_plane(inp, session, await self._settled(inp, session, cluster), reporter)
 
     async def _update_node_groups(
         self, inp: PhaseInput, session: GkeSession, cluster: container_v1.Cluster, reporter: PhaseReporter
     ) -> PhaseResult:
-        return await update_node_groups(inp, session, cluster, reporter)
+        return await update_node_groups(inp, session, await self._settled(inp, session, cluster), reporter)
+
+    @staticmethod
+    async def _settled(inp: PhaseInput, session: GkeSession, cluster: container_v1.Cluster) -> container_v1.Cluster:
+        """The cluster once an operation still running (from a cancelled or lost attempt) ended."""
+        settled = await session.settled_cluster(f"{inp.phase} {inp.stage}".strip())
+        return settled if settled is not None else cluster
 
     def _owner(self, inp: PhaseInput) -> str:
         return owner_label(inp.cluster_id)

@@ -9,6 +9,10 @@ wait.
   layer, so every retry is visible as an operation event.
 - The client is synchronous (requests); calls run in a thread so the worker's event loop and
   heartbeats keep going.
+- An operation GKE runs goes on when the phase that started it is cancelled or its worker dies.
+  `settled_cluster` waits until no operation runs on the cluster before describing it, so an
+  update's rollback (or a retried attempt) judges what is there once that operation ended, not
+  a pool half-way through a change that would land after the rollback looked.
 """
 
 from __future__ import annotations
@@ -107,6 +111,30 @@ class GkeSession:
                 return
             await self.reporter.heartbeat_while(self.poll_seconds, f"{what}: {status}")
             operation = await self.call(f"poll {what}", self.client.get_operation, name=name)
+
+    async def running_operations(self) -> list[container_v1.Operation]:
+        """Operations on this cluster (or its node pools) that have not ended."""
+        listed = await self.call(f"list operations of {self.cluster}", self.client.list_operations, parent=self.parent)
+        mine = f"/{self.name}"
+        return [
+            op
+            for op in listed.operations
+            if container_v1.Operation.Status(op.status).name != "DONE"
+            and (op.target_link.endswith(mine) or f"{mine}/" in op.target_link)
+        ]
+
+    async def settled_cluster(self, what: str) -> container_v1.Cluster | None:
+        """The cluster once no operation runs on it (None if it does not exist)."""
+        for _ in range(_BUSY_POLLS):
+            running = await self.running_operations()
+            if not running:
+                return await self.get_cluster()
+            names = ", ".join(f"{op.name} ({container_v1.Operation.Type(op.operation_type).name})" for op in running)
+            await self.reporter.event(
+                f"settle/{running[0].name}", f"{what}: waiting for GKE operation {names} to end first"
+            )
+            await self.reporter.heartbeat_while(self.poll_seconds, f"{what}: waiting for {names}")
+        raise ProviderError(ErrorCode.CLOUD_BUSY, f"{what}: cluster stayed busy", retryable=True)
 
     async def wait_cluster(self, what: str, ready: Callable[[container_v1.Cluster], bool]) -> container_v1.Cluster:
         while True:
