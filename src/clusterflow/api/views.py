@@ -107,6 +107,7 @@ def cluster_view(row: asyncpg.Record) -> ClusterView:
         state=row["state"],
         controlPlaneNode=row["control_plane"],
         workerNodes=row["worker_nodes"] or [],
+        tags=dict(row["tags"] or {}),
         activeOperationId=row["active_operation_id"],
         upgradeStatus=_status_detail(row["upgrade_status"]),
         rollbackStatus=_status_detail(row["rollback_status"]),

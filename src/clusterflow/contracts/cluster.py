@@ -193,6 +193,18 @@ class ClusterDefinition:
         block = self.local or self.eks or self.gke or self.aks
         return block.kubernetes_version if block is not None else None
 
+    @property
+    def tags(self) -> Mapping[str, str]:
+        """The user's tags on the cluster's cloud resources (GKE calls them resource labels);
+        an update's `tags` replaces exactly these."""
+        if self.eks is not None:
+            return self.eks.tags
+        if self.gke is not None:
+            return self.gke.labels
+        if self.aks is not None:
+            return self.aks.tags
+        return {}
+
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> ClusterDefinition:
         """From the K8sCluster `spec` as JSON (camelCase), as the API validated it."""

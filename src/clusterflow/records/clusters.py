@@ -35,14 +35,15 @@ async def insert(
     spec: dict[str, Any],
     control_plane: dict[str, Any] | None,
     worker_nodes: list[dict[str, Any]],
+    tags: dict[str, str] | None = None,
 ) -> None:
     """Insert a new cluster; a live cluster with the same name raises NameTaken."""
     # DO NOTHING rather than catching the unique violation: the caller's transaction stays
     # usable without a savepoint (two more round trips per insert).
     inserted = await conn.fetchval(
         """INSERT INTO clusters (id, organization_id, name, provider, provisioner_type, region,
-               kubernetes_version, state, spec, control_plane, worker_nodes)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               kubernetes_version, state, spec, control_plane, worker_nodes, tags)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
            ON CONFLICT DO NOTHING RETURNING true""",
         cluster_id,
         organization_id,
@@ -55,6 +56,7 @@ async def insert(
         spec,
         control_plane,
         worker_nodes,
+        tags or {},
     )
     if not inserted:
         existing = await conn.fetchval(

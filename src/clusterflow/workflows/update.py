@@ -151,7 +151,10 @@ class ClusterUpdateWorkflow(OperationWorkflow):
         if Phase.NODE_GROUPS in self._touched:
             upgraded = [c.name for c in plan.change.of_kind(ChangeKind.UPGRADE)]
             if upgraded:
-                left.append(f"node groups {', '.join(upgraded)} keep any nodes already upgraded to {target}")
+                left.append(
+                    f"node groups {', '.join(upgraded)} keep any of their nodes already upgraded to {target} "
+                    "(nodes are not downgraded)"
+                )
         return left
 
     async def _roll_back(self, inp: UpdateInput, reason: str) -> Rollback:

@@ -252,6 +252,7 @@ async def deploy_cluster(
             [{"field": "spec.provider", "message": "provider not enabled", "type": "provider_not_enabled"}],
         )
     spec_json = spec.model_dump(mode="json", exclude_none=True)
+    definition = ClusterDefinition.from_spec(spec_json)
     if dryRun:
         checks = await deploy_checks(pool, principal.organization_id, spec_json, settings)
         result = DeployDryRunResult(
@@ -282,7 +283,7 @@ async def deploy_cluster(
         region=spec.region,
         spec=spec_json,
         policy=execution_policy(settings),
-        definition=ClusterDefinition.from_spec(spec_json),
+        definition=definition,
     )
 
     async def insert_cluster(conn: Conn) -> None:
@@ -312,6 +313,7 @@ async def deploy_cluster(
             spec=document_json,
             control_plane=(topology.get("controlPlane") or {}).get("nodeGroup"),
             worker_nodes=topology["dataPlane"]["nodeGroups"],
+            tags=dict(definition.tags),
         )
 
     async def release_cluster(conn: Conn) -> None:

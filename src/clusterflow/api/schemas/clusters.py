@@ -6,9 +6,12 @@ refuses the same inputs with the same field paths.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     StringConstraints,
@@ -31,6 +34,17 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 Region = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 KubeVersion = Annotated[str, StringConstraints(max_length=9, pattern=r"^1\.[0-9]{1,2}(\.[0-9]{1,3})?$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not a CIDR block such as 203.0.113.0/24") from err
+    return value
+
+
+Cidr = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_cidr)]
 
 Provider = Literal["local", "aws", "gcp", "azure"]
 PhaseName = Literal["VALIDATE", "NETWORK", "CONTROL_PLANE", "NODE_GROUPS", "ADDONS", "VERIFY"]
@@ -146,7 +160,7 @@ class GkeProvisioner(Strict):
     networkCIDR: ShortText | None = None
     masterIPv4CidrBlock: ShortText | None = None
     subnet: GkeSubnet | None = None
-    authorizedNetworks: Annotated[list[ShortText], Field(max_length=50)] = []
+    authorizedNetworks: Annotated[list[Cidr], Field(max_length=50)] = []
     labels: dict[Label, Annotated[str, StringConstraints(max_length=63)]] = {}
     credentials: Credentials | None = None
 
@@ -162,7 +176,7 @@ class AksProvisioner(Strict):
     enableWorkloadIdentity: bool = False
     autoUpgradeChannel: Literal["none", "patch", "stable", "rapid", "node-image"] | None = None
     nodeOsUpgradeChannel: Literal["None", "Unmanaged", "SecurityPatch", "NodeImage"] | None = None
-    authorizedIPRanges: Annotated[list[ShortText], Field(max_length=50)] = []
+    authorizedIPRanges: Annotated[list[Cidr], Field(max_length=200)] = []
     vnetSubnetId: ShortText | None = None
     tags: dict[Label, Annotated[str, StringConstraints(max_length=256)]] = {}
     credentials: Credentials | None = None
@@ -261,6 +275,9 @@ class ClusterView(BaseModel):
     state: str
     controlPlaneNode: dict[str, Any] | None
     workerNodes: list[dict[str, Any]]
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Tags (GKE: resource labels) on the cluster's cloud resources"
+    )
     activeOperationId: str | None
     upgradeStatus: ClusterStatusDetail | None
     rollbackStatus: ClusterStatusDetail | None
@@ -287,20 +304,38 @@ class UpdateConfig(Strict):
     outputFormat: Literal["json"] = "json"
 
 
+_DURATION = re.compile(r"^(?:([0-9]{1,2})h)?(?:([0-9]{1,4})m)?$")
+
+
 class MaintenanceWindow(Strict):
-    startTime: ShortText
-    duration: ShortText
+    """A daily window: it starts at `startTime` (HH:MM, UTC) and lasts `duration` (4h to 24h)."""
+
+    startTime: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = Field(
+        description="Time of day the window opens, HH:MM in UTC"
+    )
+    duration: Annotated[
+        str, StringConstraints(min_length=2, max_length=8, pattern=r"^([0-9]{1,2}h)?([0-9]{1,4}m)?$")
+    ] = Field(description="How long it stays open: 4h, 90m... at least 4h (GKE's minimum), at most 24h")
+
+    @field_validator("duration")
+    @classmethod
+    def _four_to_twenty_four_hours(cls, value: str) -> str:
+        match = _DURATION.match(value)
+        minutes = 60 * int(match.group(1) or 0) + int(match.group(2) or 0) if match else 0
+        if not 4 * 60 <= minutes <= 24 * 60:
+            raise ValueError(f"duration {value!r} must be between 4h and 24h")
+        return value
 
 
 class GkeUpdate(Strict):
-    authorizedNetworks: Annotated[list[ShortText], Field(max_length=50)] | None = None
+    authorizedNetworks: Annotated[list[Cidr], Field(max_length=50)] | None = None
     imageType: ShortText | None = None
     maintenanceWindow: MaintenanceWindow | None = None
     releaseChannel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] | None = None
 
 
 class AksUpdate(Strict):
-    authorizedIPRanges: Annotated[list[ShortText], Field(max_length=50)] | None = None
+    authorizedIPRanges: Annotated[list[Cidr], Field(max_length=200)] | None = None
     autoUpgradeChannel: Literal["none", "patch", "stable", "rapid", "node-image"] | None = None
     nodeOsUpgradeChannel: Literal["None", "Unmanaged", "SecurityPatch", "NodeImage"] | None = None
 
