@@ -225,6 +225,7 @@ async def test_gke_journey_from_connect_to_delete(api: httpx.AsyncClient, org: O
     record = await view(api, org, cluster_id)
     assert record["state"] == "ACTIVE" and record["kubernetesVersion"] == "1.31"
     assert by_name(record["workerNodes"]) == by_name([WORKERS, BATCH])
+    assert record["tags"] == {k: v for k, v in cluster.resource_labels.items() if k != OWNER_LABEL}
     calls = set(gke.callers) - {"static"}  # the auditor reads with a token of its own
     assert calls == {account["serviceAccountEmail"]}, "clusterflow acted as the connected service account"
 
@@ -259,6 +260,7 @@ async def test_gke_journey_from_connect_to_delete(api: httpx.AsyncClient, org: O
     record = await view(api, org, cluster_id)
     assert record["state"] == "ACTIVE" and record["kubernetesVersion"] == "1.32"
     assert by_name(record["workerNodes"]) == by_name([resized, GPU])
+    assert record["tags"] == tags
     assert record["upgradeStatus"]["status"] == "COMPLETED"
     before = await auditor.pools()
 
