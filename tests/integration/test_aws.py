@@ -1,18 +1,17 @@
-"""The `aws` provider end to end against moto: connect, deploy, upgrade, delete, failures.
+"""The `aws` provider against moto: connecting an account, a deploy, temporary credentials,
+re-verification, and failures.
 
-Connect and deploy go through the API with a real worker; the update and delete phases (their
-workflows are written elsewhere) run as the real activities in `ActivityEnvironment`. moto's
-gaps (EKS states, add-ons, version updates) are filled by `tests.fakes.aws.EksGaps` hooks on
-the sessions the test's session factory builds.
+Everything but re-verification goes through the API with a real worker. The cluster's whole
+lifecycle (deploy, update, rollback, cancel, delete) is proven through the API in
+`test_eks_journey.py`. moto's gaps (EKS states, add-ons, version updates) are filled by
+`tests.fakes.aws.EksGaps` hooks on the sessions the test's session factory builds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import boto3
@@ -21,8 +20,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from clusterflow.activities.providers.adapter import phase_activities
-from clusterflow.activities.providers.aws import AwsClients, AwsCloudConnect, AwsProvider
+from clusterflow.activities.providers.aws import AwsClients, AwsCloudConnect
 from clusterflow.api.app import create_app
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, operations
@@ -30,26 +28,13 @@ from clusterflow.settings import Settings
 from clusterflow.worker.main import build_worker
 from clusterflow.worker.schedules import ensure_schedules, reverify_schedule_id
 from clusterflow.workflows.cloud_contracts import CloudConnectInput, ReverifyInput
-from clusterflow.workflows.contracts import DELETE_PHASES, UPDATE_PHASES, PhaseInput
+from tests.aws_support import REGION, aws_document, aws_settings, connect, create_stack
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.aws import EksGaps, MotoAws, find_cluster, new_account_id
 from tests.helpers import all_events, wait_for_operation
 
-REGION = "us-east-1"
-
-
-def aws_settings(services: Services, moto: MotoAws, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "enabled_providers": ["local", "aws"],
-        "aws_endpoint_url": moto.url,
-        "aws_region": REGION,
-        "aws_connect_bucket": f"cf-connect-{uuid.uuid4().hex[:8]}",
-        "aws_poll_seconds": 0.05,
-        "aws_connect_check_initial_seconds": 0.2,
-        "aws_connect_check_max_seconds": 0.4,
-    }
-    values.update(overrides)
-    return test_settings(services, **values)
+# Re-exported for the tests that connect an account or deploy the same document.
+__all__ = ["REGION", "aws_document", "aws_settings", "connect", "create_stack"]
 
 
 @pytest.fixture
@@ -70,63 +55,7 @@ async def aws_worker(
         yield
 
 
-def aws_document(name: str, account_id: str, **eks: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "clusterflow.dev/v1",
-        "kind": "K8sCluster",
-        "spec": {
-            "clusterName": name,
-            "provider": "aws",
-            "region": REGION,
-            "provisioner": {
-                "type": "eks",
-                "eks": {"accountId": account_id, "kubernetesVersion": "1.31", "tags": {"team": "platform"}, **eks},
-            },
-            "clusterSpec": {
-                "dataPlane": {
-                    "nodeGroups": [
-                        {"name": "workers", "machineTypes": ["m5.large"], "minNode": 1, "maxNode": 3},
-                        {
-                            "name": "batch",
-                            "machineTypes": ["medium"],
-                            "minNode": 0,
-                            "maxNode": 5,
-                            "instanceType": "spot",
-                        },
-                    ]
-                }
-            },
-        },
-    }
-
-
-def create_stack(moto: MotoAws, account_id: str, template_url: str) -> None:
-    """What the customer does: create a CloudFormation stack from the presigned template."""
-    template = httpx.get(template_url).text
-    cfn = moto.client("cloudformation", moto.customer_session(account_id))
-    cfn.create_stack(StackName="clusterflow-connect", TemplateBody=template, Capabilities=["CAPABILITY_NAMED_IAM"])
-
-
-async def connect(api: httpx.AsyncClient, org: Org, moto: MotoAws, account_id: str) -> dict[str, Any]:
-    body = {"clusterName": "prod", "destinationAccountId": account_id, "level": "manage", "targetRegion": REGION}
-    response = await api.post("/v1/cloud-accounts/aws", json=body, headers=org.headers())
-    assert response.status_code == 202, response.text
-    accepted: dict[str, Any] = response.json()["data"]
-    assert accepted["preSignedTargetCFTemplateURL"], accepted
-    # Let at least one check find no role, so the durable wait is exercised.
-    for _ in range(200):
-        status = (await api.get(f"/v1/cloud-accounts/aws/{accepted['id']}", headers=org.headers())).json()["data"]
-        if any(step["message"].startswith("check 1:") for step in status["steps"]):
-            break
-        await asyncio.sleep(0.05)
-    assert status["status"] == "WAITING_FOR_ROLE", status
-    create_stack(moto, account_id, accepted["preSignedTargetCFTemplateURL"])
-    record = await wait_for_operation(api, org.headers(), accepted["id"], timeout=60)
-    assert record["status"] == "SUCCEEDED", record
-    return accepted
-
-
-async def test_connect_then_deploy_then_upgrade_then_delete(
+async def test_connect_then_deploy_then_credentials_then_reverify(
     api: httpx.AsyncClient,
     aws_worker: None,
     org: Org,
@@ -223,52 +152,6 @@ async def test_connect_then_deploy_then_upgrade_then_delete(
     )
     assert stored == 0
 
-    # -- upgrade (update phases as activities) --
-    provider = phase_activities(
-        "aws",
-        pool,
-        AwsProvider(
-            pool,
-            AwsClients(gaps.session_factory(), moto_aws.url, REGION),
-            poll_seconds=0.01,
-            addons=settings.aws_eks_addons,
-        ),
-    )
-    change = {
-        "kubernetesVersion": "1.32",
-        "nodeGroups": [
-            {"name": "workers", "changeType": "RESIZE", "minNode": 2, "maxNode": 6},
-            {"name": "workers", "changeType": "UPGRADE"},
-            {"name": "batch", "changeType": "REMOVE"},
-            {"name": "gpu", "changeType": "ADD", "machineTypes": ["m5.large"], "minNode": 1, "maxNode": 2},
-        ],
-    }
-    spec = aws_document("eks-1", account_id)["spec"]
-    await run_phases(pool, provider.update_phase, "update", deployed["clusterId"], org.id, spec, UPDATE_PHASES, change)
-    assert cluster.version == "1.32"
-    assert set(cluster.nodegroups) == {"workers", "gpu"}
-    assert cluster.nodegroups["workers"].version == "1.32"
-    assert cluster.nodegroups["workers"].scaling_config["maxSize"] == 6
-    assert gaps.calls["UpdateClusterVersion"] == 1
-    assert gaps.calls["DescribeUpdate"] > gaps.update_polls  # polled until Successful
-
-    # Repeating the upgrade finds nothing to do.
-    await run_phases(pool, provider.update_phase, "update", deployed["clusterId"], org.id, spec, UPDATE_PHASES, change)
-    assert gaps.calls["UpdateClusterVersion"] == 1
-
-    # -- delete (delete phases as activities), twice: the second finds nothing and succeeds --
-    for _ in range(2):
-        await run_phases(pool, provider.delete_phase, "delete", deployed["clusterId"], org.id, spec, DELETE_PHASES, {})
-        assert find_cluster("eks-1") is None
-        customer = moto_aws.customer_session(account_id)
-        ec2 = moto_aws.client("ec2", customer)
-        tagged = [{"Name": "tag:clusterflow:cluster-id", "Values": [deployed["clusterId"]]}]
-        assert ec2.describe_vpcs(Filters=tagged)["Vpcs"] == []
-        assert ec2.describe_subnets(Filters=tagged)["Subnets"] == []
-        roles = {r["RoleName"] for r in moto_aws.client("iam", customer).list_roles()["Roles"]}
-        assert not {"cf-eks-1-cluster", "cf-eks-1-node"} & roles
-    assert gaps.addons["eks-1"] == {}
-
     # -- re-verification: a broken trust degrades the account --
     connector = AwsCloudConnect(
         pool,
@@ -277,59 +160,13 @@ async def test_connect_then_deploy_then_upgrade_then_delete(
         url_seconds=60,
         credentials_max_seconds=3600,
     )
+    customer = moto_aws.customer_session(account_id)
     moto_aws.client("cloudformation", customer).delete_stack(StackName="clusterflow-connect")
     result = await ActivityEnvironment().run(connector.reverify_accounts, ReverifyInput())
     row = await cloud_accounts.find_usable(pool, org.id, "aws", account_id)
     assert row is not None
     assert row["status"] == "DEGRADED"
     assert row["id"] in result.degraded
-
-
-async def run_phases(
-    pool: asyncpg.Pool,
-    activity_fn: Any,
-    action: str,
-    cluster_id: str,
-    org_id: str,
-    spec: dict[str, Any],
-    phases: tuple[str, ...],
-    change: dict[str, Any],
-) -> None:
-    """Run one operation's phases as the real activities, with an operation record for events."""
-    operation_id = new_operation_id()
-    async with pool.acquire() as conn:
-        await operations.insert(
-            conn,
-            operation_id=operation_id,
-            organization_id=org_id,
-            cluster_id=cluster_id,
-            cluster_name=spec["clusterName"],
-            operation_type=f"CLUSTER_{action.upper()}",
-            requested_by=None,
-            idempotency_key=None,
-            workflow_type="test",
-            workflow_input={},
-        )
-        try:
-            env = ActivityEnvironment()
-            for phase in phases:
-                await env.run(
-                    activity_fn,
-                    PhaseInput(
-                        operation_id=operation_id,
-                        cluster_id=cluster_id,
-                        cluster_name=spec["clusterName"],
-                        provider="aws",
-                        region=spec["region"],
-                        phase=phase,
-                        spec=spec,
-                        progress_from=0,
-                        progress_to=100,
-                        change=change,
-                    ),
-                )
-        finally:
-            await operations.finish(conn, operation_id, "SUCCEEDED", "test done")
 
 
 async def test_access_denied_is_permanent_and_names_the_remedy(

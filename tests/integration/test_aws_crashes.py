@@ -23,10 +23,10 @@ from clusterflow.api.app import create_app
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, operations
 from clusterflow.settings import Settings
+from tests.aws_support import REGION, aws_document, aws_settings
 from tests.conftest import Org, Services
 from tests.fakes.aws import MotoAws, find_cluster, new_account_id
 from tests.helpers import all_events, wait_for_operation
-from tests.integration.test_aws import REGION, aws_document, aws_settings
 from tests.processes import kill_hard, settings_env, spawn, stop
 
 

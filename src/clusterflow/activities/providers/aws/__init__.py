@@ -2,9 +2,10 @@
 
 One module per concept: `clients` (sessions, clients, `aws_call`, request tokens), `errors`
 (the one classification of AWS failures), `steps` (what every step shares), `network`, `iam`,
-`control_plane`, `node_groups`, `addons`, the `provider` that ties them into phases, `connect`
-(the account connection handshake and temporary credentials) and `kubeconfig`. This package
-re-exports what the rest of the code base and the tests use.
+`control_plane`, `node_groups`, `addons`, `updates` (an update's VALIDATE against EKS), the
+`provider` that ties them into phases, `connect` (the account connection handshake and
+temporary credentials) and `kubeconfig`. This package re-exports what the rest of the code
+base and the tests use.
 """
 
 from clusterflow.activities.providers.aws.clients import (

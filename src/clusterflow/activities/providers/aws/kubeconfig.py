@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from clusterflow.activities.kubeconfig import USER, cluster_spec, iso, live_cluster, refused, sealed
 from clusterflow.activities.providers.aws.provider import AwsProvider
 from clusterflow.activities.providers.phases import ProviderError
+from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.workflows.cloud_contracts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 
 EKS_TOKEN_MAX_SECONDS = 900  # the EKS authenticator refuses older tokens
@@ -80,8 +81,12 @@ class AwsKubeconfigActivities:
     async def issue_aws(self, inp: IssueKubeconfigInput) -> IssueCredentialsResult:
         row = await live_cluster(self.pool, inp)
         try:
+            eks = ClusterDefinition.from_spec(cluster_spec(row)).eks
             account = await self.aws.account_for(
-                row["id"], cluster_spec(row), row["region"], f"cf-kubeconfig-{activity.info().workflow_id}"[:64]
+                row["id"],
+                eks.account_id if eks is not None else None,
+                row["region"],
+                f"cf-kubeconfig-{activity.info().workflow_id}"[:64],
             )
             cluster = await self.aws.describe_cluster(account, row["name"])
         except ProviderError as err:

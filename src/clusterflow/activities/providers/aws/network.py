@@ -2,6 +2,10 @@
 the VPC and subnets the spec gives (`provisioner.eks.vpcId` + `subnets`), which are never
 deleted.
 
+Given subnets carry a `type`: the control plane gets every given subnet; node groups go in the
+private ones when any are given (else in all), and a node group with `availabilityZones` only
+in the subnets of those zones. The network we create has public subnets in two zones.
+
 A mixin of the provider (`steps.py`). Everything created carries the tag `clusterflow:cluster-id`,
 which is how a retry finds it and how teardown deletes only what we made.
 """
@@ -11,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from clusterflow.activities.providers.aws.clients import Account
-from clusterflow.activities.providers.aws.steps import CLUSTER_TAG, AwsSteps, eks_block
+from clusterflow.activities.providers.aws.steps import CLUSTER_TAG, AwsSteps, eks_settings
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
+from clusterflow.contracts.cluster import NodeGroupSpec
 from clusterflow.workflows.cloud_contracts import CloudErrorCode
 from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
 
@@ -54,17 +59,17 @@ class NetworkSteps(AwsSteps):
 
     async def _network(self, inp: PhaseInput, reporter: PhaseReporter, account: Account) -> PhaseResult:
         ec2 = account.client("ec2")
-        block = eks_block(inp.spec)
-        if block.get("vpcId"):
+        eks = eks_settings(inp.cluster)
+        if eks.vpc_id:
             subnet_ids = await self._given_subnets(inp, account, ec2)
-            await reporter.event("given", f"using VPC {block['vpcId']} and subnets {', '.join(subnet_ids)}", fraction=1)
-            return PhaseResult(inp.phase, outputs={"network": {"vpcId": block["vpcId"], "subnetIds": subnet_ids}})
+            await reporter.event("given", f"using VPC {eks.vpc_id} and subnets {', '.join(subnet_ids)}", fraction=1)
+            return PhaseResult(inp.phase, outputs={"network": {"vpcId": eks.vpc_id, "subnetIds": subnet_ids}})
         vpc_id = await self._our_vpc(inp, account, ec2)
         if vpc_id is None:
             created = await account.call(
                 ec2,
                 "create_vpc",
-                CidrBlock=block.get("vpcCIDR") or DEFAULT_VPC_CIDR,
+                CidrBlock=eks.vpc_cidr or DEFAULT_VPC_CIDR,
                 TagSpecifications=self._tag_spec(inp, "vpc", Name=f"cf-{inp.cluster_name}"),
             )
             vpc_id = created["Vpc"]["VpcId"]
@@ -84,7 +89,7 @@ class NetworkSteps(AwsSteps):
                 f"EKS needs two availability zones; {inp.region} offers {len(zones)}. Remedy: choose another region.",
                 retryable=False,
             )
-        cidr_base = (block.get("vpcCIDR") or DEFAULT_VPC_CIDR).split("/")[0].split(".")
+        cidr_base = (eks.vpc_cidr or DEFAULT_VPC_CIDR).split("/")[0].split(".")
         subnet_ids = []
         for index, zone in enumerate(zones):
             name = f"public-{index}"
@@ -98,9 +103,12 @@ class NetworkSteps(AwsSteps):
             outputs={"network": {"vpcId": vpc_id, "subnetIds": subnet_ids}},
         )
 
-    async def _given_subnets(self, inp: PhaseInput, account: Account, ec2: Any) -> list[str]:
-        block = eks_block(inp.spec)
-        ids = [s["id"] for group in (block.get("subnets") or {}).values() for s in group if s.get("id")]
+    async def _given_subnets(
+        self, inp: PhaseInput, account: Account, ec2: Any, *, for_nodes: bool = False
+    ) -> list[str]:
+        """The given subnets (checked to be in the given VPC); `for_nodes`: the private ones, if any."""
+        eks = eks_settings(inp.cluster)
+        ids = list(dict.fromkeys(s.id for s in eks.subnets))
         if len(ids) < 2:
             raise ProviderError(
                 ErrorCode.INVALID_SPEC,
@@ -108,14 +116,15 @@ class NetworkSteps(AwsSteps):
                 retryable=False,
             )
         found = (await account.call(ec2, "describe_subnets", SubnetIds=ids))["Subnets"]
-        wrong = [s["SubnetId"] for s in found if s["VpcId"] != block["vpcId"]]
+        wrong = [s["SubnetId"] for s in found if s["VpcId"] != eks.vpc_id]
         if wrong:
             raise ProviderError(
                 ErrorCode.INVALID_SPEC,
-                f"subnets {', '.join(wrong)} are not in VPC {block['vpcId']}. Remedy: list subnets of that VPC.",
+                f"subnets {', '.join(wrong)} are not in VPC {eks.vpc_id}. Remedy: list subnets of that VPC.",
                 retryable=False,
             )
-        return list(ids)
+        private = list(dict.fromkeys(s.id for s in eks.subnets if s.type == "private"))
+        return private if for_nodes and private else ids
 
     async def _internet_gateway(self, inp: PhaseInput, account: Account, ec2: Any, vpc_id: str) -> str:
         found = await account.call(
@@ -194,10 +203,28 @@ class NetworkSteps(AwsSteps):
             if subnet_id not in associated:
                 await account.call(ec2, "associate_route_table", RouteTableId=table_id, SubnetId=subnet_id)
 
-    async def _subnet_ids(self, inp: PhaseInput, account: Account) -> list[str]:
+    async def _node_subnet_ids(self, inp: PhaseInput, account: Account, group: NodeGroupSpec) -> list[str]:
+        """Where a node group's nodes go: the node subnets, narrowed to the group's zones if it names any."""
+        ids = await self._subnet_ids(inp, account, for_nodes=True)
+        if not group.zones:
+            return ids
+        found = (await account.call(account.client("ec2"), "describe_subnets", SubnetIds=ids))["Subnets"]
+        chosen = sorted(s["SubnetId"] for s in found if s.get("AvailabilityZone") in group.zones)
+        if not chosen:
+            zones = sorted({str(s.get("AvailabilityZone")) for s in found})
+            raise ProviderError(
+                ErrorCode.INVALID_SPEC,
+                f"node group {group.name} asks for zones {', '.join(group.zones)}, but the cluster's node subnets "
+                f"are in {', '.join(zones)}. Remedy: list zones of those subnets, or none.",
+                retryable=False,
+            )
+        return chosen
+
+    async def _subnet_ids(self, inp: PhaseInput, account: Account, *, for_nodes: bool = False) -> list[str]:
+        """The control plane's subnets (every one), or with `for_nodes` those node groups use."""
         ec2 = account.client("ec2")
-        if eks_block(inp.spec).get("vpcId"):
-            return await self._given_subnets(inp, account, ec2)
+        if eks_settings(inp.cluster).vpc_id:
+            return await self._given_subnets(inp, account, ec2, for_nodes=for_nodes)
         found = await account.call(
             ec2,
             "describe_subnets",

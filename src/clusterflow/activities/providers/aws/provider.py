@@ -1,45 +1,33 @@
 """The `aws` provider: EKS clusters through boto3, in the customer's connected account.
 
 `AwsProvider` ties the concept mixins together (network, IAM, control plane, node groups,
-add-ons: one module each, on the shared `AwsSteps`) and holds what spans them: which connected
-account a phase acts as (`account_for`, run inside the phase so a missing account is a reported,
-classified failure), the per-phase dispatch, VALIDATE and VERIFY, and the ownership check before
-teardown. Registered by `adapter.phase_activities("aws", ...)`.
+add-ons, updates: one module each, on the shared `AwsSteps`) and holds what spans them: which
+connected account a phase acts as (`account_for`, run inside the phase so a missing account is
+a reported, classified failure), the per-phase dispatch of deploy and delete, the deploy's
+VALIDATE and VERIFY, and the ownership check before teardown. Registered by
+`adapter.phase_activities("aws", ...)`.
 
-Update phases read `PhaseInput.change`:
-
-    {"kubernetesVersion": "1.32",                       # control plane (one minor step)
-     "nodeGroups": [{"name": "workers", "changeType": "ADD" | "RESIZE" | "REMOVE" | "UPGRADE",
-                     "minNode": 1, "maxNode": 5,          # ADD and RESIZE
-                     "desiredNode": 2,                    # RESIZE, optional
-                     "machineTypes": ["m5.large"],        # ADD
-                     "kubernetesVersion": "1.32"}]}       # UPGRADE (default: the cluster's)
+Deploy and delete phases read the typed `inp.cluster`; update phases also `inp.change`
+(`updates.py`). Deploy VALIDATE first runs `catalog.spec_checks.check_deploy_spec`, the checks
+the API's dry run runs, then what only the account can answer (identity, access level,
+instance types, the VPC or the VPC quota).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from clusterflow.activities.providers.adapter import Unprepared
-from clusterflow.activities.providers.aws.addons import AddonSteps
 from clusterflow.activities.providers.aws.clients import Account
-from clusterflow.activities.providers.aws.control_plane import ControlPlaneSteps
 from clusterflow.activities.providers.aws.iam import role_names
-from clusterflow.activities.providers.aws.node_groups import NodeGroupSteps
-from clusterflow.activities.providers.aws.steps import (
-    CLUSTER_TAG,
-    KUBERNETES_VERSIONS,
-    eks_block,
-    instance_types,
-    node_groups,
-)
+from clusterflow.activities.providers.aws.steps import CLUSTER_TAG, eks_settings, instance_types, user_tags
+from clusterflow.activities.providers.aws.updates import UpdateSteps
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
+from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.records import cloud_accounts
 from clusterflow.workflows.cloud_contracts import CloudErrorCode
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
 
-class AwsProvider(Unprepared, ControlPlaneSteps, NodeGroupSteps, AddonSteps):
+class AwsProvider(Unprepared, UpdateSteps):
     # -- the phases (adapter.Provider) --
 
     async def deploy(self, inp: PhaseInput, reporter: PhaseReporter, bound: None) -> PhaseResult:
@@ -57,12 +45,13 @@ class AwsProvider(Unprepared, ControlPlaneSteps, NodeGroupSteps, AddonSteps):
     # -- account --
 
     async def _account(self, inp: PhaseInput) -> Account:
-        return await self.account_for(inp.cluster_id, inp.spec, inp.region, f"cf-{inp.operation_id}")
+        wanted = eks_settings(inp.cluster).account_id
+        return await self.account_for(inp.cluster_id, wanted, inp.region, f"cf-{inp.operation_id}")
 
-    async def account_for(self, cluster_id: str, spec: dict[str, Any], region: str, session_name: str) -> Account:
-        """The cluster's connected account, as assumed-role sessions in `region`."""
+    async def account_for(self, cluster_id: str, wanted: str | None, region: str, session_name: str) -> Account:
+        """The cluster's connected account (`wanted`, else the organization's most recently
+        verified one), as assumed-role sessions in `region`."""
         organization_id = await self.pool.fetchval("SELECT organization_id FROM clusters WHERE id = $1", cluster_id)
-        wanted = eks_block(spec).get("accountId")
         row = await cloud_accounts.find_usable(self.pool, organization_id, "aws", wanted) if organization_id else None
         if row is None:
             raise ProviderError(
@@ -102,6 +91,15 @@ class AwsProvider(Unprepared, ControlPlaneSteps, NodeGroupSteps, AddonSteps):
         raise ProviderError(ErrorCode.INVALID_SPEC, f"unknown deploy phase {inp.phase}", retryable=False)
 
     async def _validate(self, inp: PhaseInput, reporter: PhaseReporter, account: Account) -> PhaseResult:
+        problems = check_deploy_spec(inp.spec)
+        if problems:
+            raise ProviderError(
+                ErrorCode.INVALID_SPEC,
+                "the cluster document cannot be deployed on EKS: "
+                + "; ".join(f"{p.field}: {p.message}" for p in problems),
+                retryable=False,
+            )
+        await reporter.event("spec", "the cluster document passes the catalog's checks", fraction=0.1)
         identity = await account.call(account.client("sts"), "get_caller_identity")
         if identity["Account"] != account.account_id:
             raise ProviderError(
@@ -118,22 +116,14 @@ class AwsProvider(Unprepared, ControlPlaneSteps, NodeGroupSteps, AddonSteps):
                 "clusters. Remedy: reconnect it with level 'manage' (POST /v1/cloud-accounts/aws, forceUpdate=true).",
                 retryable=False,
             )
-        version = self._version(inp.spec)
-        if version not in KUBERNETES_VERSIONS:
-            raise ProviderError(
-                ErrorCode.INVALID_SPEC,
-                f"kubernetesVersion {version} is not offered on EKS by this control plane "
-                f"(supported: {', '.join(KUBERNETES_VERSIONS)}). Remedy: pick a supported version.",
-                retryable=False,
-            )
-        wanted = sorted({t for group in node_groups(inp.spec) for t in instance_types(group)})
+        wanted = sorted({t for group in inp.cluster.node_groups for t in instance_types(group)})
         ec2 = account.client("ec2")
         if wanted:
             await account.call(ec2, "describe_instance_types", InstanceTypes=wanted)
             await reporter.event("machine-types", f"instance types offered: {', '.join(wanted)}", fraction=0.5)
-        block = eks_block(inp.spec)
-        if block.get("vpcId"):
-            await account.call(ec2, "describe_vpcs", VpcIds=[block["vpcId"]])
+        vpc_id = eks_settings(inp.cluster).vpc_id
+        if vpc_id:
+            await account.call(ec2, "describe_vpcs", VpcIds=[vpc_id])
         else:
             await self._check_vpc_quota(inp, reporter, account, ec2)
         return PhaseResult(inp.phase, outputs={"accountId": account.account_id})
@@ -164,6 +154,9 @@ class AwsProvider(Unprepared, ControlPlaneSteps, NodeGroupSteps, AddonSteps):
                     "endpoint": cluster.get("endpoint"),
                     "arn": cluster.get("arn"),
                     "accountId": account.account_id,
+                    # The record's tags are the cluster's user tags as EKS holds them, which an
+                    # update plans from (and its rollback restores).
+                    "tags": user_tags(dict(cluster.get("tags") or {})),
                 }
             },
         )
@@ -201,57 +194,15 @@ class AwsProvider(Unprepared, ControlPlaneSteps, NodeGroupSteps, AddonSteps):
                 retryable=False,
             )
         self._must_be_ours(inp, cluster)
-        changes = list(inp.change.get("nodeGroups") or [])
-        target = inp.change.get("kubernetesVersion")
         if inp.phase == Phase.VALIDATE:
-            await self._validate_update(inp, account, cluster, target, changes)
-            await reporter.event("plan", f"update of {inp.cluster_name} is valid", fraction=1.0)
+            await self._validate_update(inp, reporter, account, cluster)
             return PhaseResult(inp.phase)
         if inp.phase == Phase.CONTROL_PLANE:
-            return await self._update_control_plane(inp, reporter, account, cluster, target)
+            return await self._update_control_plane(inp, reporter, account, cluster)
         if inp.phase == Phase.NODE_GROUPS:
-            return await self._update_node_groups(inp, reporter, account, cluster, changes)
+            return await self._update_node_groups(inp, reporter, account, cluster)
         if inp.phase == Phase.VERIFY:
             return await self._verify(inp, reporter, account)
-        return PhaseResult(inp.phase)  # ADDONS: managed add-ons follow the cluster; nothing to change
-
-    async def _validate_update(
-        self,
-        inp: PhaseInput,
-        account: Account,
-        cluster: dict[str, Any],
-        target: str | None,
-        changes: list[dict[str, Any]],
-    ) -> None:
-        if account.level != "manage":
-            raise ProviderError(
-                CloudErrorCode.CLOUD_ACCESS_LEVEL_TOO_LOW,
-                f"AWS account {account.account_id} is connected read-only. Remedy: reconnect it with level 'manage'.",
-                retryable=False,
-            )
-        if target:
-            current = str(cluster.get("version") or "")
-            if target not in KUBERNETES_VERSIONS:
-                raise ProviderError(
-                    ErrorCode.INVALID_SPEC, f"kubernetesVersion {target} is not offered on EKS", retryable=False
-                )
-            cur_minor, new_minor = int(current.split(".")[1]), int(target.split(".")[1])
-            if new_minor < cur_minor or new_minor > cur_minor + 1:
-                raise ProviderError(
-                    ErrorCode.INVALID_SPEC,
-                    f"EKS upgrades one minor version at a time and never downgrades: {current} -> {target}. "
-                    f"Remedy: upgrade to 1.{cur_minor + 1} first.",
-                    retryable=False,
-                )
-        listed = await account.call(account.client("eks"), "list_nodegroups", clusterName=inp.cluster_name)
-        existing = set(listed.get("nodegroups") or [])
-        for change in changes:
-            kind, name = change.get("changeType"), change.get("name")
-            if kind == "ADD":
-                continue  # an existing group is taken as already added
-            if kind not in {"RESIZE", "REMOVE", "UPGRADE"}:
-                raise ProviderError(ErrorCode.INVALID_SPEC, f"unknown changeType {kind!r} for {name}", retryable=False)
-            if kind != "REMOVE" and name not in existing:
-                raise ProviderError(
-                    ErrorCode.INVALID_SPEC, f"node group {name} does not exist on {inp.cluster_name}", retryable=False
-                )
+        # ADDONS: EKS keeps managed add-ons on their versions; nothing here moves them.
+        await reporter.event("addons", "managed add-ons are left on their versions", fraction=1.0)
+        return PhaseResult(inp.phase)

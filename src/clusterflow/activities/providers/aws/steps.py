@@ -1,8 +1,8 @@
-"""What every step of the AWS provider shares: its injected clients and settings, the spec's
-`provisioner.eks` block, tags, and waiting.
+"""What every step of the AWS provider shares: its injected clients and settings, the cluster's
+typed EKS settings, tags, and waiting.
 
 The provider is one class assembled from a mixin per concept (network, IAM, control plane, node
-groups, add-ons), each in its own module; they all derive from `AwsSteps`, so a step calls the
+groups, add-ons, update checks), each in its own module; they all derive from `AwsSteps`, so a step calls the
 shared helpers as methods, exactly as when the provider was one module.
 
 - Every phase is idempotent. Names are deterministic (the EKS cluster is the cluster's name,
@@ -13,10 +13,10 @@ shared helpers as methods, exactly as when the provider was one module.
   the activity that heartbeats (`_wait`), so cancellation and worker loss are noticed within
   one heartbeat timeout.
 
-`provisioner.eks` (api/schemas/clusters.py `EksProvisioner`) fields used: `accountId` (which
-connected account; default the organization's most recently verified one),
-`kubernetesVersion`, `vpcId` + `subnets` (bring your own network: `{"<any name>": [{"id":
-"subnet-..."}]}`; neither is ever deleted), `vpcCIDR` (of the VPC we create), `tags`.
+Every step reads the typed `ClusterDefinition` (`inp.cluster`, EKS settings in `eks_settings`)
+and, in an update, the typed `UpdateChange` (`inp.change`); no step looks up keys of the
+document. The catalog (`clusterflow.catalog.aws`) owns the offered versions, the default
+version, generic machine sizes and AMI families, so the API's dry run and VALIDATE agree.
 """
 
 from __future__ import annotations
@@ -26,30 +26,37 @@ from typing import Any
 
 import asyncpg
 
-from clusterflow.activities.providers.aws.clients import Account, AwsClients
+from clusterflow.activities.providers.aws.clients import Account, AwsClients, request_token
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
+from clusterflow.catalog import aws as catalog
+from clusterflow.contracts.cluster import ClusterDefinition, EksSettings, NodeGroupSpec
 from clusterflow.workflows.cloud_contracts import CloudErrorCode
 from clusterflow.workflows.contracts import PhaseInput
 
-KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
-DEFAULT_KUBERNETES_VERSION = "1.31"
-# Generic sizes of the portable document, as EC2 instance types; anything else is taken as an
-# EC2 instance type and checked with DescribeInstanceTypes.
-MACHINE_TYPES = {"small": "t3.medium", "medium": "m5.xlarge", "large": "m5.2xlarge", "xlarge": "m5.4xlarge"}
 CLUSTER_TAG = "clusterflow:cluster-id"
+NAME_TAG = "clusterflow:cluster-name"
+# Tag keys the user does not own: ours, and those AWS sets itself.
+RESERVED_TAG_PREFIXES = ("clusterflow:", "aws:")
 
 
-def eks_block(spec: dict[str, Any]) -> dict[str, Any]:
-    return dict((spec.get("provisioner") or {}).get("eks") or {})
+def eks_settings(cluster: ClusterDefinition) -> EksSettings:
+    return cluster.eks if cluster.eks is not None else EksSettings()
 
 
-def node_groups(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    cluster_spec = spec.get("clusterSpec") or {}
-    return list(((cluster_spec.get("dataPlane") or {}).get("nodeGroups")) or [])
+def instance_types(group: NodeGroupSpec) -> list[str]:
+    """The group's machine types as EC2 instance types (generic sizes through the catalog)."""
+    return [catalog.MACHINE_TYPES.get(m, m) for m in group.machine_types]
 
 
-def instance_types(group: dict[str, Any]) -> list[str]:
-    return [MACHINE_TYPES.get(m, m) for m in group.get("machineTypes") or []]
+def user_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The tags a user set, without ours and AWS's own."""
+    return {k: v for k, v in tags.items() if not k.startswith(RESERVED_TAG_PREFIXES)}
+
+
+def minor(version: str) -> tuple[int, int]:
+    """`1.31` or `1.31.2` as (1, 31)."""
+    major, minor_, *_ = (int(p) for p in version.split("."))
+    return major, minor_
 
 
 class AwsSteps:
@@ -66,12 +73,23 @@ class AwsSteps:
         self.poll_seconds = poll_seconds
         self.addons = list(addons)
 
-    def _version(self, spec: dict[str, Any]) -> str:
-        return str(eks_block(spec).get("kubernetesVersion") or DEFAULT_KUBERNETES_VERSION)
+    @staticmethod
+    def _version(inp: PhaseInput) -> str:
+        return eks_settings(inp.cluster).kubernetes_version or catalog.DEFAULT_KUBERNETES_VERSION
+
+    @staticmethod
+    def _own_tags(inp: PhaseInput) -> dict[str, str]:
+        return {CLUSTER_TAG: inp.cluster_id, NAME_TAG: inp.cluster_name}
 
     def _tags(self, inp: PhaseInput, **extra: str) -> dict[str, str]:
-        user = {str(k): str(v) for k, v in (eks_block(inp.spec).get("tags") or {}).items()}
-        return user | {CLUSTER_TAG: inp.cluster_id, "clusterflow:cluster-name": inp.cluster_name} | extra
+        """What everything we create is tagged with: the user's tags, then ours."""
+        return user_tags(dict(eks_settings(inp.cluster).tags)) | self._own_tags(inp) | extra
+
+    @staticmethod
+    def _token(inp: PhaseInput, resource: str) -> str:
+        """The request token of one step: a rollback pass is a step of its own, not a repeat."""
+        phase = f"{inp.phase}/{inp.stage}" if inp.stage else inp.phase
+        return request_token(inp.operation_id, phase, resource)
 
     def _tag_spec(self, inp: PhaseInput, resource: str, **extra: str) -> list[dict[str, Any]]:
         tags = self._tags(inp, **extra)
