@@ -216,11 +216,12 @@ def plan_update(
     before: ClusterShape,
     request: UpdateRequest,
     supported_versions: list[str],
-    known_machine_types: set[str] | None = None,
+    group_problems: tuple[str, ...] = (),
     upgrade_warnings: dict[str, tuple[str, ...]] | None = None,
 ) -> PlannedUpdate:
-    """Plan an update; the supported versions, machine types and per-minor upgrade warnings come
-    from the provider's catalog."""
+    """Plan an update; the supported versions and per-minor upgrade warnings come from the
+    provider's catalog, and `group_problems` are the requested node groups' refusals by the
+    deploy checks (machine types, zones), so a group is judged the same way in both."""
     current_version = before.kubernetes_version
     target = request.kubernetes_version if request.kubernetes_version != current_version else None
     upgrade_type, skipped, checks = _version_analysis(
@@ -232,16 +233,13 @@ def plan_update(
 
     if request.node_groups is not None and not request.node_groups:
         errors.append("spec.nodeGroups: a cluster needs at least one node group")
-    if known_machine_types is not None:
-        unknown = sorted(
-            {m for c in forward if c.kind == ChangeKind.ADD for m in c.new_group.machine_types} - known_machine_types
-        )
+    if request.node_groups is not None:
         checks.append(
             Check(
-                "machine-types",
-                "new node groups use machine types the provider offers",
-                "FAIL" if unknown else "PASS",
-                f"unknown machine types: {', '.join(unknown)}" if unknown else "",
+                "node-groups-offered",
+                "the node groups use machine types and zones the provider offers in the cluster's region",
+                "FAIL" if group_problems else "PASS",
+                "; ".join(group_problems),
             )
         )
     removed = [c.name for c in forward if c.kind == ChangeKind.REMOVE]

@@ -17,7 +17,8 @@ from clusterflow.api.routers.clusters import execution_policy, normalized_spec
 from clusterflow.api.routers.registration import registered_cluster_delete_refused
 from clusterflow.api.schemas.clusters import K8sClusterUpdate, UpdatePreview, update_request
 from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
-from clusterflow.catalog import catalog_for, kubernetes_versions
+from clusterflow.catalog import kubernetes_versions
+from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.contracts.changes import ClusterShape
 from clusterflow.contracts.cluster import ClusterDefinition, NodeGroupSpec
 from clusterflow.ids import operation_id as new_operation_id
@@ -36,17 +37,34 @@ IdempotencyKey = Annotated[
 
 
 def _plan(row: Any, document: K8sClusterUpdate) -> PlannedUpdate:
-    """The update plan, checked against the provider's catalog (versions, machine types)."""
-    catalog = catalog_for(row["provider"])
+    """The update plan, checked against the provider's catalog (versions, machine types, zones)."""
     versions = kubernetes_versions(row["provider"], row["provisioner_type"])
+    request = update_request(document.spec)
     return plan_update(
         cluster_id=row["id"],
         provider=row["provider"],
         before=recorded_shape(row),
-        request=update_request(document.spec),
+        request=request,
         supported_versions=list(versions.supported_versions) if versions else [],
-        known_machine_types={m.name for m in catalog.machine_types} if catalog else None,
+        group_problems=_group_problems(row, request.node_groups),
         upgrade_warnings=dict(versions.upgrade_warnings) if versions else {},
+    )
+
+
+_DEPLOYED_GROUPS = "spec.clusterSpec.dataPlane.nodeGroups"
+
+
+def _group_problems(row: Any, groups: tuple[NodeGroupSpec, ...] | None) -> tuple[str, ...]:
+    """The requested node groups through the deploy checks, as if the cluster were deployed with
+    them: a group an update adds is judged exactly as one a deploy creates."""
+    if not groups:
+        return ()
+    spec = normalized_spec(row)
+    spec["clusterSpec"]["dataPlane"]["nodeGroups"] = [g.to_document() for g in groups]
+    return tuple(
+        f"spec.nodeGroups{p.field.removeprefix(_DEPLOYED_GROUPS)}: {p.message}"
+        for p in check_deploy_spec(spec)
+        if p.field.startswith(_DEPLOYED_GROUPS)
     )
 
 

@@ -62,7 +62,16 @@ class Taint(Strict):
     key: Label
     value: Annotated[str, StringConstraints(max_length=63)] | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
-    operator: Literal["Equal", "Exists"] = "Equal"
+    operator: Literal["Equal", "Exists"] = Field(
+        default="Equal", description="Accepted for the reference's documents; a taint is always key=value:effect"
+    )
+
+    @field_validator("operator")
+    @classmethod
+    def _taints_have_no_operator(cls, value: str) -> str:
+        if value != "Equal":
+            raise ValueError("a taint has no operator (Exists belongs to tolerations): give key, value and effect")
+        return value
 
 
 class NodeGroup(Strict):
