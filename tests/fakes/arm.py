@@ -7,8 +7,21 @@ Wire-faithful for what `azure-mgmt-containerservice` and `azure-identity` do:
   the async-operation resource moves InProgress -> Succeeded (or Failed with an ARM error) over
   time, and the change is applied when it succeeds. DELETE answers 202 with `Azure-AsyncOperation`
   and `Location`, and 204 for what does not exist. A resource with an operation in flight refuses
-  another with 409 `OperationNotAllowed`, as AKS does. Also `upgradeProfiles/default` and
-  `listClusterUserCredential`.
+  another with 409 `OperationNotAllowed`, as AKS does. Also `upgradeProfiles/default`,
+  `listClusterUserCredential` and `listClusterAdminCredential`.
+- Refusals, with ARM's status codes and error shapes: a control-plane downgrade or a skipped minor
+  (400 `OperationNotAllowed`, "Downgrading/Upgrading Kubernetes version ... is not allowed.
+  Available upgrades: ..."), an agent pool newer than its control plane (400
+  `NodePoolMcVersionIncompatible`) or downgraded (400 `OperationNotAllowed`), `minCount >
+  maxCount` or a count outside them (400 `InvalidParameter`), an invalid pool name (400
+  `InvalidParameter`), a changed `vmSize` (400 `PropertyChangeNotAllowed`), a conditional create
+  (`If-None-Match: *`) of a pool name already taken (412 `PreconditionFailed`), deleting the
+  last System pool (400 `OperationNotAllowed`), local accounts disabled without Entra ID (400
+  `BadRequest`), and an admin credential of a cluster without local accounts (400 `BadRequest`).
+- Fault injection: `fail_next` (a request answered with an error), `fail_operation` /
+  `fail_next_pool_operation` (an async operation that ends `Failed`; a failed create leaves the
+  resource `Failed`, as AKS does), `hold_operations` / `release_operations` (operations that
+  stay `InProgress` until released, to cancel or kill something mid-operation).
 - Entra ID: `/{tenant}/v2.0/.well-known/openid-configuration` and `/{tenant}/oauth2/v2.0/token`
   (client credentials with a secret, or a federated client assertion), so the real
   `ClientSecretCredential` / `ClientAssertionCredential` run against it.
@@ -50,6 +63,10 @@ _POOLS = re.compile(_PREFIX + r"/agentPools$", re.IGNORECASE)
 _POOL = re.compile(_PREFIX + r"/agentPools/([^/]+)$", re.IGNORECASE)
 _UPGRADE_PROFILE = re.compile(_PREFIX + r"/upgradeProfiles/default$", re.IGNORECASE)
 _USER_CREDENTIAL = re.compile(_PREFIX + r"/listClusterUserCredential$", re.IGNORECASE)
+_ADMIN_CREDENTIAL = re.compile(_PREFIX + r"/listClusterAdminCredential$", re.IGNORECASE)
+_POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+# Properties ARM computes: a PUT that sends them back (a GET's body, modified) does not set them.
+_READ_ONLY = ("provisioningState", "currentOrchestratorVersion", "currentKubernetesVersion", "powerState", "fqdn")
 _ASYNC_OP = re.compile(
     r"^/subscriptions/[^/]+/providers/Microsoft\.ContainerService/locations/[^/]+/operations/([^/]+)$"
 )
@@ -80,6 +97,15 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def _key(version: str) -> tuple[int, int]:
+    major, minor = _minor(version).split(".")
+    return int(major), int(minor)
+
+
+def _writable(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if k not in _READ_ONLY}
+
+
 Key = tuple[str, str, str]
 
 
@@ -92,6 +118,7 @@ class AsyncOp:
     resource: str
     error: tuple[str, str] | None = None
     applied: bool = False
+    held: bool = False
 
 
 @dataclass
@@ -122,6 +149,7 @@ class FakeArm:
     aks_tokens: set[str] = field(default_factory=set)
     _injected: list[Injected] = field(default_factory=list)
     _op_errors: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _holds: list[re.Pattern[str]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: ThreadedServer | None = None
@@ -173,6 +201,31 @@ class FakeArm:
         with self._lock:
             self._op_errors[resource_pattern] = (code, message)
 
+    def fail_next_pool_operation(self, code: str, message: str, pool: str = r"[^/]+") -> None:
+        """The next agent-pool operation (on `pool`, a pattern) ends Failed with this ARM error."""
+        self.fail_operation(rf"/agentPools/{pool}$", code, message)
+
+    def hold_operations(self, resource_pattern: str) -> None:
+        """Async operations started on a matching resource stay InProgress until released."""
+        with self._lock:
+            self._holds.append(re.compile(resource_pattern, re.IGNORECASE))
+
+    def release_operations(self) -> None:
+        """Held operations finish now (their next poll says so); new ones are not held."""
+        with self._lock:
+            self._holds.clear()
+            for op in self.operations.values():
+                if op.held:
+                    op.held = False
+                    op.started = time.monotonic() - self.operation_seconds
+
+    def held(self, resource_pattern: str) -> bool:
+        """Whether an operation on a matching resource is being held now."""
+        with self._lock:
+            return any(
+                op.held and re.search(resource_pattern, op.resource, re.IGNORECASE) for op in self.operations.values()
+            )
+
     def cluster(self, subscription: str, group: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             self._tick()
@@ -216,7 +269,7 @@ class FakeArm:
                     return self._error(injected.status, injected.code, injected.message, headers)
             self._tick()
             try:
-                return self._route(request.method, path, body, host)
+                return self._route(request.method, path, body, host, dict(request.headers))
             except _ArmError as err:
                 return self._error(err.status, err.code, err.message)
 
@@ -272,7 +325,7 @@ class FakeArm:
             return False
         return (claims.get("iss"), claims.get("sub")) == expected and claims.get("exp", 0) > time.time()
 
-    def _route(self, method: str, path: str, body: dict[str, Any], host: str) -> Response:
+    def _route(self, method: str, path: str, body: dict[str, Any], host: str, headers: dict[str, str]) -> Response:
         if match := _ASYNC_OP.match(path):
             op = self.operations.get(match.group(1))
             if op is None:
@@ -291,11 +344,20 @@ class FakeArm:
             return self._upgrade_profile(self._key(match), host)
         if match := _USER_CREDENTIAL.match(path):
             return self._user_credential(self._key(match))
+        if match := _ADMIN_CREDENTIAL.match(path):
+            cluster = self._cluster_or_404(self._key(match))
+            if cluster["properties"].get("disableLocalAccounts"):
+                raise _ArmError(
+                    400,
+                    "BadRequest",
+                    "Getting static credential is not allowed because this cluster is set to disable local accounts.",
+                )
+            return self._user_credential(self._key(match))
         if match := _POOLS.match(path):
             cluster = self._cluster_or_404(self._key(match))
             return JSONResponse({"value": [self._pool_json(cluster, p) for p in cluster["_pools"].values()]})
         if match := _POOL.match(path):
-            return self._pool_call(method, self._key(match), match.group(4), body, host, path)
+            return self._pool_call(method, self._key(match), match.group(4), body, host, path, headers)
         if match := _CLUSTER.match(path):
             return self._cluster_call(method, self._key(match), match.group(3), body, host, path)
         raise _ArmError(404, "InvalidResourceType", f"no such resource {path}")
@@ -331,7 +393,8 @@ class FakeArm:
         error = next((e for pattern, e in self._op_errors.items() if re.search(pattern, resource, re.IGNORECASE)), None)
         if error:
             self._op_errors = {p: e for p, e in self._op_errors.items() if e is not error}
-        self.operations[op_id] = AsyncOp(op_id, time.monotonic(), apply, fail, resource, error)
+        held = any(pattern.search(resource) for pattern in self._holds)
+        self.operations[op_id] = AsyncOp(op_id, time.monotonic(), apply, fail, resource, error, held=held)
         sub = resource.split("/")[2]
         base = f"{host}/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{location}"
         return {
@@ -374,6 +437,80 @@ class FakeArm:
             return self._put_cluster(key, name, body, host, resource)
         raise _ArmError(405, "MethodNotAllowed", f"{method} is not allowed")
 
+    def _check_version_move(self, current: str, wanted: str) -> None:
+        """A control plane moves up one minor at a time, never down (AKS's upgrade rules)."""
+        if _key(wanted) == _key(current):
+            return
+        offered = ",".join(_full(v) for v in UPGRADES.get(_minor(current), []))
+        if _key(wanted) < _key(current):
+            raise _ArmError(
+                400,
+                "OperationNotAllowed",
+                f"Downgrading Kubernetes version {current} to {_full(wanted)} is not allowed. Available upgrades: "
+                f"{offered}. Please see https://aka.ms/aks-supported-k8s-ver for version details.",
+            )
+        if _minor(wanted) not in UPGRADES.get(_minor(current), []):
+            raise _ArmError(
+                400,
+                "OperationNotAllowed",
+                f"Upgrading Kubernetes version {current} to {_full(wanted)} is not allowed. Available upgrades: "
+                f"{offered}. Please see https://aka.ms/aks-supported-k8s-ver for version details.",
+            )
+
+    @staticmethod
+    def _check_pool(name: str, props: dict[str, Any], control: str, existing: dict[str, Any] | None) -> None:
+        """What AKS refuses in one agent pool's properties, against its control plane's version."""
+        if not _POOL_NAME.match(name):
+            raise _ArmError(
+                400,
+                "InvalidParameter",
+                f"The value of parameter agentPoolProfile.name is invalid: {name!r}. Agent pool names must start "
+                "with a lowercase letter, contain only lowercase letters and numbers, and be at most 12 characters.",
+            )
+        low, high, count = props.get("minCount"), props.get("maxCount"), props.get("count")
+        if props.get("enableAutoScaling"):
+            if low is None or high is None:
+                raise _ArmError(400, "InvalidParameter", "minCount and maxCount are required with enableAutoScaling.")
+            if low > high:
+                raise _ArmError(
+                    400,
+                    "InvalidParameter",
+                    f"The value of parameter agentPoolProfile.minCount ({low}) must be less than or equal to "
+                    f"agentPoolProfile.maxCount ({high}).",
+                )
+            if count is not None and not low <= count <= high:
+                raise _ArmError(
+                    400,
+                    "InvalidParameter",
+                    f"The value of parameter agentPoolProfile.count ({count}) must be between minCount ({low}) and "
+                    f"maxCount ({high}).",
+                )
+        version = props.get("orchestratorVersion")
+        if version and _key(version) > _key(control):
+            raise _ArmError(
+                400,
+                "NodePoolMcVersionIncompatible",
+                f"Node pool version {_full(version)} and control plane version {_full(control)} are incompatible. "
+                f"Minor version of node pool version {_key(version)[1]} is bigger than control plane version "
+                f"{_key(control)[1]}. For more information, please check https://aka.ms/version-skew-policy",
+            )
+        if existing is None:
+            return
+        current = existing["properties"]
+        if version and _key(version) < _key(current["currentOrchestratorVersion"]):
+            raise _ArmError(
+                400,
+                "OperationNotAllowed",
+                f"Downgrading Kubernetes version {current['currentOrchestratorVersion']} to {_full(version)} is not "
+                "allowed for agent pool " + name + ".",
+            )
+        if props.get("vmSize") and props["vmSize"] != current.get("vmSize"):
+            raise _ArmError(
+                400,
+                "PropertyChangeNotAllowed",
+                f"Changing property 'vmSize' is not allowed: agent pool {name} has {current.get('vmSize')}.",
+            )
+
     def _put_cluster(self, key: Key, name: str, body: dict[str, Any], host: str, resource: str) -> Response:
         existing = self.clusters.get(key)
         if existing is not None:
@@ -383,11 +520,24 @@ class FakeArm:
             raise _ArmError(400, "InvalidParameter", "Required parameter 'location' is missing.")
         if existing is not None and existing["location"] != location:
             raise _ArmError(400, "OperationNotAllowed", "The location of an existing cluster cannot be changed.")
-        props = dict(body.get("properties") or {})
+        props = _writable(dict(body.get("properties") or {}))
         profiles = props.pop("agentPoolProfiles", None) or []
         if existing is None and not profiles:
             raise _ArmError(400, "InvalidParameter", "At least one agent pool profile is required.")
-        version = props.get("kubernetesVersion") or "1.32"
+        current = existing["properties"] if existing is not None else {}
+        version = props.get("kubernetesVersion") or current.get("kubernetesVersion") or "1.32"
+        if existing is not None:
+            self._check_version_move(current["currentKubernetesVersion"], version)
+        if props.get("disableLocalAccounts") and not (props.get("aadProfile") or current.get("aadProfile") or {}).get(
+            "managed"
+        ):
+            raise _ArmError(
+                400, "BadRequest", "To disable local accounts, Microsoft Entra ID integration (aadProfile) is required."
+            )
+        pools = existing["_pools"] if existing is not None else {}
+        for profile in profiles:
+            pool_props = _writable({k: v for k, v in profile.items() if k != "name"})
+            self._check_pool(profile["name"], pool_props, version, pools.get(profile["name"]))
         sub = key[0]
         cluster_id = (
             f"/subscriptions/{sub}/resourcegroups/{key[1]}/providers/Microsoft.ContainerService/managedClusters/{name}"
@@ -416,10 +566,10 @@ class FakeArm:
             cluster = existing
             status = 200
         target = {**cluster["properties"], **props, "kubernetesVersion": version}
-        pool_targets = {p["name"]: {k: v for k, v in p.items() if k != "name"} for p in profiles}
-        for pool_name, pool_props in pool_targets.items():
-            if pool_name not in cluster["_pools"]:
-                cluster["_pools"][pool_name] = self._new_pool(cluster, pool_name, pool_props, version)
+        pool_targets = {p["name"]: _writable({k: v for k, v in p.items() if k != "name"}) for p in profiles}
+        created = [n for n in pool_targets if n not in cluster["_pools"]]
+        for pool_name in created:
+            cluster["_pools"][pool_name] = self._new_pool(cluster, pool_name, pool_targets[pool_name], version)
         previous_state = cluster["properties"].get("provisioningState")
         cluster["properties"]["provisioningState"] = "Creating" if status == 201 else "Updating"
         tags = body.get("tags")
@@ -440,6 +590,8 @@ class FakeArm:
 
         def failed() -> None:
             cluster["properties"]["provisioningState"] = "Failed" if status == 201 else previous_state or "Failed"
+            for pool_name in created:
+                cluster["_pools"][pool_name]["properties"]["provisioningState"] = "Failed"
 
         headers = self._begin(resource, location, host, apply, failed)
         return JSONResponse(self._cluster_json(cluster), status_code=status, headers=headers)
@@ -458,7 +610,9 @@ class FakeArm:
             },
         }
 
-    def _pool_call(self, method: str, key: Key, name: str, body: dict[str, Any], host: str, path: str) -> Response:
+    def _pool_call(
+        self, method: str, key: Key, name: str, body: dict[str, Any], host: str, path: str, headers: dict[str, str]
+    ) -> Response:
         cluster = self._cluster_or_404(key)
         pool = cluster["_pools"].get(name)
         cluster_resource = path.rsplit("/agentPools/", 1)[0]
@@ -470,23 +624,40 @@ class FakeArm:
             if pool is None:
                 return Response(status_code=204)
             self._busy(cluster_resource)
+            others = [p for n, p in cluster["_pools"].items() if n != name]
+            if pool["properties"].get("mode") == "System" and not any(
+                p["properties"].get("mode") == "System" for p in others
+            ):
+                raise _ArmError(
+                    400,
+                    "OperationNotAllowed",
+                    f"Agent pool {name} is the cluster's last System agent pool: a cluster must have at least one.",
+                )
             pool["properties"]["provisioningState"] = "Deleting"
 
             def delete() -> None:
                 cluster["_pools"].pop(name, None)
 
-            def failed() -> None:
+            def delete_failed() -> None:
                 pool["properties"]["provisioningState"] = "Failed"
 
-            headers = self._begin(path, cluster["location"], host, delete, failed)
-            return Response(status_code=202, headers=headers)
+            answer = self._begin(path, cluster["location"], host, delete, delete_failed)
+            return Response(status_code=202, headers=answer)
         if method == "PUT":
+            if headers.get("if-none-match") == "*" and pool is not None:
+                raise _ArmError(
+                    412,
+                    "PreconditionFailed",
+                    f"Agent pool {name} already exists; the request's If-None-Match: * allows only a create.",
+                )
             self._busy(cluster_resource)
-            props = dict(body.get("properties") or {})
-            version = cluster["properties"]["kubernetesVersion"]
+            props = _writable(dict(body.get("properties") or {}))
+            control = cluster["properties"]["currentKubernetesVersion"]
+            self._check_pool(name, props, control, pool)
             status = 200
             if pool is None:
-                pool = cluster["_pools"][name] = self._new_pool(cluster, name, props, version)
+                props.setdefault("orchestratorVersion", _minor(control))
+                pool = cluster["_pools"][name] = self._new_pool(cluster, name, props, control)
                 status = 201
             else:
                 pool["properties"]["provisioningState"] = "Updating"
@@ -498,13 +669,11 @@ class FakeArm:
                 target["properties"]["currentOrchestratorVersion"] = _full(target["properties"]["orchestratorVersion"])
 
             def failed() -> None:
-                if status == 201:
-                    cluster["_pools"].pop(name, None)
-                else:
-                    target["properties"]["provisioningState"] = "Failed"
+                # A failed create leaves the pool, Failed, as AKS does: delete it or PUT it again.
+                target["properties"]["provisioningState"] = "Failed"
 
-            headers = self._begin(path, cluster["location"], host, apply, failed)
-            return JSONResponse(self._pool_json(cluster, pool), status_code=status, headers=headers)
+            answer = self._begin(path, cluster["location"], host, apply, failed)
+            return JSONResponse(self._pool_json(cluster, pool), status_code=status, headers=answer)
         raise _ArmError(405, "MethodNotAllowed", f"{method} is not allowed")
 
     def _upgrade_profile(self, key: Key, host: str) -> Response:
@@ -581,7 +750,7 @@ class FakeArm:
         return JSONResponse({"kubeconfigs": [{"name": "clusterUser", "value": encoded}]})
 
     def _op_status(self, op: AsyncOp) -> str:
-        if time.monotonic() - op.started < self.operation_seconds:
+        if op.held or time.monotonic() - op.started < self.operation_seconds:
             return "InProgress"
         return "Failed" if op.error else "Succeeded"
 

@@ -1,8 +1,10 @@
 """AKS through the real azure-identity and azure-mgmt-containerservice clients against the fake
 ARM and Entra ID server (TLS with a trustme CA).
 
-Deploys go end to end (API in-process, real worker, Temporal, PostgreSQL); update and delete
-phases run as real activities in Temporal's ActivityEnvironment.
+Deploys and how their failures are classified, end to end (API in-process, real worker,
+Temporal, PostgreSQL). The whole lifecycle (connect, deploy, update, rollback, cancel,
+kubeconfig, delete) is `test_aks_journey.py`; the foreign cluster below is made, and its
+delete tried, by running the provider's phases in Temporal's ActivityEnvironment.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from temporalio.exceptions import ApplicationError
 
 from clusterflow.activities.providers.adapter import phase_activities
 from clusterflow.activities.providers.azure import OWNER_TAG, AzureProvider
 from clusterflow.settings import Settings
-from clusterflow.workflows.contracts import DELETE_PHASES, UPDATE_PHASES
+from clusterflow.workflows.contracts import DELETE_PHASES
 from tests.cloud import cloud_document, operation_row, run_phases
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.arm import FakeArm
@@ -170,65 +171,6 @@ async def test_aks_bad_credentials_fail_with_an_auth_error(
     assert record["error"]["code"] == "CLOUD_AUTH_FAILED"
 
 
-async def test_aks_busy_cluster_is_waited_for_then_updated(
-    pool: asyncpg.Pool, org: Org, arm: FakeArm, settings: Settings
-) -> None:
-    provider = phase_activities("azure", pool, AzureProvider(pool, settings))
-    spec = aks_document("aks-up")["spec"]
-    await run_phases(provider.deploy_phase, await operation_row(pool, org.id, "CLUSTER_DEPLOY"), "cl_aks1", spec)
-
-    # Another operation holds the cluster for a moment: the first PUT is refused with 409.
-    arm.fail_next("PUT", "managedClusters/aks-up$", 409, "OperationNotAllowed", "another operation is in progress")
-    change = {
-        "kubernetesVersion": "1.33",
-        "autoUpgradeChannel": "stable",
-        "tags": {"team": "platform"},
-        "nodeGroups": [
-            {"name": "workers", "changeType": "UPGRADE"},
-            {"name": "batch", "changeType": "RESIZE", "minNode": 1, "maxNode": 9},
-            {"name": "gpu", "changeType": "ADD", "machineTypes": ["Standard_NC4as_T4_v3"], "minNode": 0, "maxNode": 2},
-        ],
-    }
-    update_op = await operation_row(pool, org.id)
-    results = await run_phases(provider.update_phase, update_op, "cl_aks1", spec, UPDATE_PHASES, change)
-    assert results[-1].outputs["cluster"]["kubernetesVersion"] == "1.33"
-
-    cluster = arm.cluster(SUBSCRIPTION, GROUP, "aks-up")
-    assert cluster is not None
-    assert cluster["properties"]["currentKubernetesVersion"].startswith("1.33.")
-    assert cluster["properties"]["autoUpgradeProfile"]["upgradeChannel"] == "stable"
-    assert cluster["tags"] == {"team": "platform", OWNER_TAG: "cl_aks1"}
-    pools = {p["name"]: p for p in cluster["properties"]["agentPoolProfiles"]}
-    assert pools["workers"]["currentOrchestratorVersion"].startswith("1.33.")
-    assert (pools["batch"]["minCount"], pools["batch"]["maxCount"]) == (1, 9)
-    assert pools["gpu"]["mode"] == "User"
-
-    # The same update again changes nothing: ARM PUTs are only sent for real differences.
-    before = len(arm.mutations())
-    await run_phases(provider.update_phase, update_op, "cl_aks1", spec, UPDATE_PHASES, change, attempt=2)
-    assert len(arm.mutations()) == before
-
-    # A skipped minor is refused before anything changes.
-    with pytest.raises(ApplicationError) as caught:
-        await run_phases(
-            provider.update_phase,
-            await operation_row(pool, org.id),
-            "cl_aks1",
-            spec,
-            ("VALIDATE",),
-            {"kubernetesVersion": "1.30"},
-        )
-    assert caught.value.type == "INVALID_SPEC"
-
-    # Delete: the cluster goes, and a second run finds nothing to do.
-    delete_op = await operation_row(pool, org.id, "CLUSTER_DELETE")
-    await run_phases(provider.delete_phase, delete_op, "cl_aks1", spec, DELETE_PHASES)
-    assert arm.cluster(SUBSCRIPTION, GROUP, "aks-up") is None
-    deletes = [m for m in arm.mutations() if m[0] == "DELETE"]
-    await run_phases(provider.delete_phase, delete_op, "cl_aks1", spec, DELETE_PHASES, attempt=2)
-    assert [m for m in arm.mutations() if m[0] == "DELETE"] == deletes
-
-
 @pytest.mark.usefixtures("worker")
 async def test_aks_name_taken_by_a_foreign_cluster_is_a_conflict_and_left_alone(
     api: httpx.AsyncClient, org: Org, arm: FakeArm, pool: asyncpg.Pool, settings: Settings
@@ -245,3 +187,92 @@ async def test_aks_name_taken_by_a_foreign_cluster_is_a_conflict_and_left_alone(
     await run_phases(provider.delete_phase, await operation_row(pool, org.id), "cl_mine", spec, DELETE_PHASES)
     assert len(arm.mutations()) == puts, "neither deploy nor delete touched someone else's cluster"
     assert arm.cluster(SUBSCRIPTION, GROUP, "aks-taken") is not None
+
+
+async def test_the_fake_arm_refuses_what_aks_refuses(arm: FakeArm) -> None:
+    """The refusals the journeys rely on, as ARM answers them to the real SDK (status and code)."""
+    import asyncio
+
+    from azure.core import MatchConditions
+    from azure.core.exceptions import HttpResponseError
+    from azure.identity import ClientSecretCredential
+    from azure.mgmt.containerservice import ContainerServiceClient
+    from azure.mgmt.containerservice import models as aks
+
+    credential = ClientSecretCredential(
+        arm.tenant_id,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        authority=arm.url,
+        disable_instance_discovery=True,
+        connection_verify=str(arm.ca_path),
+    )
+    client = ContainerServiceClient(
+        credential,
+        SUBSCRIPTION,
+        base_url=arm.url,
+        credential_scopes=[f"{arm.url}/.default"],
+        connection_verify=str(arm.ca_path),
+        polling_interval=0.05,
+    )
+
+    def pool(**extra: Any) -> dict[str, Any]:
+        return {
+            "vm_size": "Standard_D2s_v5",
+            "mode": "User",
+            "enable_auto_scaling": True,
+            "min_count": 1,
+            "max_count": 2,
+            "count": 1,
+            **extra,
+        }
+
+    def cluster(version: str, **extra: Any) -> aks.ManagedCluster:
+        return aks.ManagedCluster(
+            location=REGION,
+            properties=aks.ManagedClusterProperties(
+                dns_prefix="refusals",
+                kubernetes_version=version,
+                agent_pool_profiles=[aks.ManagedClusterAgentPoolProfile(name="system", **pool(mode="System"))],
+                **extra,
+            ),
+        )
+
+    def refused(call: Any, *args: Any, **kwargs: Any) -> tuple[int, str]:
+        with pytest.raises(HttpResponseError) as caught:
+            call(*args, **kwargs).result()
+        assert caught.value.error is not None
+        return caught.value.status_code or 0, str(caught.value.error.code)
+
+    def run() -> None:
+        clusters, pools = client.managed_clusters, client.agent_pools
+        clusters.begin_create_or_update(GROUP, "refusals", cluster("1.31")).result()
+        put = clusters.begin_create_or_update
+        assert refused(put, GROUP, "refusals", cluster("1.30")) == (400, "OperationNotAllowed")  # downgrade
+        assert refused(put, GROUP, "refusals", cluster("1.33")) == (400, "OperationNotAllowed")  # skips 1.32
+        lonely = cluster("1.31", disable_local_accounts=True)
+        assert refused(put, GROUP, "refusals", lonely) == (400, "BadRequest")  # no local accounts without Entra ID
+        new = pools.begin_create_or_update
+        newer = aks.AgentPool(**pool(orchestrator_version="1.32"))
+        assert refused(new, GROUP, "refusals", "newer", newer) == (400, "NodePoolMcVersionIncompatible")
+        upside_down = aks.AgentPool(**pool(min_count=3, max_count=2, count=3))
+        assert refused(new, GROUP, "refusals", "upside", upside_down) == (400, "InvalidParameter")
+        new(GROUP, "refusals", "taken", aks.AgentPool(**pool())).result()
+        again = aks.AgentPool(**pool())
+        taken = refused(new, GROUP, "refusals", "taken", again, match_condition=MatchConditions.IfMissing)
+        assert taken == (412, "PreconditionFailed")
+        bigger = aks.AgentPool(**pool(vm_size="Standard_D8s_v5"))
+        assert refused(new, GROUP, "refusals", "taken", bigger) == (400, "PropertyChangeNotAllowed")
+        assert refused(pools.begin_delete, GROUP, "refusals", "system") == (400, "OperationNotAllowed")
+        entra = cluster(
+            "1.31",
+            aad_profile=aks.ManagedClusterAADProfile(managed=True, enable_azure_rbac=True),
+            disable_local_accounts=True,
+        )
+        put(GROUP, "entra", entra).result()
+        with pytest.raises(HttpResponseError) as caught:  # no static credential without local accounts
+            clusters.list_cluster_admin_credentials(GROUP, "entra")
+        assert (caught.value.status_code, caught.value.error and caught.value.error.code) == (400, "BadRequest")
+        assert {p.name for p in pools.list(GROUP, "refusals")} == {"system", "taken"}
+
+    await asyncio.to_thread(run)

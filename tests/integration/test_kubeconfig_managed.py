@@ -280,18 +280,12 @@ async def test_gke_and_aks_clusters_answer_kubeconfigs_for_the_connected_account
     assert gke.service_account_tokens[gke_token] == account["serviceAccountEmail"], "a token GKE accepts"
     assert data["expiresAt"]
 
-    # Local accounts only: AKS's client certificate never expires, so none is handed out.
-    local_accounts = await api.post(
-        f"/v1/clusters/{aks_id}/kubeconfig", json={"clusterName": "aks-kc", "duration": "1h"}, headers=org.headers()
-    )
-    assert local_accounts.status_code == 409, local_accounts.text
-    assert local_accounts.json()["error"]["code"] == "KUBECONFIG_NOT_EXPIRING"
-    assert "--enable-aad" in local_accounts.json()["message"]
-    arm.enable_entra_id(subscription, "rg-kc", "aks-kc")  # as the customer does with az aks update
-
+    # clusterflow creates AKS clusters with Entra ID and no local accounts: a kubeconfig at once.
     data, config = await kubeconfig(api, org, aks_id, "aks-kc")
     live = arm.cluster(subscription, "rg-kc", "aks-kc")
     assert live is not None
+    assert live["properties"]["aadProfile"] == {"managed": True, "enableAzureRBAC": True}
+    assert live["properties"]["disableLocalAccounts"] is True
     cluster = config["clusters"][0]["cluster"]
     assert cluster["server"] == f"https://{live['properties']['fqdn']}:443"
     assert cluster["certificate-authority-data"] == fake_arm.FAKE_CA_DATA

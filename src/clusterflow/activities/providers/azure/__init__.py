@@ -1,9 +1,11 @@
 """The `azure` provider: AKS clusters through `azure-identity` and `azure-mgmt-containerservice`.
 
 One module per concept: `clients` (credentials, endpoints), `errors` (the one classification of
-ARM failures), `session` (calls, pollers, waiting), `spec` (the catalog check), `control_plane`,
-`agent_pools`, the `provider` that ties them into phases, `connect` (the federation check),
-`credentials` and `kubeconfig` (what a connected account is issued). This package re-exports
+ARM failures), `session` (calls, pollers, waiting), `spec` (the typed cluster as AKS sees it and
+the deploy spec check), `control_plane` (the managed cluster), `cluster_update` (an update's
+checks and control-plane changes), `agent_pools`, the `provider` that ties them into phases,
+`connect` (the federation check), `credentials` and `kubeconfig` (what a connected account is
+issued). This package re-exports
 what the rest of the code base and the tests use.
 """
 
@@ -13,7 +15,7 @@ from clusterflow.activities.providers.azure.credentials import AzureCredentialAc
 from clusterflow.activities.providers.azure.errors import classify_azure_error
 from clusterflow.activities.providers.azure.kubeconfig import AzureKubeconfigActivities
 from clusterflow.activities.providers.azure.provider import AzureProvider
-from clusterflow.activities.providers.azure.spec import OWNER_TAG, aks_block
+from clusterflow.activities.providers.azure.spec import OWNER_TAG, aks_settings
 
 __all__ = [
     "OWNER_TAG",
@@ -21,7 +23,7 @@ __all__ = [
     "AzureCredentialActivities",
     "AzureKubeconfigActivities",
     "AzureProvider",
-    "aks_block",
+    "aks_settings",
     "azure_credential",
     "classify_azure_error",
 ]

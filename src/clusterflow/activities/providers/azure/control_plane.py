@@ -1,13 +1,15 @@
-"""The AKS managed cluster: its body from the spec, PUT and wait, the ownership check, VERIFY,
-control-plane changes on update, and what delete needs to know.
+"""The AKS managed cluster: its body from the typed definition, PUT and wait, the ownership check,
+VERIFY, and what delete needs to know.
 
 The `clusterflow-cluster-id` tag says whose a cluster is: a same-named cluster without it is
 someone else's (deploy fails with CLOUD_CONFLICT; delete leaves it alone).
 
-Update reads `PhaseInput.change`: `kubernetesVersion`, `autoUpgradeChannel`,
-`nodeOsUpgradeChannel`, `tags` (and `maintenanceWindow`, refused). VALIDATE checks the catalog's
-upgrade path and the cluster's live upgrade profile; CONTROL_PLANE upgrades the control plane
-only (pools keep their version), sets upgrade channels and tags.
+Every cluster clusterflow creates has Microsoft Entra ID integration (`aadProfile.managed`,
+Azure RBAC for Kubernetes authorization) and no local accounts: its user kubeconfig
+authenticates with Entra ID tokens, which expire, so `POST /v1/clusters/{id}/kubeconfig` can
+issue one; no static admin credential exists to leak.
+
+What an update changes on the managed cluster is in `cluster_update`.
 """
 
 from __future__ import annotations
@@ -16,20 +18,12 @@ import functools
 
 from azure.mgmt.containerservice import models as aks
 
-from clusterflow.activities.providers.azure.agent_pools import pool_profile
+from clusterflow.activities.providers.azure.agent_pools import control_version, pool_profile
 from clusterflow.activities.providers.azure.session import AksSession
-from clusterflow.activities.providers.azure.spec import (
-    OWNER_TAG,
-    POOL_NAME,
-    aks_block,
-    node_groups,
-    requested_version,
-    system_group,
-)
+from clusterflow.activities.providers.azure.spec import OWNER_TAG, aks_settings, pool_groups, requested_version
 from clusterflow.activities.providers.managed_cluster import OwnedCluster
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
-from clusterflow.catalog import azure as azure_catalog
-from clusterflow.catalog import minor_of, version_key
+from clusterflow.catalog import minor_of
 from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
 
 
@@ -44,48 +38,47 @@ def check_owner(cluster: aks.ManagedCluster, inp: PhaseInput) -> None:
 
 
 def cluster_body(inp: PhaseInput) -> aks.ManagedCluster:
-    block = aks_block(inp.spec)
-    version = requested_version(inp.spec)
-    system = system_group(inp.spec)
-    profiles = [aks.ManagedClusterAgentPoolProfile(name=system["name"], **pool_profile(system, "System", None))]
-    profiles += [
-        aks.ManagedClusterAgentPoolProfile(name=g["name"], **pool_profile(g, "User", None))
-        for g in node_groups(inp.spec)
-        if g["name"] != system["name"]
+    definition = inp.cluster
+    settings = aks_settings(definition)
+    profiles = [
+        aks.ManagedClusterAgentPoolProfile(name=group.name, **pool_profile(group, mode, None))
+        for group, mode in pool_groups(definition)
     ]
-    if block.get("vnetSubnetId"):
+    if settings.vnet_subnet_id:
         for profile in profiles:
-            profile.vnet_subnet_id = block["vnetSubnetId"]
+            profile.vnet_subnet_id = settings.vnet_subnet_id
     cluster = aks.ManagedCluster(
         location=inp.region,
-        tags={**(block.get("tags") or {}), OWNER_TAG: inp.cluster_id},
+        tags={**settings.tags, OWNER_TAG: inp.cluster_id},
         identity=aks.ManagedClusterIdentity(type="SystemAssigned"),
         properties=aks.ManagedClusterProperties(
             dns_prefix=inp.cluster_name,
-            kubernetes_version=version,
+            kubernetes_version=requested_version(definition),
             agent_pool_profiles=profiles,
             enable_rbac=True,
+            aad_profile=aks.ManagedClusterAADProfile(managed=True, enable_azure_rbac=True),
+            disable_local_accounts=True,
         ),
     )
-    if block.get("networkPlugin"):
+    if settings.network_plugin:
         cluster.network_profile = aks.ContainerServiceNetworkProfile(
-            network_plugin=block["networkPlugin"], network_plugin_mode=block.get("networkPluginMode")
+            network_plugin=settings.network_plugin, network_plugin_mode=settings.network_plugin_mode
         )
-    if block.get("privateCluster") or block.get("authorizedIPRanges"):
+    if settings.private_cluster or settings.authorized_ip_ranges:
         cluster.api_server_access_profile = aks.ManagedClusterAPIServerAccessProfile(
-            enable_private_cluster=bool(block.get("privateCluster")),
-            authorized_ip_ranges=list(block.get("authorizedIPRanges") or []) or None,
+            enable_private_cluster=settings.private_cluster,
+            authorized_ip_ranges=list(settings.authorized_ip_ranges) or None,
         )
-    if block.get("enableOidcIssuer") or block.get("enableWorkloadIdentity"):
+    if settings.enable_oidc_issuer or settings.enable_workload_identity:
         cluster.oidc_issuer_profile = aks.ManagedClusterOIDCIssuerProfile(enabled=True)
-    if block.get("enableWorkloadIdentity"):
+    if settings.enable_workload_identity:
         cluster.security_profile = aks.ManagedClusterSecurityProfile(
             workload_identity=aks.ManagedClusterSecurityProfileWorkloadIdentity(enabled=True)
         )
-    if block.get("autoUpgradeChannel") or block.get("nodeOsUpgradeChannel"):
+    if settings.auto_upgrade_channel or settings.node_os_upgrade_channel:
         cluster.auto_upgrade_profile = aks.ManagedClusterAutoUpgradeProfile(
-            upgrade_channel=block.get("autoUpgradeChannel"),
-            node_os_upgrade_channel=block.get("nodeOsUpgradeChannel"),
+            upgrade_channel=settings.auto_upgrade_channel,
+            node_os_upgrade_channel=settings.node_os_upgrade_channel,
         )
     return cluster
 
@@ -137,7 +130,7 @@ async def verify(inp: PhaseInput, session: AksSession) -> PhaseResult:
     )
     if not credentials.kubeconfigs:
         raise ProviderError(ErrorCode.PHASE_FAILED, "AKS returned no user kubeconfig yet", retryable=True)
-    version = cluster.current_kubernetes_version or cluster.kubernetes_version or ""
+    version = control_version(cluster)
     return PhaseResult(
         inp.phase,
         outputs={
@@ -148,80 +141,8 @@ async def verify(inp: PhaseInput, session: AksSession) -> PhaseResult:
                 "resourceId": cluster.id,
             }
         },
+        kubernetes_version=minor_of(version),
     )
-
-
-async def validate_change(inp: PhaseInput, session: AksSession, cluster: aks.ManagedCluster) -> None:
-    change = inp.change
-    versions = azure_catalog.CATALOG.kubernetes["aks"]
-
-    def invalid(message: str) -> ProviderError:
-        return ProviderError(ErrorCode.INVALID_SPEC, message, retryable=False)
-
-    if change.get("maintenanceWindow"):
-        raise invalid("maintenanceWindow is not supported for AKS clusters yet")
-    target = change.get("kubernetesVersion")
-    current = cluster.current_kubernetes_version or cluster.kubernetes_version or ""
-    if target and minor_of(target) != minor_of(current):
-        if version_key(minor_of(target)) < version_key(minor_of(current)):
-            raise invalid(f"AKS cannot downgrade the control plane from {current} to {target}")
-        if versions.upgrade_path(current, target) is None:
-            raise invalid(
-                f"no upgrade path from {minor_of(current)} to {target}: the control plane moves one minor "
-                "version at a time (see GET /v1/kubernetes-versions?cloudProvider=azure&provisionerType=aks)"
-            )
-        profile = await session.call(
-            "read upgrade profile",
-            session.client.managed_clusters.get_upgrade_profile,
-            session.group,
-            inp.cluster_name,
-        )
-        offered = [u.kubernetes_version for u in profile.control_plane_profile.upgrades or []]
-        if not any(minor_of(v) == minor_of(target) for v in offered):
-            raise invalid(f"AKS offers no upgrade of this cluster to {target} (offered: {', '.join(offered)})")
-    for group in change.get("nodeGroups") or []:
-        if group.get("changeType") not in ("ADD", "RESIZE", "REMOVE", "UPGRADE"):
-            raise invalid(f"node group {group.get('name')!r}: unknown changeType {group.get('changeType')!r}")
-        if group.get("changeType") == "ADD" and not POOL_NAME.match(group["name"]):
-            raise invalid(f"node group name {group['name']!r} is not a valid AKS agent pool name")
-
-
-async def update_control_plane(inp: PhaseInput, session: AksSession, reporter: PhaseReporter) -> PhaseResult:
-    change = inp.change
-    cluster = await session.wait_settled("control plane")
-    done: list[str] = []
-    target = change.get("kubernetesVersion")
-    current = cluster.current_kubernetes_version or cluster.kubernetes_version or ""
-    if target and minor_of(current) != minor_of(target):
-        cluster.kubernetes_version = target
-        done.append(f"control plane upgraded to {target}")
-    for profile in cluster.agent_pool_profiles or []:
-        # Pools keep their version; node-group upgrades are their own step.
-        profile.orchestrator_version = profile.current_orchestrator_version or profile.orchestrator_version
-    upgrade_channel, os_channel = change.get("autoUpgradeChannel"), change.get("nodeOsUpgradeChannel")
-    if upgrade_channel or os_channel:
-        auto = cluster.auto_upgrade_profile or aks.ManagedClusterAutoUpgradeProfile()
-        if (upgrade_channel and auto.upgrade_channel != upgrade_channel) or (
-            os_channel and auto.node_os_upgrade_channel != os_channel
-        ):
-            auto.upgrade_channel = upgrade_channel or auto.upgrade_channel
-            auto.node_os_upgrade_channel = os_channel or auto.node_os_upgrade_channel
-            cluster.auto_upgrade_profile = auto
-            done.append("upgrade channels set")
-    tags = change.get("tags")
-    if tags is not None and {**tags, OWNER_TAG: inp.cluster_id} != (cluster.tags or {}):
-        cluster.tags = {**tags, OWNER_TAG: inp.cluster_id}
-        done.append("tags set")
-    if done:
-        await session.run(
-            f"update managed cluster {inp.cluster_name}",
-            session.client.managed_clusters.begin_create_or_update,
-            session.group,
-            inp.cluster_name,
-            cluster,
-        )
-    await reporter.event("control-plane", "; ".join(done) or "control plane already as requested", fraction=1.0)
-    return PhaseResult(inp.phase, outputs={"controlPlane": done})
 
 
 async def owned_cluster(session: AksSession) -> OwnedCluster | None:

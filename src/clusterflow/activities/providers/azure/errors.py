@@ -47,7 +47,7 @@ def classify_azure_error(err: Exception, what: str) -> ProviderError:
         return ProviderError(ErrorCode.CLOUD_THROTTLED, text, retryable=True)
     if status == 409 and code in ("OperationNotAllowed", "AnotherOperationInProgress", "EtagMismatch"):
         return ProviderError(ErrorCode.CLOUD_BUSY, text, retryable=True)
-    if status == 409:
+    if status in (409, 412):  # 412: a conditional create (If-None-Match: *) found the name taken
         return ProviderError(ErrorCode.CLOUD_CONFLICT, text, retryable=False)
     if status == 404:
         return ProviderError(ErrorCode.CLOUD_NOT_FOUND, text, retryable=False)

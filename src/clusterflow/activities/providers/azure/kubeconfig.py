@@ -1,11 +1,12 @@
 """`azure.issue_kubeconfig`: a kubeconfig of an AKS cluster, for the connected account only.
 
 `listClusterUserCredential` gives the server and CA; an Entra ID cluster's `kubelogin` exec user
-is replaced by a token for the AKS API server application issued to the connected account's
-federated application, as `kubelogin convert-kubeconfig` does. Entra ID chooses that token's
-lifetime (about an hour). A cluster with local accounts only has AKS's client certificate, which
-does not expire: it is refused (`KUBECONFIG_NOT_EXPIRING`), since a kubeconfig must expire after
-`duration`. What the clouds' kubeconfig activities share is in `activities/kubeconfig.py`.
+(every cluster clusterflow creates has Entra ID and no local accounts) is replaced by a token for
+the AKS API server application issued to the connected account's federated application, as
+`kubelogin convert-kubeconfig` does. Entra ID chooses that token's lifetime (about an hour). A
+cluster with local accounts only (one created outside clusterflow) has AKS's client certificate,
+which does not expire: it is refused (`KUBECONFIG_NOT_EXPIRING`), since a kubeconfig must expire
+after `duration`. What the clouds' kubeconfig activities share is in `activities/kubeconfig.py`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from clusterflow.activities.kubeconfig import (
 )
 from clusterflow.activities.providers.azure.errors import classify_azure_error
 from clusterflow.activities.providers.azure.provider import AzureProvider
-from clusterflow.activities.providers.azure.spec import aks_block
+from clusterflow.activities.providers.azure.spec import aks_settings
+from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
 from clusterflow.workflows.cloud_contracts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
@@ -49,10 +51,10 @@ class AzureKubeconfigActivities:
         account = await federated_accounts.connected_for_cluster(self.pool, row["id"], "azure")
         if account is None:
             raise not_connected("azure", row["name"])
-        block = aks_block(cluster_spec(row))
+        block = aks_settings(ClusterDefinition.from_spec(cluster_spec(row)))
         params = dict(account["params"])
-        subscription = str(block.get("subscriptionId") or params["subscriptionId"])
-        group = str(block.get("resourceGroup") or params["resourceGroup"])
+        subscription = str(block.subscription_id or params["subscriptionId"])
+        group = str(block.resource_group or params["resourceGroup"])
         client = self.azure.client(subscription, account)
         try:
             result = await asyncio.to_thread(client.managed_clusters.list_cluster_user_credentials, group, row["name"])

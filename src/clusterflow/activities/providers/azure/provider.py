@@ -3,16 +3,22 @@
 `AzureProvider` resolves, before each phase (`prepare`), the connected account the cluster's
 phases act as (if any), builds the phase's `AksSession` in the right subscription and resource
 group, and dispatches each phase to the concept modules: `control_plane` (the managed cluster),
-`agent_pools`, with `spec` (the catalog check), `session` (calls, pollers, waiting), `clients`
-(credentials, endpoints) and `errors` (classification) beneath them. Registered by
+`cluster_update`, `agent_pools`, with `spec` (the typed cluster and the spec check), `session`
+(calls, pollers, waiting), `clients` (credentials, endpoints) and `errors` (classification) beneath them. Registered by
 `adapter.phase_activities("azure", ...)`.
 
-Deploy phases: VALIDATE (spec against the catalog, then a read proving credentials), NETWORK
+Every phase reads the typed inputs only: deploy and delete `PhaseInput.cluster` (the
+`ClusterDefinition`), update `PhaseInput.change` (the `UpdateChange`).
+
+Deploy phases: VALIDATE (`catalog.spec_checks.check_deploy_spec`, the API's own check, then a
+read proving credentials and the name's owner), NETWORK
 (AKS builds its managed VNet unless `vnetSubnetId` is given), CONTROL_PLANE (PUT the managed
 cluster with its system pool and every node group), NODE_GROUPS (PUT any agent pool still
 missing), ADDONS (managed by AKS), VERIFY (state Succeeded and user credentials obtainable).
 
-Update phases read `PhaseInput.change` (see `control_plane` and `agent_pools` for the fields).
+Update phases: VALIDATE refuses what AKS would, CONTROL_PLANE upgrades the control plane and sets
+tags and `change.aks` (`cluster_update`), NODE_GROUPS adds, resizes, removes and upgrades agent
+pools (`agent_pools`); a rollback runs the same code with the plan's inverse.
 
 Delete phases: CONTROL_PLANE deletes the managed cluster (agent pools go with it); a missing
 cluster is success (`managed_cluster.delete_owned_cluster`).
@@ -28,16 +34,10 @@ from azure.mgmt.containerservice import models as aks
 
 from clusterflow.activities.providers.azure.agent_pools import ensure_pools, update_pools
 from clusterflow.activities.providers.azure.clients import azure_credential, make_client, make_credential
-from clusterflow.activities.providers.azure.control_plane import (
-    check_owner,
-    owned_cluster,
-    put_cluster,
-    update_control_plane,
-    validate_change,
-    verify,
-)
+from clusterflow.activities.providers.azure.cluster_update import update_control_plane, validate_change
+from clusterflow.activities.providers.azure.control_plane import check_owner, owned_cluster, put_cluster, verify
 from clusterflow.activities.providers.azure.session import AksSession
-from clusterflow.activities.providers.azure.spec import aks_block, validate_spec
+from clusterflow.activities.providers.azure.spec import aks_settings, check_spec
 from clusterflow.activities.providers.managed_cluster import ManagedClusterProvider, ManagedSteps
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.records import federated_accounts
@@ -79,12 +79,12 @@ class AzureProvider(ManagedClusterProvider["asyncpg.Record | None", AksSession, 
         return self._clients[(source, subscription_id)]
 
     def _session(self, inp: PhaseInput, reporter: PhaseReporter, account: asyncpg.Record | None) -> AksSession:
-        block = aks_block(inp.spec)
+        block = aks_settings(inp.cluster)
         params = dict(account["params"]) if account else {}
         subscription = (
-            block.get("subscriptionId") or params.get("subscriptionId") or self.settings.azure_default_subscription_id
+            block.subscription_id or params.get("subscriptionId") or self.settings.azure_default_subscription_id
         )
-        group = block.get("resourceGroup") or params.get("resourceGroup") or self.settings.azure_default_resource_group
+        group = block.resource_group or params.get("resourceGroup") or self.settings.azure_default_resource_group
         if not subscription or not group:
             raise ProviderError(
                 ErrorCode.INVALID_SPEC,
@@ -105,12 +105,12 @@ class AzureProvider(ManagedClusterProvider["asyncpg.Record | None", AksSession, 
     async def _checked_session(
         self, inp: PhaseInput, reporter: PhaseReporter, bound: asyncpg.Record | None
     ) -> AksSession:
-        validate_spec(inp.spec, inp.region)
+        check_spec(inp)
         await reporter.event("spec", "spec matches the AKS catalog", fraction=0.5)
         return self._session(inp, reporter, bound)
 
     def _network(self, inp: PhaseInput) -> str:
-        subnet = aks_block(inp.spec).get("vnetSubnetId")
+        subnet = aks_settings(inp.cluster).vnet_subnet_id
         return f"using subnet {subnet}" if subnet else "AKS builds a managed virtual network"
 
     async def _validate_change(self, inp: PhaseInput, session: AksSession, cluster: aks.ManagedCluster) -> None:

@@ -72,11 +72,11 @@ class AksSession:
                 return None
             raise
 
-    async def run(self, what: str, begin: Callable[..., LROPoller[T]], *args: Any) -> T:
+    async def run(self, what: str, begin: Callable[..., LROPoller[T]], *args: Any, **kwargs: Any) -> T:
         """Start a long-running operation (waiting out one already in flight) and wait for it."""
         for _ in range(_BUSY_POLLS):
             try:
-                poller = await self.call(what, begin, *args)
+                poller = await self.call(what, begin, *args, **kwargs)
                 break
             except ProviderError as err:
                 if err.code != ErrorCode.CLOUD_BUSY:

@@ -1,70 +1,53 @@
-"""The spec's `provisioner.aks` block: what it asks for, and its check against the AKS catalog.
+"""The typed cluster as AKS sees it: the system pool, the agent pools, the version, and the deploy
+spec check.
 
-The system pool is the spec's `controlPlane.nodeGroup` when given, else the first data-plane node
-group. Agent pool names follow AKS rules (lowercase letters and digits, at most 12 characters).
-The `clusterflow-cluster-id` tag (`OWNER_TAG`) says whose a cluster is.
+The system pool is the definition's control-plane node group when given, else the first
+data-plane node group; every other data-plane group is a User pool. Agent pool names follow AKS
+rules (`catalog.azure.POOL_NAME`). The `clusterflow-cluster-id` tag (`OWNER_TAG`) says whose a
+cluster is.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.catalog import azure as azure_catalog
-from clusterflow.catalog import minor_of
-from clusterflow.workflows.contracts import ErrorCode
+from clusterflow.catalog.spec_checks import check_deploy_spec
+from clusterflow.contracts.cluster import AksSettings, ClusterDefinition, NodeGroupSpec
+from clusterflow.workflows.contracts import ErrorCode, PhaseInput
 
 OWNER_TAG = "clusterflow-cluster-id"
-POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+POOL_NAME = azure_catalog.POOL_NAME
+SYSTEM, USER = "System", "User"
 
 
-def aks_block(spec: dict[str, Any]) -> dict[str, Any]:
-    return dict((spec.get("provisioner") or {}).get("aks") or {})
+def invalid(message: str) -> ProviderError:
+    return ProviderError(ErrorCode.INVALID_SPEC, message, retryable=False)
 
 
-def node_groups(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    return list((((spec.get("clusterSpec") or {}).get("dataPlane") or {}).get("nodeGroups")) or [])
+def aks_settings(cluster: ClusterDefinition) -> AksSettings:
+    return cluster.aks or AksSettings()
 
 
-def system_group(spec: dict[str, Any]) -> dict[str, Any]:
-    control = (((spec.get("clusterSpec") or {}).get("controlPlane")) or {}).get("nodeGroup")
-    return dict(control or node_groups(spec)[0])
+def system_group(cluster: ClusterDefinition) -> NodeGroupSpec:
+    if cluster.control_plane_group is not None:
+        return cluster.control_plane_group
+    if not cluster.node_groups:
+        raise invalid("an AKS cluster needs at least one node group (its system pool)")
+    return cluster.node_groups[0]
 
 
-def requested_version(spec: dict[str, Any]) -> str:
-    return str(aks_block(spec).get("kubernetesVersion") or azure_catalog.CATALOG.kubernetes["aks"].default_version)
+def pool_groups(cluster: ClusterDefinition) -> list[tuple[NodeGroupSpec, str]]:
+    """Every agent pool the cluster is made of, with its mode: the system pool first."""
+    system = system_group(cluster)
+    return [(system, SYSTEM), *((g, USER) for g in cluster.node_groups if g.name != system.name)]
 
 
-def validate_spec(spec: dict[str, Any], region: str) -> None:
-    catalog = azure_catalog.CATALOG
-    versions = catalog.kubernetes["aks"]
+def requested_version(cluster: ClusterDefinition) -> str:
+    return aks_settings(cluster).kubernetes_version or azure_catalog.CATALOG.kubernetes["aks"].default_version
 
-    def invalid(message: str) -> ProviderError:
-        return ProviderError(ErrorCode.INVALID_SPEC, message, retryable=False)
 
-    region_info = catalog.region(region)
-    if region_info is None:
-        raise invalid(f"region {region} is not an AKS region (offered: {', '.join(r.id for r in catalog.regions)})")
-    version = requested_version(spec)
-    if minor_of(version) not in versions.supported_versions:
-        raise invalid(
-            f"kubernetesVersion {version} is not offered by AKS (offered: {', '.join(versions.supported_versions)})"
-        )
-    offered = {m.name for m in catalog.machine_types_in(region)}
-    groups = [system_group(spec), *node_groups(spec)]
-    for group in groups:
-        if not POOL_NAME.match(group["name"]):
-            raise invalid(
-                f"node group name {group['name']!r} is not a valid AKS agent pool name "
-                "(lowercase letters and digits, starting with a letter, at most 12 characters)"
-            )
-        for zone in group.get("availabilityZones") or []:
-            if f"{region}-{azure_catalog.aks_zone(zone)}" not in region_info.zones:
-                raise invalid(f"zone {zone} of node group {group['name']!r} is not in region {region}")
-        for machine in group.get("machineTypes") or []:
-            if machine not in offered:
-                raise invalid(
-                    f"VM size {machine!r} of node group {group['name']!r} is not offered in {region} "
-                    f"(see GET /v1/providers/azure/regions/{region}/machine-types)"
-                )
+def check_spec(inp: PhaseInput) -> None:
+    """Deploy VALIDATE's first step: the same pure check the API runs for a dry run and a deploy."""
+    problems = check_deploy_spec(inp.spec)
+    if problems:
+        raise invalid("; ".join(f"{p.field}: {p.message}" for p in problems))
