@@ -81,6 +81,7 @@ def phase_activity(
 
 def phase_activities(cloud: str, pool: asyncpg.Pool[Any], provider: Provider[Bound]) -> PhaseActivities:
     """`<cloud>.deploy_phase`, `<cloud>.update_phase` and `<cloud>.delete_phase` of `provider`."""
+
     def named(action: PhaseAction) -> str:
         return phase_activity_name(cloud, action)
 
