@@ -378,3 +378,30 @@ async def test_an_aks_cluster_from_connect_to_delete_through_the_api(
         ("CLUSTER_UPDATE", "SUCCEEDED"),
         ("CLUSTER_DEPLOY", "SUCCEEDED"),
     ]
+
+
+async def test_a_dedicated_system_pool_follows_the_control_plane(
+    api: httpx.AsyncClient, org: Org, arm: FakeArm
+) -> None:
+    """The document's `controlPlane.nodeGroup` is AKS's System pool; it is no data-plane group,
+    yet AKS refuses the next control-plane upgrade while a pool lags, so an upgrade moves it too."""
+    subscription = str(uuid.uuid4())
+    auditor = Auditor(arm, subscription)
+    await connect_azure(api, org, arm, NAME, subscription, GROUP)
+    document = cloud_document(NAME, "azure", "eastus", {"type": "aks", "aks": {"kubernetesVersion": "1.31"}}, [BATCH])
+    system = group("system", "Standard_D4s_v5", 1, 2)
+    document["spec"]["clusterSpec"]["controlPlane"] = {"nodeGroup": system}
+    response = await api.post("/v1/clusters", json=document, headers=org.headers())
+    assert response.status_code == 202, response.text
+    cluster_id = response.json()["data"]["clusterId"]
+    deployed = await wait_for_operation(api, org.headers(), response.json()["data"]["operationId"], timeout=90)
+    assert deployed["status"] == "SUCCEEDED", deployed
+    assert_pool((await auditor.pools())["system"], system, "System", "1.31")
+
+    updated = await wait_for_operation(
+        api, org.headers(), await patch(api, org, cluster_id, kubernetesVersion="1.32"), timeout=90
+    )
+    assert updated["status"] == "SUCCEEDED", updated
+    pools = await auditor.pools()
+    assert_pool(pools["system"], system, "System", "1.32")
+    assert_pool(pools["batch"], BATCH, "User", "1.32")

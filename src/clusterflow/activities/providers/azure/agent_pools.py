@@ -169,4 +169,22 @@ async def update_pools(inp: PhaseInput, session: AksSession, reporter: PhaseRepo
     for index, change in enumerate(changes):
         message = await _apply(inp, session, change, version)
         await reporter.event(f"pool/{change.name}/{change.kind}", message, fraction=(index + 1) / (len(changes) + 1))
+    for change in _system_pool_upgrades(inp, cluster, {c.name for c in changes}):
+        message = await _apply(inp, session, change, version)
+        await reporter.event(f"pool/{change.name}/{change.kind}", message)
     return PhaseResult(inp.phase, resources=[f"aks-agent-pool/{c.name}" for c in changes])
+
+
+def _system_pool_upgrades(inp: PhaseInput, cluster: aks.ManagedCluster, planned: set[str]) -> list[NodeGroupChange]:
+    """The upgrades of System pools the plan does not name: a dedicated system pool (the
+    document's `controlPlane.nodeGroup`) is not a data-plane group, yet AKS refuses the next
+    control-plane upgrade while any pool is more than a minor behind, so it follows the control
+    plane. Forward passes only: a rollback moves no version."""
+    version = inp.change.version
+    if version is None or inp.stage:
+        return []
+    return [
+        NodeGroupChange.upgrade(str(profile.name), version.target)
+        for profile in cluster.agent_pool_profiles or []
+        if profile.mode == "System" and profile.name not in planned
+    ]
