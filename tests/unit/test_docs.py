@@ -39,3 +39,20 @@ def test_yaml_examples_are_valid_documents(path: Path) -> None:
 def test_the_yaml_example_is_the_json_example() -> None:
     as_yaml = yaml.safe_load((ROOT / "examples" / "local-cluster.yaml").read_text())
     assert as_yaml == json.loads((ROOT / "examples" / "local-cluster.json").read_text())
+
+
+def test_every_file_the_readme_names_exists() -> None:
+    """Paths in backticks (`providers/aws/network.py`, `tests/fakes/gke.py`) name real files,
+    from the project root, `src/`, `src/clusterflow/` or `src/clusterflow/activities/`."""
+    import re
+
+    bases = [
+        ROOT,
+        ROOT / "src",
+        ROOT / "src" / "clusterflow",
+        ROOT / "src" / "clusterflow" / "activities",
+        ROOT / "tests",
+    ]
+    named = set(re.findall(r"`([\w.-]+(?:/[\w.-]+)+\.(?:py|sql|yaml|json))`", (ROOT / "README.md").read_text()))
+    missing = sorted(p for p in named if not any((base / p).exists() for base in bases))
+    assert missing == []
