@@ -40,7 +40,7 @@ from tests.cloud import cloud_document
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.arm import FakeArm
 from tests.helpers import wait_for_operation
-from tests.integration.test_cloud_connect_gcp_azure import ISSUER, connect_azure, signing_key
+from tests.integration.test_federated_connect import ISSUER, connect_azure, signing_key
 
 __all__ = ["signing_key"]  # a module-scoped fixture, shared
 pytestmark = pytest.mark.usefixtures("worker")

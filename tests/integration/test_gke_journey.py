@@ -35,7 +35,7 @@ from tests.cloud import cloud_document
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.gke import FakeGke
 from tests.helpers import all_events, wait_for_operation
-from tests.integration.test_cloud_connect_gcp_azure import ISSUER, connect_gcp, signing_key
+from tests.integration.test_federated_connect import ISSUER, connect_gcp, signing_key
 
 __all__ = ["signing_key"]  # a module-scoped fixture, shared
 

@@ -37,7 +37,7 @@ from tests.fakes.aws import EksGaps, MotoAws, new_account_id
 from tests.fakes.gke import FakeGke
 from tests.helpers import deploy_document, history_text, wait_for_operation
 from tests.integration.test_aws import aws_document, create_stack
-from tests.integration.test_cloud_connect_gcp_azure import ISSUER, connect_azure, connect_gcp, signing_key
+from tests.integration.test_federated_connect import ISSUER, connect_azure, connect_gcp, signing_key
 
 __all__ = ["signing_key"]  # a module-scoped fixture, shared
 pytestmark = pytest.mark.usefixtures("worker")
