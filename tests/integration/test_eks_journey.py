@@ -290,6 +290,10 @@ async def test_an_eks_cluster_from_connect_to_delete_through_the_api(
     groups = assert_eks_holds(audit, [WORKERS, BATCH], workers="1.30", batch="1.30")
     assert groups["workers"]["scalingConfig"]["desiredSize"] == 1
     await assert_record_says(api, org, cluster_id, "1.30", [WORKERS, BATCH], tags)
+    # The operation's result is what EKS reported, not what was asked for.
+    facts = operation["result"]["cluster"]
+    assert (facts["kubernetesVersion"], facts["endpoint"]) == (cluster["version"], cluster["endpoint"])
+    assert facts["cloudResourceId"] == cluster["arn"]
 
     # -- refused before anything is enqueued: a downgrade and a skipped minor --
     for version, check in (("1.29", "no-downgrade"), ("1.32", "version-skew")):

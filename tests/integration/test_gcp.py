@@ -192,7 +192,7 @@ async def test_gke_autopilot_deploy_has_no_node_pools_and_a_rerun_creates_nothin
     del spec["provisioner"]["gke"]["kubernetesVersion"]
     operation = await operation_row(pool, org.id, "CLUSTER_DEPLOY")
     results = await run_phases(provider.deploy_phase, operation, "cl_auto1", spec)
-    assert results[-1].outputs["cluster"]["kubernetesVersion"] == "1.32", "the REGULAR channel's default"
+    assert results[-1].kubernetes_version == "1.32", "the REGULAR channel's default"
     cluster = gke.cluster(PROJECT, REGION, "gke-auto")
     assert cluster is not None
     assert cluster["autopilot"] == {"enabled": True}

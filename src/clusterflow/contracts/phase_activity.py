@@ -6,7 +6,8 @@ input with `stage="rollback"`), so nothing a provider receives is changed behind
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -60,10 +61,66 @@ class PhaseInput:
 
 
 @dataclass(frozen=True)
+class NetworkFacts:
+    vpc_id: str
+    subnet_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the cloud reports about the cluster when a phase ends.
+
+    The deploy workflow merges every phase's facts (later phases win), writes the version and
+    tags to the cluster record and the rest to the operation's `result`; the update workflow
+    records the control plane's version from them, so the record says what the cloud holds.
+    """
+
+    kubernetes_version: str | None = None  # minor ("1.32"), as the record stores versions
+    patch_version: str | None = None  # as the cloud reports it ("1.32.4")
+    endpoint: str | None = None
+    cloud_resource_id: str | None = None  # EKS ARN, GKE self link, AKS resource ID
+    account_id: str | None = None  # the cloud account the cluster lives in
+    tags: Mapping[str, str] | None = None  # the cluster's user tags as the cloud holds them
+    network: NetworkFacts | None = None
+
+    def merged(self, later: ClusterFacts | None) -> ClusterFacts:
+        if later is None:
+            return self
+        values = {f.name: getattr(later, f.name) for f in fields(later) if getattr(later, f.name) is not None}
+        return replace(self, **values)
+
+    def record_fields(self) -> dict[str, Any]:
+        """The cluster record's columns these facts settle."""
+        settled: dict[str, Any] = {}
+        if self.kubernetes_version is not None:
+            settled["kubernetesVersion"] = self.kubernetes_version
+        if self.tags is not None:
+            settled["tags"] = dict(self.tags)
+        return settled
+
+    def result_document(self) -> dict[str, Any]:
+        """The operation's `result`, in the API's camelCase."""
+        cluster = {
+            "kubernetesVersion": self.kubernetes_version,
+            "currentKubernetesVersion": self.patch_version,
+            "endpoint": self.endpoint,
+            "cloudResourceId": self.cloud_resource_id,
+            "accountId": self.account_id,
+        }
+        document: dict[str, Any] = {"cluster": {k: v for k, v in cluster.items() if v is not None}}
+        if self.network is not None:
+            document["network"] = {"vpcId": self.network.vpc_id, "subnetIds": list(self.network.subnet_ids)}
+        return document
+
+
+@dataclass(frozen=True)
 class PhaseResult:
     phase: str
     resources: list[str] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    # The control plane's version as the cloud reports it when the phase ended (update phases
-    # that touch the control plane set it, also in a rollback pass), so the record tells the truth.
-    kubernetes_version: str | None = None
+    # What the cloud reports once the phase ended (deploy VERIFY, update CONTROL_PLANE also in
+    # a rollback pass), so the record tells the truth rather than what was asked for.
+    facts: ClusterFacts | None = None
+
+    @property
+    def kubernetes_version(self) -> str | None:
+        return self.facts.kubernetes_version if self.facts else None

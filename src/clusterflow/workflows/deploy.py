@@ -13,12 +13,11 @@ diagnosis; deleting the cluster removes them.
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from clusterflow.contracts.phase_activity import ClusterFacts
     from clusterflow.workflows.base import OperationWorkflow
     from clusterflow.workflows.contracts import (
         DEPLOY_PHASES,
@@ -69,9 +68,10 @@ class ClusterDeployWorkflow(OperationWorkflow):
             )
             raise ApplicationError(error.message, type=error.code, non_retryable=True) from err
 
-        outputs: dict[str, Any] = {}
+        facts = ClusterFacts()
         for result in results.values():
-            outputs.update(result.outputs)
+            facts = facts.merged(result.facts)
+        outputs = facts.result_document()
         await self.finish(
             FinishInput(
                 operation_id=inp.operation_id,
@@ -79,7 +79,7 @@ class ClusterDeployWorkflow(OperationWorkflow):
                 message=f"cluster {inp.cluster_name} is ACTIVE",
                 result=outputs,
                 cluster_state=ClusterState.ACTIVE,
-                cluster_fields=outputs.get("cluster"),
+                cluster_fields=facts.record_fields() or None,
             )
         )
         return OperationOutcome(inp.operation_id, OperationStatus.SUCCEEDED, result=outputs)

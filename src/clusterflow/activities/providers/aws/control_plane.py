@@ -24,6 +24,7 @@ from clusterflow.activities.providers.aws.iam import CLUSTER_ROLE_POLICIES, IamS
 from clusterflow.activities.providers.aws.network import NetworkSteps
 from clusterflow.activities.providers.aws.steps import RESERVED_TAG_PREFIXES, eks_settings
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
+from clusterflow.contracts.phase_activity import ClusterFacts
 from clusterflow.workflows.cloud_contracts import CloudErrorCode
 from clusterflow.workflows.contracts import PhaseInput, PhaseResult
 
@@ -62,7 +63,7 @@ class ControlPlaneSteps(NetworkSteps, IamSteps):
         return PhaseResult(
             inp.phase,
             resources=[f"eks-cluster/{inp.cluster_name}", f"iam-role/{cluster_role}"],
-            outputs={"cluster": {"endpoint": cluster.get("endpoint"), "arn": cluster.get("arn")}},
+            facts=ClusterFacts(endpoint=cluster.get("endpoint"), cloud_resource_id=cluster.get("arn")),
         )
 
     async def _wait_cluster_active(self, reporter: PhaseReporter, account: Account, name: str) -> dict[str, Any]:
@@ -103,7 +104,7 @@ class ControlPlaneSteps(NetworkSteps, IamSteps):
         reached = await self._wait_cluster_active(reporter, account, inp.cluster_name)
         version = str(reached.get("version") or "") or None
         await reporter.event("reached", f"control plane runs {version}", fraction=1.0)
-        return PhaseResult(inp.phase, resources=done, kubernetes_version=version)
+        return PhaseResult(inp.phase, resources=done, facts=ClusterFacts(kubernetes_version=version))
 
     async def _set_tags(
         self,

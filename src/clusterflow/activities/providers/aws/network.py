@@ -18,6 +18,7 @@ from clusterflow.activities.providers.aws.clients import Account
 from clusterflow.activities.providers.aws.steps import CLUSTER_TAG, AwsSteps, eks_settings
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.contracts.cluster import NodeGroupSpec
+from clusterflow.contracts.phase_activity import ClusterFacts, NetworkFacts
 from clusterflow.workflows.cloud_contracts import CloudErrorCode
 from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
 
@@ -63,7 +64,7 @@ class NetworkSteps(AwsSteps):
         if eks.vpc_id:
             subnet_ids = await self._given_subnets(inp, account, ec2)
             await reporter.event("given", f"using VPC {eks.vpc_id} and subnets {', '.join(subnet_ids)}", fraction=1)
-            return PhaseResult(inp.phase, outputs={"network": {"vpcId": eks.vpc_id, "subnetIds": subnet_ids}})
+            return PhaseResult(inp.phase, facts=ClusterFacts(network=NetworkFacts(eks.vpc_id, tuple(subnet_ids))))
         vpc_id = await self._our_vpc(inp, account, ec2)
         if vpc_id is None:
             created = await account.call(
@@ -100,7 +101,7 @@ class NetworkSteps(AwsSteps):
         return PhaseResult(
             inp.phase,
             resources=[f"vpc/{vpc_id}", *(f"subnet/{s}" for s in subnet_ids)],
-            outputs={"network": {"vpcId": vpc_id, "subnetIds": subnet_ids}},
+            facts=ClusterFacts(network=NetworkFacts(vpc_id, tuple(subnet_ids))),
         )
 
     async def _given_subnets(

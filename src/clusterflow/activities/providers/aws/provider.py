@@ -22,6 +22,7 @@ from clusterflow.activities.providers.aws.steps import CLUSTER_TAG, eks_settings
 from clusterflow.activities.providers.aws.updates import UpdateSteps
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog.spec_checks import check_deploy_spec
+from clusterflow.contracts.phase_activity import ClusterFacts
 from clusterflow.records import cloud_accounts
 from clusterflow.workflows.cloud_contracts import CloudErrorCode
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
@@ -126,7 +127,7 @@ class AwsProvider(Unprepared, UpdateSteps):
             await account.call(ec2, "describe_vpcs", VpcIds=[vpc_id])
         else:
             await self._check_vpc_quota(inp, reporter, account, ec2)
-        return PhaseResult(inp.phase, outputs={"accountId": account.account_id})
+        return PhaseResult(inp.phase, facts=ClusterFacts(account_id=account.account_id))
 
     async def _verify(self, inp: PhaseInput, reporter: PhaseReporter, account: Account) -> PhaseResult:
         cluster = await self._describe_cluster(account, inp.cluster_name)
@@ -148,17 +149,15 @@ class AwsProvider(Unprepared, UpdateSteps):
         await reporter.event("healthy", f"cluster {inp.cluster_name} and its node groups are ACTIVE", fraction=1.0)
         return PhaseResult(
             inp.phase,
-            outputs={
-                "cluster": {
-                    "kubernetesVersion": cluster.get("version"),
-                    "endpoint": cluster.get("endpoint"),
-                    "arn": cluster.get("arn"),
-                    "accountId": account.account_id,
-                    # The record's tags are the cluster's user tags as EKS holds them, which an
-                    # update plans from (and its rollback restores).
-                    "tags": user_tags(dict(cluster.get("tags") or {})),
-                }
-            },
+            facts=ClusterFacts(
+                kubernetes_version=cluster.get("version"),
+                endpoint=cluster.get("endpoint"),
+                cloud_resource_id=cluster.get("arn"),
+                account_id=account.account_id,
+                # The record's tags are the cluster's user tags as EKS holds them, which an
+                # update plans from (and its rollback restores).
+                tags=user_tags(dict(cluster.get("tags") or {})),
+            ),
         )
 
     # -- delete --

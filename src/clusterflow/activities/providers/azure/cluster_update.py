@@ -28,6 +28,7 @@ from clusterflow.activities.providers.phases import PhaseReporter
 from clusterflow.catalog import azure as azure_catalog
 from clusterflow.catalog import minor_of, version_key
 from clusterflow.contracts.changes import AksChange, ChangeKind, NodeGroupChange
+from clusterflow.contracts.phase_activity import ClusterFacts
 from clusterflow.workflows.contracts import PhaseInput, PhaseResult
 
 
@@ -187,4 +188,4 @@ async def update_control_plane(inp: PhaseInput, session: AksSession, reporter: P
         else f"control plane already as requested ({reached})",
         fraction=1.0,
     )
-    return PhaseResult(inp.phase, outputs={"controlPlane": done}, kubernetes_version=reached)
+    return PhaseResult(inp.phase, facts=ClusterFacts(kubernetes_version=reached))

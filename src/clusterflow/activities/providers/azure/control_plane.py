@@ -24,6 +24,7 @@ from clusterflow.activities.providers.azure.spec import OWNER_TAG, aks_settings,
 from clusterflow.activities.providers.managed_cluster import OwnedCluster
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog import minor_of
+from clusterflow.contracts.phase_activity import ClusterFacts
 from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
 
 
@@ -133,15 +134,12 @@ async def verify(inp: PhaseInput, session: AksSession) -> PhaseResult:
     version = control_version(cluster)
     return PhaseResult(
         inp.phase,
-        outputs={
-            "cluster": {
-                "kubernetesVersion": minor_of(version),
-                "currentKubernetesVersion": version,
-                "endpoint": f"https://{cluster.fqdn}:443",
-                "resourceId": cluster.id,
-            }
-        },
-        kubernetes_version=minor_of(version),
+        facts=ClusterFacts(
+            kubernetes_version=minor_of(version),
+            patch_version=version,
+            endpoint=f"https://{cluster.fqdn}:443",
+            cloud_resource_id=cluster.id,
+        ),
     )
 
 

@@ -38,6 +38,7 @@ from clusterflow.activities.providers.managed_cluster import OwnedCluster
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog import minor_of, version_key
 from clusterflow.contracts.changes import GkeChange
+from clusterflow.contracts.phase_activity import ClusterFacts
 from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
 
 
@@ -127,14 +128,13 @@ async def verify(inp: PhaseInput, gke: GkeSession) -> PhaseResult:
     cluster = await gke.wait_cluster("verify", lambda c: container_v1.Cluster.Status(c.status).name == "RUNNING")
     return PhaseResult(
         inp.phase,
-        outputs={
-            "cluster": {
-                "kubernetesVersion": minor_of(cluster.current_master_version),
-                "currentMasterVersion": cluster.current_master_version,
-                "endpoint": f"https://{cluster.endpoint}",
-                "selfLink": cluster.self_link,
-            }
-        },
+        facts=ClusterFacts(
+            kubernetes_version=minor_of(cluster.current_master_version),
+            patch_version=cluster.current_master_version,
+            endpoint=f"https://{cluster.endpoint}",
+            cloud_resource_id=cluster.self_link,
+            account_id=gke.project,
+        ),
     )
 
 
@@ -164,7 +164,7 @@ async def update_control_plane(
     reached = minor_of(live.current_master_version)
     summary = "; ".join(done) or "control plane already as requested"
     await reporter.event("control-plane", f"{summary} (master runs {live.current_master_version})", fraction=1.0)
-    return PhaseResult(inp.phase, outputs={"controlPlane": done}, kubernetes_version=reached)
+    return PhaseResult(inp.phase, facts=ClusterFacts(kubernetes_version=reached))
 
 
 async def _apply_settings(settings: GkeChange, gke: GkeSession, cluster: container_v1.Cluster) -> list[str]:

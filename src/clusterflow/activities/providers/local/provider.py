@@ -32,6 +32,7 @@ from clusterflow.catalog.local import KUBERNETES_VERSIONS
 from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.contracts.changes import ChangeKind, NodeGroupChange
 from clusterflow.contracts.cluster import Simulation
+from clusterflow.contracts.phase_activity import ClusterFacts
 from clusterflow.records import local_cloud
 from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
@@ -113,12 +114,10 @@ class LocalProvider(Unprepared):
         await reporter.event("healthy", f"{len(resources)} resources healthy", fraction=1.0)
         return PhaseResult(
             inp.phase,
-            outputs={
-                "cluster": {
-                    "kubernetesVersion": version,
-                    "endpoint": f"https://{inp.cluster_name}.{inp.region}.local.clusterflow.invalid",
-                }
-            },
+            facts=ClusterFacts(
+                kubernetes_version=version,
+                endpoint=f"https://{inp.cluster_name}.{inp.region}.local.clusterflow.invalid",
+            ),
         )
 
     async def _delete(self, inp: PhaseInput, reporter: PhaseReporter) -> PhaseResult:
@@ -159,7 +158,9 @@ class LocalProvider(Unprepared):
             await reporter.event(
                 "control-plane", f"control plane runs {running or 'an unrecorded version'}", fraction=1
             )
-            return PhaseResult(inp.phase, resources=["control_plane/control-plane"], kubernetes_version=running)
+            return PhaseResult(
+                inp.phase, resources=["control_plane/control-plane"], facts=ClusterFacts(kubernetes_version=running)
+            )
         if inp.phase == Phase.NODE_GROUPS:
             return await self._update_node_groups(inp, reporter, seconds)
         if inp.phase == Phase.ADDONS and version:
