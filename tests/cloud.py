@@ -12,8 +12,9 @@ from typing import Any
 import asyncpg
 from temporalio.testing import ActivityEnvironment
 
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
+from clusterflow.contracts.phases import DEPLOY_PHASES
 from clusterflow.records import operations
-from clusterflow.workflows.contracts import DEPLOY_PHASES, PhaseInput, PhaseResult
 
 
 def cloud_document(

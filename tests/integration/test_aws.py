@@ -22,12 +22,12 @@ from temporalio.testing import ActivityEnvironment
 
 from clusterflow.activities.providers.aws import AwsClients, AwsCloudConnect
 from clusterflow.api.app import create_app
+from clusterflow.contracts.cloud_accounts import CloudConnectInput, ReverifyInput
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, operations
 from clusterflow.settings import Settings
 from clusterflow.worker.main import build_worker
 from clusterflow.worker.schedules import ensure_schedules, reverify_schedule_id
-from clusterflow.workflows.cloud_contracts import CloudConnectInput, ReverifyInput
 from tests.aws_support import REGION, aws_document, aws_settings, connect, create_stack
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.aws import EksGaps, MotoAws, find_cluster, new_account_id

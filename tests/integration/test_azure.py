@@ -19,8 +19,8 @@ import pytest
 
 from clusterflow.activities.providers.adapter import phase_activities
 from clusterflow.activities.providers.azure import OWNER_TAG, AzureProvider
+from clusterflow.contracts.phases import DELETE_PHASES
 from clusterflow.settings import Settings
-from clusterflow.workflows.contracts import DELETE_PHASES
 from tests.cloud import cloud_document, operation_row, run_phases
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.arm import FakeArm

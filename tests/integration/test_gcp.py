@@ -18,8 +18,8 @@ from temporalio.exceptions import ApplicationError
 
 from clusterflow.activities.providers.adapter import phase_activities
 from clusterflow.activities.providers.gcp import OWNER_LABEL, GcpProvider
+from clusterflow.contracts.phases import DELETE_PHASES
 from clusterflow.settings import Settings
-from clusterflow.workflows.contracts import DELETE_PHASES
 from tests.cloud import cloud_document, operation_row, run_phases
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.gke import FakeGke

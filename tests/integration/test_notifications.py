@@ -327,7 +327,7 @@ async def test_targets_in_private_networks_are_refused_unless_allowed(
     from temporalio.testing import ActivityEnvironment
 
     from clusterflow.activities.notify import NotifyActivities
-    from clusterflow.workflows.notify import DeliveryTarget
+    from clusterflow.contracts.notifications import DeliveryTarget
 
     await api.put(
         "/v1/notifications/integrations/webhook",

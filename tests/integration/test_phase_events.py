@@ -10,9 +10,9 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from clusterflow.activities.providers.phases import FLUSH_AFTER_SECONDS, PhaseReporter, run_phase
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import operations
-from clusterflow.workflows.contracts import PhaseInput, PhaseResult
 from tests.conftest import Org
 
 

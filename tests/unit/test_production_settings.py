@@ -14,11 +14,11 @@ from temporalio.service import TLSConfig
 
 from clusterflow import vault
 from clusterflow.api.schemas.notifications import Topic
+from clusterflow.contracts.notifications import TOPICS
 from clusterflow.settings import Settings
 from clusterflow.temporal_connect import connect_options
 from clusterflow.vault import dev_vault_keys
 from clusterflow.webhooks import SignatureError, sign, verify_signature
-from clusterflow.workflows.notify import TOPICS
 
 
 def test_the_api_documents_every_topic() -> None:

@@ -14,9 +14,9 @@ from temporalio.converter import DataConverter
 
 from clusterflow.contracts.changes import ChangeKind, ClusterShape, NodeGroupChange, UpdateRequest
 from clusterflow.contracts.cluster import NodeGroupSize, NodeGroupSpec
+from clusterflow.contracts.operations import UpdateInput
 from clusterflow.contracts.phases import Phase
 from clusterflow.planning import PlannedUpdate, plan_update
-from clusterflow.workflows.contracts import UpdateInput
 
 WORKERS = NodeGroupSpec("workers", ("m5.large",), 1, 3, labels={"role": "app"})
 BATCH = NodeGroupSpec("batch", ("m5.xlarge",), 0, 5, spot=True)

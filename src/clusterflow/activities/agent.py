@@ -18,14 +18,8 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from clusterflow.contracts.agent import AgentErrorCode, AgentState, AgentStateInput, AgentTaskInput, AgentTaskResult
 from clusterflow.records import operations, registrations, secrets_store
-from clusterflow.workflows.agent_contracts import (
-    AgentErrorCode,
-    AgentState,
-    AgentStateInput,
-    AgentTaskInput,
-    AgentTaskResult,
-)
 
 POLL_SECONDS = 0.25
 

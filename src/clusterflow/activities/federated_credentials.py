@@ -23,9 +23,9 @@ from temporalio.exceptions import ApplicationError
 
 from clusterflow import sealing
 from clusterflow.activities import federation
+from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsInput, IssueCredentialsResult
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
-from clusterflow.workflows.cloud_contracts import CloudErrorCode, IssueCredentialsInput, IssueCredentialsResult
 from clusterflow.workflows.federated_connect import AccountStatus
 
 

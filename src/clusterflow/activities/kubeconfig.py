@@ -26,7 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 from clusterflow import sealing
 from clusterflow.activities.providers.phases import ProviderError
-from clusterflow.workflows.cloud_contracts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
+from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 
 USER = "clusterflow"
 KUBECONFIG_NOT_EXPIRING = "KUBECONFIG_NOT_EXPIRING"

@@ -38,9 +38,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clusterflow import __version__, metrics, vault, webhooks
+from clusterflow.contracts.notifications import DeliveryResult, DeliveryTarget
 from clusterflow.records import notifications
 from clusterflow.settings import Settings
-from clusterflow.workflows.notify import DeliveryResult, DeliveryTarget
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from clusterflow.records import clusters, operations
-from clusterflow.workflows.contracts import (
+from clusterflow.contracts.operations import (
     TERMINAL_STATUSES,
     BeginInput,
     BeginResult,
@@ -27,6 +26,7 @@ from clusterflow.workflows.contracts import (
     OperationStatus,
     WaitForOperations,
 )
+from clusterflow.records import clusters, operations
 
 
 class RecordActivities:

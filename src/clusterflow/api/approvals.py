@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clusterflow.api.read_caches import ReadCaches
+from clusterflow.contracts.operations import ApprovalRequirement, OperationType
 from clusterflow.records.db import Conn
 from clusterflow.records.operations import Approval
 from clusterflow.records.organizations import approval_policy
-from clusterflow.workflows.contracts import ApprovalRequirement, OperationType
 
 DEFAULT_POLICY: dict[str, bool] = {
     "clusterDeploy": False,

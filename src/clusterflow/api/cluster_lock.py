@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from clusterflow.api.errors import ApiError, not_found
+from clusterflow.contracts.operations import ClusterState, OperationType
 from clusterflow.records import clusters, operations
 from clusterflow.records.db import Conn
-from clusterflow.workflows.contracts import ClusterState, OperationType
 
 
 @dataclass

@@ -21,10 +21,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from clusterflow.api.errors import ApiError
-from clusterflow.records import clusters, operations
-from clusterflow.records.organizations import Principal
-from clusterflow.settings import Settings
-from clusterflow.workflows.contracts import (
+from clusterflow.contracts.operations import (
     TERMINAL_STATUSES,
     ClusterState,
     DecideInput,
@@ -32,6 +29,9 @@ from clusterflow.workflows.contracts import (
     OperationStatus,
     OperationType,
 )
+from clusterflow.records import clusters, operations
+from clusterflow.records.organizations import Principal
+from clusterflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,10 @@ from temporalio.service import RPCError
 
 from clusterflow import sealing
 from clusterflow.api.errors import ApiError
+from clusterflow.contracts.cloud_accounts import IssueCredentialsInput, IssueCredentialsResult, IssueKubeconfigInput
 from clusterflow.ids import new_id
 from clusterflow.settings import Settings
 from clusterflow.workflows.cloud_accounts import ISSUE_CREDENTIALS, ISSUE_KUBECONFIG
-from clusterflow.workflows.cloud_contracts import (
-    IssueCredentialsInput,
-    IssueCredentialsResult,
-    IssueKubeconfigInput,
-)
 
 RETRY_AFTER_SECONDS = 5
 

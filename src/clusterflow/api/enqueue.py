@@ -33,12 +33,12 @@ from temporalio.client import Client
 from clusterflow.api.approvals import IssuedApproval
 from clusterflow.api.errors import ApiError, request_id_of
 from clusterflow.api.schemas.common import OperationAccepted
+from clusterflow.contracts.operations import ErrorCode, OperationStatus
 from clusterflow.logs import bind
 from clusterflow.records import idempotency, operations
 from clusterflow.records.db import Conn
 from clusterflow.records.errors import ClusterBusy, IdempotencyKeyReused, NameTaken
 from clusterflow.records.organizations import Principal
-from clusterflow.workflows.contracts import ErrorCode, OperationStatus
 from clusterflow.workflows.registry import start_operation_workflow
 
 log = logging.getLogger(__name__)

@@ -36,9 +36,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from clusterflow import metrics
 from clusterflow.api.views import event_view
+from clusterflow.contracts.operations import TERMINAL_STATUSES
 from clusterflow.records import operations
 from clusterflow.records.db import DbPool
-from clusterflow.workflows.contracts import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 

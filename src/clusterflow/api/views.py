@@ -15,7 +15,7 @@ from clusterflow.api.schemas.operations import (
     OperationErrorView,
     OperationEvent,
 )
-from clusterflow.workflows.contracts import OperationStatus
+from clusterflow.contracts.operations import OperationStatus
 
 CANCELABLE = {OperationStatus.PENDING, OperationStatus.AWAITING_APPROVAL, OperationStatus.RUNNING}
 

@@ -15,16 +15,11 @@ from typing import Any
 import asyncpg
 
 from clusterflow import metrics
+from clusterflow.contracts.notifications import Topic
+from clusterflow.contracts.operations import ACTIVE_STATUSES, TERMINAL_STATUSES, EventInput, OperationStatus
 from clusterflow.records import notifications
 from clusterflow.records.db import Conn, Executor
 from clusterflow.records.errors import ClusterBusy
-from clusterflow.workflows.contracts import (
-    ACTIVE_STATUSES,
-    TERMINAL_STATUSES,
-    EventInput,
-    OperationStatus,
-)
-from clusterflow.workflows.notify import Topic
 
 RECENT_EVENTS = 20
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from clusterflow.contracts.operations import ACTIVE_STATUSES
 from clusterflow.records.db import Executor
-from clusterflow.workflows.contracts import ACTIVE_STATUSES
 
 
 async def operations_in_flight(db: Executor) -> list[asyncpg.Record]:

@@ -20,9 +20,10 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from clusterflow.contracts.notifications import DispatchInput
 from clusterflow.records import notifications
 from clusterflow.settings import Settings
-from clusterflow.workflows.notify import DispatchInput, NotificationDispatchWorkflow
+from clusterflow.workflows.notification_dispatch import NotificationDispatchWorkflow
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from clusterflow.contracts.cloud_accounts import ReverifyInput
 from clusterflow.settings import Settings
-from clusterflow.workflows.cloud_contracts import ReverifyInput
 
 log = logging.getLogger(__name__)
 

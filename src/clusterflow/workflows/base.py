@@ -22,8 +22,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from clusterflow.workflows.contracts import (
-        DELETE_PHASES,
+    from clusterflow.contracts.operations import (
         ROLE_ORDER,
         ApprovalRequirement,
         DecideInput,
@@ -31,9 +30,9 @@ with workflow.unsafe.imports_passed_through():
         ExecutionPolicy,
         FinishInput,
         OperationStatus,
-        PhaseAction,
-        PhaseResult,
     )
+    from clusterflow.contracts.phase_activity import PhaseAction, PhaseResult
+    from clusterflow.contracts.phases import DELETE_PHASES
     from clusterflow.workflows.steps import (
         OperationSteps,
         PhaseInputFactory,

@@ -24,7 +24,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from clusterflow.workflows.cloud_contracts import (
+    from clusterflow.contracts.cloud_accounts import (
         IssueCredentialsInput,
         IssueCredentialsResult,
         IssueKubeconfigInput,

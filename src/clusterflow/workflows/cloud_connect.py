@@ -18,7 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from clusterflow.workflows.cloud_contracts import (
+    from clusterflow.contracts.cloud_accounts import (
         CloudConnectInput,
         CloudErrorCode,
         ConnectCheckInput,
@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         ConnectTemplateResult,
         MarkAccountInput,
     )
-    from clusterflow.workflows.contracts import (
+    from clusterflow.contracts.operations import (
         EventInput,
         FinishInput,
         OperationError,

@@ -12,8 +12,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from clusterflow.workflows.base import OperationWorkflow
-    from clusterflow.workflows.contracts import (
+    from clusterflow.contracts.operations import (
         ClusterChange,
         ClusterState,
         DeleteInput,
@@ -23,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         OperationOutcome,
         OperationStatus,
     )
+    from clusterflow.workflows.base import OperationWorkflow
     from clusterflow.workflows.deploy import phase_input_factory
     from clusterflow.workflows.steps import OperationSteps
 

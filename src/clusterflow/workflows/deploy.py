@@ -17,19 +17,18 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from clusterflow.contracts.phase_activity import ClusterFacts
-    from clusterflow.workflows.base import OperationWorkflow
-    from clusterflow.workflows.contracts import (
-        DEPLOY_PHASES,
+    from clusterflow.contracts.operations import (
         ClusterState,
         DeleteInput,
         DeployInput,
         FinishInput,
         OperationOutcome,
         OperationStatus,
-        PhaseAction,
         UpdateInput,
     )
+    from clusterflow.contracts.phase_activity import ClusterFacts, PhaseAction
+    from clusterflow.contracts.phases import DEPLOY_PHASES
+    from clusterflow.workflows.base import OperationWorkflow
     from clusterflow.workflows.steps import OperationSteps, PhaseInputFactory, error_from_activity
 
 

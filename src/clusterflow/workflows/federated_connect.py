@@ -20,7 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from clusterflow.workflows.contracts import (
+    from clusterflow.contracts.operations import (
         ErrorCode,
         EventInput,
         ExecutionPolicy,

@@ -20,7 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from clusterflow.workflows.agent_contracts import (
+    from clusterflow.contracts.agent import (
         AGENT_CONNECTED_SIGNAL,
         AgentErrorCode,
         AgentReport,
@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         AgentTaskResult,
         RegisterInput,
     )
-    from clusterflow.workflows.contracts import (
+    from clusterflow.contracts.operations import (
         ClusterState,
         EventInput,
         FinishInput,

@@ -13,17 +13,17 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from clusterflow.contracts.operations import OperationType
 from clusterflow.workflows.cloud_accounts import (
     AwsReverifyAccountsWorkflow,
     IssueCloudCredentialsWorkflow,
     IssueManagedKubeconfigWorkflow,
 )
 from clusterflow.workflows.cloud_connect import CloudConnectWorkflow
-from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.delete import ClusterDeleteWorkflow
 from clusterflow.workflows.deploy import ClusterDeployWorkflow
 from clusterflow.workflows.federated_connect import FederatedCloudConnectWorkflow
-from clusterflow.workflows.notify import NotificationDispatchWorkflow
+from clusterflow.workflows.notification_dispatch import NotificationDispatchWorkflow
 from clusterflow.workflows.register import (
     ClusterRegisterWorkflow,
     ClusterResyncWorkflow,

@@ -17,7 +17,7 @@ from temporalio.workflow import ActivityCancellationType
 
 from clusterflow.contracts.changes import UpdateChange
 from clusterflow.contracts.cluster import ClusterDefinition
-from clusterflow.workflows.contracts import (
+from clusterflow.contracts.operations import (
     BeginInput,
     BeginResult,
     CancelRequest,
@@ -28,12 +28,9 @@ from clusterflow.workflows.contracts import (
     ExecutionPolicy,
     FinishInput,
     OperationError,
-    PhaseAction,
-    PhaseInput,
-    PhaseResult,
     WaitForOperations,
-    phase_activity_name,
 )
+from clusterflow.contracts.phase_activity import PhaseAction, PhaseInput, PhaseResult, phase_activity_name
 
 BEGIN_OPERATION = "records.begin_operation"
 FINISH_OPERATION = "records.finish_operation"

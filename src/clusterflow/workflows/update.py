@@ -22,19 +22,18 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 with workflow.unsafe.imports_passed_through():
     from clusterflow.contracts.changes import ChangeKind, UpdatePlan
-    from clusterflow.workflows.base import OperationWorkflow
-    from clusterflow.workflows.contracts import (
+    from clusterflow.contracts.operations import (
         ClusterChange,
         ClusterState,
         FinishInput,
         OperationError,
         OperationOutcome,
         OperationStatus,
-        Phase,
-        PhaseAction,
-        PhaseResult,
         UpdateInput,
     )
+    from clusterflow.contracts.phase_activity import PhaseAction, PhaseResult
+    from clusterflow.contracts.phases import Phase
+    from clusterflow.workflows.base import OperationWorkflow
     from clusterflow.workflows.deploy import phase_input_factory
     from clusterflow.workflows.steps import OperationSteps, error_from_activity
 

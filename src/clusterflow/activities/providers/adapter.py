@@ -24,8 +24,7 @@ import asyncpg
 from temporalio import activity
 
 from clusterflow.activities.providers.phases import PhaseReporter, run_phase
-from clusterflow.contracts.phase_activity import PhaseAction, phase_activity_name
-from clusterflow.workflows.contracts import PhaseInput, PhaseResult
+from clusterflow.contracts.phase_activity import PhaseAction, PhaseInput, PhaseResult, phase_activity_name
 
 Bound = TypeVar("Bound")
 

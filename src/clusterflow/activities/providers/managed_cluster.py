@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
-from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
+from clusterflow.contracts.phases import Phase
 
 Bound = TypeVar("Bound")  # what the provider's `prepare` resolved
 Session = TypeVar("Session")  # the cloud's per-phase session (calls, waiting)

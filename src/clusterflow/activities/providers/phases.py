@@ -23,8 +23,9 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from clusterflow.contracts.operations import EventInput
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import operations
-from clusterflow.workflows.contracts import EventInput, PhaseInput, PhaseResult
 
 
 class ProviderError(Exception):

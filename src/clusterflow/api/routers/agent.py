@@ -24,12 +24,12 @@ from starlette.websockets import WebSocketDisconnect
 from temporalio.client import Client
 
 from clusterflow.agent import protocol
+from clusterflow.contracts.agent import AGENT_CONNECTED_SIGNAL, AgentReport
+from clusterflow.contracts.operations import ACTIVE_STATUSES
 from clusterflow.records import operations, registrations, secrets_store
 from clusterflow.records.db import DbPool
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealer, VaultNotConfigured
-from clusterflow.workflows.agent_contracts import AGENT_CONNECTED_SIGNAL, AgentReport
-from clusterflow.workflows.contracts import ACTIVE_STATUSES
 
 log = logging.getLogger(__name__)
 

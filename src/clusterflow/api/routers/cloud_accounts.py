@@ -34,13 +34,13 @@ from clusterflow.api.schemas.cloud_accounts import (
 )
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.views import event_view, timestamp
+from clusterflow.contracts.cloud_accounts import CloudConnectInput, CloudErrorCode
+from clusterflow.contracts.operations import OperationType
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, idempotency, operations
 from clusterflow.records.db import Conn
 from clusterflow.records.organizations import Principal
 from clusterflow.settings import Settings
-from clusterflow.workflows.cloud_contracts import CloudConnectInput, CloudErrorCode
-from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
 router = APIRouter(tags=["cloud accounts"])

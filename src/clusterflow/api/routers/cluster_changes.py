@@ -21,12 +21,12 @@ from clusterflow.catalog import kubernetes_versions
 from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.contracts.changes import ClusterShape
 from clusterflow.contracts.cluster import ClusterDefinition, NodeGroupSpec
+from clusterflow.contracts.operations import DeleteInput, OperationType, UpdateInput
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.planning import PlannedUpdate, plan_update, plan_view, report_view
 from clusterflow.records import clusters, idempotency
 from clusterflow.records.db import Conn
 from clusterflow.records.registrations import is_registered
-from clusterflow.workflows.contracts import DeleteInput, OperationType, UpdateInput
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])

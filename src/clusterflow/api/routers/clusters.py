@@ -41,17 +41,12 @@ from clusterflow.api.schemas.operations import Operation, OperationPage
 from clusterflow.api.views import cluster_view, operation_view
 from clusterflow.catalog.spec_checks import SpecProblem, check_deploy_spec
 from clusterflow.contracts.cluster import ClusterDefinition
+from clusterflow.contracts.operations import ClusterState, DeployInput, ExecutionPolicy, OperationType
 from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, clusters, federated_accounts, idempotency, operations
 from clusterflow.records.db import Conn, Executor
 from clusterflow.settings import Settings
-from clusterflow.workflows.contracts import (
-    ClusterState,
-    DeployInput,
-    ExecutionPolicy,
-    OperationType,
-)
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])

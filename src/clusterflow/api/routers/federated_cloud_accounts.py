@@ -41,11 +41,11 @@ from clusterflow.api.schemas.federated_cloud_accounts import (
     GcpConnectRequest,
 )
 from clusterflow.catalog import CATALOGS
+from clusterflow.contracts.operations import OperationType
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import federated_accounts, idempotency
 from clusterflow.records.db import Conn
 from clusterflow.settings import Settings
-from clusterflow.workflows.contracts import OperationType
 from clusterflow.workflows.federated_connect import (
     WORKFLOW_TYPE,
     AccountStatus,

@@ -26,9 +26,9 @@ from clusterflow.api.schemas.federated_credentials import (
     GcpCredentials,
     GcpCredentialsRequest,
 )
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
-from clusterflow.workflows.cloud_contracts import CloudErrorCode
 
 router = APIRouter(prefix="/v1/cloud-credentials", tags=["cloud credentials"])
 

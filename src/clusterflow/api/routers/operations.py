@@ -19,12 +19,8 @@ from clusterflow.api.schemas.common import ERRORS, Envelope, envelope_json
 from clusterflow.api.schemas.operations import EventPage, Operation, OperationPage
 from clusterflow.api.streams import EventStreamResponse, StreamRequest, parse_last_event_id, sse_frames
 from clusterflow.api.views import event_view, operation_view
+from clusterflow.contracts.operations import TERMINAL_STATUSES, OperationStatus, OperationType
 from clusterflow.records import operations
-from clusterflow.workflows.contracts import (
-    TERMINAL_STATUSES,
-    OperationStatus,
-    OperationType,
-)
 
 router = APIRouter(prefix="/v1/operations", tags=["operations"])
 

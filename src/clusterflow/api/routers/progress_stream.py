@@ -44,10 +44,10 @@ from clusterflow.api.streams import (
     ws_first_message_key,
     ws_stream,
 )
+from clusterflow.contracts.operations import TERMINAL_STATUSES
 from clusterflow.records import clusters, operations
 from clusterflow.records.db import DbPool
 from clusterflow.records.organizations import authenticate
-from clusterflow.workflows.contracts import TERMINAL_STATUSES
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
 

@@ -49,6 +49,9 @@ from clusterflow.api.schemas.registration import (
     RegistrationStatus,
 )
 from clusterflow.api.views import timestamp
+from clusterflow.contracts.agent import AgentTaskInput, RegisterInput
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
+from clusterflow.contracts.operations import ClusterState, ErrorCode, OperationStatus, OperationType
 from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import clusters, idempotency, operations, registrations, secrets_store
@@ -57,9 +60,6 @@ from clusterflow.records.errors import IdempotencyKeyReused
 from clusterflow.records.organizations import Principal
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealed, Sealer
-from clusterflow.workflows.agent_contracts import AgentTaskInput, RegisterInput
-from clusterflow.workflows.cloud_contracts import CloudErrorCode
-from clusterflow.workflows.contracts import ClusterState, ErrorCode, OperationStatus, OperationType
 from clusterflow.workflows.register import registration_instructions
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 

@@ -12,7 +12,7 @@ from typing import Any
 from clusterflow.activities.providers.aws.clients import Account, request_token
 from clusterflow.activities.providers.aws.steps import AwsSteps
 from clusterflow.activities.providers.phases import PhaseReporter
-from clusterflow.workflows.contracts import PhaseInput, PhaseResult
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 
 
 class AddonSteps(AwsSteps):

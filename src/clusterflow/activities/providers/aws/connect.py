@@ -27,8 +27,7 @@ from temporalio.exceptions import ApplicationError
 from clusterflow import sealing
 from clusterflow.activities.providers.aws.clients import AwsClients, aws_call
 from clusterflow.activities.providers.phases import ProviderError
-from clusterflow.records import cloud_accounts, operations
-from clusterflow.workflows.cloud_contracts import (
+from clusterflow.contracts.cloud_accounts import (
     CloudErrorCode,
     ConnectCheckInput,
     ConnectCheckResult,
@@ -41,6 +40,7 @@ from clusterflow.workflows.cloud_contracts import (
     ReverifyInput,
     ReverifyResult,
 )
+from clusterflow.records import cloud_accounts, operations
 
 # Reading its own role is how a connection proves its configuration; both levels may.
 _SELF_INSPECTION = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "sts:GetCallerIdentity"]

@@ -24,9 +24,8 @@ from clusterflow.activities.providers.aws.iam import CLUSTER_ROLE_POLICIES, IamS
 from clusterflow.activities.providers.aws.network import NetworkSteps
 from clusterflow.activities.providers.aws.steps import RESERVED_TAG_PREFIXES, eks_settings
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
-from clusterflow.contracts.phase_activity import ClusterFacts
-from clusterflow.workflows.cloud_contracts import CloudErrorCode
-from clusterflow.workflows.contracts import PhaseInput, PhaseResult
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
+from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
 
 
 class ControlPlaneSteps(NetworkSteps, IamSteps):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from clusterflow.activities.providers.phases import ProviderError
-from clusterflow.workflows.cloud_contracts import CloudErrorCode
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
 
 _THROTTLING = {
     "Throttling",

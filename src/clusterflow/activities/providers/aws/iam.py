@@ -11,7 +11,7 @@ import json
 from clusterflow.activities.providers.aws.clients import Account
 from clusterflow.activities.providers.aws.steps import AwsSteps
 from clusterflow.activities.providers.phases import PhaseReporter
-from clusterflow.workflows.contracts import PhaseInput
+from clusterflow.contracts.phase_activity import PhaseInput
 
 CLUSTER_ROLE_POLICIES = ("arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",)
 NODE_ROLE_POLICIES = (

@@ -20,8 +20,8 @@ from temporalio.exceptions import ApplicationError
 from clusterflow.activities.kubeconfig import USER, cluster_spec, iso, live_cluster, refused, sealed
 from clusterflow.activities.providers.aws.provider import AwsProvider
 from clusterflow.activities.providers.phases import ProviderError
+from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 from clusterflow.contracts.cluster import ClusterDefinition
-from clusterflow.workflows.cloud_contracts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 
 EKS_TOKEN_MAX_SECONDS = 900  # the EKS authenticator refuses older tokens
 

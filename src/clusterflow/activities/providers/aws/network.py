@@ -17,10 +17,10 @@ from typing import Any
 from clusterflow.activities.providers.aws.clients import Account
 from clusterflow.activities.providers.aws.steps import CLUSTER_TAG, AwsSteps, eks_settings
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.cluster import NodeGroupSpec
-from clusterflow.contracts.phase_activity import ClusterFacts, NetworkFacts
-from clusterflow.workflows.cloud_contracts import CloudErrorCode
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import ClusterFacts, NetworkFacts, PhaseInput, PhaseResult
 
 VPC_QUOTA = ("vpc", "L-F678F1CE")  # VPCs per Region
 DEFAULT_VPC_CIDR = "10.0.0.0/16"

@@ -33,9 +33,9 @@ from clusterflow.activities.providers.aws.steps import eks_settings, instance_ty
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog import aws as catalog
 from clusterflow.contracts.changes import ChangeKind, NodeGroupChange
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.cluster import NodeGroupSpec
-from clusterflow.workflows.cloud_contracts import CloudErrorCode
-from clusterflow.workflows.contracts import PhaseInput, PhaseResult
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 
 _TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 # A group in one of these is busy: EKS refuses changes until it leaves it.

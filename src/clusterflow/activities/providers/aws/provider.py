@@ -22,10 +22,11 @@ from clusterflow.activities.providers.aws.steps import CLUSTER_TAG, eks_settings
 from clusterflow.activities.providers.aws.updates import UpdateSteps
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog.spec_checks import check_deploy_spec
-from clusterflow.contracts.phase_activity import ClusterFacts
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
+from clusterflow.contracts.phases import Phase
 from clusterflow.records import cloud_accounts
-from clusterflow.workflows.cloud_contracts import CloudErrorCode
-from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
 
 class AwsProvider(Unprepared, UpdateSteps):

@@ -29,9 +29,9 @@ import asyncpg
 from clusterflow.activities.providers.aws.clients import Account, AwsClients, request_token
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog import aws as catalog
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.cluster import ClusterDefinition, EksSettings, NodeGroupSpec
-from clusterflow.workflows.cloud_contracts import CloudErrorCode
-from clusterflow.workflows.contracts import PhaseInput
+from clusterflow.contracts.phase_activity import PhaseInput
 
 CLUSTER_TAG = "clusterflow:cluster-id"
 NAME_TAG = "clusterflow:cluster-name"

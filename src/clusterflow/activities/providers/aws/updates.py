@@ -27,8 +27,9 @@ from clusterflow.activities.providers.aws.steps import instance_types, minor
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog import aws as catalog
 from clusterflow.contracts.changes import ChangeKind
-from clusterflow.workflows.cloud_contracts import CloudErrorCode
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import PhaseInput
 
 
 def _refuse(message: str) -> ProviderError:

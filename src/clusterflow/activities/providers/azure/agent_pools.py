@@ -28,7 +28,8 @@ from clusterflow.catalog import azure as azure_catalog
 from clusterflow.catalog import minor_of
 from clusterflow.contracts.changes import ChangeKind, NodeGroupChange
 from clusterflow.contracts.cluster import NodeGroupSize, NodeGroupSpec, Taint
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 
 
 def taint_text(taint: Taint) -> str:

@@ -28,8 +28,7 @@ from clusterflow.activities.providers.phases import PhaseReporter
 from clusterflow.catalog import azure as azure_catalog
 from clusterflow.catalog import minor_of, version_key
 from clusterflow.contracts.changes import AksChange, ChangeKind, NodeGroupChange
-from clusterflow.contracts.phase_activity import ClusterFacts
-from clusterflow.workflows.contracts import PhaseInput, PhaseResult
+from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
 
 
 async def _check_version(inp: PhaseInput, session: AksSession, current: str, target: str) -> None:

@@ -24,8 +24,8 @@ from clusterflow.activities.providers.azure.spec import OWNER_TAG, aks_settings,
 from clusterflow.activities.providers.managed_cluster import OwnedCluster
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog import minor_of
-from clusterflow.contracts.phase_activity import ClusterFacts
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
 
 
 def check_owner(cluster: aks.ManagedCluster, inp: PhaseInput) -> None:

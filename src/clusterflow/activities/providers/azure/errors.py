@@ -8,7 +8,7 @@ from __future__ import annotations
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 
 from clusterflow.activities.providers.phases import ProviderError
-from clusterflow.workflows.contracts import ErrorCode
+from clusterflow.contracts.operations import ErrorCode
 
 
 def classify_azure_error(err: Exception, what: str) -> ProviderError:

@@ -33,10 +33,10 @@ from clusterflow.activities.kubeconfig import (
 from clusterflow.activities.providers.azure.errors import classify_azure_error
 from clusterflow.activities.providers.azure.provider import AzureProvider
 from clusterflow.activities.providers.azure.spec import aks_settings
+from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
-from clusterflow.workflows.cloud_contracts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 
 
 class AzureKubeconfigActivities:

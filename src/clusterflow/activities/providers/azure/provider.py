@@ -40,9 +40,10 @@ from clusterflow.activities.providers.azure.session import AksSession
 from clusterflow.activities.providers.azure.spec import aks_settings, check_spec
 from clusterflow.activities.providers.managed_cluster import ManagedClusterProvider, ManagedSteps
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
 
 
 class AzureProvider(ManagedClusterProvider["asyncpg.Record | None", AksSession, aks.ManagedCluster]):

@@ -24,7 +24,7 @@ from azure.mgmt.containerservice import models as aks
 
 from clusterflow.activities.providers.azure.errors import classify_azure_error
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
-from clusterflow.workflows.contracts import ErrorCode
+from clusterflow.contracts.operations import ErrorCode
 
 T = TypeVar("T")
 

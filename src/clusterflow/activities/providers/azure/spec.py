@@ -13,7 +13,8 @@ from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.catalog import azure as azure_catalog
 from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.contracts.cluster import AksSettings, ClusterDefinition, NodeGroupSpec
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import PhaseInput
 
 OWNER_TAG = "clusterflow-cluster-id"
 POOL_NAME = azure_catalog.POOL_NAME

@@ -38,8 +38,8 @@ from clusterflow.activities.providers.managed_cluster import OwnedCluster
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog import minor_of, version_key
 from clusterflow.contracts.changes import GkeChange
-from clusterflow.contracts.phase_activity import ClusterFacts
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
 
 
 def _cluster_body(inp: PhaseInput, project: str) -> container_v1.Cluster:

@@ -16,7 +16,7 @@ from clusterflow.activities.federated_credentials import (
     exchange_failed,
     sealed,
 )
-from clusterflow.workflows.cloud_contracts import IssueCredentialsInput, IssueCredentialsResult
+from clusterflow.contracts.cloud_accounts import IssueCredentialsInput, IssueCredentialsResult
 
 
 class GcpCredentialActivities(FederatedCredentialActivities):

@@ -13,7 +13,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 
 from clusterflow.activities.providers.phases import ProviderError
-from clusterflow.workflows.contracts import ErrorCode
+from clusterflow.contracts.operations import ErrorCode
 
 _RPC_RESOURCE_EXHAUSTED, _RPC_PERMISSION_DENIED, _RPC_UNAVAILABLE, _RPC_INTERNAL = 8, 7, 14, 13
 _RPC_DEADLINE_EXCEEDED, _RPC_ABORTED = 4, 10

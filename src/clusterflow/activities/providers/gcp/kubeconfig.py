@@ -31,10 +31,10 @@ from clusterflow.activities.kubeconfig import (
 from clusterflow.activities.providers.gcp.errors import classify_google_error
 from clusterflow.activities.providers.gcp.provider import GcpProvider
 from clusterflow.activities.providers.phases import ProviderError
+from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
-from clusterflow.workflows.cloud_contracts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 
 GKE_SCOPES = ("https://www.googleapis.com/auth/userinfo.email",)
 

@@ -30,7 +30,8 @@ from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog import minor_of, version_key
 from clusterflow.contracts.changes import ChangeKind, NodeGroupChange
 from clusterflow.contracts.cluster import NodeGroupSize, NodeGroupSpec
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 
 TAINT_EFFECTS = {
     "NoSchedule": container_v1.NodeTaint.Effect.NO_SCHEDULE,

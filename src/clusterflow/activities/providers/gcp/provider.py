@@ -44,9 +44,10 @@ from clusterflow.activities.providers.gcp.update_checks import validate_change
 from clusterflow.activities.providers.managed_cluster import ManagedClusterProvider, ManagedSteps
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.contracts.cluster import ClusterDefinition
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import federated_accounts
 from clusterflow.settings import Settings
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput, PhaseResult
 
 GkeBinding = tuple[container_v1.ClusterManagerClient, str | None]
 

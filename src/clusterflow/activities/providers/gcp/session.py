@@ -27,7 +27,7 @@ from google.cloud import container_v1
 
 from clusterflow.activities.providers.gcp.errors import classify_google_error, classify_operation_error
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
-from clusterflow.workflows.contracts import ErrorCode
+from clusterflow.contracts.operations import ErrorCode
 
 T = TypeVar("T")
 

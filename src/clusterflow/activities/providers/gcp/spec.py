@@ -15,7 +15,7 @@ from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.catalog import gcp as gcp_catalog
 from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.contracts.cluster import ClusterDefinition, GkeSettings
-from clusterflow.workflows.contracts import ErrorCode
+from clusterflow.contracts.operations import ErrorCode
 
 OWNER_LABEL = "clusterflow-cluster-id"
 

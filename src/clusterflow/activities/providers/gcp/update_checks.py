@@ -21,7 +21,7 @@ from clusterflow.catalog import gcp as gcp_catalog
 from clusterflow.catalog import minor_of, version_key
 from clusterflow.contracts.changes import ChangeKind, NodeGroupChange, UpdateChange
 from clusterflow.contracts.cluster import NodeGroupSpec
-from clusterflow.workflows.contracts import ErrorCode
+from clusterflow.contracts.operations import ErrorCode
 
 _VERSIONS = "GET /v1/kubernetes-versions?cloudProvider=gcp&provisionerType=gke"
 

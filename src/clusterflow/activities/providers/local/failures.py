@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.contracts.cluster import Simulation
-from clusterflow.workflows.contracts import ErrorCode, PhaseInput
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import PhaseInput
 
 
 def maybe_fail(inp: PhaseInput, attempt: int, simulation: Simulation | None) -> None:

@@ -32,9 +32,10 @@ from clusterflow.catalog.local import KUBERNETES_VERSIONS
 from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.contracts.changes import ChangeKind, NodeGroupChange
 from clusterflow.contracts.cluster import Simulation
-from clusterflow.contracts.phase_activity import ClusterFacts
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
+from clusterflow.contracts.phases import Phase
 from clusterflow.records import local_cloud
-from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput, PhaseResult
 
 
 class LocalProvider(Unprepared):

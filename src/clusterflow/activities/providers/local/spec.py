@@ -13,7 +13,9 @@ from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.catalog.local import DEFAULT_KUBERNETES_VERSION, MACHINE_TYPES
 from clusterflow.catalog.spec_checks import SpecProblem
 from clusterflow.contracts.cluster import ClusterDefinition, NodeGroupSpec
-from clusterflow.workflows.contracts import ErrorCode, Phase, PhaseInput
+from clusterflow.contracts.operations import ErrorCode
+from clusterflow.contracts.phase_activity import PhaseInput
+from clusterflow.contracts.phases import Phase
 
 ADDONS = ("coredns", "kube-proxy", "metrics-server")
 CONTROL_PLANE = ("control_plane", "control-plane")

@@ -1,4 +1,5 @@
-"""Shared contracts: statuses, phases, error codes, and one dataclass per input and result.
+"""Operations: types, statuses, error codes, and one dataclass per workflow and activity input
+and result.
 
 These cross the Temporal boundary (API -> workflow -> activities), so they only ever grow
 optional fields with defaults; renaming or removing a field breaks running workflows.
@@ -12,17 +13,6 @@ from typing import Any
 
 from clusterflow.contracts.changes import UpdatePlan
 from clusterflow.contracts.cluster import ClusterDefinition
-
-# Phases and the phase activity's contract live in `clusterflow.contracts`; re-exported here
-# while callers move.
-from clusterflow.contracts.phase_activity import PhaseAction as PhaseAction
-from clusterflow.contracts.phase_activity import PhaseInput as PhaseInput
-from clusterflow.contracts.phase_activity import PhaseResult as PhaseResult
-from clusterflow.contracts.phase_activity import phase_activity_name as phase_activity_name
-from clusterflow.contracts.phases import DELETE_PHASES as DELETE_PHASES
-from clusterflow.contracts.phases import DEPLOY_PHASES as DEPLOY_PHASES
-from clusterflow.contracts.phases import UPDATE_PHASES as UPDATE_PHASES
-from clusterflow.contracts.phases import Phase as Phase
 
 
 class OperationType(StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from clusterflow.workflows.contracts import ExecutionPolicy
+from clusterflow.contracts.operations import ExecutionPolicy
 
 
 class CloudErrorCode(StrEnum):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from clusterflow.workflows.contracts import ExecutionPolicy
+from clusterflow.contracts.operations import ExecutionPolicy
 
 AGENT_CONNECTED_SIGNAL = "agent_connected"
 
