@@ -6,6 +6,7 @@ one transaction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -122,3 +123,57 @@ async def set_state(conn: Conn, cluster_id: str, state: str | None, fields: dict
         fields.get("upgradeStatus"),
         fields.get("rollbackStatus"),
     )
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    """Which cluster, where it runs and what it was deployed from: what a kubeconfig is issued for."""
+
+    id: str
+    name: str
+    provider: str
+    region: str
+    state: str
+    spec: Any
+    """The stored cluster spec document (a dict as read through the JSON codecs)."""
+
+
+async def summary(db: Executor, organization_id: str, cluster_id: str) -> ClusterSummary | None:
+    """The organization's cluster by ID (deleted ones included), without its status columns."""
+    row = await db.fetchrow(
+        "SELECT id, name, provider, region, state, spec FROM clusters WHERE organization_id = $1 AND id = $2",
+        organization_id,
+        cluster_id,
+    )
+    if row is None:
+        return None
+    return ClusterSummary(
+        id=row["id"],
+        name=row["name"],
+        provider=row["provider"],
+        region=row["region"],
+        state=row["state"],
+        spec=row["spec"],
+    )
+
+
+async def live_id_by_name(db: Executor, organization_id: str, name: str) -> str | None:
+    """ID of the organization's live (not deleted) cluster with this name."""
+    value = await db.fetchval(
+        "SELECT id FROM clusters WHERE organization_id = $1 AND name = $2 AND state <> 'DELETED'",
+        organization_id,
+        name,
+    )
+    return str(value) if value is not None else None
+
+
+async def name_of(db: Executor, cluster_id: str) -> str | None:
+    """The cluster's name, or None if there is no such cluster."""
+    value = await db.fetchval("SELECT name FROM clusters WHERE id = $1", cluster_id)
+    return str(value) if value is not None else None
+
+
+async def organization_of(db: Executor, cluster_id: str) -> str | None:
+    """The organization that owns the cluster, or None if there is no such cluster."""
+    value = await db.fetchval("SELECT organization_id FROM clusters WHERE id = $1", cluster_id)
+    return str(value) if value is not None else None

@@ -13,6 +13,9 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[An
 Executor: TypeAlias = "Conn | asyncpg.Pool[Any]"
 """Anything that runs a single statement: a connection or the pool itself."""
 
+Record: TypeAlias = asyncpg.Record
+"""A row as the driver returns it, read by column name (`row["id"]`)."""
+
 if TYPE_CHECKING:
     DbPool: TypeAlias = asyncpg.Pool[Any]
     _Connection: TypeAlias = asyncpg.Connection[Any]
@@ -57,3 +60,8 @@ async def connect(dsn: str) -> asyncpg.Connection[Any]:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn)
     await _init_connection(conn)
     return conn
+
+
+async def ping(db: Executor) -> None:
+    """Whether the database answers at all: one round trip, raising if it does not."""
+    await db.fetchval("SELECT 1")

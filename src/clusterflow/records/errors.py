@@ -1,6 +1,22 @@
-"""Domain errors raised by repositories, so callers never inspect database exceptions."""
+"""Domain errors raised by repositories, and the driver's errors under names of their own, so
+callers never inspect or import database exceptions."""
 
 from __future__ import annotations
+
+import asyncpg
+
+# The driver's exceptions under names of their own, for the few callers that must tell a
+# database that is away from one that refused what was sent; only `records/` names the driver.
+DatabaseError = asyncpg.PostgresError
+"""An error PostgreSQL reported: a refused statement, or the server ending the connection."""
+ConnectionUnusable = asyncpg.InterfaceError
+"""The connection cannot be used from this side (closed, released, or mid-way through another call)."""
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+)
+"""Errors that say the database cannot be reached now, as opposed to refusing what was sent."""
 
 
 class RecordError(Exception):

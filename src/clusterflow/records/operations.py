@@ -427,3 +427,48 @@ async def active_for_cluster(db: Executor, cluster_id: str) -> list[asyncpg.Reco
 async def status_of(db: Executor, operation_id: str) -> str | None:
     value = await db.fetchval("SELECT status FROM operations WHERE id = $1", operation_id)
     return str(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class OperationTarget:
+    """What an operation acts on: its type and the cluster (None for organization-wide ones)."""
+
+    operation_type: str
+    cluster_id: str | None
+
+
+async def target_of(db: Executor, operation_id: str) -> OperationTarget | None:
+    """The operation's type and cluster, or None if there is no such operation."""
+    row = await db.fetchrow("SELECT cluster_id, operation_type FROM operations WHERE id = $1", operation_id)
+    if row is None:
+        return None
+    return OperationTarget(operation_type=row["operation_type"], cluster_id=row["cluster_id"])
+
+
+async def cluster_of(db: Executor, operation_id: str) -> str | None:
+    """The cluster the operation acts on (None for organization-wide operations or no such operation)."""
+    value = await db.fetchval("SELECT cluster_id FROM operations WHERE id = $1", operation_id)
+    return str(value) if value is not None else None
+
+
+async def awaiting_approval_on_cluster(db: Executor, cluster_id: str) -> str | None:
+    """ID of the cluster's newest operation waiting for an approval decision."""
+    value = await db.fetchval(
+        "SELECT id FROM operations WHERE cluster_id = $1 AND status = 'AWAITING_APPROVAL' ORDER BY id DESC LIMIT 1",
+        cluster_id,
+    )
+    return str(value) if value is not None else None
+
+
+async def abandon_unstarted(conn: Conn, operation_id: str, error: dict[str, Any], message: str) -> bool:
+    """Fail the operation if it is PENDING and its workflow was never started; true if it was."""
+    abandoned = await conn.fetchval(
+        """UPDATE operations SET status = 'FAILED', completed_at = now(), last_update = now(),
+                  error = $2, message = $3
+            WHERE id = $1 AND status = 'PENDING' AND workflow_started_at IS NULL
+            RETURNING true""",
+        operation_id,
+        error,
+        message,
+    )
+    return bool(abandoned)

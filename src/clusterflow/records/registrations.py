@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from clusterflow.records import clusters
 from clusterflow.records.db import Conn, Executor
 
 REGISTERED_PROVIDER = "registered"
@@ -113,12 +114,7 @@ async def get(db: Executor, cluster_id: str) -> asyncpg.Record | None:
 
 async def find_live_cluster_by_name(db: Executor, organization_id: str, name: str) -> str | None:
     """ID of the organization's live (not deleted) cluster with this name."""
-    value = await db.fetchval(
-        "SELECT id FROM clusters WHERE organization_id = $1 AND name = $2 AND state <> 'DELETED'",
-        organization_id,
-        name,
-    )
-    return str(value) if value is not None else None
+    return await clusters.live_id_by_name(db, organization_id, name)
 
 
 # A token is only good while its registration operation runs: once that timed out (FAILED),
