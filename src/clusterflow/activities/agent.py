@@ -14,24 +14,24 @@ import asyncio
 import time
 from typing import Any
 
-import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clusterflow.contracts.agent import AgentErrorCode, AgentState, AgentStateInput, AgentTaskInput, AgentTaskResult
 from clusterflow.records import operations, registrations, secrets_store
+from clusterflow.records.db import DbPool, Record
 
 POLL_SECONDS = 0.25
 
 
 class AgentActivities:
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: DbPool) -> None:
         self.pool = pool
 
     async def _event(self, inp: AgentTaskInput, key: str, message: str, level: str = "INFO") -> None:
         await operations.append_event(self.pool, inp.operation_id, key, message, kind="progress", level=level)
 
-    async def _registration(self, cluster_id: str) -> asyncpg.Record:
+    async def _registration(self, cluster_id: str) -> Record:
         row = await registrations.get(self.pool, cluster_id)
         if row is None:
             raise ApplicationError(f"cluster {cluster_id} is not registered", type="NOT_REGISTERED", non_retryable=True)
@@ -143,7 +143,7 @@ class AgentActivities:
             await asyncio.sleep(POLL_SECONDS)
 
 
-async def run_agent_monitor(pool: asyncpg.Pool[Any], window_seconds: float, interval_seconds: float) -> None:
+async def run_agent_monitor(pool: DbPool, window_seconds: float, interval_seconds: float) -> None:
     """Mark agents whose heartbeats stopped DISCONNECTED; every worker runs this loop."""
     import logging
 

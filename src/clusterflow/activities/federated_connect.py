@@ -9,13 +9,11 @@ logged. The account's status is the workflow's to set (`set_status`), whichever 
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clusterflow.records import federated_accounts
+from clusterflow.records.db import DbPool, Record
 from clusterflow.settings import Settings
 from clusterflow.workflows.federated_connect import NOT_CONNECTED_YET, AccountStatusInput
 
@@ -24,7 +22,7 @@ def not_yet(message: str) -> ApplicationError:
     return ApplicationError(message, type=NOT_CONNECTED_YET, non_retryable=False)
 
 
-async def account_row(pool: asyncpg.Pool[Any], account_id: str) -> asyncpg.Record:
+async def account_row(pool: DbPool, account_id: str) -> Record:
     row = await federated_accounts.get_by_id(pool, account_id)
     if row is None:
         raise ApplicationError(f"cloud account {account_id} does not exist", type="UNKNOWN_ACCOUNT", non_retryable=True)
@@ -34,7 +32,7 @@ async def account_row(pool: asyncpg.Pool[Any], account_id: str) -> asyncpg.Recor
 class FederatedConnectCheck:
     """Base of each cloud's connect check and of `set_status`: the pool and settings they need."""
 
-    def __init__(self, pool: asyncpg.Pool[Any], settings: Settings) -> None:
+    def __init__(self, pool: DbPool, settings: Settings) -> None:
         self.pool = pool
         self.settings = settings
 

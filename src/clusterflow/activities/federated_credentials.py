@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import asyncpg
 from temporalio.exceptions import ApplicationError
 
 from clusterflow import sealing
 from clusterflow.activities import federation
 from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsInput, IssueCredentialsResult
 from clusterflow.records import federated_accounts
+from clusterflow.records.db import DbPool, Record
 from clusterflow.settings import Settings
 from clusterflow.workflows.federated_connect import AccountStatus
 
@@ -44,7 +44,7 @@ def sealed(inp: IssueCredentialsInput, document: dict[str, Any]) -> IssueCredent
     return IssueCredentialsResult(sealed=sealed, expiration=document["expiration"])
 
 
-async def connected_account(pool: asyncpg.Pool[Any], inp: IssueCredentialsInput, provider: str) -> asyncpg.Record:
+async def connected_account(pool: DbPool, inp: IssueCredentialsInput, provider: str) -> Record:
     row = await federated_accounts.get(pool, inp.organization_id, provider, inp.cloud_account_id)
     if row is None or row["status"] != AccountStatus.CONNECTED:
         raise ApplicationError(
@@ -58,6 +58,6 @@ async def connected_account(pool: asyncpg.Pool[Any], inp: IssueCredentialsInput,
 class FederatedCredentialActivities:
     """Base of each cloud's `issue_credentials` activity: the pool and settings it needs."""
 
-    def __init__(self, pool: asyncpg.Pool[Any], settings: Settings) -> None:
+    def __init__(self, pool: DbPool, settings: Settings) -> None:
         self.pool = pool
         self.settings = settings

@@ -20,13 +20,15 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import yaml
 from temporalio.exceptions import ApplicationError
 
 from clusterflow import sealing
 from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
+from clusterflow.records import clusters
+from clusterflow.records.clusters import ClusterSummary
+from clusterflow.records.db import DbPool
 
 USER = "clusterflow"
 KUBECONFIG_NOT_EXPIRING = "KUBECONFIG_NOT_EXPIRING"
@@ -67,13 +69,9 @@ def token_kubeconfig(name: str, server: str, ca_data: str, token: str) -> dict[s
     }
 
 
-async def live_cluster(pool: asyncpg.Pool[Any], inp: IssueKubeconfigInput) -> asyncpg.Record:
-    row: asyncpg.Record | None = await pool.fetchrow(
-        "SELECT id, name, provider, region, state, spec FROM clusters WHERE organization_id = $1 AND id = $2",
-        inp.organization_id,
-        inp.cluster_id,
-    )
-    if row is None or row["provider"] != inp.provider or row["state"] == "DELETED":
+async def live_cluster(pool: DbPool, inp: IssueKubeconfigInput) -> ClusterSummary:
+    row = await clusters.summary(pool, inp.organization_id, inp.cluster_id)
+    if row is None or row.provider != inp.provider or row.state == "DELETED":
         raise ApplicationError(
             f"cluster {inp.cluster_id} is not a live {inp.provider} cluster of this organization",
             type="CLUSTER_NOT_FOUND",
@@ -82,8 +80,8 @@ async def live_cluster(pool: asyncpg.Pool[Any], inp: IssueKubeconfigInput) -> as
     return row
 
 
-def cluster_spec(row: asyncpg.Record) -> dict[str, Any]:
-    document = row["spec"]
+def cluster_spec(row: ClusterSummary) -> dict[str, Any]:
+    document = row.spec
     if isinstance(document, str):
         document = json.loads(document)
     return dict((document or {}).get("spec") or document or {})

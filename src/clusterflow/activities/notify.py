@@ -32,7 +32,6 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import asyncpg
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -40,6 +39,7 @@ from temporalio.exceptions import ApplicationError
 from clusterflow import __version__, metrics, vault, webhooks
 from clusterflow.contracts.notifications import DeliveryResult, DeliveryTarget
 from clusterflow.records import notifications
+from clusterflow.records.db import DbPool, Record
 from clusterflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def unsubscribe_url(settings: Settings, subscription_id: str, channel: str | Non
     return f"{settings.api_url}/v1/notifications/unsubscribe?{urlencode(query)}"
 
 
-def cloud_event(settings: Settings, event: asyncpg.Record) -> dict[str, Any]:
+def cloud_event(settings: Settings, event: Record) -> dict[str, Any]:
     created: datetime = event["created_at"]
     return {
         "specversion": "1.0",
@@ -76,7 +76,7 @@ def cloud_event(settings: Settings, event: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def summary(event: asyncpg.Record) -> str:
+def summary(event: Record) -> str:
     data = event["data"] or {}
     what = data.get("clusterName") or data.get("clusterId") or event["subject"] or ""
     kind = data.get("operationType", "")
@@ -94,7 +94,7 @@ class SendFailure(Exception):
 
 
 class NotifyActivities:
-    def __init__(self, pool: asyncpg.Pool[Any], settings: Settings) -> None:
+    def __init__(self, pool: DbPool, settings: Settings) -> None:
         self.pool = pool
         self.settings = settings
 
@@ -161,7 +161,7 @@ class NotifyActivities:
 
     # --- channels ---------------------------------------------------------------------------
 
-    def _secret(self, integration: asyncpg.Record) -> dict[str, Any]:
+    def _secret(self, integration: Record) -> dict[str, Any]:
         try:
             sealed = vault.open_bytes(
                 self.settings,
@@ -175,9 +175,7 @@ class NotifyActivities:
         value: dict[str, Any] = json.loads(sealed)
         return value
 
-    async def _send(
-        self, channel: str, event: asyncpg.Record, subscription: asyncpg.Record, integration: asyncpg.Record
-    ) -> int | None:
+    async def _send(self, channel: str, event: Record, subscription: Record, integration: Record) -> int | None:
         if channel == "webhook":
             secret = self._secret(integration)
             body = json.dumps(cloud_event(self.settings, event), separators=(",", ":")).encode()
@@ -229,7 +227,7 @@ class NotifyActivities:
         retryable = response.status_code in (408, 425, 429) or response.status_code >= 500
         raise SendFailure(f"HTTP {response.status_code}", retryable, response.status_code)
 
-    async def _email(self, event: asyncpg.Record, subscription: asyncpg.Record, addresses: list[str]) -> None:
+    async def _email(self, event: Record, subscription: Record, addresses: list[str]) -> None:
         settings = self.settings
         if not settings.smtp_host:
             raise SendFailure("no SMTP server is configured (CLUSTERFLOW_SMTP_HOST)", retryable=False)

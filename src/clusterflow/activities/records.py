@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from typing import Any
 
-import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -27,10 +25,11 @@ from clusterflow.contracts.operations import (
     WaitForOperations,
 )
 from clusterflow.records import clusters, operations
+from clusterflow.records.db import DbPool
 
 
 class RecordActivities:
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: DbPool) -> None:
         self.pool = pool
 
     @activity.defn(name="records.begin_operation")
@@ -96,7 +95,7 @@ class RecordActivities:
                 metadata=inp.metadata,
             )
             if changed and inp.cluster_state:
-                cluster_id = await conn.fetchval("SELECT cluster_id FROM operations WHERE id = $1", inp.operation_id)
+                cluster_id = await operations.cluster_of(conn, inp.operation_id)
                 if cluster_id:
                     await clusters.set_state(conn, cluster_id, inp.cluster_state, inp.cluster_fields)
             return changed

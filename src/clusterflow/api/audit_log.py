@@ -21,11 +21,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clusterflow import metrics
 from clusterflow.records.audit import AuditEvent, record_many
+from clusterflow.records.db import DbPool
+from clusterflow.records.errors import DATABASE_UNREACHABLE, DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class AuditWriter:
     Stopping writes what is left, for at most `stop_timeout` seconds.
     """
 
-    def __init__(self, pool: asyncpg.Pool[Any], *, max_pending: int = 100_000, batch: int = 500) -> None:
+    def __init__(self, pool: DbPool, *, max_pending: int = 100_000, batch: int = 500) -> None:
         self.pool = pool
         self.max_pending = max_pending
         self.batch = batch
@@ -218,7 +219,7 @@ class AuditWriter:
             await record_many(self.pool, batch)
         except _UNAVAILABLE:
             raise
-        except asyncpg.PostgresError:
+        except DatabaseError:
             # An event the database refuses must not hold back the others: one at a time, and
             # the refused one is dropped (retrying it would fail the same way).
             for index, event in enumerate(batch):
@@ -227,19 +228,13 @@ class AuditWriter:
                 except _UNAVAILABLE:
                     del batch[:index]  # written (or dropped) already: the caller requeues the rest
                     raise
-                except asyncpg.PostgresError:
+                except DatabaseError:
                     metrics.AUDIT_EVENTS_DROPPED.inc()
                     log.exception("the database refused an audit event of request %s", event.request_id)
 
 
 # Errors that say the database cannot be reached now, as opposed to refusing what was sent.
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-)
+_UNAVAILABLE: tuple[type[Exception], ...] = (OSError, TimeoutError, *DATABASE_UNREACHABLE)
 
 
 def _safe_query(raw: bytes) -> dict[str, str]:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
-
 from clusterflow.api.errors import ApiError, not_found
 from clusterflow.contracts.operations import ClusterState, OperationType
 from clusterflow.records import clusters, operations
-from clusterflow.records.db import Conn
+from clusterflow.records.db import Conn, Record
 
 
 @dataclass
 class LockedCluster:
-    row: asyncpg.Record
+    row: Record
     preempts: list[str]
 
 

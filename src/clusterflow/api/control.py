@@ -13,9 +13,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import Any
 
-import asyncpg
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -30,6 +28,8 @@ from clusterflow.contracts.operations import (
     OperationType,
 )
 from clusterflow.records import clusters, operations
+from clusterflow.records.db import DbPool, Record
+from clusterflow.records.errors import DatabaseError
 from clusterflow.records.organizations import Principal
 from clusterflow.settings import Settings
 
@@ -46,7 +46,7 @@ _DECISION_ERRORS = {
 }
 
 
-def _finished(row: asyncpg.Record) -> ApiError:
+def _finished(row: Record) -> ApiError:
     return ApiError(
         409,
         "OPERATION_FINISHED",
@@ -56,11 +56,11 @@ def _finished(row: asyncpg.Record) -> ApiError:
 
 
 async def cancel(
-    pool: asyncpg.Pool[Any],
+    pool: DbPool,
     temporal: Client,
     settings: Settings,
     principal: Principal,
-    row: asyncpg.Record,
+    row: Record,
     force: bool,
 ) -> tuple[str, bool]:
     """Cancel the operation in `row`; returns (status now, whether it was terminated)."""
@@ -90,9 +90,7 @@ async def cancel(
     return await _force(pool, temporal, settings, principal, operation_id)
 
 
-async def _cancel_without_workflow(
-    pool: asyncpg.Pool[Any], row: asyncpg.Record, principal: Principal
-) -> tuple[str, bool]:
+async def _cancel_without_workflow(pool: DbPool, row: Record, principal: Principal) -> tuple[str, bool]:
     """The workflow does not exist: it never started (the reconciler has not got to it) or it
     already ended. Cancel the record directly if it is still PENDING."""
     async with pool.acquire() as conn, conn.transaction():
@@ -113,7 +111,7 @@ async def _cancel_without_workflow(
 
 
 async def _force(
-    pool: asyncpg.Pool[Any], temporal: Client, settings: Settings, principal: Principal, operation_id: str
+    pool: DbPool, temporal: Client, settings: Settings, principal: Principal, operation_id: str
 ) -> tuple[str, bool]:
     deadline = time.monotonic() + settings.force_cancel_grace_seconds
     while time.monotonic() < deadline:
@@ -129,7 +127,7 @@ async def _force(
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow("SELECT cluster_id, operation_type FROM operations WHERE id = $1", operation_id)
+        target = await operations.target_of(conn, operation_id)
         changed = await operations.finish(
             conn,
             operation_id,
@@ -137,17 +135,17 @@ async def _force(
             "terminated by force cancel; cleanup may be incomplete",
             metadata={"forced": True, "leftBehind": ["unknown: the workflow was terminated before its cleanup ended"]},
         )
-        if changed and row is not None and row["cluster_id"]:
-            await clusters.set_state(conn, row["cluster_id"], ClusterState.FAILED)
+        if changed and target is not None and target.cluster_id:
+            await clusters.set_state(conn, target.cluster_id, ClusterState.FAILED)
     log.warning("operation %s terminated by force cancel", operation_id)
     return OperationStatus.CANCELLED, True
 
 
 async def decide(
-    pool: asyncpg.Pool[Any],
+    pool: DbPool,
     temporal: Client,
     principal: Principal,
-    row: asyncpg.Record,
+    row: Record,
     action: str,
     token: str,
     comment: str | None,
@@ -192,6 +190,6 @@ async def decide(
     try:
         async with pool.acquire() as conn:
             await operations.record_decision(conn, row["id"], action, principal.key_id, comment)
-    except (OSError, asyncpg.PostgresError) as err:
+    except (OSError, DatabaseError) as err:
         log.warning("decision on %s taken; its record is left to the workflow (%s)", row["id"], type(err).__name__)
     return result.status

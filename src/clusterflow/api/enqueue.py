@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeAlias
 
-import asyncpg
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
@@ -36,7 +35,7 @@ from clusterflow.api.schemas.common import OperationAccepted
 from clusterflow.contracts.operations import ErrorCode, OperationStatus
 from clusterflow.logs import bind
 from clusterflow.records import idempotency, operations
-from clusterflow.records.db import Conn
+from clusterflow.records.db import Conn, DbPool
 from clusterflow.records.errors import ClusterBusy, IdempotencyKeyReused, NameTaken
 from clusterflow.records.organizations import Principal
 from clusterflow.workflows.registry import start_operation_workflow
@@ -97,7 +96,7 @@ def _conflict(err: Exception) -> ApiError:
 
 async def enqueue(
     request: Request,
-    pool: asyncpg.Pool[Any],
+    pool: DbPool,
     temporal: Client,
     task_queue: str,
     principal: Principal,
@@ -217,14 +216,11 @@ def _key_reused(key: str) -> ApiError:
     )
 
 
-async def _abandon(pool: asyncpg.Pool[Any], plan: OperationPlan, org: str, idempotency_key: str | None) -> bool:
+async def _abandon(pool: DbPool, plan: OperationPlan, org: str, idempotency_key: str | None) -> bool:
     """Fail the operation if its workflow provably never ran; true if it was abandoned."""
     async with pool.acquire() as conn, conn.transaction():
-        abandoned = await conn.fetchval(
-            """UPDATE operations SET status = 'FAILED', completed_at = now(), last_update = now(),
-                      error = $2, message = $3
-                WHERE id = $1 AND status = 'PENDING' AND workflow_started_at IS NULL
-                RETURNING true""",
+        abandoned = await operations.abandon_unstarted(
+            conn,
             plan.operation_id,
             {
                 "code": ErrorCode.ORCHESTRATOR_UNAVAILABLE,

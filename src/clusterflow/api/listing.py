@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
-
 from clusterflow.api.errors import ApiError
 from clusterflow.api.schemas.operations import OperationPage
 from clusterflow.api.views import operation_view
 from clusterflow.records import operations
+from clusterflow.records.db import DbPool
 
 
 async def operation_page(
-    pool: asyncpg.Pool[Any],
+    pool: DbPool,
     organization_id: str,
     *,
     limit: int,

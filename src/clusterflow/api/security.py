@@ -18,11 +18,10 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-import asyncpg
 
 from clusterflow.ids import new_id
+from clusterflow.records import api_instances
+from clusterflow.records.db import DbPool
 from clusterflow.records.organizations import touch_keys
 from clusterflow.settings import Settings
 
@@ -107,12 +106,12 @@ class ApiGuards:
         self.instance_id = new_id("api")
         self._last_used: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
-        self._pool: asyncpg.Pool[Any] | None = None
+        self._pool: DbPool | None = None
 
     def touch(self, key_id: str) -> None:
         self._last_used[key_id] = datetime.now(UTC)
 
-    async def start(self, pool: asyncpg.Pool[Any]) -> None:
+    async def start(self, pool: DbPool) -> None:
         self._pool = pool
         await self._heartbeat()
         self._task = asyncio.create_task(self._loop())
@@ -125,7 +124,7 @@ class ApiGuards:
         if self._pool is not None:
             with contextlib.suppress(Exception):  # best effort on the way out
                 await self._flush()
-                await self._pool.execute("DELETE FROM api_instances WHERE id = $1", self.instance_id)
+                await api_instances.deregister(self._pool, self.instance_id)
 
     async def _flush(self) -> None:
         pending, self._last_used = self._last_used, {}
@@ -135,22 +134,8 @@ class ApiGuards:
     async def _heartbeat(self) -> None:
         assert self._pool is not None
         interval = self.settings.instance_heartbeat_seconds
-        # Rows of processes that died without deregistering (SIGKILL, OOM, a lost node) are
-        # never counted once stale, and are deleted long after, so the table does not grow
-        # with every crash.
-        live = await self._pool.fetchval(
-            """WITH beat AS (
-                   INSERT INTO api_instances (id) VALUES ($1)
-                   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()),
-               dead AS (
-                   DELETE FROM api_instances
-                    WHERE heartbeat_at < now() - make_interval(secs => greatest($2::float8 * 10, 3600)))
-               SELECT count(*) + 1 FROM api_instances
-                WHERE id <> $1 AND heartbeat_at > now() - make_interval(secs => $2)""",
-            self.instance_id,
-            interval * 3,
-        )
-        self.limiter.instances = int(live or 1)
+        # A process that missed three beats is no longer counted (api_instances.heartbeat).
+        self.limiter.instances = await api_instances.heartbeat(self._pool, self.instance_id, interval * 3)
 
     async def _loop(self) -> None:
         while True:

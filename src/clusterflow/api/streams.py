@@ -29,7 +29,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -39,6 +38,7 @@ from clusterflow.api.views import event_view
 from clusterflow.contracts.operations import TERMINAL_STATUSES
 from clusterflow.records import operations
 from clusterflow.records.db import DbPool
+from clusterflow.records.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class EventStreamResponse(Response):
                 async with contextlib.aclosing(self.frames) as frames:  # its cleanup runs now, not at GC
                     async for frame in frames:
                         await send({"type": "http.response.body", "body": frame, "more_body": True})
-            except (asyncpg.PostgresError, OSError, TimeoutError):
+            except (DatabaseError, OSError, TimeoutError):
                 # The database went away mid-stream: end the stream; the client resumes.
                 log.warning("event stream ended early: database unavailable", exc_info=True)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -347,7 +347,7 @@ async def ws_stream(websocket: WebSocket, hub: StreamHub, pool: DbPool, req: Str
             async with contextlib.aclosing(stream_events(hub, pool, req, keepalive)) as events:
                 async for event in events:
                     await websocket.send_text('{"type":"keepalive"}' if event is None else ws_event_message(event))
-        except (asyncpg.PostgresError, TimeoutError):
+        except (DatabaseError, TimeoutError):
             log.warning("event stream ended early: database unavailable", exc_info=True)
             await websocket.close(code=1011, reason="database unavailable; reconnect with Last-Event-ID")
             return

@@ -11,7 +11,6 @@ import signal
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import uvloop
 from prometheus_client import start_http_server
 from temporalio.client import Client
@@ -46,7 +45,7 @@ from clusterflow.activities.providers.gcp import (
 from clusterflow.activities.providers.local import LocalProvider
 from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
-from clusterflow.records.db import create_pool
+from clusterflow.records.db import DbPool, create_pool
 from clusterflow.settings import Settings, get_settings
 from clusterflow.temporal_connect import connect_options
 from clusterflow.tracing import configure_tracing, temporal_interceptors
@@ -59,9 +58,7 @@ from clusterflow.workflows.registry import ALL_WORKFLOWS
 log = logging.getLogger(__name__)
 
 
-def activities_for(
-    pool: asyncpg.Pool[Any], settings: Settings, aws_sessions: SessionFactory | None = None
-) -> list[Any]:
+def activities_for(pool: DbPool, settings: Settings, aws_sessions: SessionFactory | None = None) -> list[Any]:
     """Every activity, whichever providers are enabled: the API refuses requests for disabled
     providers, and a worker that can run everything lets deployments enable a provider by
     changing the API's settings alone. Cloud clients are built lazily, per call."""
@@ -128,7 +125,7 @@ def activities_for(
 
 def build_worker(
     client: Client,
-    pool: asyncpg.Pool[Any],
+    pool: DbPool,
     settings: Settings,
     task_queue: str | None = None,
     aws_sessions: SessionFactory | None = None,

@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
-import asyncpg
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from clusterflow.contracts.notifications import DispatchInput
 from clusterflow.records import notifications
+from clusterflow.records.db import DbPool
 from clusterflow.settings import Settings
 from clusterflow.workflows.notification_dispatch import NotificationDispatchWorkflow
 
@@ -38,7 +37,7 @@ def dispatch_input(settings: Settings, event_id: str) -> DispatchInput:
     )
 
 
-async def dispatch_once(pool: asyncpg.Pool[Any], client: Client, settings: Settings, task_queue: str) -> int:
+async def dispatch_once(pool: DbPool, client: Client, settings: Settings, task_queue: str) -> int:
     """One pass; returns how many events it dispatched."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await notifications.claim_pending(conn)
@@ -57,7 +56,7 @@ async def dispatch_once(pool: asyncpg.Pool[Any], client: Client, settings: Setti
     return len(rows)
 
 
-async def run_dispatcher(pool: asyncpg.Pool[Any], client: Client, settings: Settings, task_queue: str) -> None:
+async def run_dispatcher(pool: DbPool, client: Client, settings: Settings, task_queue: str) -> None:
     passes = 0
     while True:
         try:

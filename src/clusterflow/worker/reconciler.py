@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
-import asyncpg
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from clusterflow.records import operations
+from clusterflow.records.db import DbPool
 from clusterflow.workflows.registry import start_operation_workflow
 
 log = logging.getLogger(__name__)
 
 
-async def reconcile_once(pool: asyncpg.Pool[Any], client: Client, task_queue: str, grace_seconds: float) -> int:
+async def reconcile_once(pool: DbPool, client: Client, task_queue: str, grace_seconds: float) -> int:
     """One pass; returns how many workflows it started."""
     started = 0
     async with pool.acquire() as conn, conn.transaction():
@@ -39,9 +38,7 @@ async def reconcile_once(pool: asyncpg.Pool[Any], client: Client, task_queue: st
     return started
 
 
-async def run_reconciler(
-    pool: asyncpg.Pool[Any], client: Client, task_queue: str, interval: float, grace_seconds: float
-) -> None:
+async def run_reconciler(pool: DbPool, client: Client, task_queue: str, interval: float, grace_seconds: float) -> None:
     while True:
         try:
             await reconcile_once(pool, client, task_queue, grace_seconds)

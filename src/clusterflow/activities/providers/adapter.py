@@ -18,13 +18,13 @@ result passed to every body as `bound`. Providers with nothing to resolve subcla
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
-import asyncpg
 from temporalio import activity
 
 from clusterflow.activities.providers.phases import PhaseReporter, run_phase
 from clusterflow.contracts.phase_activity import PhaseAction, PhaseInput, PhaseResult, phase_activity_name
+from clusterflow.records.db import DbPool
 
 Bound = TypeVar("Bound")
 
@@ -62,7 +62,7 @@ class PhaseActivities(NamedTuple):
 
 
 def phase_activity(
-    name: str, pool: asyncpg.Pool[Any], prepare: Callable[[PhaseInput], Awaitable[Bound]], method: PhaseMethod[Bound]
+    name: str, pool: DbPool, prepare: Callable[[PhaseInput], Awaitable[Bound]], method: PhaseMethod[Bound]
 ) -> PhaseActivity:
     """The activity `name`: prepare, then run `method` as the phase body under `run_phase`."""
 
@@ -78,7 +78,7 @@ def phase_activity(
     return activity.defn(name=name)(run)
 
 
-def phase_activities(cloud: str, pool: asyncpg.Pool[Any], provider: Provider[Bound]) -> PhaseActivities:
+def phase_activities(cloud: str, pool: DbPool, provider: Provider[Bound]) -> PhaseActivities:
     """`<cloud>.deploy_phase`, `<cloud>.update_phase` and `<cloud>.delete_phase` of `provider`."""
 
     def named(action: PhaseAction) -> str:

@@ -17,15 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clusterflow.contracts.operations import EventInput
 from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import operations
+from clusterflow.records.db import DbPool
+from clusterflow.records.errors import ConnectionUnusable, DatabaseError
 
 
 class ProviderError(Exception):
@@ -42,7 +42,7 @@ FLUSH_AFTER_SECONDS = 0.1
 
 
 class PhaseReporter:
-    def __init__(self, pool: asyncpg.Pool[Any], inp: PhaseInput) -> None:
+    def __init__(self, pool: DbPool, inp: PhaseInput) -> None:
         self.pool = pool
         self.inp = inp
         info = activity.info()
@@ -91,7 +91,7 @@ class PhaseReporter:
     async def _flush_quietly(self) -> None:
         # A failed write keeps its events pending: the next flush (at the latest the phase's
         # last) writes them or fails the attempt.
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        with contextlib.suppress(OSError, DatabaseError, ConnectionUnusable):
             await self.flush()
 
     async def flush(self) -> None:
@@ -130,7 +130,7 @@ class PhaseReporter:
 PhaseBody = Callable[[PhaseReporter], Awaitable[PhaseResult]]
 
 
-async def run_phase(pool: asyncpg.Pool[Any], inp: PhaseInput, body: PhaseBody) -> PhaseResult:
+async def run_phase(pool: DbPool, inp: PhaseInput, body: PhaseBody) -> PhaseResult:
     reporter = PhaseReporter(pool, inp)
     label = reporter.label
     if reporter.attempt == 1:

@@ -26,7 +26,7 @@ from temporalio.client import Client
 from clusterflow.agent import protocol
 from clusterflow.contracts.agent import AGENT_CONNECTED_SIGNAL, AgentReport
 from clusterflow.contracts.operations import ACTIVE_STATUSES
-from clusterflow.records import operations, registrations, secrets_store
+from clusterflow.records import clusters, operations, registrations, secrets_store
 from clusterflow.records.db import DbPool
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealer, VaultNotConfigured
@@ -111,7 +111,9 @@ class AgentSession:
             return
         reg = await registrations.get(self.pool, self.cluster_id)
         assert reg is not None
-        self.cluster_name = await self.pool.fetchval("SELECT name FROM clusters WHERE id = $1", self.cluster_id)
+        name = await clusters.name_of(self.pool, self.cluster_id)
+        assert name is not None  # a registration references its cluster
+        self.cluster_name = name
         await self.ws.send_json(
             {
                 "type": protocol.WELCOME,

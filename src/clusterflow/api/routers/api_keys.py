@@ -11,7 +11,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator
 
@@ -21,6 +20,7 @@ from clusterflow.api.read_caches import ReadCaches
 from clusterflow.api.schemas.common import ERRORS, Envelope, Strict
 from clusterflow.api.views import timestamp
 from clusterflow.records import organizations as orgs
+from clusterflow.records.db import Record
 from clusterflow.records.organizations import KEY_PREFIX, ROLES
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
@@ -103,7 +103,7 @@ class KeyStats(BaseModel):
     nearestExpiringKey: dict[str, str] | None
 
 
-def key_view(row: asyncpg.Record) -> dict[str, Any]:
+def key_view(row: Record) -> dict[str, Any]:
     expires, created = row["expires_at"], row["created_at"]
     return {
         "id": row["id"],
@@ -188,7 +188,7 @@ async def key_stats(request: Request, principal: Admin, pool: Pool) -> Envelope[
     return Envelope(id=request_id_of(request), message="key statistics", data=stats)
 
 
-async def _key_or_404(pool: Any, organization_id: str, key_id: str) -> asyncpg.Record:
+async def _key_or_404(pool: Any, organization_id: str, key_id: str) -> Record:
     row = await orgs.get_key(pool, organization_id, key_id)
     if row is None:
         raise not_found("API key", key_id)

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -25,6 +24,7 @@ from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.views import timestamp
 from clusterflow.records import audit
+from clusterflow.records.db import Record
 
 
 async def _queued_events_written(request: Request) -> None:
@@ -79,7 +79,7 @@ class AuditStats(BaseModel):
     top_users: list[dict[str, Any]]
 
 
-def event_view(row: asyncpg.Record) -> AuditEventView:
+def event_view(row: Record) -> AuditEventView:
     return AuditEventView(
         id=row["id"],
         org_id=row["organization_id"],

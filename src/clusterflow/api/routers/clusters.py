@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -45,7 +44,7 @@ from clusterflow.contracts.operations import ClusterState, DeployInput, Executio
 from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import cloud_accounts, clusters, federated_accounts, idempotency, operations
-from clusterflow.records.db import Conn, Executor
+from clusterflow.records.db import Conn, Executor, Record
 from clusterflow.settings import Settings
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
@@ -341,7 +340,7 @@ async def list_clusters(
     return Envelope(id=request_id_of(request), message=f"{len(rows)} clusters", data=[cluster_view(r) for r in rows])
 
 
-async def _cluster_or_404(pool: Pool, organization_id: str, cluster_id: str) -> asyncpg.Record:
+async def _cluster_or_404(pool: Pool, organization_id: str, cluster_id: str) -> Record:
     row = await clusters.get(pool, organization_id, cluster_id)
     if row is None:
         raise not_found("cluster", cluster_id)

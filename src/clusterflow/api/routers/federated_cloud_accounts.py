@@ -15,7 +15,6 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -44,7 +43,7 @@ from clusterflow.catalog import CATALOGS
 from clusterflow.contracts.operations import OperationType
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import federated_accounts, idempotency
-from clusterflow.records.db import Conn
+from clusterflow.records.db import Conn, Record
 from clusterflow.settings import Settings
 from clusterflow.workflows.federated_connect import (
     WORKFLOW_TYPE,
@@ -64,7 +63,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _error(row: asyncpg.Record) -> AccountError | None:
+def _error(row: Record) -> AccountError | None:
     return AccountError(message=row["error"]) if row["error"] else None
 
 
@@ -72,11 +71,11 @@ def _script_url(settings: Settings, provider: str, account_id: str) -> str:
     return f"{settings.api_url}/v1/cloud-accounts/{provider}/{account_id}/script"
 
 
-def _azure_script(settings: Settings, row: asyncpg.Record) -> str:
+def _azure_script(settings: Settings, row: Record) -> str:
     return str(row["script"]).replace(CALLBACK_TOKEN_PLACEHOLDER, oidc.callback_token(settings, row["id"]))
 
 
-def gcp_view(settings: Settings, row: asyncpg.Record) -> GcpCloudAccount:
+def gcp_view(settings: Settings, row: Record) -> GcpCloudAccount:
     params, identity = row["params"], row["identity"]
     return GcpCloudAccount(
         id=row["id"],
@@ -96,7 +95,7 @@ def gcp_view(settings: Settings, row: asyncpg.Record) -> GcpCloudAccount:
     )
 
 
-def azure_view(settings: Settings, row: asyncpg.Record) -> AzureCloudAccount:
+def azure_view(settings: Settings, row: Record) -> AzureCloudAccount:
     params, identity = row["params"], row["identity"]
     return AzureCloudAccount(
         id=row["id"],

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -28,6 +27,7 @@ from clusterflow.api.schemas.federated_credentials import (
 )
 from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.records import federated_accounts
+from clusterflow.records.db import Record
 from clusterflow.settings import Settings
 
 router = APIRouter(prefix="/v1/cloud-credentials", tags=["cloud credentials"])
@@ -49,7 +49,7 @@ def _not_connected(provider: str, cluster_name: str) -> ApiError:
     )
 
 
-async def _account(pool: Pool, org: str, provider: str, cluster_name: str, match: dict[str, Any]) -> asyncpg.Record:
+async def _account(pool: Pool, org: str, provider: str, cluster_name: str, match: dict[str, Any]) -> Record:
     row = await federated_accounts.latest_connected(pool, org, provider, cluster_name)
     if row is None or any(value and row["params"].get(key) != value for key, value in match.items()):
         raise _not_connected(provider, cluster_name)
@@ -57,7 +57,7 @@ async def _account(pool: Pool, org: str, provider: str, cluster_name: str, match
 
 
 async def _issue(
-    temporal: Temporal, settings: Settings, provider: str, org: str, row: asyncpg.Record, duration_seconds: int
+    temporal: Temporal, settings: Settings, provider: str, org: str, row: Record, duration_seconds: int
 ) -> dict[str, Any]:
     return await credentials.issue(
         temporal,

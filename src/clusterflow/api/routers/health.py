@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from clusterflow.api.deps import Pool, Temporal
+from clusterflow.records.db import ping
 
 router = APIRouter(tags=["health"])
 
@@ -21,7 +22,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(pool: Pool, temporal: Temporal) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
-        await asyncio.wait_for(pool.fetchval("SELECT 1"), 2)
+        await asyncio.wait_for(ping(pool), 2)
         checks["database"] = "ok"
     except Exception as err:  # any failure means not ready; the reason is reported
         checks["database"] = f"unavailable: {type(err).__name__}"

@@ -17,7 +17,6 @@ import secrets
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import asyncpg
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import ValidationError
 
@@ -38,6 +37,7 @@ from clusterflow.api.schemas.notifications import (
 )
 from clusterflow.api.views import timestamp
 from clusterflow.records import notifications
+from clusterflow.records.db import Record
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
@@ -64,7 +64,7 @@ def _mask(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.hostname}/…"
 
 
-def _integration_view(row: asyncpg.Record, signing_secret: str | None = None) -> Integration:
+def _integration_view(row: Record, signing_secret: str | None = None) -> Integration:
     return Integration(
         id=row["id"],
         orgId=row["organization_id"],
@@ -77,7 +77,7 @@ def _integration_view(row: asyncpg.Record, signing_secret: str | None = None) ->
     )
 
 
-def _subscription_view(row: asyncpg.Record) -> Subscription:
+def _subscription_view(row: Record) -> Subscription:
     return Subscription(
         id=row["id"],
         orgId=row["organization_id"],

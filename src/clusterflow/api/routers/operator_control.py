@@ -126,21 +126,16 @@ async def decide_by_cluster_name(
 ) -> Envelope[DecisionOutcome]:
     if orgId != principal.organization_id:
         raise not_found("organization", orgId)
-    cluster_id = await pool.fetchval(
-        "SELECT id FROM clusters WHERE organization_id = $1 AND name = $2 AND state <> 'DELETED'", orgId, clusterName
-    )
-    row = None
+    cluster_id = await clusters.live_id_by_name(pool, orgId, clusterName)
+    operation_id = None
     if cluster_id is not None:
-        row = await pool.fetchrow(
-            "SELECT id FROM operations WHERE cluster_id = $1 AND status = 'AWAITING_APPROVAL' ORDER BY id DESC LIMIT 1",
-            cluster_id,
-        )
-    if row is None:
+        operation_id = await operations.awaiting_approval_on_cluster(pool, cluster_id)
+    if operation_id is None:
         raise not_found("operation awaiting approval on cluster", clusterName)
-    full = await operations.get(pool, orgId, row["id"])
+    full = await operations.get(pool, orgId, operation_id)
     assert full is not None
     status = await control.decide(pool, temporal, principal, full, action, token, None, None)
-    outcome = DecisionOutcome(operationId=row["id"], status=status, decision=action)
+    outcome = DecisionOutcome(operationId=operation_id, status=status, decision=action)
     return Envelope(id=request_id_of(request), message=f"operation {action.lower()}d", data=outcome)
 
 

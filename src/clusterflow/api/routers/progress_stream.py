@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import asyncpg
 from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import Response
 
@@ -46,7 +45,7 @@ from clusterflow.api.streams import (
 )
 from clusterflow.contracts.operations import TERMINAL_STATUSES
 from clusterflow.records import clusters, operations
-from clusterflow.records.db import DbPool
+from clusterflow.records.db import DbPool, Record
 from clusterflow.records.organizations import authenticate
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
@@ -56,9 +55,7 @@ OperationId = Annotated[str | None, Query(max_length=64, description="Default: t
 Cursor = Annotated[int, Query(ge=0, le=2**53, description="Sequence number to continue after")]
 
 
-async def _operation_of(
-    pool: DbPool, organization_id: str, cluster_id: str, operation_id: str | None
-) -> asyncpg.Record:
+async def _operation_of(pool: DbPool, organization_id: str, cluster_id: str, operation_id: str | None) -> Record:
     if await clusters.get(pool, organization_id, cluster_id) is None:
         raise not_found("cluster", cluster_id)
     if operation_id:

@@ -24,7 +24,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -55,7 +54,7 @@ from clusterflow.contracts.operations import ClusterState, ErrorCode, OperationS
 from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import clusters, idempotency, operations, registrations, secrets_store
-from clusterflow.records.db import Conn
+from clusterflow.records.db import Conn, Record
 from clusterflow.records.errors import IdempotencyKeyReused
 from clusterflow.records.organizations import Principal
 from clusterflow.settings import Settings
@@ -107,7 +106,7 @@ def _manifest(settings: Settings, cluster_name: str, token: str, architecture: s
     )
 
 
-async def resolve_cluster(pool: Pool, organization_id: str, ref: str) -> asyncpg.Record:
+async def resolve_cluster(pool: Pool, organization_id: str, ref: str) -> Record:
     """The organization's cluster by ID, or its live cluster by name; 404 otherwise."""
     row = await clusters.get(pool, organization_id, ref) if ref.startswith("cl_") else None
     if row is None:
@@ -142,7 +141,7 @@ def agent_task_plan(
     )
 
 
-def registered_cluster_delete_refused(row: asyncpg.Record) -> ApiError:
+def registered_cluster_delete_refused(row: Record) -> ApiError:
     """What `DELETE /v1/clusters/{id}` answers for a registered cluster (see `is_registered`):
     its resources are not ours to delete; unregistering removes the agent instead."""
     return ApiError(
@@ -154,7 +153,7 @@ def registered_cluster_delete_refused(row: asyncpg.Record) -> ApiError:
     )
 
 
-def _not_registered(row: asyncpg.Record) -> ApiError:
+def _not_registered(row: Record) -> ApiError:
     return ApiError(
         409,
         "CLUSTER_NOT_REGISTERED",
@@ -340,9 +339,7 @@ async def _is_replay(pool: Pool, organization_id: str, key: str | None, fingerpr
         return True
 
 
-def _instructions(
-    settings: Settings, row: asyncpg.Record, reg: asyncpg.Record, op: asyncpg.Record | None
-) -> Instructions:
+def _instructions(settings: Settings, row: Record, reg: Record, op: Record | None) -> Instructions:
     namespace = settings.agent_namespace
     check = f"kubectl -n {namespace} get pods && kubectl -n {namespace} logs deploy/clusterflow-agent"
     if reg["revoked_at"] is not None:
@@ -477,7 +474,7 @@ def duration_seconds(value: int | str) -> int:
     return int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
 
 
-def _require_active_registered(row: asyncpg.Record, reg: asyncpg.Record | None) -> asyncpg.Record:
+def _require_active_registered(row: Record, reg: Record | None) -> Record:
     if reg is None:
         raise _not_registered(row)
     if reg["revoked_at"] is not None or row["state"] != ClusterState.ACTIVE:
@@ -491,7 +488,7 @@ def _require_active_registered(row: asyncpg.Record, reg: asyncpg.Record | None) 
 
 
 async def _managed_kubeconfig(
-    request: Request, row: asyncpg.Record, organization_id: str, seconds: int, temporal: Temporal, settings: Settings
+    request: Request, row: Record, organization_id: str, seconds: int, temporal: Temporal, settings: Settings
 ) -> JSONResponse:
     """EKS, GKE, AKS: built on a worker (`activities/kubeconfig.py`), sealed to this request's key,
     returned once and never stored."""

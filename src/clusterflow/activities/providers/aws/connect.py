@@ -20,7 +20,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -41,6 +40,7 @@ from clusterflow.contracts.cloud_accounts import (
     ReverifyResult,
 )
 from clusterflow.records import cloud_accounts, operations
+from clusterflow.records.db import DbPool, Record
 
 # Reading its own role is how a connection proves its configuration; both levels may.
 _SELF_INSPECTION = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "sts:GetCallerIdentity"]
@@ -165,7 +165,7 @@ class Verdict:
 class AwsCloudConnect:
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
+        pool: DbPool,
         clients: AwsClients,
         *,
         bucket: str,
@@ -178,7 +178,7 @@ class AwsCloudConnect:
         self.url_seconds = url_seconds
         self.credentials_max_seconds = credentials_max_seconds
 
-    async def _account(self, cloud_account_id: str) -> asyncpg.Record:
+    async def _account(self, cloud_account_id: str) -> Record:
         row = await cloud_accounts.get(self.pool, cloud_account_id)
         if row is None:
             raise ApplicationError(
@@ -236,7 +236,7 @@ class AwsCloudConnect:
         )
         return ConnectTemplateResult(template_url=url, role_arn=row["role_arn"])
 
-    async def verify(self, row: asyncpg.Record, session_name: str) -> Verdict:
+    async def verify(self, row: Record, session_name: str) -> Verdict:
         """Assume the account's role and check its trust and permissions."""
         external_id = await cloud_accounts.external_id(self.pool, row["organization_id"], "aws")
         try:

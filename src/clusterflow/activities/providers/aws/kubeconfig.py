@@ -13,7 +13,6 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -22,6 +21,7 @@ from clusterflow.activities.providers.aws.provider import AwsProvider
 from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 from clusterflow.contracts.cluster import ClusterDefinition
+from clusterflow.records.db import DbPool
 
 EKS_TOKEN_MAX_SECONDS = 900  # the EKS authenticator refuses older tokens
 
@@ -73,7 +73,7 @@ def eks_kubeconfig(cluster: dict[str, Any], token: str, user: str = "clusterflow
 
 
 class AwsKubeconfigActivities:
-    def __init__(self, pool: asyncpg.Pool[Any], aws: AwsProvider) -> None:
+    def __init__(self, pool: DbPool, aws: AwsProvider) -> None:
         self.pool = pool
         self.aws = aws
 
@@ -83,22 +83,22 @@ class AwsKubeconfigActivities:
         try:
             eks = ClusterDefinition.from_spec(cluster_spec(row)).eks
             account = await self.aws.account_for(
-                row["id"],
+                row.id,
                 eks.account_id if eks is not None else None,
-                row["region"],
+                row.region,
                 f"cf-kubeconfig-{activity.info().workflow_id}"[:64],
             )
-            cluster = await self.aws.describe_cluster(account, row["name"])
+            cluster = await self.aws.describe_cluster(account, row.name)
         except ProviderError as err:
             raise refused(err) from err
         if cluster is None or cluster.get("status") != "ACTIVE":
             raise ApplicationError(
-                f"EKS cluster {row['name']} is {cluster.get('status') if cluster else 'missing'}",
+                f"EKS cluster {row.name} is {cluster.get('status') if cluster else 'missing'}",
                 type=CloudErrorCode.CLOUD_RESOURCE_FAILED,
                 non_retryable=True,
             )
         seconds = min(inp.duration_seconds, EKS_TOKEN_MAX_SECONDS)
         sts = account.client("sts")
-        token = await asyncio.to_thread(eks_token, sts, row["name"], seconds)  # local signing, no call
+        token = await asyncio.to_thread(eks_token, sts, row.name, seconds)  # local signing, no call
         expiration = iso(datetime.now(UTC) + timedelta(seconds=seconds))
         return sealed(inp, eks_kubeconfig(cluster, token, USER), expiration)

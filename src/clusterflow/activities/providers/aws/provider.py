@@ -26,7 +26,7 @@ from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
 from clusterflow.contracts.phases import Phase
-from clusterflow.records import cloud_accounts
+from clusterflow.records import cloud_accounts, clusters
 
 
 class AwsProvider(Unprepared, UpdateSteps):
@@ -53,9 +53,9 @@ class AwsProvider(Unprepared, UpdateSteps):
     async def account_for(self, cluster_id: str, wanted: str | None, region: str, session_name: str) -> Account:
         """The cluster's connected account (`wanted`, else the organization's most recently
         verified one), as assumed-role sessions in `region`."""
-        organization_id = await self.pool.fetchval("SELECT organization_id FROM clusters WHERE id = $1", cluster_id)
+        organization_id = await clusters.organization_of(self.pool, cluster_id)
         row = await cloud_accounts.find_usable(self.pool, organization_id, "aws", wanted) if organization_id else None
-        if row is None:
+        if row is None or organization_id is None:
             raise ProviderError(
                 CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED,
                 f"no connected AWS account{' ' + wanted if wanted else ''} for this organization. Remedy: connect "

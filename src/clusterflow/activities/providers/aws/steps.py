@@ -24,14 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
-
 from clusterflow.activities.providers.aws.clients import Account, AwsClients, request_token
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog import aws as catalog
 from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.cluster import ClusterDefinition, EksSettings, NodeGroupSpec
 from clusterflow.contracts.phase_activity import PhaseInput
+from clusterflow.records.db import DbPool
 
 CLUSTER_TAG = "clusterflow:cluster-id"
 NAME_TAG = "clusterflow:cluster-name"
@@ -62,7 +61,7 @@ def minor(version: str) -> tuple[int, int]:
 class AwsSteps:
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
+        pool: DbPool,
         clients: AwsClients,
         *,
         poll_seconds: float,

@@ -12,9 +12,7 @@ after `duration`. What the clouds' kubeconfig activities share is in `activities
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import asyncpg
 import yaml
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 from temporalio import activity
@@ -36,11 +34,12 @@ from clusterflow.activities.providers.azure.spec import aks_settings
 from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.records import federated_accounts
+from clusterflow.records.db import DbPool
 from clusterflow.settings import Settings
 
 
 class AzureKubeconfigActivities:
-    def __init__(self, pool: asyncpg.Pool[Any], settings: Settings, azure: AzureProvider) -> None:
+    def __init__(self, pool: DbPool, settings: Settings, azure: AzureProvider) -> None:
         self.pool = pool
         self.settings = settings
         self.azure = azure
@@ -48,25 +47,25 @@ class AzureKubeconfigActivities:
     @activity.defn(name="azure.issue_kubeconfig")
     async def issue_azure(self, inp: IssueKubeconfigInput) -> IssueCredentialsResult:
         row = await live_cluster(self.pool, inp)
-        account = await federated_accounts.connected_for_cluster(self.pool, row["id"], "azure")
+        account = await federated_accounts.connected_for_cluster(self.pool, row.id, "azure")
         if account is None:
-            raise not_connected("azure", row["name"])
+            raise not_connected("azure", row.name)
         block = aks_settings(ClusterDefinition.from_spec(cluster_spec(row)))
         params = dict(account["params"])
         subscription = str(block.subscription_id or params["subscriptionId"])
         group = str(block.resource_group or params["resourceGroup"])
         client = self.azure.client(subscription, account)
         try:
-            result = await asyncio.to_thread(client.managed_clusters.list_cluster_user_credentials, group, row["name"])
+            result = await asyncio.to_thread(client.managed_clusters.list_cluster_user_credentials, group, row.name)
         except (HttpResponseError, ClientAuthenticationError, ServiceRequestError) as err:
-            raise refused(classify_azure_error(err, f"list user credentials of {row['name']}")) from err
+            raise refused(classify_azure_error(err, f"list user credentials of {row.name}")) from err
         if not result.kubeconfigs:
             raise ApplicationError("AKS returned no user kubeconfig", type=CloudErrorCode.CLOUD_RESOURCE_FAILED)
         config = yaml.safe_load(bytes(result.kubeconfigs[0].value or b"").decode())
         users = config.get("users") or []
         if not users or not all("exec" in (u.get("user") or {}) for u in users):
             raise ApplicationError(
-                f"AKS cluster {row['name']} uses local accounts, whose credential never expires: no kubeconfig is "
+                f"AKS cluster {row.name} uses local accounts, whose credential never expires: no kubeconfig is "
                 "issued for it. Remedy: enable Entra ID integration (az aks update --enable-aad "
                 "--enable-azure-rbac) and grant the connected application a role on the cluster",
                 type=KUBECONFIG_NOT_EXPIRING,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice import models as aks
 
@@ -43,17 +42,18 @@ from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import federated_accounts
+from clusterflow.records.db import DbPool, Record
 from clusterflow.settings import Settings
 
 
-class AzureProvider(ManagedClusterProvider["asyncpg.Record | None", AksSession, aks.ManagedCluster]):
+class AzureProvider(ManagedClusterProvider["Record | None", AksSession, aks.ManagedCluster]):
     service = "AKS"
     missing_code = ErrorCode.CLOUD_NOT_FOUND
     managed_addons = "CoreDNS, kube-proxy and metrics-server are managed by AKS"
     update_allowed = "update is allowed by the AKS catalog and upgrade profile"
     steps = ManagedSteps(AksSession.get_cluster, check_owner, put_cluster, ensure_pools, verify, owned_cluster)
 
-    def __init__(self, pool: asyncpg.Pool[Any], settings: Settings) -> None:
+    def __init__(self, pool: DbPool, settings: Settings) -> None:
         self.pool = pool
         self.settings = settings
         # Credentials per source ("" = settings, else a connected account), clients per
@@ -61,11 +61,11 @@ class AzureProvider(ManagedClusterProvider["asyncpg.Record | None", AksSession, 
         self._credentials: dict[str, Any] = {}
         self._clients: dict[tuple[str, str], ContainerServiceClient] = {}
 
-    async def prepare(self, inp: PhaseInput) -> asyncpg.Record | None:
+    async def prepare(self, inp: PhaseInput) -> Record | None:
         """The connected account the cluster's phases act as, if there is one."""
         return await federated_accounts.connected_for_cluster(self.pool, inp.cluster_id, "azure")
 
-    def client(self, subscription_id: str, account: asyncpg.Record | None = None) -> ContainerServiceClient:
+    def client(self, subscription_id: str, account: Record | None = None) -> ContainerServiceClient:
         source = account["id"] if account else ""
         if source not in self._credentials:
             self._credentials[source] = (
@@ -79,7 +79,7 @@ class AzureProvider(ManagedClusterProvider["asyncpg.Record | None", AksSession, 
             )
         return self._clients[(source, subscription_id)]
 
-    def _session(self, inp: PhaseInput, reporter: PhaseReporter, account: asyncpg.Record | None) -> AksSession:
+    def _session(self, inp: PhaseInput, reporter: PhaseReporter, account: Record | None) -> AksSession:
         block = aks_settings(inp.cluster)
         params = dict(account["params"]) if account else {}
         subscription = (
@@ -103,9 +103,7 @@ class AzureProvider(ManagedClusterProvider["asyncpg.Record | None", AksSession, 
 
     # --- the steps of the phases (managed_cluster.ManagedClusterProvider) ---------------------
 
-    async def _checked_session(
-        self, inp: PhaseInput, reporter: PhaseReporter, bound: asyncpg.Record | None
-    ) -> AksSession:
+    async def _checked_session(self, inp: PhaseInput, reporter: PhaseReporter, bound: Record | None) -> AksSession:
         check_spec(inp)
         await reporter.event("spec", "spec matches the AKS catalog", fraction=0.5)
         return self._session(inp, reporter, bound)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any
 
-import asyncpg
 from google.api_core import exceptions as gexc
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -34,13 +32,14 @@ from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsResult, IssueKubeconfigInput
 from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.records import federated_accounts
+from clusterflow.records.db import DbPool
 from clusterflow.settings import Settings
 
 GKE_SCOPES = ("https://www.googleapis.com/auth/userinfo.email",)
 
 
 class GcpKubeconfigActivities:
-    def __init__(self, pool: asyncpg.Pool[Any], settings: Settings, gcp: GcpProvider) -> None:
+    def __init__(self, pool: DbPool, settings: Settings, gcp: GcpProvider) -> None:
         self.pool = pool
         self.settings = settings
         self.gcp = gcp
@@ -48,22 +47,22 @@ class GcpKubeconfigActivities:
     @activity.defn(name="gcp.issue_kubeconfig")
     async def issue_gcp(self, inp: IssueKubeconfigInput) -> IssueCredentialsResult:
         row = await live_cluster(self.pool, inp)
-        account = await federated_accounts.connected_for_cluster(self.pool, row["id"], "gcp")
+        account = await federated_accounts.connected_for_cluster(self.pool, row.id, "gcp")
         if account is None:
-            raise not_connected("gcp", row["name"])
+            raise not_connected("gcp", row.name)
         try:
-            client, account_project = await self.gcp.bind(row["id"])
+            client, account_project = await self.gcp.bind(row.id)
             project = self.gcp.project(ClusterDefinition.from_spec(cluster_spec(row)), account_project)
         except ProviderError as err:
             raise refused(err) from err
-        name = f"projects/{project}/locations/{row['region']}/clusters/{row['name']}"
+        name = f"projects/{project}/locations/{row.region}/clusters/{row.name}"
         try:
             cluster = await asyncio.to_thread(functools.partial(client.get_cluster, name=name, retry=None))
         except gexc.GoogleAPICallError as err:
-            raise refused(classify_google_error(err, f"describe cluster {row['name']}")) from err
+            raise refused(classify_google_error(err, f"describe cluster {row.name}")) from err
         if not cluster.endpoint:
             raise ApplicationError(
-                f"GKE cluster {row['name']} has no endpoint yet", type=CloudErrorCode.CLOUD_RESOURCE_FAILED
+                f"GKE cluster {row.name} has no endpoint yet", type=CloudErrorCode.CLOUD_RESOURCE_FAILED
             )
         identity = dict(account["identity"])
         try:
@@ -78,6 +77,6 @@ class GcpKubeconfigActivities:
         except federation.ExchangeFailed as err:
             raise exchange_failed(err) from err
         config = token_kubeconfig(
-            row["name"], f"https://{cluster.endpoint}", cluster.master_auth.cluster_ca_certificate, token.access_token
+            row.name, f"https://{cluster.endpoint}", cluster.master_auth.cluster_ca_certificate, token.access_token
         )
         return sealed(inp, config, token.expiration)

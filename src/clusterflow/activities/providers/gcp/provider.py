@@ -24,9 +24,6 @@ nothing of their own. A missing cluster is success (`managed_cluster.delete_owne
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 from google.cloud import container_v1
 
 from clusterflow.activities.providers.gcp.clients import gcp_credentials, make_client
@@ -47,6 +44,7 @@ from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import federated_accounts
+from clusterflow.records.db import DbPool
 from clusterflow.settings import Settings
 
 GkeBinding = tuple[container_v1.ClusterManagerClient, str | None]
@@ -59,7 +57,7 @@ class GcpProvider(ManagedClusterProvider[GkeBinding, GkeSession, container_v1.Cl
     update_allowed = "update is allowed by the GKE catalog"
     steps = ManagedSteps(GkeSession.get_cluster, check_owner, create_cluster, ensure_node_pools, verify, owned_cluster)
 
-    def __init__(self, pool: asyncpg.Pool[Any], settings: Settings) -> None:
+    def __init__(self, pool: DbPool, settings: Settings) -> None:
         self.pool = pool
         self.settings = settings
         # One client per credential source (settings, or each connected account), reused.

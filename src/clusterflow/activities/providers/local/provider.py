@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from clusterflow.activities.providers.adapter import Unprepared
 from clusterflow.activities.providers.local.failures import maybe_fail
 from clusterflow.activities.providers.local.spec import (
@@ -36,10 +34,11 @@ from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
 from clusterflow.contracts.phases import Phase
 from clusterflow.records import local_cloud
+from clusterflow.records.db import DbPool
 
 
 class LocalProvider(Unprepared):
-    def __init__(self, pool: asyncpg.Pool[Any], default_phase_seconds: float) -> None:
+    def __init__(self, pool: DbPool, default_phase_seconds: float) -> None:
         self.pool = pool
         self.default_phase_seconds = default_phase_seconds
 
