@@ -326,7 +326,7 @@ async def test_targets_in_private_networks_are_refused_unless_allowed(
     from temporalio.exceptions import ApplicationError
     from temporalio.testing import ActivityEnvironment
 
-    from clusterflow.activities.notify import NotifyActivities
+    from clusterflow.activities.notification_delivery import NotifyActivities
     from clusterflow.contracts.notifications import DeliveryTarget
 
     await api.put(

@@ -6,7 +6,7 @@ import pytest
 
 from clusterflow.api.streams import StreamEvent, parse_last_event_id, sse_frame
 from clusterflow.cli.follow import parse_sse
-from clusterflow.records.notify import parse_payload
+from clusterflow.records.change_listener import parse_payload
 
 
 def test_notification_payloads_are_ids_only_and_malformed_ones_are_ignored() -> None:

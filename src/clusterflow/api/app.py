@@ -49,7 +49,7 @@ from clusterflow.api.security import ApiGuards
 from clusterflow.api.streams import StreamHub
 from clusterflow.console import console_app
 from clusterflow.records.db import create_pool
-from clusterflow.records.notify import API_KEY_CHANNEL, APPROVAL_POLICY_CHANNEL, EventListener
+from clusterflow.records.change_listener import API_KEY_CHANNEL, APPROVAL_POLICY_CHANNEL, EventListener
 from clusterflow.settings import Settings, get_settings
 from clusterflow.temporal_connect import connect_options
 from clusterflow.tracing import configure_tracing

@@ -4,7 +4,7 @@ and (for enqueues) its organization's approval policy.
 A client polling `GET /v1/operations/{id}` would otherwise cost two or three PostgreSQL round
 trips per request (the key, the record, its recent events) for a record that changes a few times
 a second at most. The caches are dropped by the notifications this process already LISTENs to
-(`records/notify.py`): PostgreSQL announces every change to an operation, every revocation,
+(`records/change_listener.py`): PostgreSQL announces every change to an operation, every revocation,
 expiry or role change of a key and every change of an approval policy, at commit. So a cached
 answer is never older than the notification delay (milliseconds), and:
 

@@ -1,7 +1,7 @@
 """Live event streams: a per-process hub fed by LISTEN/NOTIFY, served as SSE or WebSocket.
 
 Shape, and why:
-- Events are rows first. A notification (`records/notify.py`) only says "operation X has
+- Events are rows first. A notification (`records/change_listener.py`) only says "operation X has
   sequence N"; subscribers read the rows themselves, so no payload is ever an event and a lost
   notification costs a read, never an event.
 - One `Topic` per operation watched in this process. It keeps a short contiguous tail of the

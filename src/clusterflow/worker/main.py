@@ -20,7 +20,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from clusterflow.activities.agent import AgentActivities, run_agent_monitor
 from clusterflow.activities.federated_connect import FederatedConnectActivities
-from clusterflow.activities.notify import NotifyActivities
+from clusterflow.activities.notification_delivery import NotifyActivities
+from clusterflow.activities.operation_record import RecordActivities
 from clusterflow.activities.providers.adapter import phase_activities
 from clusterflow.activities.providers.aws import (
     AwsClients,
@@ -43,7 +44,6 @@ from clusterflow.activities.providers.gcp import (
     GcpProvider,
 )
 from clusterflow.activities.providers.local import LocalProvider
-from clusterflow.activities.records import RecordActivities
 from clusterflow.logs import configure_logging
 from clusterflow.records.db import DbPool, create_pool
 from clusterflow.settings import Settings, get_settings

@@ -53,7 +53,7 @@ def _ts(value: Any) -> str:
 
 
 def _context(organization_id: str, channel: str) -> str:
-    # Same binding as activities/notify.py's integration_context (the API may not import activities).
+    # Same binding as activities/notification_delivery.py's integration_context (the API may not import activities).
     return f"notification-integration:{organization_id}:{channel}"
 
 

@@ -19,7 +19,7 @@ Topic = Literal[
     "cloud_account.disconnected",
     "agent.disconnected",
 ]
-"""The topics of `workflows/notify.py` (a unit test keeps the two lists equal)."""
+"""The topics of `contracts/notifications.py` (a unit test keeps the two lists equal)."""
 
 
 class IntegrationConfigInput(Strict):

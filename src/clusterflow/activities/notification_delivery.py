@@ -2,7 +2,7 @@
 
 `notify.deliver` sends one event to one channel of one subscription and writes every attempt
 to the delivery log, then raises on failure so Temporal retries it with backoff (the policy is
-in `workflows/notify.py`). Whether a failure is worth retrying is decided here: connection
+in `workflows/notification_dispatch.py`). Whether a failure is worth retrying is decided here: connection
 errors, timeouts, 408, 429 and 5xx answers and transient SMTP replies retry; other 4xx answers,
 permanent SMTP replies, a target in a private network (unless allowed) and a missing secrets
 key do not.
