@@ -96,11 +96,16 @@ class KeyDeleted(BaseModel):
     success: bool
 
 
+class NearestExpiringKey(BaseModel):
+    expiresAt: str
+    maskedKey: str
+
+
 class KeyStats(BaseModel):
     activeKeyCount: int
     expiredKeyCount: int
     revokedKeyCount: int
-    nearestExpiringKey: dict[str, str] | None
+    nearestExpiringKey: NearestExpiringKey | None
 
 
 def key_view(row: Record) -> dict[str, Any]:

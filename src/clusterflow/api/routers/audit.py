@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from clusterflow.api.deps import Admin, Pool
 from clusterflow.api.errors import ApiError, not_found, request_id_of
+from clusterflow.api.schemas.audit import AuditDetails, TopUser
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.views import timestamp
 from clusterflow.records import audit
@@ -54,7 +55,7 @@ class AuditEventView(BaseModel):
     success: bool
     status_code: int
     source: str = "api"
-    details: dict[str, Any]
+    details: AuditDetails
 
 
 class Pagination(BaseModel):
@@ -76,7 +77,7 @@ class AuditStats(BaseModel):
     total_events: int
     events_by_type: dict[str, int]
     events_by_action: dict[str, int]
-    top_users: list[dict[str, Any]]
+    top_users: list[TopUser]
 
 
 def event_view(row: Record) -> AuditEventView:
@@ -176,7 +177,24 @@ _CSV_FIELDS = list(AuditEventView.model_fields)
 
 @router.get(
     "/events/export",
-    responses={200: {"content": {"application/json": {}, "text/csv": {}}}, **ERRORS},
+    responses={
+        200: {
+            "description": "A JSON array of audit events (`format=json`), or CSV with a header row (`format=csv`; "
+            "`details` is a JSON object in its column)",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEventView"}}
+                },
+                "text/csv": {
+                    "schema": {
+                        "type": "string",
+                        "description": "RFC 4180 CSV, columns: " + ", ".join(AuditEventView.model_fields),
+                    }
+                },
+            },
+        },
+        **ERRORS,
+    },
     summary="Export matching audit events (streamed, any size)",
     response_class=StreamingResponse,
 )

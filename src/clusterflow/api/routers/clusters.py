@@ -10,11 +10,12 @@ Only what needs the cloud itself (credentials answering, quotas) is left to VALI
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from clusterflow.api import approvals
@@ -30,11 +31,13 @@ from clusterflow.api.schemas.clusters import (
     ClusterView,
     DeployDryRunResult,
     K8sCluster,
+    cluster_spec_document,
 )
 from clusterflow.api.schemas.common import (
     ERRORS,
     Envelope,
     OperationAccepted,
+    envelope_json,
 )
 from clusterflow.api.schemas.operations import Operation, OperationPage
 from clusterflow.api.views import cluster_view, operation_view
@@ -359,11 +362,10 @@ async def get_cluster(request: Request, clusterId: str, principal: Viewer, pool:
     responses=ERRORS,
     summary="The document the cluster was deployed from",
 )
-async def get_cluster_spec(
-    request: Request, clusterId: str, principal: Viewer, pool: Pool
-) -> Envelope[ClusterSpecDocument]:
+async def get_cluster_spec(request: Request, clusterId: str, principal: Viewer, pool: Pool) -> Response:
     row = await _cluster_or_404(pool, principal.organization_id, clusterId)
-    return Envelope(id=request_id_of(request), message="cluster spec", data=ClusterSpecDocument(**row["spec"]))
+    document = json.dumps(cluster_spec_document(dict(row["spec"])), separators=(",", ":")).encode()
+    return Response(envelope_json(request_id_of(request), "cluster spec", document), media_type="application/json")
 
 
 @router.get(

@@ -8,17 +8,23 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from clusterflow.api.deps import Pool, Temporal
+from clusterflow.api.schemas.health import Liveness, Readiness
 from clusterflow.records.db import ping
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", response_model=Liveness)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database and Temporal reachable")
+@router.get(
+    "/readyz",
+    summary="Readiness: database and Temporal reachable",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
+)
 async def readyz(pool: Pool, temporal: Temporal) -> JSONResponse:
     checks: dict[str, str] = {}
     try:

@@ -57,6 +57,10 @@ class MemberCreate(Strict):
     role: Literal["viewer", "editor", "admin", "owner"]
 
 
+class MemberRemoved(BaseModel):
+    memberId: str
+
+
 class WhoAmI(BaseModel):
     keyId: str
     organizationId: str
@@ -167,13 +171,13 @@ async def add_member(
 
 @router.delete(
     "/organizations/{orgId}/members/{memberId}",
-    response_model=Envelope[dict[str, str]],
+    response_model=Envelope[MemberRemoved],
     responses=ERRORS,
     summary="Remove a member (owner role); the last owner cannot be removed",
 )
 async def remove_member(
     request: Request, orgId: str, memberId: str, principal: Owner, pool: Pool
-) -> Envelope[dict[str, str]]:
+) -> Envelope[MemberRemoved]:
     await _own_org(pool, orgId, principal.organization_id)
     async with pool.acquire() as conn:
         outcome = await orgs.remove_member(conn, orgId, memberId)
@@ -186,7 +190,7 @@ async def remove_member(
             "the last owner of an organization cannot be removed; add another first",
             {"memberId": memberId},
         )
-    return Envelope(id=request_id_of(request), message="member removed", data={"memberId": memberId})
+    return Envelope(id=request_id_of(request), message="member removed", data=MemberRemoved(memberId=memberId))
 
 
 @router.get(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
+
+
+class MachineTypeInfos(BaseModel):
+    zones: list[str] = Field(default_factory=list, description="The region's zones that offer the type")
 
 
 class MachineTypeView(BaseModel):
@@ -18,7 +20,9 @@ class MachineTypeView(BaseModel):
     onDemandPricePerHour: str = Field(description="USD list price per hour, a guide only")
     spotPricePerHour: str
     timeGenerated: str = Field(description="When the catalog data was last refreshed")
-    infos: dict[str, Any] = Field(default_factory=dict, description="Other facts: zones offering the type")
+    infos: MachineTypeInfos = Field(
+        default_factory=lambda: MachineTypeInfos(), description="Other facts: zones offering the type"
+    )
 
 
 class ChannelVersionsView(BaseModel):

@@ -14,15 +14,18 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
+    RootModel,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
-from clusterflow.api.schemas.common import Strict
-from clusterflow.contracts.changes import AksChange, GkeChange, UpdateRequest
+from clusterflow.api.schemas.common import Sparse, Strict, absent
+from clusterflow.contracts.changes import AksChange, ChangeKind, GkeChange, UpdateRequest
 from clusterflow.contracts.changes import MaintenanceWindow as ChangeWindow
 from clusterflow.contracts.cluster import NodeGroupSpec, simulation_from
+from clusterflow.contracts.operations import ClusterState
+from clusterflow.contracts.phases import Phase
 
 API_VERSION: Final = "clusterflow.dev/v1"
 
@@ -260,7 +263,7 @@ class DeployDryRunResult(BaseModel):
 
 
 class ClusterStatusDetail(BaseModel):
-    status: str = "UNSPECIFIED"
+    status: Literal["UNSPECIFIED", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"] = "UNSPECIFIED"
     reason: str | None = None
     suggestedAction: str | None = None
     startedAt: str | None = None
@@ -274,16 +277,42 @@ class ClusterStatusDetail(BaseModel):
     )
 
 
+class TaintView(Sparse):
+    key: str
+    value: str | None = absent()
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    operator: Literal["Equal"] | None = absent("As a deploy document gave it; a taint is always key=value:effect")
+
+
+class NodeGroupView(Sparse):
+    """A node group as the cluster record holds it: as deployed, then as updates left it (keys
+    the deploy document left out stay out)."""
+
+    name: str
+    machineTypes: list[str]
+    minNode: int
+    maxNode: int
+    labels: dict[str, str] | None = absent("Kubernetes labels on the group's nodes")
+    taints: list[TaintView] | None = absent()
+    availabilityZones: list[str] | None = absent()
+    instanceType: Literal["ondemand", "spot"] | None = absent()
+
+
+ViewProvider = Literal["local", "aws", "gcp", "azure", "registered"]
+"""The deployable providers, and `registered` for clusters an agent connected."""
+ViewProvisionerType = Literal["local", "eks", "gke", "aks", "selfHosted", "agent"]
+
+
 class ClusterView(BaseModel):
     clusterId: str
     clusterName: str
-    provider: str
-    provisionerType: str
+    provider: ViewProvider
+    provisionerType: ViewProvisionerType
     region: str
     kubernetesVersion: str | None
-    state: str
-    controlPlaneNode: dict[str, Any] | None
-    workerNodes: list[dict[str, Any]]
+    state: ClusterState
+    controlPlaneNode: NodeGroupView | None
+    workerNodes: list[NodeGroupView]
     tags: dict[str, str] = Field(
         default_factory=dict, description="Tags (GKE: resource labels) on the cluster's cloud resources"
     )
@@ -295,10 +324,41 @@ class ClusterView(BaseModel):
     deletedTimestamp: str | None = None
 
 
-class ClusterSpecDocument(BaseModel):
-    apiVersion: str
-    kind: str
-    spec: dict[str, Any]
+class RegistrationSpec(BaseModel):
+    clusterName: str
+    architecture: str
+    region: str | None = None
+    kubernetesVersion: str | None = None
+
+
+class DeployedClusterDocument(BaseModel):
+    """A deployed cluster's document, as it was sent (defaults not filled in)."""
+
+    apiVersion: ApiVersion
+    kind: Literal["K8sCluster"]
+    spec: ClusterSpec
+
+
+class RegisteredClusterDocument(BaseModel):
+    """A registered cluster's document: what its registration said about it."""
+
+    apiVersion: ApiVersion
+    kind: Literal["ClusterRegistration"]
+    spec: RegistrationSpec
+
+
+class ClusterSpecDocument(
+    RootModel[Annotated[DeployedClusterDocument | RegisteredClusterDocument, Field(discriminator="kind")]]
+):
+    """The document a cluster was deployed (`K8sCluster`) or registered (`ClusterRegistration`) from."""
+
+
+def cluster_spec_document(stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored document, checked against `ClusterSpecDocument` and returned as stored (the
+    models fill in defaults the sender did not give; the record keeps what was sent)."""
+    kind = stored.get("kind")
+    model = RegisteredClusterDocument if kind == "ClusterRegistration" else DeployedClusterDocument
+    return model.model_validate(stored).model_dump(mode="json", exclude_unset=True)
 
 
 Surge = Annotated[str, StringConstraints(max_length=4, pattern=r"^(100|[1-9]?[0-9])%$|^[0-9]{1,3}$")]
@@ -319,7 +379,7 @@ _DURATION = re.compile(r"^(?:([0-9]{1,2})h)?(?:([0-9]{1,4})m)?$")
 class MaintenanceWindow(Strict):
     """A daily window: it starts at `startTime` (HH:MM, UTC) and lasts `duration` (4h to 24h)."""
 
-    startTime: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = Field(
+    startTime: Annotated[str, StringConstraints(max_length=5, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = Field(
         description="Time of day the window opens, HH:MM in UTC"
     )
     duration: Annotated[
@@ -442,22 +502,111 @@ def update_request(spec: ClusterUpdateSpec) -> UpdateRequest:
 
 class PreflightCheck(BaseModel):
     name: str
-    category: str
+    category: Literal["AUTOMATED", "MANUAL"]
     description: str
     status: Literal["PASS", "WARN", "FAIL"]
     remediation: str
+
+
+class NodePoolChange(BaseModel):
+    name: str
+    changeType: ChangeKind
+    strategy: Literal["ROLLING", "IN_PLACE", "CREATE", "DRAIN_AND_DELETE"]
+    minNodes: int | None
+    maxNodes: int | None
+    machineTypes: list[str]
+    instanceType: Literal["ondemand", "spot"] | None
+    kubernetesVersion: str | None
+
+
+class PlanPhase(BaseModel):
+    name: Phase
+    description: str
+    strategy: Literal["ROLLING", "SEQUENTIAL"]
+    estimatedDuration: str = Field(description="Such as 5m or 1h05m")
+    details: list[str]
+    nodePools: list[NodePoolChange]
+
+
+class PlanRollback(BaseModel):
+    details: list[str] = Field(description="What a rollback would do to the node groups")
+    restoresTags: bool
+    controlPlane: str
+
+
+class RollingStrategy(BaseModel):
+    maxSurge: str
+    maxUnavailable: str
+    description: str
+
+
+class UpgradePlan(BaseModel):
+    """The reference's `upgradePlan`: the phases the update runs, and how it would roll back."""
+
+    clusterName: str
+    provider: ViewProvider
+    provisionerType: ViewProvisionerType
+    region: str
+    currentVersion: str | None
+    targetVersion: str | None
+    phases: list[PlanPhase]
+    rollback: PlanRollback
+    preflightChecks: list[PreflightCheck]
+    rollingStrategy: RollingStrategy
+    planHash: str
+
+
+UpgradeType = Literal["NONE", "PATCH", "MINOR", "MAJOR", "DOWNGRADE"]
+
+
+class VersionAnalysis(BaseModel):
+    currentVersion: str | None
+    targetVersion: str | None
+    upgradeType: UpgradeType
+    skippedVersions: list[str]
+    breakingChanges: list[str]
+    deprecatedAPIs: list[str]
+
+
+class ReportIssue(BaseModel):
+    type: Literal["UPGRADE", "PREFLIGHT"]
+    severity: Literal["LOW", "MEDIUM", "HIGH"]
+    description: str
+    affected: list[str]
+    resolution: str
+
+
+class ResourceAnalysis(BaseModel):
+    currentNodes: int
+    requiredForSurge: int
+    hasCapacity: bool
+
+
+class UpgradeReport(BaseModel):
+    """The reference's `upgradeReport`: readiness, risk and what stands in the way."""
+
+    canProceed: bool
+    readinessScore: int = Field(ge=0, le=100)
+    riskLevel: Literal["LOW", "MEDIUM", "HIGH"]
+    estimatedTime: str
+    reportSummary: str
+    versionAnalysis: VersionAnalysis
+    warnings: list[ReportIssue]
+    criticalIssues: list[ReportIssue]
+    recommendations: list[str]
+    resourceAnalysis: ResourceAnalysis
 
 
 class UpdatePreview(BaseModel):
     """The answer to a dry run or report request: what the update would do, and whether it may."""
 
     clusterId: str
-    status: str
+    status: ClusterState
     message: str
     validationPassed: bool
     errors: list[str]
     warnings: list[str]
     preflightChecks: list[PreflightCheck]
-    upgradePlan: dict[str, Any]
-    upgradeReport: dict[str, Any] | None = None
+    upgradePlan: UpgradePlan
+    upgradeReport: UpgradeReport | None = None
     planHash: str

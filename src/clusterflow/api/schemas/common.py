@@ -7,6 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clusterflow.contracts.operations import OperationStatus
+
 T = TypeVar("T")
 
 
@@ -15,6 +17,29 @@ class Strict(BaseModel):
     JSON types (`"1"` is not a number, `0` is not a boolean)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _strip_null(schema: dict[str, Any]) -> None:
+    for prop in schema.get("properties", {}).values():
+        branches = prop.get("anyOf")
+        if prop.get("default", ...) is None and branches and {"type": "null"} in branches:
+            rest = [b for b in branches if b != {"type": "null"}]
+            prop.pop("anyOf")
+            prop.pop("default")
+            prop.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+
+
+class Sparse(BaseModel):
+    """A document whose keys are each optional, written by several parties (the API, the
+    workflows): an absent key stays absent in the JSON, never `null`. Every key a writer uses is
+    declared (see `absent`), so clients get typed attributes instead of a free-form map."""
+
+    model_config = ConfigDict(json_schema_extra=_strip_null)
+
+
+def absent(description: str | None = None) -> Any:
+    """A `Sparse` field: not in the JSON when it has no value."""
+    return Field(default=None, exclude_if=lambda value: value is None, description=description)
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -52,7 +77,7 @@ class ErrorEnvelope(BaseModel):
 class OperationAccepted(BaseModel):
     operationId: str
     clusterId: str | None = None
-    status: str
+    status: OperationStatus
     approvalRequired: bool = False
     approvalExpiresAt: str | None = None
     approvalToken: str | None = Field(

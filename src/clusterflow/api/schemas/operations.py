@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from clusterflow.api.schemas.common import Strict
+from clusterflow.api.schemas.common import Sparse, Strict, absent
+from clusterflow.contracts.operations import OperationStatus, OperationType
+
+EventKind = Literal["progress", "phase", "log", "status"]
+EventLevel = Literal["INFO", "WARN", "ERROR"]
 
 
 class OperationErrorView(BaseModel):
@@ -18,8 +22,8 @@ class OperationErrorView(BaseModel):
 class OperationEvent(BaseModel):
     sequence: int
     timestamp: str
-    kind: str = Field(description="progress, phase, log or status")
-    level: str
+    kind: EventKind = Field(description="progress, phase, log or status")
+    level: EventLevel
     phase: str | None
     progressPercentage: int | None
     message: str
@@ -27,11 +31,14 @@ class OperationEvent(BaseModel):
     labels: dict[str, str] = {}
 
 
+Role = Literal["viewer", "editor", "admin", "owner"]
+
+
 class ApprovalView(BaseModel):
-    requiredRole: str
+    requiredRole: Role
     expiresAt: str | None
     planHash: str | None = None
-    decision: str | None = None
+    decision: Literal["APPROVE", "REJECT", "EXPIRED"] | None = None
     decidedBy: str | None = None
     decidedAt: str | None = None
     comment: str | None = None
@@ -43,11 +50,71 @@ class CancellationView(BaseModel):
     forced: bool
 
 
+class OperationMetadata(Sparse):
+    """What the API and the workflows record beside an operation; each key only where it applies."""
+
+    cleanedUp: list[str] | None = absent("Cancelled deploy, delete, rolled-back update: what was removed or restored")
+    leftBehind: list[str] | None = absent("Resources that could not be removed or restored (empty when clean)")
+    forced: bool | None = absent("A force cancel terminated the workflow")
+    preempts: list[str] | None = absent("Delete: the deploys it cancelled first")
+    planHash: str | None = absent("Update: the plan the request was approved against")
+    targetVersion: str | None = absent("Update: the Kubernetes version asked for")
+    architecture: str | None = absent("Registration: the cluster's node architecture")
+    durationSeconds: int | None = absent("Kubeconfig: how long the credential is valid")
+    provider: str | None = absent("Cloud connect: the cloud")
+    accountId: str | None = absent("AWS connect: the account connected")
+    cloudAccountId: str | None = absent("AWS connect: the cloud-account record")
+    level: Literal["read", "manage"] | None = absent("AWS connect: the access level")
+
+
+class ClusterOutputs(Sparse):
+    kubernetesVersion: str | None = absent("Minor version, as the record keeps it")
+    currentKubernetesVersion: str | None = absent("Patch version the cloud reports")
+    endpoint: str | None = absent()
+    cloudResourceId: str | None = absent("EKS ARN, GKE self link, AKS resource ID")
+    accountId: str | None = absent("The cloud account the cluster lives in")
+
+
+class NetworkOutputs(BaseModel):
+    vpcId: str
+    subnetIds: list[str]
+
+
+class CloudIdentity(Sparse):
+    """The identity a federated cloud connection acts as."""
+
+    serviceAccountEmail: str | None = absent()
+    projectId: str | None = absent()
+    tenantId: str | None = absent()
+    clientId: str | None = absent()
+    subscriptionId: str | None = absent()
+
+
+class OperationResult(Sparse):
+    """What a finished operation produced; the keys depend on its type."""
+
+    cluster: ClusterOutputs | None = absent("Deploy: the cluster as the cloud reports it")
+    network: NetworkOutputs | None = absent("Deploy: the network it created or used")
+    kubernetesVersion: str | None = absent("Registration: the version the agent reports")
+    nodeCount: int | None = absent("Registration: nodes the agent reports")
+    architecture: str | None = absent("Registration: the agent's architecture")
+    agentRemoved: bool | None = absent("Unregister: the agent removed itself")
+    credentialRotated: bool | None = absent("Resync: the agent's credential rotated")
+    expiresAt: str | None = absent("Kubeconfig: when the issued credential expires")
+    connectionStatus: Literal["CONNECTED", "FAILED"] | None = absent("AWS connect")
+    accountId: str | None = absent("AWS connect: the account")
+    roleArn: str | None = absent("AWS connect: the role assumed")
+    level: Literal["read", "manage"] | None = absent("AWS connect: the access level")
+    checks: int | None = absent("AWS connect: checks made until the role worked")
+    status: str | None = absent("GCP or Azure connect: the account's status")
+    identity: CloudIdentity | None = absent("GCP or Azure connect: who it acts as")
+
+
 class Operation(BaseModel):
     operationId: str
     organizationId: str
-    operationType: str
-    status: str
+    operationType: OperationType
+    status: OperationStatus
     currentPhase: str | None
     progressPercentage: int
     message: str | None
@@ -56,8 +123,8 @@ class Operation(BaseModel):
     clusterName: str | None
     userId: str | None = Field(description="The API key that requested the operation")
     attempt: int
-    metadata: dict[str, Any]
-    result: dict[str, Any] | None
+    metadata: OperationMetadata
+    result: OperationResult | None
     createdAt: str
     startedAt: str | None
     lastUpdate: str
@@ -78,7 +145,7 @@ class OperationPage(BaseModel):
 class EventPage(BaseModel):
     events: list[OperationEvent]
     nextCursor: int = Field(description="Pass as ?cursor= to continue after the last event")
-    status: str
+    status: OperationStatus
     terminal: bool
 
 
@@ -93,12 +160,12 @@ class ApprovalDecision(Strict):
 
 class DecisionOutcome(BaseModel):
     operationId: str
-    status: str
-    decision: str
+    status: OperationStatus
+    decision: Literal["APPROVE", "REJECT"]
 
 
 class CancelOutcome(BaseModel):
     operationId: str
-    status: str
+    status: OperationStatus
     forced: bool
     terminated: bool = Field(description="True when a force cancel had to terminate the workflow")

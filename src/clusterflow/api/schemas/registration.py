@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from clusterflow.api.schemas.clusters import DnsName, KubeVersion, Region
 from clusterflow.api.schemas.common import Strict
@@ -138,4 +138,6 @@ class CredentialsStatus(BaseModel):
 
 
 class Empty(BaseModel):
-    pass
+    """An answer with nothing in `data`: `{}`, and never anything else."""
+
+    model_config = ConfigDict(extra="forbid")
