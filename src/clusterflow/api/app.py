@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 from temporalio.client import Client
 
@@ -46,10 +47,11 @@ from clusterflow.api.routers import (
 from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
 from clusterflow.api.schemas.notifications import IntegrationInput, UnsubscribeRequest
 from clusterflow.api.security import ApiGuards
+from clusterflow.api.stream_docs import ASYNCAPI_PATH, asyncapi_document, document_streams
 from clusterflow.api.streams import StreamHub
 from clusterflow.console import console_app
-from clusterflow.records.db import create_pool
 from clusterflow.records.change_listener import API_KEY_CHANNEL, APPROVAL_POLICY_CHANNEL, EventListener
+from clusterflow.records.db import create_pool
 from clusterflow.settings import Settings, get_settings
 from clusterflow.temporal_connect import connect_options
 from clusterflow.tracing import configure_tracing
@@ -143,7 +145,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ObservabilityMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    # Served like /openapi.json (a plain route, public): it describes the API, it holds no data.
+    app.add_route(ASYNCAPI_PATH, _asyncapi, include_in_schema=False)
     return app
+
+
+async def _asyncapi(_: Request) -> JSONResponse:
+    """The WebSocket protocol, in AsyncAPI (`api/stream_docs.py`), next to /openapi.json."""
+    return JSONResponse(asyncapi_document())
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -161,6 +170,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         ref_template="#/components/schemas/{model}",
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+    document_streams(schema)
     document_common_answers(schema)
     app.openapi_schema = schema
     return schema
