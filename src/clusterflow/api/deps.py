@@ -1,4 +1,5 @@
-"""Request dependencies: the pool, the Temporal client, settings, and the caller's identity.
+"""Request dependencies: the pool, the Temporal client, settings, and the caller's identity;
+and `OperationContext`, all of them at once for the routes that start or steer operations.
 
 Authentication accepts `Authorization: Bearer <key>` or `X-API-Key: <key>`. Unknown, revoked
 and expired keys get the same 401, so a caller cannot probe which keys exist.
@@ -7,9 +8,10 @@ and expired keys get the same 401, so a caller cannot probe which keys exist.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 from temporalio.client import Client
@@ -20,6 +22,7 @@ from clusterflow.api.read_caches import ReadCaches
 from clusterflow.api.security import ApiGuards, rate_class, retry_after_header
 from clusterflow.api.streams import StreamHub
 from clusterflow.logs import bind
+from clusterflow.records import idempotency
 from clusterflow.records.db import DbPool
 from clusterflow.records.organizations import Principal, authenticate, hash_key
 from clusterflow.settings import Settings
@@ -105,7 +108,79 @@ def require_role(role: str) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-Viewer = Annotated[Principal, Depends(require_role("viewer"))]
-Editor = Annotated[Principal, Depends(require_role("editor"))]
-Admin = Annotated[Principal, Depends(require_role("admin"))]
-Owner = Annotated[Principal, Depends(require_role("owner"))]
+_ROLES = {role: require_role(role) for role in ("viewer", "editor", "admin", "owner")}
+Viewer = Annotated[Principal, Depends(_ROLES["viewer"])]
+Editor = Annotated[Principal, Depends(_ROLES["editor"])]
+Admin = Annotated[Principal, Depends(_ROLES["admin"])]
+Owner = Annotated[Principal, Depends(_ROLES["owner"])]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Replays the first response for a repeated request",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class OperationContext:
+    """What every route that starts (or steers) an operation needs besides its own inputs: the
+    request, the authorized caller, the pool, Temporal, settings and the `Idempotency-Key`."""
+
+    request: Request
+    principal: Principal
+    pool: DbPool
+    temporal: Client
+    settings: Settings
+    idempotency_key: str | None = None
+
+    @property
+    def organization_id(self) -> str:
+        return self.principal.organization_id
+
+    @property
+    def caches(self) -> ReadCaches:
+        return self.request.app.state.caches  # type: ignore[no-any-return]
+
+    def fingerprint(self, body: Any, *, with_query: bool = False) -> bytes:
+        """What a repeated `Idempotency-Key` must match: method, path (and query) and body."""
+        path = str(self.request.url) if with_query else self.request.url.path
+        return idempotency.request_fingerprint(self.request.method, path, body)
+
+
+def operation_context(role: str, *, idempotent: bool = True) -> Callable[..., Awaitable[OperationContext]]:
+    """The `OperationContext` dependency for a role; `idempotent` routes take an Idempotency-Key."""
+    # A default, not an annotation: annotations here are strings FastAPI resolves in the
+    # module's namespace, where this closure's role is not.
+    role_check = Depends(_ROLES[role])
+
+    if idempotent:
+
+        async def keyed(
+            request: Request,
+            pool: Pool,
+            temporal: Temporal,
+            settings: AppSettings,
+            idempotency_key: IdempotencyKey = None,
+            principal: Principal = role_check,
+        ) -> OperationContext:
+            return OperationContext(request, principal, pool, temporal, settings, idempotency_key)
+
+        return keyed
+
+    async def unkeyed(
+        request: Request, pool: Pool, temporal: Temporal, settings: AppSettings, principal: Principal = role_check
+    ) -> OperationContext:
+        return OperationContext(request, principal, pool, temporal, settings)
+
+    return unkeyed
+
+
+# A route that enqueues takes one of these plus its own inputs.
+EditorOperation = Annotated[OperationContext, Depends(operation_context("editor"))]
+AdminOperation = Annotated[OperationContext, Depends(operation_context("admin"))]
+# Steering an existing operation (cancel): no Idempotency-Key.
+EditorControl = Annotated[OperationContext, Depends(operation_context("editor", idempotent=False))]

@@ -1,6 +1,9 @@
 """Turning a mutating request into an operation: one transaction, then one workflow start.
 
-Every route that starts an operation goes through `enqueue`:
+Every route that starts an operation builds a command (`api/commands/`: one `OperationCommand`
+per kind, whose `prepare` locks, reads, refuses and returns the `OperationPlan`) and goes through
+`enqueue`, which answers an `Accepted` value; the route turns it into its 202 with
+`accepted_response`.
 
 1. An `Idempotency-Key` seen before replays the first response (422 if the body differs).
 2. One transaction, holding a lock on the idempotency key, inserts whatever the route
@@ -20,47 +23,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
 from fastapi.responses import JSONResponse
-from temporalio.client import Client
+from pydantic import BaseModel
 
 from clusterflow.api.approvals import IssuedApproval
+from clusterflow.api.deps import OperationContext
 from clusterflow.api.errors import ApiError, request_id_of
 from clusterflow.api.schemas.common import OperationAccepted
 from clusterflow.contracts.operations import ErrorCode, OperationStatus
+from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.logs import bind
 from clusterflow.records import idempotency, operations
-from clusterflow.records.db import Conn, DbPool
+from clusterflow.records.db import Conn
 from clusterflow.records.errors import ClusterBusy, IdempotencyKeyReused, NameTaken
-from clusterflow.records.organizations import Principal
 from clusterflow.workflows.registry import start_operation_workflow
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
-Prepare: TypeAlias = "Callable[[Conn], Awaitable[None]]"
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 
 
-@dataclass
+@dataclass(frozen=True)
 class OperationPlan:
-    """What a route wants enqueued. `prepare` runs first inside the transaction (it may lock and
-    read rows, refuse with an ApiError, and fill in `workflow_input` and `approval`)."""
+    """What a command's `prepare` decided, inside the transaction: the operation row to insert
+    and the workflow to start."""
 
-    operation_id: str
     operation_type: str
     workflow_type: str
+    workflow_input: DataclassInstance
     cluster_id: str | None
     cluster_name: str | None
     accepted_message: str
-    workflow_input: dict[str, Any] = field(default_factory=dict)
-    prepare: Prepare | None = None
-    abandon: Prepare | None = None
     metadata: dict[str, Any] | None = None
     approval: IssuedApproval | None = None
     # The approval token goes to the requester only if they may decide themselves.
@@ -69,9 +70,64 @@ class OperationPlan:
     response_data: dict[str, Any] | None = None
 
 
-def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
+@dataclass(frozen=True, kw_only=True)
+class OperationCommand(ABC):
+    """One kind of operation, asked for by one request. `enqueue` calls `prepare` in its
+    transaction, after the idempotency check, and `abandon` in another if the workflow provably
+    never started."""
+
+    ctx: OperationContext
+    operation_id: str = field(default_factory=new_operation_id)
+
+    @abstractmethod
+    async def prepare(self, conn: Conn) -> OperationPlan:
+        """Lock and read what the operation acts on, refuse with an `ApiError`, write what must
+        exist with the operation, and return its plan."""
+
+    async def abandon(self, conn: Conn) -> None:  # noqa: B027 - most kinds write nothing else
+        """Undo what `prepare` wrote besides the operation row (which is already FAILED)."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An enqueued operation, or the first answer replayed for a repeated `Idempotency-Key`."""
+
+    operation_id: str
+    cluster_id: str | None
+    status: str
+    # The envelope as stored for replays (never with the approval token), and its headers.
+    body: dict[str, Any]
+    headers: dict[str, str]
+    status_code: int = 202
+    replayed: bool = False
+    # Shown once, to a requester who may decide themselves.
+    approval_token: str | None = None
+
+
+def accepted_response(accepted: Accepted, data: BaseModel | dict[str, Any] | None = None) -> JSONResponse:
+    """The route's answer: the envelope `enqueue` built (with the approval token when shown), or
+    the same envelope around the route's own `data`."""
+    envelope_data = accepted.body["data"]
+    if data is not None:
+        envelope_data = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    elif accepted.approval_token is not None:
+        envelope_data = envelope_data | {"approvalToken": accepted.approval_token}
     return JSONResponse(
-        stored.body, status_code=stored.status_code, headers=stored.headers | {"Idempotent-Replayed": "true"}
+        accepted.body | {"data": envelope_data}, status_code=accepted.status_code, headers=accepted.headers
+    )
+
+
+def _replay(stored: idempotency.StoredResponse) -> Accepted:
+    data = stored.body.get("data") or {}
+    location = stored.headers.get("Location", "")
+    return Accepted(
+        operation_id=str(data.get("operationId") or data.get("id") or location.rsplit("/", 1)[-1]),
+        cluster_id=data.get("clusterId"),
+        status=str(data.get("status", OperationStatus.PENDING)),
+        body=stored.body,
+        headers=stored.headers | {"Idempotent-Replayed": "true"},
+        status_code=stored.status_code,
+        replayed=True,
     )
 
 
@@ -94,72 +150,65 @@ def _conflict(err: Exception) -> ApiError:
     raise err
 
 
-async def enqueue(
-    request: Request,
-    pool: DbPool,
-    temporal: Client,
-    task_queue: str,
-    principal: Principal,
-    plan: OperationPlan,
-    idempotency_key: str | None,
-    fingerprint: bytes,
-) -> JSONResponse:
-    org = principal.organization_id
-    bind(operation_id=plan.operation_id)
-    headers = {"Location": f"/v1/operations/{plan.operation_id}"}
+async def enqueue(command: OperationCommand, fingerprint: bytes) -> Accepted:
+    ctx = command.ctx
+    request, principal, key = ctx.request, ctx.principal, ctx.idempotency_key
+    org, operation_id = principal.organization_id, command.operation_id
+    bind(operation_id=operation_id)
+    headers = {"Location": f"/v1/operations/{operation_id}"}
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            if idempotency_key:
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            if key:
                 # Requests sharing a key queue here; the first commits, the rest replay it.
-                await idempotency.lock(conn, org, idempotency_key)
-                stored = await idempotency.lookup(conn, org, idempotency_key, fingerprint)
+                await idempotency.lock(conn, org, key)
+                stored = await idempotency.lookup(conn, org, key, fingerprint)
                 if stored is not None:
                     return _replay(stored)
-            if plan.prepare is not None:
-                await plan.prepare(conn)
+            plan = await command.prepare(conn)
+            workflow_input = asdict(plan.workflow_input)
             await operations.insert(
                 conn,
-                operation_id=plan.operation_id,
+                operation_id=operation_id,
                 organization_id=org,
                 cluster_id=plan.cluster_id,
                 cluster_name=plan.cluster_name,
                 operation_type=plan.operation_type,
                 requested_by=principal.key_id,
-                idempotency_key=idempotency_key,
+                idempotency_key=key,
                 workflow_type=plan.workflow_type,
-                workflow_input=plan.workflow_input,
+                workflow_input=workflow_input,
                 metadata=plan.metadata,
                 approval=plan.approval.record if plan.approval else None,
                 message="accepted, waiting for approval" if plan.approval else None,
             )
-            body = _accepted_body(request, plan)
-            if idempotency_key:
+            body = _accepted_body(request_id_of(request), operation_id, plan)
+            if key:
                 # The replayed answer never carries the approval token: it is shown once.
                 await idempotency.store(
                     conn,
                     org,
-                    idempotency_key,
+                    key,
                     request.method,
                     request.url.path,
                     fingerprint,
                     idempotency.StoredResponse(202, body, headers),
                 )
     except IdempotencyKeyReused as err:
-        raise _key_reused(idempotency_key or "") from err
+        raise _key_reused(key or "") from err
     except (ClusterBusy, NameTaken) as err:
         raise _conflict(err) from err
 
     try:
         # The RPC deadline ends the SDK's retries; the task deadline also covers connecting, and
         # we do not wait for a hung call to acknowledge its cancellation.
-        limit = request.app.state.settings.workflow_start_timeout_seconds
+        limit = ctx.settings.workflow_start_timeout_seconds
         start = asyncio.ensure_future(
             start_operation_workflow(
-                temporal,
-                task_queue,
-                plan.operation_id,
+                ctx.temporal,
+                ctx.settings.task_queue,
+                operation_id,
                 plan.workflow_type,
-                plan.workflow_input,
+                workflow_input,
                 rpc_timeout=timedelta(seconds=limit),
             )
         )
@@ -170,41 +219,35 @@ async def enqueue(
             raise TimeoutError(f"the workflow start did not answer within {limit:g}s")
         start.result()
     except Exception:
-        log.exception("could not start workflow of operation %s", plan.operation_id)
-        if await _abandon(pool, plan, org, idempotency_key):
+        log.exception("could not start workflow of operation %s", operation_id)
+        if await _abandon(command):
             raise ApiError(
                 503,
                 ErrorCode.ORCHESTRATOR_UNAVAILABLE,
                 "the workflow engine is unavailable; nothing was enqueued, retry later",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from None
-    if plan.approval and plan.show_token:
-        body = body | {"data": body["data"] | {"approvalToken": plan.approval.token}}
-    return JSONResponse(body, status_code=202, headers=headers)
-
-
-def _accepted_body(request: Request, plan: OperationPlan) -> dict[str, Any]:
-    if plan.response_data is not None:
-        return {
-            "id": request_id_of(request),
-            "status": "success",
-            "message": plan.accepted_message,
-            "data": plan.response_data,
-        }
-    status = OperationStatus.PENDING
-    data = OperationAccepted(
-        operationId=plan.operation_id,
-        clusterId=plan.cluster_id,
-        status=status,
-        approvalRequired=plan.approval is not None,
-        approvalExpiresAt=plan.approval.requirement.expires_at if plan.approval else None,
+    return Accepted(
+        operation_id=operation_id,
+        cluster_id=plan.cluster_id,
+        status=OperationStatus.PENDING,
+        body=body,
+        headers=headers,
+        approval_token=plan.approval.token if plan.approval and plan.show_token else None,
     )
-    return {
-        "id": request_id_of(request),
-        "status": "success",
-        "message": plan.accepted_message,
-        "data": data.model_dump(exclude_none=True),
-    }
+
+
+def _accepted_body(request_id: str, operation_id: str, plan: OperationPlan) -> dict[str, Any]:
+    data = plan.response_data
+    if data is None:
+        data = OperationAccepted(
+            operationId=operation_id,
+            clusterId=plan.cluster_id,
+            status=OperationStatus.PENDING,
+            approvalRequired=plan.approval is not None,
+            approvalExpiresAt=plan.approval.requirement.expires_at if plan.approval else None,
+        ).model_dump(exclude_none=True)
+    return {"id": request_id, "status": "success", "message": plan.accepted_message, "data": data}
 
 
 def _key_reused(key: str) -> ApiError:
@@ -216,12 +259,13 @@ def _key_reused(key: str) -> ApiError:
     )
 
 
-async def _abandon(pool: DbPool, plan: OperationPlan, org: str, idempotency_key: str | None) -> bool:
+async def _abandon(command: OperationCommand) -> bool:
     """Fail the operation if its workflow provably never ran; true if it was abandoned."""
-    async with pool.acquire() as conn, conn.transaction():
+    ctx = command.ctx
+    async with ctx.pool.acquire() as conn, conn.transaction():
         abandoned = await operations.abandon_unstarted(
             conn,
-            plan.operation_id,
+            command.operation_id,
             {
                 "code": ErrorCode.ORCHESTRATOR_UNAVAILABLE,
                 "message": "the workflow could not be started",
@@ -231,8 +275,7 @@ async def _abandon(pool: DbPool, plan: OperationPlan, org: str, idempotency_key:
         )
         if not abandoned:
             return False
-        if plan.abandon is not None:
-            await plan.abandon(conn)
-        if idempotency_key:
-            await idempotency.forget(conn, org, idempotency_key)
+        await command.abandon(conn)
+        if ctx.idempotency_key:
+            await idempotency.forget(conn, ctx.organization_id, ctx.idempotency_key)
         return True

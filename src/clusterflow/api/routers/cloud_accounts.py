@@ -11,19 +11,16 @@ never logged or stored anywhere in clear.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from dataclasses import asdict
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from clusterflow.api import credentials
-from clusterflow.api.deps import AppSettings, Editor, Pool, Temporal, Viewer
-from clusterflow.api.enqueue import OperationPlan, enqueue
+from clusterflow.api.commands.connect import ConnectAws
+from clusterflow.api.deps import AppSettings, Editor, EditorOperation, Pool, Temporal, Viewer
+from clusterflow.api.enqueue import accepted_response, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
-from clusterflow.api.routers.clusters import execution_policy
 from clusterflow.api.schemas.cloud_accounts import (
     AwsCloudAccount,
     AwsCloudAccountRequest,
@@ -34,14 +31,11 @@ from clusterflow.api.schemas.cloud_accounts import (
 )
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.views import event_view, timestamp
-from clusterflow.contracts.cloud_accounts import CloudConnectInput, CloudErrorCode
+from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.operations import OperationType
-from clusterflow.ids import operation_id as new_operation_id
-from clusterflow.records import cloud_accounts, idempotency, operations
-from clusterflow.records.db import Conn
+from clusterflow.records import cloud_accounts, operations
 from clusterflow.records.organizations import Principal
 from clusterflow.settings import Settings
-from clusterflow.workflows.registry import WORKFLOW_TYPES
 
 router = APIRouter(tags=["cloud accounts"])
 
@@ -50,11 +44,6 @@ TEMPLATE_URL_WAIT_SECONDS = 10.0
 MIN_SESSION_SECONDS, MAX_SESSION_SECONDS = 3600, 43200
 MIN_CREDENTIAL_SECONDS = 900
 STEP_LIMIT = 500
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=255, description="Replays the first response"),
-]
 
 
 def _require_aws(settings: Settings) -> None:
@@ -86,19 +75,11 @@ async def _target(
     "ExternalId and the chosen level's policy). Create a stack from it in the account; the operation "
     "ends CONNECTED once the role can be assumed and its permissions match the level.",
 )
-async def connect_aws(
-    request: Request,
-    body: AwsCloudAccountRequest,
-    principal: Editor,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+async def connect_aws(body: AwsCloudAccountRequest, ctx: EditorOperation) -> JSONResponse:
+    settings = ctx.settings
     _require_aws(settings)
-    org = principal.organization_id
     account_id, region = await _target(
-        pool, principal, body.clusterName, body.destinationAccountId, body.targetRegion, settings.aws_region
+        ctx.pool, ctx.principal, body.clusterName, body.destinationAccountId, body.targetRegion, settings.aws_region
     )
     if account_id is None:
         raise ApiError(
@@ -109,84 +90,21 @@ async def connect_aws(
         )
     requested = duration_seconds(body.duration)
     session_seconds = max(MIN_SESSION_SECONDS, min(requested or MIN_SESSION_SECONDS, MAX_SESSION_SECONDS))
-    operation_id = new_operation_id()
-    account_row_id = cloud_accounts.cloud_account_id(org, "aws", account_id)
-    role_name = cloud_accounts.aws_role_name(org)
-    workflow_input = CloudConnectInput(
-        operation_id=operation_id,
-        organization_id=org,
-        cloud_account_id=account_row_id,
-        account_id=account_id,
-        level=body.level,
-        wait_seconds=settings.aws_connect_wait_seconds,
-        check_initial_seconds=settings.aws_connect_check_initial_seconds,
-        check_max_seconds=settings.aws_connect_check_max_seconds,
-        policy=execution_policy(settings),
-    )
+    command = ConnectAws(ctx=ctx, request=body, account_id=account_id, region=region, session_seconds=session_seconds)
+    accepted = await enqueue(command, ctx.fingerprint(body.model_dump(mode="json")))
+    view = await _view_with_template(ctx.pool, ctx.organization_id, accepted.operation_id)
+    return accepted_response(accepted, view)
 
-    async def prepare(conn: Conn) -> None:
-        existing = await cloud_accounts.lock_for_connect(conn, org, "aws", account_id)
-        if existing is not None and existing["operation_status"] in {"PENDING", "RUNNING"}:
-            raise ApiError(
-                409,
-                "CONNECT_IN_PROGRESS",
-                f"AWS account {account_id} is being connected by operation {existing['operation_id']}",
-                {"accountId": account_id, "activeOperationId": existing["operation_id"]},
-            )
-        if existing is not None and existing["status"] == cloud_accounts.CONNECTED and not body.forceUpdate:
-            raise ApiError(
-                409,
-                "ACCOUNT_ALREADY_CONNECTED",
-                f"AWS account {account_id} is already connected; pass forceUpdate=true to reconnect it",
-                {"accountId": account_id, "field": "forceUpdate"},
-            )
-        await cloud_accounts.external_id(conn, org, "aws")
-        await cloud_accounts.upsert_for_connect(
-            conn,
-            organization_id=org,
-            provider="aws",
-            account_id=account_id,
-            cluster_name=body.clusterName,
-            level=body.level,
-            region=region,
-            role_name=role_name,
-            role_arn=f"arn:aws:iam::{account_id}:role/{role_name}",
-            session_seconds=session_seconds,
-            operation_id=operation_id,
-        )
 
-    plan = OperationPlan(
-        operation_id=operation_id,
-        operation_type=OperationType.CLOUD_CONNECT,
-        workflow_type=WORKFLOW_TYPES[OperationType.CLOUD_CONNECT],
-        workflow_input=asdict(workflow_input),
-        cluster_id=None,
-        cluster_name=body.clusterName,
-        accepted_message="cloud connect accepted",
-        prepare=prepare,
-        metadata={"provider": "aws", "accountId": account_id, "cloudAccountId": account_row_id, "level": body.level},
-        response_data=AwsCloudAccount(
-            id=operation_id, status="PENDING", accountId=account_id, level=body.level
-        ).model_dump(mode="json"),
-    )
-    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, body.model_dump(mode="json"))
-    response = await enqueue(
-        request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint
-    )
-    if response.status_code != 202:
-        return response
-    answer = json.loads(bytes(response.body))
-    accepted_id = answer["data"]["id"]
+async def _view_with_template(pool: Pool, org: str, operation_id: str) -> AwsCloudAccount | None:
+    """The connection as it stands once its first step published the template URL (or failed),
+    waiting for that at most TEMPLATE_URL_WAIT_SECONDS."""
     deadline = time.monotonic() + TEMPLATE_URL_WAIT_SECONDS
     while True:
-        view = await _account_view(pool, org, accepted_id, with_steps=False)
+        view = await _account_view(pool, org, operation_id, with_steps=False)
         if view is None or view.preSignedTargetCFTemplateURL or view.error or time.monotonic() > deadline:
-            break
+            return view
         await asyncio.sleep(0.1)
-    if view is not None:
-        answer["data"] = view.model_dump(mode="json")
-    headers = {k: v for k, v in response.headers.items() if k.lower() in {"location", "idempotent-replayed"}}
-    return JSONResponse(answer, status_code=202, headers=headers)
 
 
 async def _account_view(pool: Pool, org: str, operation_id: str, *, with_steps: bool) -> AwsCloudAccount | None:

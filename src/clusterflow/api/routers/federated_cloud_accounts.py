@@ -10,12 +10,10 @@ with it.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from clusterflow import oidc
@@ -25,10 +23,10 @@ from clusterflow.api.cloud_scripts import (
     gcp_identity,
     gcp_script,
 )
-from clusterflow.api.deps import Admin, AppSettings, Pool, Temporal, Viewer
-from clusterflow.api.enqueue import OperationPlan, enqueue
+from clusterflow.api.commands.connect import ConnectFederated
+from clusterflow.api.deps import AdminOperation, AppSettings, OperationContext, Pool, Viewer
+from clusterflow.api.enqueue import accepted_response, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
-from clusterflow.api.routers.clusters import execution_policy
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.schemas.federated_cloud_accounts import (
     AccountError,
@@ -40,20 +38,13 @@ from clusterflow.api.schemas.federated_cloud_accounts import (
     GcpConnectRequest,
 )
 from clusterflow.catalog import CATALOGS
-from clusterflow.contracts.operations import OperationType
 from clusterflow.ids import operation_id as new_operation_id
-from clusterflow.records import federated_accounts, idempotency
-from clusterflow.records.db import Conn, Record
+from clusterflow.records import federated_accounts
+from clusterflow.records.db import Record
 from clusterflow.settings import Settings
-from clusterflow.workflows.federated_connect import (
-    WORKFLOW_TYPE,
-    AccountStatus,
-    FederatedConnectInput,
-)
 
 router = APIRouter(prefix="/v1/cloud-accounts", tags=["cloud accounts"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 SCRIPT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "the setup script"}
 }
@@ -124,83 +115,49 @@ def _check_region(provider: str, region: str | None) -> None:
         )
 
 
-async def _refuse_if_connected(pool: Pool, org: str, provider: str, cluster_name: str, force: bool) -> None:
-    if force:
-        return
-    existing = await federated_accounts.latest_connected(pool, org, provider, cluster_name)
-    if existing is not None:
-        raise ApiError(
-            409,
-            "CLOUD_ACCOUNT_CONNECTED",
-            f"{provider} account {existing['id']} is already connected for cluster {cluster_name}; "
-            "set forceUpdate to connect again",
-            {"cloudAccountId": existing["id"]},
-        )
-
-
-async def _start(
-    request: Request,
-    pool: Pool,
-    temporal: Temporal,
-    settings: Settings,
-    principal: Any,
-    provider: str,
-    body: dict[str, Any],
-    cluster_name: str,
-    level: str,
+async def _connect(
+    ctx: OperationContext,
+    body: GcpConnectRequest | AzureConnectRequest,
+    operation_id: str,
     identity: dict[str, Any],
     script: str,
-    operation_id: str,
-    idempotency_key: str | None,
-) -> str:
-    """Enqueue the CLOUD_CONNECT operation; returns its ID (the first request's, on a replay)."""
-    connect = FederatedConnectInput(
+) -> JSONResponse:
+    """Enqueue the CLOUD_CONNECT operation and answer with the account it recorded (the first
+    request's, on a replay)."""
+    provider = "gcp" if isinstance(body, GcpConnectRequest) else "azure"
+    params = body.model_dump(mode="json")
+    command = ConnectFederated(
+        ctx=ctx,
         operation_id=operation_id,
-        organization_id=principal.organization_id,
-        account_id=operation_id,
         provider=provider,
-        timeout_seconds=settings.cloud_connect_timeout_seconds,
-        poll_seconds=settings.cloud_connect_poll_seconds,
-        policy=execution_policy(settings),
+        params=params,
+        cluster_name=body.clusterName,
+        level=body.level,
+        identity=identity,
+        script=script,
     )
-
-    async def insert_account(conn: Conn) -> None:
-        await federated_accounts.insert(
-            conn,
-            account_id=operation_id,
-            organization_id=principal.organization_id,
-            provider=provider,
-            cluster_name=cluster_name,
-            level=level,
-            status=AccountStatus.PENDING,
-            params=body,
-            identity=identity,
-            script=script,
-        )
-
-    plan = OperationPlan(
-        operation_id=operation_id,
-        operation_type=OperationType.CLOUD_CONNECT,
-        workflow_type=WORKFLOW_TYPE,
-        workflow_input=asdict(connect),
-        cluster_id=None,
-        cluster_name=cluster_name,
-        accepted_message=f"{provider} cloud connect accepted",
-        prepare=insert_account,
-        metadata={"provider": provider},
-    )
-    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, body)
-    response = await enqueue(
-        request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint
-    )
-    return str(json.loads(bytes(response.body))["data"]["operationId"])
+    accepted = await enqueue(command, ctx.fingerprint(params))
+    row = await federated_accounts.get(ctx.pool, ctx.organization_id, provider, accepted.operation_id)
+    assert row is not None
+    view = gcp_view(ctx.settings, row) if provider == "gcp" else azure_view(ctx.settings, row)
+    return accepted_response(accepted, view)
 
 
-def _accepted(request: Request, message: str, data: Any, account_id: str) -> JSONResponse:
-    envelope = Envelope[Any](id=request_id_of(request), message=message, data=data)
-    return JSONResponse(
-        envelope.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/operations/{account_id}"}
-    )
+async def _new_account_id(ctx: OperationContext, provider: str, body: GcpConnectRequest | AzureConnectRequest) -> str:
+    """The new account's ID (its operation's), once the region is offered and no account is
+    connected for the cluster (unless `forceUpdate`)."""
+    _check_region(provider, body.targetRegion)
+    if not body.forceUpdate:
+        existing = await federated_accounts.latest_connected(ctx.pool, ctx.organization_id, provider, body.clusterName)
+        if existing is not None:
+            raise ApiError(
+                409,
+                "CLOUD_ACCOUNT_CONNECTED",
+                f"{provider} account {existing['id']} is already connected for cluster {body.clusterName}; "
+                "set forceUpdate to connect again",
+                {"cloudAccountId": existing["id"]},
+            )
+    return new_operation_id()
 
 
 @router.post(
@@ -213,44 +170,12 @@ def _accepted(request: Request, message: str, data: Any, account_id: str) -> JSO
     "this control plane and a service account with the level's roles, and starts a CLOUD_CONNECT operation "
     "that ends CONNECTED once impersonation works.",
 )
-async def connect_gcp(
-    request: Request,
-    body: GcpConnectRequest,
-    principal: Admin,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    _check_region("gcp", body.targetRegion)
-    await _refuse_if_connected(pool, principal.organization_id, "gcp", body.clusterName, body.forceUpdate)
-    operation_id = new_operation_id()
+async def connect_gcp(body: GcpConnectRequest, ctx: AdminOperation) -> JSONResponse:
+    operation_id = await _new_account_id(ctx, "gcp", body)
     identity = gcp_identity(operation_id, body.targetProjectId, body.targetProjectNumber)
-    script = gcp_script(
-        identity,
-        oidc.issuer(settings),
-        oidc.subject(principal.organization_id, operation_id),
-        body.level,
-        body.clusterName,
-    )
-    account_id = await _start(
-        request,
-        pool,
-        temporal,
-        settings,
-        principal,
-        "gcp",
-        body.model_dump(mode="json"),
-        body.clusterName,
-        body.level,
-        identity,
-        script,
-        operation_id,
-        idempotency_key,
-    )
-    row = await federated_accounts.get(pool, principal.organization_id, "gcp", account_id)
-    assert row is not None
-    return _accepted(request, "gcp cloud connect accepted", gcp_view(settings, row), account_id)
+    subject = oidc.subject(ctx.organization_id, operation_id)
+    script = gcp_script(identity, oidc.issuer(ctx.settings), subject, body.level, body.clusterName)
+    return await _connect(ctx, body, operation_id, identity, script)
 
 
 @router.get("/gcp/{id}", response_model=Envelope[GcpCloudAccount], responses=ERRORS, summary="GCP connection status")
@@ -281,47 +206,20 @@ async def gcp_script_text(id: str, principal: Viewer, pool: Pool) -> PlainTextRe
     "credential trusting this control plane and the level's role assignments on the resource group, and "
     "starts a CLOUD_CONNECT operation that ends CONNECTED once a token exchange works.",
 )
-async def connect_azure(
-    request: Request,
-    body: AzureConnectRequest,
-    principal: Admin,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    _check_region("azure", body.targetRegion)
-    await _refuse_if_connected(pool, principal.organization_id, "azure", body.clusterName, body.forceUpdate)
-    operation_id = new_operation_id()
+async def connect_azure(body: AzureConnectRequest, ctx: AdminOperation) -> JSONResponse:
+    operation_id = await _new_account_id(ctx, "azure", body)
     script = azure_script(
         operation_id,
         body.subscriptionId,
         body.resourceGroup,
-        oidc.issuer(settings),
-        oidc.subject(principal.organization_id, operation_id),
+        oidc.issuer(ctx.settings),
+        oidc.subject(ctx.organization_id, operation_id),
         body.level,
         body.clusterName,
-        f"{settings.api_url}/v1/cloud-accounts/azure/{operation_id}/callback",
+        f"{ctx.settings.api_url}/v1/cloud-accounts/azure/{operation_id}/callback",
     )
     identity = {"subscriptionId": body.subscriptionId, "resourceGroup": body.resourceGroup}
-    account_id = await _start(
-        request,
-        pool,
-        temporal,
-        settings,
-        principal,
-        "azure",
-        body.model_dump(mode="json"),
-        body.clusterName,
-        body.level,
-        identity,
-        script,
-        operation_id,
-        idempotency_key,
-    )
-    row = await federated_accounts.get(pool, principal.organization_id, "azure", account_id)
-    assert row is not None
-    return _accepted(request, "azure cloud connect accepted", azure_view(settings, row), account_id)
+    return await _connect(ctx, body, operation_id, identity, script)
 
 
 @router.get(

@@ -9,36 +9,29 @@ from pydantic import BaseModel
 
 from clusterflow.api import control
 from clusterflow.api.approvals import effective_policy
-from clusterflow.api.deps import Admin, AppSettings, Editor, Owner, Pool, Temporal, Viewer
+from clusterflow.api.deps import Admin, EditorControl, OperationContext, Owner, Pool, Temporal, Viewer
 from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.read_caches import ReadCaches
 from clusterflow.api.schemas.common import ERRORS, Envelope, Strict
 from clusterflow.api.schemas.operations import ApprovalDecision, CancelOutcome, DecisionOutcome
 from clusterflow.records import clusters, operations
-from clusterflow.records.organizations import Principal, approval_policy, set_approval_policy
+from clusterflow.records.organizations import approval_policy, set_approval_policy
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
 Force = Annotated[bool, Query(description="Terminate after the graceful cancel's grace period (admin role)")]
 
 
-async def _cancel(
-    request: Request,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
-    principal: Principal,
-    operation_id: str,
-    force: bool,
-) -> Envelope[CancelOutcome]:
+async def _cancel(ctx: OperationContext, operation_id: str, force: bool) -> Envelope[CancelOutcome]:
+    principal = ctx.principal
     if force and not principal.has_role("admin"):
         raise ApiError(403, "FORBIDDEN", f"force cancel needs the admin role; the key has {principal.role}")
-    row = await operations.get(pool, principal.organization_id, operation_id)
+    row = await operations.get(ctx.pool, principal.organization_id, operation_id)
     if row is None:
         raise not_found("operation", operation_id)
-    status, terminated = await control.cancel(pool, temporal, settings, principal, row, force)
+    status, terminated = await control.cancel(ctx.pool, ctx.temporal, ctx.settings, principal, row, force)
     outcome = CancelOutcome(operationId=operation_id, status=status, forced=force, terminated=terminated)
-    return Envelope(id=request_id_of(request), message=f"operation {status.lower()}", data=outcome)
+    return Envelope(id=request_id_of(ctx.request), message=f"operation {status.lower()}", data=outcome)
 
 
 @router.post(
@@ -47,16 +40,8 @@ async def _cancel(
     responses=ERRORS,
     summary="Cancel an operation: its workflow cleans up and ends CANCELLED",
 )
-async def cancel_operation(
-    request: Request,
-    operationId: str,
-    principal: Editor,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
-    force: Force = False,
-) -> Envelope[CancelOutcome]:
-    return await _cancel(request, pool, temporal, settings, principal, operationId, force)
+async def cancel_operation(operationId: str, ctx: EditorControl, force: Force = False) -> Envelope[CancelOutcome]:
+    return await _cancel(ctx, operationId, force)
 
 
 @router.post(
@@ -65,21 +50,13 @@ async def cancel_operation(
     responses=ERRORS,
     summary="Cancel the cluster's running operation",
 )
-async def cancel_cluster_operation(
-    request: Request,
-    clusterId: str,
-    principal: Editor,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
-    force: Force = False,
-) -> Envelope[CancelOutcome]:
-    cluster = await clusters.get(pool, principal.organization_id, clusterId)
+async def cancel_cluster_operation(clusterId: str, ctx: EditorControl, force: Force = False) -> Envelope[CancelOutcome]:
+    cluster = await clusters.get(ctx.pool, ctx.organization_id, clusterId)
     if cluster is None:
         raise not_found("cluster", clusterId)
     if cluster["active_operation_id"] is None:
         raise ApiError(409, "NO_ACTIVE_OPERATION", f"cluster {clusterId} has no operation in flight")
-    return await _cancel(request, pool, temporal, settings, principal, cluster["active_operation_id"], force)
+    return await _cancel(ctx, cluster["active_operation_id"], force)
 
 
 @router.post(

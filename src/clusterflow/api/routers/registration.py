@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from clusterflow.api import credentials
-from clusterflow.api.agent_manifest import agent_manifest, install_script, manifest_yaml
-from clusterflow.api.deps import AppSettings, Editor, Pool, Temporal, Viewer
-from clusterflow.api.enqueue import OperationPlan, enqueue
+from clusterflow.api.commands.agent_tasks import AgentTask, GenerateKubeconfig
+from clusterflow.api.commands.register import RegisterCluster, manifest_for
+from clusterflow.api.deps import AppSettings, Editor, EditorOperation, OperationContext, Pool, Viewer
+from clusterflow.api.enqueue import accepted_response, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
-from clusterflow.api.routers.clusters import IdempotencyKey, execution_policy
-from clusterflow.api.schemas.clusters import API_VERSION
 from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
 from clusterflow.api.schemas.registration import (
     AgentInfo,
@@ -48,19 +45,13 @@ from clusterflow.api.schemas.registration import (
     RegistrationStatus,
 )
 from clusterflow.api.views import timestamp
-from clusterflow.contracts.agent import AgentTaskInput, RegisterInput
 from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.operations import ClusterState, ErrorCode, OperationStatus, OperationType
-from clusterflow.ids import cluster_id as new_cluster_id
-from clusterflow.ids import operation_id as new_operation_id
-from clusterflow.records import clusters, idempotency, operations, registrations, secrets_store
-from clusterflow.records.db import Conn, Record
-from clusterflow.records.errors import IdempotencyKeyReused
-from clusterflow.records.organizations import Principal
+from clusterflow.records import clusters, operations, registrations, secrets_store
+from clusterflow.records.db import Record
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealed, Sealer
 from clusterflow.workflows.register import registration_instructions
-from clusterflow.workflows.registry import WORKFLOW_TYPES
 
 router = APIRouter(prefix="/v1/clusters", tags=["registered clusters"])
 
@@ -93,19 +84,6 @@ MIN_KUBECONFIG_SECONDS = 600  # the kube API refuses service-account tokens shor
 MAX_KUBECONFIG_SECONDS = 7 * 24 * 3600
 
 
-def _manifest(settings: Settings, cluster_name: str, token: str, architecture: str) -> str:
-    return manifest_yaml(
-        agent_manifest(
-            cluster_name=cluster_name,
-            url=settings.api_url,
-            token=token,
-            architecture=architecture,
-            namespace=settings.agent_namespace,
-            image=settings.agent_image,
-        )
-    )
-
-
 async def resolve_cluster(pool: Pool, organization_id: str, ref: str) -> Record:
     """The organization's cluster by ID, or its live cluster by name; 404 otherwise."""
     row = await clusters.get(pool, organization_id, ref) if ref.startswith("cl_") else None
@@ -115,42 +93,6 @@ async def resolve_cluster(pool: Pool, organization_id: str, ref: str) -> Record:
     if row is None:
         raise not_found("cluster", ref)
     return row
-
-
-def agent_task_plan(
-    principal: Principal, row: Any, settings: Settings, operation_type: str, timeout_seconds: float, message: str
-) -> OperationPlan:
-    """An operation whose workflow works through the cluster's agent (unregister, kubeconfig, resync)."""
-    operation_id = new_operation_id()
-    task = AgentTaskInput(
-        operation_id=operation_id,
-        organization_id=principal.organization_id,
-        cluster_id=row["id"],
-        cluster_name=row["name"],
-        timeout_seconds=timeout_seconds,
-        policy=execution_policy(settings),
-    )
-    return OperationPlan(
-        operation_id=operation_id,
-        operation_type=operation_type,
-        workflow_type=WORKFLOW_TYPES[operation_type],
-        workflow_input=asdict(task),
-        cluster_id=row["id"],
-        cluster_name=row["name"],
-        accepted_message=message,
-    )
-
-
-def registered_cluster_delete_refused(row: Record) -> ApiError:
-    """What `DELETE /v1/clusters/{id}` answers for a registered cluster (see `is_registered`):
-    its resources are not ours to delete; unregistering removes the agent instead."""
-    return ApiError(
-        409,
-        "CLUSTER_IS_REGISTERED",
-        f"cluster {row['name']} is registered through an agent, not provisioned by us: "
-        f"unregister it with DELETE /v1/clusters/{row['name']}/registration",
-        {"clusterId": row["id"], "unregister": f"/v1/clusters/{row['name']}/registration"},
-    )
 
 
 def _not_registered(row: Record) -> ApiError:
@@ -176,167 +118,35 @@ def _not_registered(row: Record) -> ApiError:
     responses={200: {"model": Envelope[Registration], "description": "dry run: the manifest only"}, **ERRORS},
 )
 async def register_cluster(
-    request: Request,
     clusterId: NewClusterName,
-    principal: Editor,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
+    ctx: EditorOperation,
     body: Annotated[RegisterRequest | None, Body()] = None,
-    idempotency_key: IdempotencyKey = None,
     dryRun: Annotated[bool, Query(description="Return the manifest without persisting anything")] = False,
 ) -> JSONResponse:
-    clusterName = clusterId
     req = body or RegisterRequest()
     if dryRun or req.dryRun:
         registration = Registration(
             operationId=None,
             clusterId=None,
-            clusterName=clusterName,
+            clusterName=clusterId,
             status="DRY_RUN",
             message="dry run: nothing was persisted; the token in this manifest is a placeholder",
-            manifest=_manifest(settings, clusterName, DRY_RUN_TOKEN, req.architecture),
+            manifest=manifest_for(ctx.settings, clusterId, DRY_RUN_TOKEN, req.architecture),
             installScript=None,
             registrationTokenExpiresAt=None,
         )
         return JSONResponse(
-            {"id": request_id_of(request), "status": "success", "message": "dry run", "data": registration.model_dump()}
+            {
+                "id": request_id_of(ctx.request),
+                "status": "success",
+                "message": "dry run",
+                "data": registration.model_dump(),
+            }
         )
-
-    org = principal.organization_id
-    raw_body = json.loads(await request.body() or b"null")
-    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, raw_body)
-    existing_id = await registrations.find_live_cluster_by_name(pool, org, clusterName)
-    reissue = False
-    if existing_id is not None and await _is_replay(pool, org, idempotency_key, fingerprint):
-        existing_id = None  # enqueue replays the first response (or refuses a reused key)
-    if existing_id is not None:
-        existing = await clusters.get(pool, org, existing_id)
-        registration_row = await registrations.get(pool, existing_id)
-        reissue = (
-            existing is not None
-            and registrations.is_registered(existing)
-            and registration_row is not None
-            and (existing["state"] == ClusterState.FAILED or registration_row["revoked_at"] is not None)
-        )
-        if not reissue:
-            raise ApiError(
-                409,
-                "CLUSTER_NAME_TAKEN",
-                f"a cluster named {clusterName!r} already exists",
-                {"clusterName": clusterName, "clusterId": existing_id},
-            )
-
-    token = registrations.new_registration_token()
-    expires_at = datetime.now(UTC) + timedelta(seconds=settings.registration_token_ttl_seconds)
-    operation_id = new_operation_id()
-    cluster_id = existing_id if reissue and existing_id else new_cluster_id()
-    register_input = RegisterInput(
-        operation_id=operation_id,
-        organization_id=org,
-        cluster_id=cluster_id,
-        cluster_name=clusterName,
-        architecture=req.architecture,
-        timeout_seconds=settings.registration_timeout_seconds,
-        policy=execution_policy(settings),
-    )
-    document = {
-        "apiVersion": API_VERSION,
-        "kind": "ClusterRegistration",
-        "spec": {
-            "clusterName": clusterName,
-            "architecture": req.architecture,
-            "region": req.region,
-            "kubernetesVersion": req.kubernetesVersion,
-        },
-    }
-
-    async def prepare(conn: Conn) -> None:
-        if reissue:
-            await clusters.set_state(conn, cluster_id, ClusterState.PROVISIONING)
-            await registrations.reissue(
-                conn,
-                cluster_id=cluster_id,
-                architecture=req.architecture,
-                operation_id=operation_id,
-                token_hash=registrations.hash_secret(token),
-                token_expires_at=expires_at,
-            )
-            return
-        await clusters.insert(
-            conn,
-            cluster_id=cluster_id,
-            organization_id=org,
-            name=clusterName,
-            provider=registrations.REGISTERED_PROVIDER,
-            provisioner_type=registrations.AGENT_PROVISIONER,
-            region=req.region or registrations.UNKNOWN_REGION,
-            kubernetes_version=req.kubernetesVersion,
-            state=ClusterState.PROVISIONING,
-            spec=document,
-            control_plane=None,
-            worker_nodes=[],
-        )
-        await registrations.insert(
-            conn,
-            cluster_id=cluster_id,
-            organization_id=org,
-            architecture=req.architecture,
-            operation_id=operation_id,
-            token_hash=registrations.hash_secret(token),
-            token_expires_at=expires_at,
-        )
-
-    async def abandon(conn: Conn) -> None:
-        await clusters.set_state(conn, cluster_id, ClusterState.FAILED if reissue else ClusterState.DELETED)
-
-    plan = OperationPlan(
-        operation_id=operation_id,
-        operation_type=OperationType.CLUSTER_REGISTER,
-        workflow_type=WORKFLOW_TYPES[OperationType.CLUSTER_REGISTER],
-        workflow_input=asdict(register_input),
-        cluster_id=cluster_id,
-        cluster_name=clusterName,
-        accepted_message="registration accepted: apply the agent manifest in the cluster",
-        prepare=prepare,
-        abandon=abandon,
-        metadata={"architecture": req.architecture},
-    )
-    accepted = await enqueue(
-        request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint
-    )
-    envelope = json.loads(bytes(accepted.body))
-    replayed = accepted.headers.get("Idempotent-Replayed") == "true"
-    data = envelope["data"]
-    manifest = _manifest(settings, clusterName, token, req.architecture)
-    registration = Registration(
-        operationId=data["operationId"],
-        clusterId=data["clusterId"],
-        clusterName=clusterName,
-        status=data["status"],
-        message=(
-            "replayed: the manifest and its one-time token are shown only once; register again for a new token"
-            if replayed
-            else f"apply the manifest in the cluster (or run installScript) before "
-            f"{timestamp(expires_at)}; the registration succeeds when the agent connects"
-        ),
-        manifest=None if replayed else manifest,
-        installScript=None if replayed else install_script(manifest),
-        registrationTokenExpiresAt=None if replayed else timestamp(expires_at),
-    )
-    envelope["data"] = registration.model_dump()
-    headers = {k: v for k, v in accepted.headers.items() if k.lower() not in ("content-length", "content-type")}
-    return JSONResponse(envelope, status_code=accepted.status_code, headers=headers)
-
-
-async def _is_replay(pool: Pool, organization_id: str, key: str | None, fingerprint: bytes) -> bool:
-    """Whether `enqueue` will answer from the idempotency store rather than register anew."""
-    if not key:
-        return False
-    try:
-        return await idempotency.lookup(pool, organization_id, key, fingerprint) is not None
-    except IdempotencyKeyReused:
-        return True
+    fingerprint = ctx.fingerprint(json.loads(await ctx.request.body() or b"null"))
+    command = await RegisterCluster.create(ctx, clusterId, req, fingerprint)
+    accepted = await enqueue(command, fingerprint)
+    return accepted_response(accepted, command.registration(accepted))
 
 
 def _instructions(settings: Settings, row: Record, reg: Record, op: Record | None) -> Instructions:
@@ -421,39 +231,32 @@ async def get_registration(
     responses={200: {"model": Envelope[Empty], "description": "agent tombstoned"}, **ERRORS},
 )
 async def unregister_cluster(
-    request: Request,
     clusterId: ClusterRef,
-    principal: Editor,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
+    ctx: EditorOperation,
     agent_only: Annotated[
         bool, Query(alias="agent-only", description="Only tombstone the agent, keep the cluster record")
     ] = False,
-    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    row = await resolve_cluster(pool, principal.organization_id, clusterId)
+    row = await resolve_cluster(ctx.pool, ctx.organization_id, clusterId)
     if row["state"] == ClusterState.DELETED:
         raise not_found("cluster", clusterId)
-    reg = await registrations.get(pool, row["id"])
+    reg = await registrations.get(ctx.pool, row["id"])
     if reg is None:
         raise _not_registered(row)
     if agent_only:
-        async with pool.acquire() as conn:
+        async with ctx.pool.acquire() as conn:
             await registrations.revoke(conn, row["id"], "agent tombstoned (agent-only unregistration)")
         return JSONResponse(
-            {"id": request_id_of(request), "status": "success", "message": "agent tombstoned", "data": {}}
+            {"id": request_id_of(ctx.request), "status": "success", "message": "agent tombstoned", "data": {}}
         )
-    plan = agent_task_plan(
-        principal,
-        row,
-        settings,
-        OperationType.CLUSTER_UNREGISTER,
-        settings.agent_uninstall_wait_seconds,
-        "unregistration accepted",
+    command = AgentTask(
+        ctx=ctx,
+        operation_type=OperationType.CLUSTER_UNREGISTER,
+        row=row,
+        timeout_seconds=ctx.settings.agent_uninstall_wait_seconds,
+        accepted_message="unregistration accepted",
     )
-    fingerprint = idempotency.request_fingerprint(request.method, str(request.url), {})
-    return await enqueue(request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint)
+    return accepted_response(await enqueue(command, ctx.fingerprint({}, with_query=True)))
 
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -487,9 +290,7 @@ def _require_active_registered(row: Record, reg: Record | None) -> Record:
     return reg
 
 
-async def _managed_kubeconfig(
-    request: Request, row: Record, organization_id: str, seconds: int, temporal: Temporal, settings: Settings
-) -> JSONResponse:
+async def _managed_kubeconfig(ctx: OperationContext, row: Record, seconds: int) -> JSONResponse:
     """EKS, GKE, AKS: built on a worker (`activities/kubeconfig.py`), sealed to this request's key,
     returned once and never stored."""
     if row["state"] != ClusterState.ACTIVE:
@@ -500,10 +301,10 @@ async def _managed_kubeconfig(
             {"clusterId": row["id"], "state": row["state"]},
         )
     issued = await credentials.kubeconfig(
-        temporal,
-        settings,
+        ctx.temporal,
+        ctx.settings,
         provider=row["provider"],
-        organization_id=organization_id,
+        organization_id=ctx.organization_id,
         cluster_id=row["id"],
         duration_seconds=seconds,
         refusals=MANAGED_REFUSALS,
@@ -515,7 +316,7 @@ async def _managed_kubeconfig(
         kubeconfig=issued["kubeconfig"],
         expiresAt=issued["expiration"] or None,
     )
-    body = {"id": request_id_of(request), "status": "success", "message": "ready", "data": view.model_dump()}
+    body = {"id": request_id_of(ctx.request), "status": "success", "message": "ready", "data": view.model_dump()}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
@@ -533,17 +334,8 @@ async def _managed_kubeconfig(
     response_model=Envelope[OperationAccepted],
     responses={200: {"model": Envelope[Kubeconfig], "description": "managed cluster: the kubeconfig"}, **ERRORS},
 )
-async def generate_kubeconfig(
-    request: Request,
-    clusterId: ClusterRef,
-    body: KubeconfigRequest,
-    principal: Editor,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    row = await resolve_cluster(pool, principal.organization_id, clusterId)
+async def generate_kubeconfig(clusterId: ClusterRef, body: KubeconfigRequest, ctx: EditorOperation) -> JSONResponse:
+    row = await resolve_cluster(ctx.pool, ctx.organization_id, clusterId)
     if body.clusterName != row["name"]:
         raise ApiError(
             422,
@@ -560,7 +352,7 @@ async def generate_kubeconfig(
             [{"field": "duration", "message": "must be between 10m and 168h", "type": "range"}],
         )
     if row["provider"] in MANAGED_PROVIDERS:
-        return await _managed_kubeconfig(request, row, principal.organization_id, seconds, temporal, settings)
+        return await _managed_kubeconfig(ctx, row, seconds)
     if row["provider"] == "local":
         raise ApiError(
             409,
@@ -568,37 +360,14 @@ async def generate_kubeconfig(
             f"cluster {row['name']} runs on the local simulator, which has no Kubernetes API server to connect to",
             {"clusterId": row["id"], "provider": row["provider"]},
         )
-    _require_active_registered(row, await registrations.get(pool, row["id"]))
-    if not Sealer.from_settings(settings).configured:
+    _require_active_registered(row, await registrations.get(ctx.pool, row["id"]))
+    if not Sealer.from_settings(ctx.settings).configured:
         raise ApiError(503, "VAULT_NOT_CONFIGURED", "no encryption key is configured to store kubeconfigs")
-    plan = agent_task_plan(
-        principal,
-        row,
-        settings,
-        OperationType.KUBECONFIG_GENERATE,
-        settings.kubeconfig_timeout_seconds,
-        "kubeconfig generation accepted; poll GET /kubeconfig",
+    command = GenerateKubeconfig(
+        ctx=ctx, row=row, timeout_seconds=ctx.settings.kubeconfig_timeout_seconds, duration_seconds=seconds
     )
-    operation_id = plan.operation_id
-
-    async def prepare(conn: Conn) -> None:
-        # Its foreign key to the operation is deferred: the operation row follows in this transaction.
-        await secrets_store.insert_kubeconfig_request(
-            conn,
-            operation_id=operation_id,
-            organization_id=principal.organization_id,
-            cluster_id=row["id"],
-            duration_seconds=seconds,
-        )
-
-    async def abandon(conn: Conn) -> None:
-        await secrets_store.fail_kubeconfig(conn, operation_id, "not started: the workflow engine was unavailable")
-
-    plan.prepare, plan.abandon, plan.metadata = prepare, abandon, {"durationSeconds": seconds}
-    fingerprint = idempotency.request_fingerprint(
-        request.method, request.url.path, body.model_dump(mode="json", exclude={"credentials"})
-    )
-    return await enqueue(request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint)
+    fingerprint = ctx.fingerprint(body.model_dump(mode="json", exclude={"credentials"}))
+    return accepted_response(await enqueue(command, fingerprint))
 
 
 @router.get(
@@ -650,19 +419,14 @@ async def get_kubeconfig(
     response_model=Envelope[OperationAccepted],
     responses=ERRORS,
 )
-async def resync_cluster(
-    request: Request,
-    clusterId: ClusterRef,
-    principal: Editor,
-    pool: Pool,
-    temporal: Temporal,
-    settings: AppSettings,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    row = await resolve_cluster(pool, principal.organization_id, clusterId)
-    _require_active_registered(row, await registrations.get(pool, row["id"]))
-    plan = agent_task_plan(
-        principal, row, settings, OperationType.CLUSTER_RESYNC, settings.kubeconfig_timeout_seconds, "resync accepted"
+async def resync_cluster(clusterId: ClusterRef, ctx: EditorOperation) -> JSONResponse:
+    row = await resolve_cluster(ctx.pool, ctx.organization_id, clusterId)
+    _require_active_registered(row, await registrations.get(ctx.pool, row["id"]))
+    command = AgentTask(
+        ctx=ctx,
+        operation_type=OperationType.CLUSTER_RESYNC,
+        row=row,
+        timeout_seconds=ctx.settings.kubeconfig_timeout_seconds,
+        accepted_message="resync accepted",
     )
-    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, {})
-    return await enqueue(request, pool, temporal, settings.task_queue, principal, plan, idempotency_key, fingerprint)
+    return accepted_response(await enqueue(command, ctx.fingerprint({})))
