@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from clusterflow.api.errors import ApiError, not_found
 from clusterflow.contracts.operations import ClusterState, OperationType
 from clusterflow.records import clusters, operations
-from clusterflow.records.db import Conn, Record
+from clusterflow.records.clusters import ClusterRow
+from clusterflow.records.db import Conn
 
 
 @dataclass
 class LockedCluster:
-    row: Record
+    row: ClusterRow
     preempts: list[str]
 
 
@@ -27,12 +28,12 @@ async def lock_cluster_for(conn: Conn, organization_id: str, cluster_id: str, op
     row = await clusters.lock(conn, organization_id, cluster_id)
     if row is None:
         raise not_found("cluster", cluster_id)
-    if row["state"] == ClusterState.DELETED:
+    if row.state == ClusterState.DELETED:
         raise ApiError(
             409,
             "CLUSTER_DELETED",
             f"cluster {cluster_id} was deleted; its history stays readable",
-            {"clusterId": cluster_id, "state": row["state"]},
+            {"clusterId": cluster_id, "state": row.state},
         )
     active = await operations.active_for_cluster(conn, cluster_id)
     preempts: list[str] = []

@@ -16,6 +16,7 @@ from clusterflow.api.schemas.operations import (
     OperationEvent,
 )
 from clusterflow.contracts.operations import OperationStatus
+from clusterflow.records.clusters import ClusterRow
 
 CANCELABLE = {OperationStatus.PENDING, OperationStatus.AWAITING_APPROVAL, OperationStatus.RUNNING}
 
@@ -96,22 +97,22 @@ def _status_detail(value: dict[str, Any] | None) -> ClusterStatusDetail | None:
     return ClusterStatusDetail(**value) if value else None
 
 
-def cluster_view(row: asyncpg.Record) -> ClusterView:
+def cluster_view(row: ClusterRow) -> ClusterView:
     return ClusterView(
-        clusterId=row["id"],
-        clusterName=row["name"],
-        provider=row["provider"],
-        provisionerType=row["provisioner_type"],
-        region=row["region"],
-        kubernetesVersion=row["kubernetes_version"],
-        state=row["state"],
-        controlPlaneNode=row["control_plane"],
-        workerNodes=row["worker_nodes"] or [],
-        tags=dict(row["tags"] or {}),
-        activeOperationId=row["active_operation_id"],
-        upgradeStatus=_status_detail(row["upgrade_status"]),
-        rollbackStatus=_status_detail(row["rollback_status"]),
-        createdTimestamp=_ts(row["created_at"]),
-        lastUpdatedTimestamp=_ts(row["updated_at"]),
-        deletedTimestamp=timestamp(row["deleted_at"]),
+        clusterId=row.id,
+        clusterName=row.name,
+        provider=row.provider,
+        provisionerType=row.provisioner_type,
+        region=row.region,
+        kubernetesVersion=row.kubernetes_version,
+        state=row.state,
+        controlPlaneNode=row.control_plane,
+        workerNodes=row.worker_nodes or [],
+        tags=dict(row.tags or {}),
+        activeOperationId=row.active_operation_id,
+        upgradeStatus=_status_detail(row.upgrade_status),
+        rollbackStatus=_status_detail(row.rollback_status),
+        createdTimestamp=_ts(row.created_at),
+        lastUpdatedTimestamp=_ts(row.updated_at),
+        deletedTimestamp=timestamp(row.deleted_at),
     )

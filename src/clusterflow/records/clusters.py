@@ -7,11 +7,10 @@ one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from clusterflow.records.db import Conn, Executor
+from clusterflow.records.db import Conn, Executor, Record
 from clusterflow.records.errors import NameTaken
 
 _COLUMNS = """id, organization_id, name, provider, provisioner_type, region, kubernetes_version,
@@ -20,6 +19,59 @@ _COLUMNS = """id, organization_id, name, provider, provisioner_type, region, kub
     (SELECT o.id FROM operations o WHERE o.cluster_id = clusters.id
        AND o.status IN ('PENDING', 'AWAITING_APPROVAL', 'RUNNING', 'CANCELLING')
      ORDER BY o.id DESC LIMIT 1) AS active_operation_id"""
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    """A cluster as the control plane records it (`_COLUMNS`), with its active operation."""
+
+    id: str
+    organization_id: str
+    name: str
+    provider: str
+    provisioner_type: str
+    region: str
+    kubernetes_version: str | None
+    state: str
+    spec: dict[str, Any]
+    """The stored cluster spec document; its shape is owned by the API's deploy schema."""
+    control_plane: dict[str, Any] | None
+    """The control-plane node group document (`contracts.cluster.NodeGroupSpec.to_document`)."""
+    worker_nodes: list[dict[str, Any]]
+    """Node group documents as deployed, then as updates left them (`NodeGroupSpec.from_document`
+    reads them); kept as documents since keys a deploy left out must stay out of the view."""
+    tags: dict[str, str]
+    upgrade_status: dict[str, Any] | None
+    """The last update's status document (`api.schemas.clusters.ClusterStatusDetail` fields)."""
+    rollback_status: dict[str, Any] | None
+    """The last rollback's status document (`ClusterStatusDetail` fields)."""
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    active_operation_id: str | None
+
+
+def _row(record: Record) -> ClusterRow:
+    return ClusterRow(
+        id=record["id"],
+        organization_id=record["organization_id"],
+        name=record["name"],
+        provider=record["provider"],
+        provisioner_type=record["provisioner_type"],
+        region=record["region"],
+        kubernetes_version=record["kubernetes_version"],
+        state=record["state"],
+        spec=record["spec"],
+        control_plane=record["control_plane"],
+        worker_nodes=list(record["worker_nodes"] or []),
+        tags=dict(record["tags"] or {}),
+        upgrade_status=record["upgrade_status"],
+        rollback_status=record["rollback_status"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+        deleted_at=record["deleted_at"],
+        active_operation_id=record["active_operation_id"],
+    )
 
 
 async def insert(
@@ -68,34 +120,37 @@ async def insert(
         raise NameTaken(name, existing)
 
 
-async def get(db: Executor, organization_id: str, cluster_id: str) -> asyncpg.Record | None:
+async def get(db: Executor, organization_id: str, cluster_id: str) -> ClusterRow | None:
     """One cluster of the organization, by ID (deleted ones included: their history stays)."""
-    return await db.fetchrow(
+    record = await db.fetchrow(
         f"SELECT {_COLUMNS} FROM clusters WHERE organization_id = $1 AND id = $2",
         organization_id,
         cluster_id,
     )
+    return _row(record) if record is not None else None
 
 
-async def list_for_org(db: Executor, organization_id: str, provider: str | None = None) -> list[asyncpg.Record]:
+async def list_for_org(db: Executor, organization_id: str, provider: str | None = None) -> list[ClusterRow]:
     """The organization's clusters that are not deleted, newest first."""
-    return await db.fetch(
+    records = await db.fetch(
         f"""SELECT {_COLUMNS} FROM clusters
              WHERE organization_id = $1 AND state <> 'DELETED' AND ($2::text IS NULL OR provider = $2)
              ORDER BY id DESC""",
         organization_id,
         provider,
     )
+    return [_row(r) for r in records]
 
 
-async def lock(conn: Conn, organization_id: str, cluster_id: str) -> asyncpg.Record | None:
+async def lock(conn: Conn, organization_id: str, cluster_id: str) -> ClusterRow | None:
     """The cluster row, locked until the transaction ends: every enqueue on an existing cluster
     takes this lock first, so deciding which operations may run together is race-free."""
-    return await conn.fetchrow(
+    record = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM clusters WHERE organization_id = $1 AND id = $2 FOR UPDATE",
         organization_id,
         cluster_id,
     )
+    return _row(record) if record is not None else None
 
 
 async def set_state(conn: Conn, cluster_id: str, state: str | None, fields: dict[str, Any] | None = None) -> None:

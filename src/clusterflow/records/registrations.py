@@ -41,9 +41,9 @@ class ConnectionStatus(StrEnum):
     DISCONNECTED = "DISCONNECTED"
 
 
-def is_registered(cluster_row: Any) -> bool:
+def is_registered(cluster_row: clusters.ClusterRow) -> bool:
     """True for a cluster brought in by registration: it must be unregistered, never deleted."""
-    return bool(cluster_row["provider"] == REGISTERED_PROVIDER)
+    return cluster_row.provider == REGISTERED_PROVIDER
 
 
 def hash_secret(value: str) -> bytes:

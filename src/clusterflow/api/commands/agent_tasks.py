@@ -10,6 +10,7 @@ from clusterflow.api.enqueue import OperationCommand, OperationPlan
 from clusterflow.contracts.agent import AgentTaskInput
 from clusterflow.contracts.operations import OperationType
 from clusterflow.records import secrets_store
+from clusterflow.records.clusters import ClusterRow
 from clusterflow.records.db import Conn
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
@@ -19,7 +20,7 @@ class AgentTask(OperationCommand):
     """An operation whose workflow works through the cluster's agent (its row already read)."""
 
     operation_type: str
-    row: Any
+    row: ClusterRow
     timeout_seconds: float
     accepted_message: str
 
@@ -34,13 +35,13 @@ class AgentTask(OperationCommand):
             workflow_input=AgentTaskInput(
                 operation_id=self.operation_id,
                 organization_id=self.ctx.organization_id,
-                cluster_id=row["id"],
-                cluster_name=row["name"],
+                cluster_id=row.id,
+                cluster_name=row.name,
                 timeout_seconds=self.timeout_seconds,
                 policy=execution_policy(self.ctx.settings),
             ),
-            cluster_id=row["id"],
-            cluster_name=row["name"],
+            cluster_id=row.id,
+            cluster_name=row.name,
             accepted_message=self.accepted_message,
             metadata=metadata,
         )
@@ -60,7 +61,7 @@ class GenerateKubeconfig(AgentTask):
             conn,
             operation_id=self.operation_id,
             organization_id=self.ctx.organization_id,
-            cluster_id=self.row["id"],
+            cluster_id=self.row.id,
             duration_seconds=self.duration_seconds,
         )
         return self.plan({"durationSeconds": self.duration_seconds})

@@ -16,7 +16,8 @@ from clusterflow.api.errors import validation_error
 from clusterflow.api.schemas.clusters import API_VERSION, ClusterSpec, K8sCluster
 from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.contracts.operations import ExecutionPolicy
-from clusterflow.records.db import Conn, Record
+from clusterflow.records.clusters import ClusterRow
+from clusterflow.records.db import Conn
 from clusterflow.settings import Settings
 
 
@@ -28,9 +29,9 @@ def execution_policy(settings: Settings) -> ExecutionPolicy:
     )
 
 
-def normalized_spec(row: Any) -> dict[str, Any]:
+def normalized_spec(row: ClusterRow) -> dict[str, Any]:
     """The cluster's spec with defaults filled in, as the deploy workflow received it."""
-    return parse_cluster_document(dict(row["spec"])).spec.model_dump(mode="json", exclude_none=True)
+    return parse_cluster_document(dict(row.spec)).spec.model_dump(mode="json", exclude_none=True)
 
 
 def parse_cluster_document(body: dict[str, Any]) -> K8sCluster:
@@ -69,16 +70,16 @@ class ClusterCommand(OperationCommand):
     async def lock(self, conn: Conn) -> LockedCluster:
         return await lock_cluster_for(conn, self.ctx.organization_id, self.cluster_id, self.operation_type)
 
-    def input_fields(self, row: Record, approval: IssuedApproval | None) -> dict[str, Any]:
+    def input_fields(self, row: ClusterRow, approval: IssuedApproval | None) -> dict[str, Any]:
         """The fields every cluster workflow input starts with, from the locked row."""
         spec = normalized_spec(row)
         return {
             "operation_id": self.operation_id,
             "organization_id": self.ctx.organization_id,
             "cluster_id": self.cluster_id,
-            "cluster_name": row["name"],
-            "provider": row["provider"],
-            "region": row["region"],
+            "cluster_name": row.name,
+            "provider": row.provider,
+            "region": row.region,
             "spec": spec,
             "policy": execution_policy(self.ctx.settings),
             "approval": approval.requirement if approval else None,

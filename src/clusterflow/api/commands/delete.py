@@ -8,20 +8,21 @@ from clusterflow.api.commands.common import ClusterCommand, issue_approval
 from clusterflow.api.enqueue import OperationPlan
 from clusterflow.api.errors import ApiError
 from clusterflow.contracts.operations import DeleteInput, OperationType
-from clusterflow.records.db import Conn, Record
+from clusterflow.records.clusters import ClusterRow
+from clusterflow.records.db import Conn
 from clusterflow.records.registrations import is_registered
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
 
-def registered_cluster_delete_refused(row: Record) -> ApiError:
+def registered_cluster_delete_refused(row: ClusterRow) -> ApiError:
     """What `DELETE /v1/clusters/{id}` answers for a registered cluster (see `is_registered`):
     its resources are not ours to delete; unregistering removes the agent instead."""
     return ApiError(
         409,
         "CLUSTER_IS_REGISTERED",
-        f"cluster {row['name']} is registered through an agent, not provisioned by us: "
-        f"unregister it with DELETE /v1/clusters/{row['name']}/registration",
-        {"clusterId": row["id"], "unregister": f"/v1/clusters/{row['name']}/registration"},
+        f"cluster {row.name} is registered through an agent, not provisioned by us: "
+        f"unregister it with DELETE /v1/clusters/{row.name}/registration",
+        {"clusterId": row.id, "unregister": f"/v1/clusters/{row.name}/registration"},
     )
 
 
@@ -39,10 +40,10 @@ class DeleteCluster(ClusterCommand):
             operation_type=self.operation_type,
             workflow_type=WORKFLOW_TYPES[self.operation_type],
             workflow_input=DeleteInput(
-                preempts=locked.preempts, previous_state=row["state"], **self.input_fields(row, approval)
+                preempts=locked.preempts, previous_state=row.state, **self.input_fields(row, approval)
             ),
             cluster_id=self.cluster_id,
-            cluster_name=row["name"],
+            cluster_name=row.name,
             accepted_message="delete accepted",
             metadata={"preempts": locked.preempts} if locked.preempts else None,
             approval=approval,

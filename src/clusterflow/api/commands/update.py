@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from clusterflow.api.commands.common import ClusterCommand, issue_approval, normalized_spec
 from clusterflow.api.enqueue import OperationPlan
@@ -15,18 +14,19 @@ from clusterflow.contracts.changes import ClusterShape
 from clusterflow.contracts.cluster import NodeGroupSpec
 from clusterflow.contracts.operations import OperationType, UpdateInput
 from clusterflow.planning import PlannedUpdate, plan_update
+from clusterflow.records.clusters import ClusterRow
 from clusterflow.records.db import Conn
 from clusterflow.records.registrations import is_registered
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
 
-def planned_update(row: Any, document: K8sClusterUpdate) -> PlannedUpdate:
+def planned_update(row: ClusterRow, document: K8sClusterUpdate) -> PlannedUpdate:
     """The update plan, checked against the provider's catalog (versions, machine types, zones)."""
-    versions = kubernetes_versions(row["provider"], row["provisioner_type"])
+    versions = kubernetes_versions(row.provider, row.provisioner_type)
     request = update_request(document.spec)
     return plan_update(
-        cluster_id=row["id"],
-        provider=row["provider"],
+        cluster_id=row.id,
+        provider=row.provider,
         before=recorded_shape(row),
         request=request,
         supported_versions=list(versions.supported_versions) if versions else [],
@@ -38,7 +38,7 @@ def planned_update(row: Any, document: K8sClusterUpdate) -> PlannedUpdate:
 _DEPLOYED_GROUPS = "spec.clusterSpec.dataPlane.nodeGroups"
 
 
-def _group_problems(row: Any, groups: tuple[NodeGroupSpec, ...] | None) -> tuple[str, ...]:
+def _group_problems(row: ClusterRow, groups: tuple[NodeGroupSpec, ...] | None) -> tuple[str, ...]:
     """The requested node groups through the deploy checks, as if the cluster were deployed with
     them: a group an update adds is judged exactly as one a deploy creates."""
     if not groups:
@@ -52,12 +52,12 @@ def _group_problems(row: Any, groups: tuple[NodeGroupSpec, ...] | None) -> tuple
     )
 
 
-def recorded_shape(row: Any) -> ClusterShape:
+def recorded_shape(row: ClusterRow) -> ClusterShape:
     """The cluster as its record states it: what an update plans from."""
     return ClusterShape(
-        kubernetes_version=row["kubernetes_version"],
-        node_groups=tuple(NodeGroupSpec.from_document(g) for g in row["worker_nodes"] or ()),
-        tags={str(k): str(v) for k, v in (row["tags"] or {}).items()},
+        kubernetes_version=row.kubernetes_version,
+        node_groups=tuple(NodeGroupSpec.from_document(g) for g in row.worker_nodes or ()),
+        tags={str(k): str(v) for k, v in (row.tags or {}).items()},
     )
 
 
@@ -72,8 +72,8 @@ class UpdateCluster(ClusterCommand):
             raise ApiError(
                 409,
                 "CLUSTER_IS_REGISTERED",
-                f"cluster {row['name']} is registered through an agent: its owners change it, not clusterflow",
-                {"clusterId": row["id"]},
+                f"cluster {row.name} is registered through an agent: its owners change it, not clusterflow",
+                {"clusterId": row.id},
             )
         update = planned_update(row, self.document)
         if not update.passed:
@@ -91,7 +91,7 @@ class UpdateCluster(ClusterCommand):
             workflow_type=WORKFLOW_TYPES[self.operation_type],
             workflow_input=UpdateInput(plan=update.plan, **self.input_fields(row, approval)),
             cluster_id=self.cluster_id,
-            cluster_name=row["name"],
+            cluster_name=row.name,
             accepted_message="update accepted",
             metadata={"planHash": update.plan_hash, "targetVersion": update.target_version or ""},
             approval=approval,

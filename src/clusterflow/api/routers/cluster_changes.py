@@ -16,16 +16,17 @@ from clusterflow.api.schemas.clusters import K8sClusterUpdate, UpdatePreview
 from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
 from clusterflow.planning import PlannedUpdate, plan_view, report_view
 from clusterflow.records import clusters
+from clusterflow.records.clusters import ClusterRow
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
 
 
-def _preview(row: Any, plan: PlannedUpdate, with_report: bool) -> UpdatePreview:
-    view = plan_view(plan, row["name"], row["provider"], row["provisioner_type"], row["region"])
-    nodes = sum(int(g.get("minNode", 0)) for g in row["worker_nodes"] or [])
+def _preview(row: ClusterRow, plan: PlannedUpdate, with_report: bool) -> UpdatePreview:
+    view = plan_view(plan, row.name, row.provider, row.provisioner_type, row.region)
+    nodes = sum(int(g.get("minNode", 0)) for g in row.worker_nodes or [])
     return UpdatePreview(
-        clusterId=row["id"],
-        status=row["state"],
+        clusterId=row.id,
+        status=row.state,
         message="validation passed" if plan.passed else "the update is blocked: " + "; ".join(plan.errors),
         validationPassed=plan.passed,
         errors=plan.errors,

@@ -33,7 +33,7 @@ from clusterflow.api.schemas.common import (
 from clusterflow.api.schemas.operations import Operation, OperationPage
 from clusterflow.api.views import cluster_view, operation_view
 from clusterflow.records import clusters, operations
-from clusterflow.records.db import Record
+from clusterflow.records.clusters import ClusterRow
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
 
@@ -94,7 +94,7 @@ async def list_clusters(
     return Envelope(id=request_id_of(request), message=f"{len(rows)} clusters", data=[cluster_view(r) for r in rows])
 
 
-async def _cluster_or_404(pool: Pool, organization_id: str, cluster_id: str) -> Record:
+async def _cluster_or_404(pool: Pool, organization_id: str, cluster_id: str) -> ClusterRow:
     row = await clusters.get(pool, organization_id, cluster_id)
     if row is None:
         raise not_found("cluster", cluster_id)
@@ -115,7 +115,7 @@ async def get_cluster(request: Request, clusterId: str, principal: Viewer, pool:
 )
 async def get_cluster_spec(request: Request, clusterId: str, principal: Viewer, pool: Pool) -> Response:
     row = await _cluster_or_404(pool, principal.organization_id, clusterId)
-    document = json.dumps(cluster_spec_document(dict(row["spec"])), separators=(",", ":")).encode()
+    document = json.dumps(cluster_spec_document(dict(row.spec)), separators=(",", ":")).encode()
     return Response(envelope_json(request_id_of(request), "cluster spec", document), media_type="application/json")
 
 

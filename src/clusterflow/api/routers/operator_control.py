@@ -54,9 +54,9 @@ async def cancel_cluster_operation(clusterId: str, ctx: EditorControl, force: Fo
     cluster = await clusters.get(ctx.pool, ctx.organization_id, clusterId)
     if cluster is None:
         raise not_found("cluster", clusterId)
-    if cluster["active_operation_id"] is None:
+    if cluster.active_operation_id is None:
         raise ApiError(409, "NO_ACTIVE_OPERATION", f"cluster {clusterId} has no operation in flight")
-    return await _cancel(ctx, cluster["active_operation_id"], force)
+    return await _cancel(ctx, cluster.active_operation_id, force)
 
 
 @router.post(

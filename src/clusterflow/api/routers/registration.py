@@ -48,6 +48,7 @@ from clusterflow.api.views import timestamp
 from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.operations import ClusterState, ErrorCode, OperationStatus, OperationType
 from clusterflow.records import clusters, operations, registrations, secrets_store
+from clusterflow.records.clusters import ClusterRow
 from clusterflow.records.db import Record
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealed, Sealer
@@ -84,7 +85,7 @@ MIN_KUBECONFIG_SECONDS = 600  # the kube API refuses service-account tokens shor
 MAX_KUBECONFIG_SECONDS = 7 * 24 * 3600
 
 
-async def resolve_cluster(pool: Pool, organization_id: str, ref: str) -> Record:
+async def resolve_cluster(pool: Pool, organization_id: str, ref: str) -> ClusterRow:
     """The organization's cluster by ID, or its live cluster by name; 404 otherwise."""
     row = await clusters.get(pool, organization_id, ref) if ref.startswith("cl_") else None
     if row is None:
@@ -95,12 +96,12 @@ async def resolve_cluster(pool: Pool, organization_id: str, ref: str) -> Record:
     return row
 
 
-def _not_registered(row: Record) -> ApiError:
+def _not_registered(row: ClusterRow) -> ApiError:
     return ApiError(
         409,
         "CLUSTER_NOT_REGISTERED",
-        f"cluster {row['name']} was deployed on provider {row['provider']!r}, not registered with an agent",
-        {"clusterId": row["id"], "provider": row["provider"]},
+        f"cluster {row.name} was deployed on provider {row.provider!r}, not registered with an agent",
+        {"clusterId": row.id, "provider": row.provider},
     )
 
 
@@ -149,7 +150,7 @@ async def register_cluster(
     return accepted_response(accepted, command.registration(accepted))
 
 
-def _instructions(settings: Settings, row: Record, reg: Record, op: Record | None) -> Instructions:
+def _instructions(settings: Settings, row: ClusterRow, reg: Record, op: Record | None) -> Instructions:
     namespace = settings.agent_namespace
     check = f"kubectl -n {namespace} get pods && kubectl -n {namespace} logs deploy/clusterflow-agent"
     if reg["revoked_at"] is not None:
@@ -166,7 +167,7 @@ def _instructions(settings: Settings, row: Record, reg: Record, op: Record | Non
             scriptContent=check,
         )
     if op is not None and op["status"] == OperationStatus.FAILED:
-        return Instructions(message=registration_instructions(row["name"], namespace), scriptContent=check)
+        return Instructions(message=registration_instructions(row.name, namespace), scriptContent=check)
     return Instructions(
         message="apply the agent manifest returned at registration (or run its install script); the agent dials "
         f"out to {settings.api_url} and needs no inbound port",
@@ -189,20 +190,20 @@ async def get_registration(
     operationId: Annotated[str | None, Query(max_length=64, description="A registration operation to report")] = None,
 ) -> Envelope[RegistrationStatus]:
     row = await resolve_cluster(pool, principal.organization_id, clusterId)
-    reg = await registrations.get(pool, row["id"])
+    reg = await registrations.get(pool, row.id)
     if reg is None:
         raise _not_registered(row)
     op_id = operationId or reg["register_operation_id"]
     op = await operations.get(pool, principal.organization_id, op_id) if op_id else None
-    if operationId and (op is None or op["cluster_id"] != row["id"]):
+    if operationId and (op is None or op["cluster_id"] != row.id):
         raise not_found("operation", operationId)
     info = reg["agent_info"] or {}
-    events = await registrations.connection_events(pool, row["id"])
+    events = await registrations.connection_events(pool, row.id)
     error = (op["error"] or {}).get("message") if op is not None else None
     status = RegistrationStatus(
-        clusterId=row["id"],
-        clusterName=row["name"],
-        clusterState=row["state"],
+        clusterId=row.id,
+        clusterName=row.name,
+        clusterState=row.state,
         connectionStatus=reg["connection_status"],
         lastHealthCheck=timestamp(reg["last_heartbeat_at"]),
         operationId=op["id"] if op is not None else None,
@@ -238,14 +239,14 @@ async def unregister_cluster(
     ] = False,
 ) -> JSONResponse:
     row = await resolve_cluster(ctx.pool, ctx.organization_id, clusterId)
-    if row["state"] == ClusterState.DELETED:
+    if row.state == ClusterState.DELETED:
         raise not_found("cluster", clusterId)
-    reg = await registrations.get(ctx.pool, row["id"])
+    reg = await registrations.get(ctx.pool, row.id)
     if reg is None:
         raise _not_registered(row)
     if agent_only:
         async with ctx.pool.acquire() as conn:
-            await registrations.revoke(conn, row["id"], "agent tombstoned (agent-only unregistration)")
+            await registrations.revoke(conn, row.id, "agent tombstoned (agent-only unregistration)")
         return JSONResponse(
             {"id": request_id_of(ctx.request), "status": "success", "message": "agent tombstoned", "data": {}}
         )
@@ -277,41 +278,41 @@ def duration_seconds(value: int | str) -> int:
     return int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
 
 
-def _require_active_registered(row: Record, reg: Record | None) -> Record:
+def _require_active_registered(row: ClusterRow, reg: Record | None) -> Record:
     if reg is None:
         raise _not_registered(row)
-    if reg["revoked_at"] is not None or row["state"] != ClusterState.ACTIVE:
+    if reg["revoked_at"] is not None or row.state != ClusterState.ACTIVE:
         raise ApiError(
             409,
             "CLUSTER_NOT_ACTIVE",
-            f"cluster {row['name']} is {row['state']}" + (" and its agent is revoked" if reg["revoked_at"] else ""),
-            {"clusterId": row["id"], "state": row["state"]},
+            f"cluster {row.name} is {row.state}" + (" and its agent is revoked" if reg["revoked_at"] else ""),
+            {"clusterId": row.id, "state": row.state},
         )
     return reg
 
 
-async def _managed_kubeconfig(ctx: OperationContext, row: Record, seconds: int) -> JSONResponse:
+async def _managed_kubeconfig(ctx: OperationContext, row: ClusterRow, seconds: int) -> JSONResponse:
     """EKS, GKE, AKS: built on a worker (`activities/kubeconfig.py`), sealed to this request's key,
     returned once and never stored."""
-    if row["state"] != ClusterState.ACTIVE:
+    if row.state != ClusterState.ACTIVE:
         raise ApiError(
             409,
             "CLUSTER_NOT_ACTIVE",
-            f"cluster {row['name']} is {row['state']}",
-            {"clusterId": row["id"], "state": row["state"]},
+            f"cluster {row.name} is {row.state}",
+            {"clusterId": row.id, "state": row.state},
         )
     issued = await credentials.kubeconfig(
         ctx.temporal,
         ctx.settings,
-        provider=row["provider"],
+        provider=row.provider,
         organization_id=ctx.organization_id,
-        cluster_id=row["id"],
+        cluster_id=row.id,
         duration_seconds=seconds,
         refusals=MANAGED_REFUSALS,
     )
     view = Kubeconfig(
         operationId=None,
-        clusterId=row["id"],
+        clusterId=row.id,
         status="READY",
         kubeconfig=issued["kubeconfig"],
         expiresAt=issued["expiration"] or None,
@@ -336,11 +337,11 @@ async def _managed_kubeconfig(ctx: OperationContext, row: Record, seconds: int) 
 )
 async def generate_kubeconfig(clusterId: ClusterRef, body: KubeconfigRequest, ctx: EditorOperation) -> JSONResponse:
     row = await resolve_cluster(ctx.pool, ctx.organization_id, clusterId)
-    if body.clusterName != row["name"]:
+    if body.clusterName != row.name:
         raise ApiError(
             422,
             "VALIDATION_FAILED",
-            f"clusterName {body.clusterName!r} does not name cluster {row['id']} ({row['name']})",
+            f"clusterName {body.clusterName!r} does not name cluster {row.id} ({row.name})",
             [{"field": "clusterName", "message": "does not match the cluster", "type": "mismatch"}],
         )
     seconds = duration_seconds(body.duration)
@@ -351,16 +352,16 @@ async def generate_kubeconfig(clusterId: ClusterRef, body: KubeconfigRequest, ct
             "duration must be between 10m and 168h",
             [{"field": "duration", "message": "must be between 10m and 168h", "type": "range"}],
         )
-    if row["provider"] in MANAGED_PROVIDERS:
+    if row.provider in MANAGED_PROVIDERS:
         return await _managed_kubeconfig(ctx, row, seconds)
-    if row["provider"] == "local":
+    if row.provider == "local":
         raise ApiError(
             409,
             "KUBECONFIG_NOT_AVAILABLE",
-            f"cluster {row['name']} runs on the local simulator, which has no Kubernetes API server to connect to",
-            {"clusterId": row["id"], "provider": row["provider"]},
+            f"cluster {row.name} runs on the local simulator, which has no Kubernetes API server to connect to",
+            {"clusterId": row.id, "provider": row.provider},
         )
-    _require_active_registered(row, await registrations.get(ctx.pool, row["id"]))
+    _require_active_registered(row, await registrations.get(ctx.pool, row.id))
     if not Sealer.from_settings(ctx.settings).configured:
         raise ApiError(503, "VAULT_NOT_CONFIGURED", "no encryption key is configured to store kubeconfigs")
     command = GenerateKubeconfig(
@@ -383,12 +384,12 @@ async def get_kubeconfig(
     request: Request, clusterId: ClusterRef, principal: Editor, pool: Pool, settings: AppSettings
 ) -> JSONResponse:
     row = await resolve_cluster(pool, principal.organization_id, clusterId)
-    record = await secrets_store.latest_kubeconfig(pool, principal.organization_id, row["id"])
+    record = await secrets_store.latest_kubeconfig(pool, principal.organization_id, row.id)
     if record is None:
         raise not_found("kubeconfig of cluster", clusterId)
     view = Kubeconfig(
         operationId=record["operation_id"],
-        clusterId=row["id"],
+        clusterId=row.id,
         status=record["status"],
         expiresAt=timestamp(record["expires_at"]),
         error=ErrorMessage(message=record["error"]) if record["error"] else None,
@@ -421,7 +422,7 @@ async def get_kubeconfig(
 )
 async def resync_cluster(clusterId: ClusterRef, ctx: EditorOperation) -> JSONResponse:
     row = await resolve_cluster(ctx.pool, ctx.organization_id, clusterId)
-    _require_active_registered(row, await registrations.get(ctx.pool, row["id"]))
+    _require_active_registered(row, await registrations.get(ctx.pool, row.id))
     command = AgentTask(
         ctx=ctx,
         operation_type=OperationType.CLUSTER_RESYNC,
