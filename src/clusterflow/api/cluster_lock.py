@@ -39,15 +39,15 @@ async def lock_cluster_for(conn: Conn, organization_id: str, cluster_id: str, op
     preempts: list[str] = []
     for op in active:
         deploy_to_preempt = (
-            operation_type == OperationType.CLUSTER_DELETE and op["operation_type"] == OperationType.CLUSTER_DEPLOY
+            operation_type == OperationType.CLUSTER_DELETE and op.operation_type == OperationType.CLUSTER_DEPLOY
         )
         if not deploy_to_preempt:
             raise ApiError(
                 409,
                 "CLUSTER_BUSY",
-                f"cluster {cluster_id} already has operation {op['id']} ({op['operation_type']}, {op['status']}) "
+                f"cluster {cluster_id} already has operation {op.id} ({op.operation_type}, {op.status}) "
                 "in flight; wait for it or cancel it",
-                {"clusterId": cluster_id, "activeOperationId": op["id"]},
+                {"clusterId": cluster_id, "activeOperationId": op.id},
             )
-        preempts.append(op["id"])
+        preempts.append(op.id)
     return LockedCluster(row, preempts)

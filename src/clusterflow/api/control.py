@@ -28,8 +28,9 @@ from clusterflow.contracts.operations import (
     OperationType,
 )
 from clusterflow.records import clusters, operations
-from clusterflow.records.db import DbPool, Record
+from clusterflow.records.db import DbPool
 from clusterflow.records.errors import DatabaseError
+from clusterflow.records.operations import OperationRow
 from clusterflow.records.organizations import Principal
 from clusterflow.settings import Settings
 
@@ -46,12 +47,12 @@ _DECISION_ERRORS = {
 }
 
 
-def _finished(row: Record) -> ApiError:
+def _finished(row: OperationRow) -> ApiError:
     return ApiError(
         409,
         "OPERATION_FINISHED",
-        f"operation {row['id']} already ended {row['status']}; nothing to cancel",
-        {"operationId": row["id"], "status": row["status"]},
+        f"operation {row.id} already ended {row.status}; nothing to cancel",
+        {"operationId": row.id, "status": row.status},
     )
 
 
@@ -60,12 +61,12 @@ async def cancel(
     temporal: Client,
     settings: Settings,
     principal: Principal,
-    row: Record,
+    row: OperationRow,
     force: bool,
 ) -> tuple[str, bool]:
     """Cancel the operation in `row`; returns (status now, whether it was terminated)."""
-    operation_id = row["id"]
-    if row["status"] in TERMINAL_STATUSES:
+    operation_id = row.id
+    if row.status in TERMINAL_STATUSES:
         raise _finished(row)
     handle = temporal.get_workflow_handle(operation_id)
     try:
@@ -90,21 +91,21 @@ async def cancel(
     return await _force(pool, temporal, settings, principal, operation_id)
 
 
-async def _cancel_without_workflow(pool: DbPool, row: Record, principal: Principal) -> tuple[str, bool]:
+async def _cancel_without_workflow(pool: DbPool, row: OperationRow, principal: Principal) -> tuple[str, bool]:
     """The workflow does not exist: it never started (the reconciler has not got to it) or it
     already ended. Cancel the record directly if it is still PENDING."""
     async with pool.acquire() as conn, conn.transaction():
         changed = await operations.finish(
             conn,
-            row["id"],
+            row.id,
             OperationStatus.CANCELLED,
             f"cancelled by {principal.key_id} before it started",
             metadata={"cleanedUp": [], "leftBehind": []},
         )
-        if changed and row["operation_type"] == OperationType.CLUSTER_DEPLOY and row["cluster_id"]:
-            await clusters.set_state(conn, row["cluster_id"], ClusterState.DELETED)
+        if changed and row.operation_type == OperationType.CLUSTER_DEPLOY and row.cluster_id:
+            await clusters.set_state(conn, row.cluster_id, ClusterState.DELETED)
     if not changed:
-        current = await operations.get(pool, principal.organization_id, row["id"])
+        current = await operations.get(pool, principal.organization_id, row.id)
         assert current is not None
         raise _finished(current)
     return OperationStatus.CANCELLED, False
@@ -145,7 +146,7 @@ async def decide(
     pool: DbPool,
     temporal: Client,
     principal: Principal,
-    row: Record,
+    row: OperationRow,
     action: str,
     token: str,
     comment: str | None,
@@ -154,12 +155,12 @@ async def decide(
     """Send the decision to the workflow; returns the operation's status after it."""
     if not principal.has_role("owner"):
         raise ApiError(403, "FORBIDDEN", f"approving needs the owner role; the key has {principal.role}")
-    if row["status"] != OperationStatus.AWAITING_APPROVAL:
+    if row.status != OperationStatus.AWAITING_APPROVAL:
         raise ApiError(
             409,
             "NOT_AWAITING_APPROVAL",
-            f"operation {row['id']} is {row['status']}, not awaiting approval",
-            {"operationId": row["id"], "status": row["status"]},
+            f"operation {row.id} is {row.status}, not awaiting approval",
+            {"operationId": row.id, "status": row.status},
         )
     decision = DecideInput(
         token_sha256=hashlib.sha256(token.encode()).hexdigest(),
@@ -170,7 +171,7 @@ async def decide(
         plan_hash=plan_hash,
     )
     try:
-        result: DecisionResult = await temporal.get_workflow_handle(row["id"]).execute_update(
+        result: DecisionResult = await temporal.get_workflow_handle(row.id).execute_update(
             "decide", decision, result_type=DecisionResult
         )
     except WorkflowUpdateFailedError as err:
@@ -189,7 +190,7 @@ async def decide(
     # are one: the second finds the operation no longer AWAITING_APPROVAL and changes nothing.
     try:
         async with pool.acquire() as conn:
-            await operations.record_decision(conn, row["id"], action, principal.key_id, comment)
+            await operations.record_decision(conn, row.id, action, principal.key_id, comment)
     except (OSError, DatabaseError) as err:
-        log.warning("decision on %s taken; its record is left to the workflow (%s)", row["id"], type(err).__name__)
+        log.warning("decision on %s taken; its record is left to the workflow (%s)", row.id, type(err).__name__)
     return result.status

@@ -27,7 +27,7 @@ async def operation_page(
             raise ApiError(
                 400, "INVALID_PAGE_TOKEN", "pageToken was not issued by this API", {"field": "pageToken"}
             ) from err
-    rows, total, next_token = await operations.list_page(
+    found = await operations.list_page(
         pool,
         organization_id,
         cluster_id=cluster_id,
@@ -36,4 +36,6 @@ async def operation_page(
         limit=limit,
         after_id=after_id,
     )
-    return OperationPage(operations=[operation_view(r) for r in rows], totalCount=total, nextPageToken=next_token)
+    return OperationPage(
+        operations=[operation_view(r) for r in found.rows], totalCount=found.total, nextPageToken=found.next_page_token
+    )

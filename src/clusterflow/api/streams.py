@@ -39,6 +39,7 @@ from clusterflow.contracts.operations import TERMINAL_STATUSES
 from clusterflow.records import operations
 from clusterflow.records.db import DbPool
 from clusterflow.records.errors import DatabaseError
+from clusterflow.records.operations import EventRow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class StreamEvent:
     """The event as JSON (an `OperationEvent`), serialized once for every subscriber."""
 
 
-def _to_stream_event(row: Any) -> StreamEvent:
+def _to_stream_event(row: EventRow) -> StreamEvent:
     view = event_view(row)
     terminal = view.kind == "status" and view.labels.get("status") in TERMINAL_STATUSES
     return StreamEvent(view.sequence, view.kind, terminal, view.model_dump_json())

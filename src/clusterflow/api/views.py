@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from clusterflow.api.schemas.clusters import ClusterStatusDetail, ClusterView
 from clusterflow.api.schemas.operations import (
     ApprovalView,
@@ -17,6 +15,7 @@ from clusterflow.api.schemas.operations import (
 )
 from clusterflow.contracts.operations import OperationStatus
 from clusterflow.records.clusters import ClusterRow
+from clusterflow.records.operations import EventRow, OperationRow
 
 CANCELABLE = {OperationStatus.PENDING, OperationStatus.AWAITING_APPROVAL, OperationStatus.RUNNING}
 
@@ -33,61 +32,61 @@ def _ts(value: datetime) -> str:
     return out
 
 
-def event_view(row: asyncpg.Record) -> OperationEvent:
+def event_view(row: EventRow) -> OperationEvent:
     return OperationEvent(
-        sequence=row["sequence"],
-        timestamp=_ts(row["timestamp"]),
-        kind=row["kind"],
-        level=row["level"],
-        phase=row["phase"],
-        progressPercentage=row["progress_percentage"],
-        message=row["message"],
-        rawOutput=row["raw_output"],
-        labels=row["labels"] or {},
+        sequence=row.sequence,
+        timestamp=_ts(row.timestamp),
+        kind=row.kind,
+        level=row.level,
+        phase=row.phase,
+        progressPercentage=row.progress_percentage,
+        message=row.message,
+        rawOutput=row.raw_output,
+        labels=row.labels or {},
     )
 
 
-def operation_view(row: asyncpg.Record, events: list[asyncpg.Record] | None = None) -> Operation:
-    status = row["status"]
-    error = row["error"]
+def operation_view(row: OperationRow, events: list[EventRow] | None = None) -> Operation:
+    status = row.status
+    error = row.error
     return Operation(
-        operationId=row["id"],
-        organizationId=row["organization_id"],
-        operationType=row["operation_type"],
+        operationId=row.id,
+        organizationId=row.organization_id,
+        operationType=row.operation_type,
         status=status,
-        currentPhase=row["current_phase"],
-        progressPercentage=row["progress_percentage"],
-        message=row["message"],
+        currentPhase=row.current_phase,
+        progressPercentage=row.progress_percentage,
+        message=row.message,
         error=OperationErrorView(**error) if error else None,
-        clusterId=row["cluster_id"],
-        clusterName=row["cluster_name"],
-        userId=row["requested_by"],
-        attempt=row["attempt"],
-        metadata=row["metadata"] or {},
-        result=row["result"],
-        createdAt=_ts(row["created_at"]),
-        startedAt=timestamp(row["started_at"]),
-        lastUpdate=_ts(row["last_update"]),
-        completedAt=timestamp(row["completed_at"]),
+        clusterId=row.cluster_id,
+        clusterName=row.cluster_name,
+        userId=row.requested_by,
+        attempt=row.attempt,
+        metadata=row.metadata or {},
+        result=row.result,
+        createdAt=_ts(row.created_at),
+        startedAt=timestamp(row.started_at),
+        lastUpdate=_ts(row.last_update),
+        completedAt=timestamp(row.completed_at),
         isCancelable=status in CANCELABLE,
         isApprovable=status == OperationStatus.AWAITING_APPROVAL,
         approval=ApprovalView(
-            requiredRole=row["approval_required_role"],
-            expiresAt=timestamp(row["approval_expires_at"]),
-            planHash=row["approval_plan_hash"],
-            decision=row["approval_decision"],
-            decidedBy=row["approval_decided_by"],
-            decidedAt=timestamp(row["approval_decided_at"]),
-            comment=row["approval_comment"],
+            requiredRole=row.approval_required_role,
+            expiresAt=timestamp(row.approval_expires_at),
+            planHash=row.approval_plan_hash,
+            decision=row.approval_decision,
+            decidedBy=row.approval_decided_by,
+            decidedAt=timestamp(row.approval_decided_at),
+            comment=row.approval_comment,
         )
-        if row["approval_required_role"]
+        if row.approval_required_role
         else None,
         cancellation=CancellationView(
-            requestedAt=_ts(row["cancel_requested_at"]),
-            requestedBy=row["cancel_requested_by"],
-            forced=row["cancel_forced"],
+            requestedAt=_ts(row.cancel_requested_at),
+            requestedBy=row.cancel_requested_by,
+            forced=row.cancel_forced,
         )
-        if row["cancel_requested_at"]
+        if row.cancel_requested_at
         else None,
         recentEvents=[event_view(e) for e in events or []],
     )

@@ -12,13 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from clusterflow import metrics
 from clusterflow.contracts.notifications import Topic
 from clusterflow.contracts.operations import ACTIVE_STATUSES, TERMINAL_STATUSES, EventInput, OperationStatus
 from clusterflow.records import notifications
-from clusterflow.records.db import Conn, Executor
+from clusterflow.records.db import Conn, Executor, Record
 from clusterflow.records.errors import ClusterBusy
 
 RECENT_EVENTS = 20
@@ -30,6 +28,146 @@ _COLUMNS = """id, organization_id, cluster_id, cluster_name, operation_type, sta
     approval_decided_at, approval_comment, cancel_requested_at, cancel_requested_by, cancel_forced"""
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
+
+
+@dataclass(frozen=True)
+class OperationRow:
+    """An operation record as clients read it (`_COLUMNS`): status, progress, approval, cancel."""
+
+    id: str
+    organization_id: str
+    cluster_id: str | None
+    cluster_name: str | None
+    operation_type: str
+    status: str
+    current_phase: str | None
+    progress_percentage: int
+    message: str | None
+    error: dict[str, Any] | None
+    """The failure document (`code`, `message`, `details`...; `api.schemas.operations.OperationErrorView`)."""
+    attempt: int
+    requested_by: str | None
+    idempotency_key: str | None
+    metadata: dict[str, Any]
+    """Operation-type specific facts (`cleanedUp`, `leftBehind`, `upgradePlan`...), owned by the workflows."""
+    result: dict[str, Any] | None
+    """What a successful operation produced; its shape depends on the operation type."""
+    workflow_type: str
+    workflow_started_at: datetime | None
+    event_count: int
+    created_at: datetime
+    started_at: datetime | None
+    last_update: datetime
+    completed_at: datetime | None
+    approval_expires_at: datetime | None
+    approval_required_role: str | None
+    approval_plan_hash: str | None
+    approval_decision: str | None
+    approval_decided_by: str | None
+    approval_decided_at: datetime | None
+    approval_comment: str | None
+    cancel_requested_at: datetime | None
+    cancel_requested_by: str | None
+    cancel_forced: bool
+
+
+def _operation(record: Record) -> OperationRow:
+    return OperationRow(
+        id=record["id"],
+        organization_id=record["organization_id"],
+        cluster_id=record["cluster_id"],
+        cluster_name=record["cluster_name"],
+        operation_type=record["operation_type"],
+        status=record["status"],
+        current_phase=record["current_phase"],
+        progress_percentage=record["progress_percentage"],
+        message=record["message"],
+        error=record["error"],
+        attempt=record["attempt"],
+        requested_by=record["requested_by"],
+        idempotency_key=record["idempotency_key"],
+        metadata=record["metadata"],
+        result=record["result"],
+        workflow_type=record["workflow_type"],
+        workflow_started_at=record["workflow_started_at"],
+        event_count=record["event_count"],
+        created_at=record["created_at"],
+        started_at=record["started_at"],
+        last_update=record["last_update"],
+        completed_at=record["completed_at"],
+        approval_expires_at=record["approval_expires_at"],
+        approval_required_role=record["approval_required_role"],
+        approval_plan_hash=record["approval_plan_hash"],
+        approval_decision=record["approval_decision"],
+        approval_decided_by=record["approval_decided_by"],
+        approval_decided_at=record["approval_decided_at"],
+        approval_comment=record["approval_comment"],
+        cancel_requested_at=record["cancel_requested_at"],
+        cancel_requested_by=record["cancel_requested_by"],
+        cancel_forced=record["cancel_forced"],
+    )
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event of an operation's log (`operation_events`)."""
+
+    operation_id: str
+    sequence: int
+    event_key: str
+    kind: str
+    timestamp: datetime
+    level: str
+    phase: str | None
+    progress_percentage: int | None
+    message: str
+    raw_output: str | None
+    labels: dict[str, str]
+
+
+def _event_row(record: Record) -> EventRow:
+    return EventRow(
+        operation_id=record["operation_id"],
+        sequence=record["sequence"],
+        event_key=record["event_key"],
+        kind=record["kind"],
+        timestamp=record["timestamp"],
+        level=record["level"],
+        phase=record["phase"],
+        progress_percentage=record["progress_percentage"],
+        message=record["message"],
+        raw_output=record["raw_output"],
+        labels=record["labels"],
+    )
+
+
+@dataclass(frozen=True)
+class OperationsPage:
+    """A keyset page of operations, newest first."""
+
+    rows: list[OperationRow]
+    total: int
+    """How many operations match the filters, on every page."""
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class UnstartedOperation:
+    """A PENDING operation whose workflow start was never confirmed: what to start."""
+
+    id: str
+    workflow_type: str
+    workflow_input: dict[str, Any]
+    """The workflow's input document (a `contracts.operations` input, as JSON)."""
+
+
+@dataclass(frozen=True)
+class ActiveOperation:
+    """An operation that has not finished, as the cluster lock weighs it."""
+
+    id: str
+    operation_type: str
+    status: str
 
 
 @dataclass
@@ -106,21 +244,23 @@ async def insert(
         raise ClusterBusy(cluster_id or "", active)
 
 
-async def get(db: Executor, organization_id: str, operation_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
+async def get(db: Executor, organization_id: str, operation_id: str) -> OperationRow | None:
+    record = await db.fetchrow(
         f"SELECT {_COLUMNS} FROM operations WHERE organization_id = $1 AND id = $2",
         organization_id,
         operation_id,
     )
+    return _operation(record) if record is not None else None
 
 
-async def latest_for_cluster(db: Executor, organization_id: str, cluster_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
+async def latest_for_cluster(db: Executor, organization_id: str, cluster_id: str) -> OperationRow | None:
+    record = await db.fetchrow(
         f"""SELECT {_COLUMNS} FROM operations WHERE organization_id = $1 AND cluster_id = $2
              ORDER BY id DESC LIMIT 1""",
         organization_id,
         cluster_id,
     )
+    return _operation(record) if record is not None else None
 
 
 def encode_page_token(last_id: str) -> str:
@@ -145,8 +285,8 @@ async def list_page(
     status: str | None = None,
     limit: int = 100,
     after_id: str | None = None,
-) -> tuple[list[asyncpg.Record], int, str | None]:
-    """A keyset page of operations, newest first: (rows, total matching, next page token).
+) -> OperationsPage:
+    """A keyset page of operations, newest first, with the total matching and the next page token.
 
     Keyset on the ULID operation ID (time ordered), so pages stay stable while new operations
     are inserted at the head.
@@ -163,10 +303,10 @@ async def list_page(
     )
     total = await db.fetchval(f"SELECT count(*) FROM operations WHERE {filters}", *args)
     next_token = encode_page_token(rows[limit - 1]["id"]) if len(rows) > limit else None
-    return list(rows[:limit]), int(total), next_token
+    return OperationsPage(rows=[_operation(r) for r in rows[:limit]], total=int(total), next_page_token=next_token)
 
 
-async def recent_events(db: Executor, operation_id: str, limit: int = RECENT_EVENTS) -> list[asyncpg.Record]:
+async def recent_events(db: Executor, operation_id: str, limit: int = RECENT_EVENTS) -> list[EventRow]:
     """The last `limit` events, oldest first."""
     rows = await db.fetch(
         """SELECT * FROM (SELECT * FROM operation_events WHERE operation_id = $1
@@ -174,10 +314,10 @@ async def recent_events(db: Executor, operation_id: str, limit: int = RECENT_EVE
         operation_id,
         limit,
     )
-    return list(rows)
+    return [_event_row(r) for r in rows]
 
 
-async def events_after(db: Executor, operation_id: str, after_sequence: int, limit: int) -> list[asyncpg.Record]:
+async def events_after(db: Executor, operation_id: str, after_sequence: int, limit: int) -> list[EventRow]:
     rows = await db.fetch(
         """SELECT * FROM operation_events WHERE operation_id = $1 AND sequence > $2
             ORDER BY sequence LIMIT $3""",
@@ -185,7 +325,7 @@ async def events_after(db: Executor, operation_id: str, after_sequence: int, lim
         after_sequence,
         limit,
     )
-    return list(rows)
+    return [_event_row(r) for r in rows]
 
 
 async def append_event(
@@ -392,7 +532,7 @@ async def finish(
         return True
 
 
-async def unstarted(conn: Conn, older_than_seconds: float, limit: int = 100) -> list[asyncpg.Record]:
+async def unstarted(conn: Conn, older_than_seconds: float, limit: int = 100) -> list[UnstartedOperation]:
     """PENDING operations whose workflow start was never confirmed, oldest first; locked
     (SKIP LOCKED) so concurrent reconcilers split the work."""
     rows = await conn.fetch(
@@ -404,7 +544,7 @@ async def unstarted(conn: Conn, older_than_seconds: float, limit: int = 100) -> 
         older_than_seconds,
         limit,
     )
-    return list(rows)
+    return [UnstartedOperation(r["id"], r["workflow_type"], r["workflow_input"]) for r in rows]
 
 
 async def mark_workflow_started(db: Executor, operation_id: str) -> None:
@@ -414,14 +554,14 @@ async def mark_workflow_started(db: Executor, operation_id: str) -> None:
     )
 
 
-async def active_for_cluster(db: Executor, cluster_id: str) -> list[asyncpg.Record]:
+async def active_for_cluster(db: Executor, cluster_id: str) -> list[ActiveOperation]:
     """The cluster's operations that are not finished (at most a delete and one other)."""
     rows = await db.fetch(
         "SELECT id, operation_type, status FROM operations WHERE cluster_id = $1 AND status = ANY($2::text[])",
         cluster_id,
         _ACTIVE,
     )
-    return list(rows)
+    return [ActiveOperation(r["id"], r["operation_type"], r["status"]) for r in rows]
 
 
 async def status_of(db: Executor, operation_id: str) -> str | None:

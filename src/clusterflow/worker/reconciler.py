@@ -27,14 +27,12 @@ async def reconcile_once(pool: DbPool, client: Client, task_queue: str, grace_se
     async with pool.acquire() as conn, conn.transaction():
         for row in await operations.unstarted(conn, grace_seconds):
             try:
-                await start_operation_workflow(
-                    client, task_queue, row["id"], row["workflow_type"], row["workflow_input"]
-                )
+                await start_operation_workflow(client, task_queue, row.id, row.workflow_type, row.workflow_input)
                 started += 1
-                log.warning("reconciler started operation %s, whose workflow had never started", row["id"])
+                log.warning("reconciler started operation %s, whose workflow had never started", row.id)
             except WorkflowAlreadyStartedError:
                 pass
-            await operations.mark_workflow_started(conn, row["id"])
+            await operations.mark_workflow_started(conn, row.id)
     return started
 
 

@@ -149,7 +149,7 @@ class AgentSession:
         if not operation_id:
             return
         op = await operations.get(self.pool, organization_id, operation_id)
-        if op is None or op["status"] not in ACTIVE_STATUSES:
+        if op is None or op.status not in ACTIVE_STATUSES:
             return
         report = AgentReport(
             kubernetes_version=info.get("kubernetesVersion"),

@@ -109,22 +109,22 @@ async def _view_with_template(pool: Pool, org: str, operation_id: str) -> AwsClo
 
 async def _account_view(pool: Pool, org: str, operation_id: str, *, with_steps: bool) -> AwsCloudAccount | None:
     op = await operations.get(pool, org, operation_id)
-    if op is None or op["operation_type"] != OperationType.CLOUD_CONNECT:
+    if op is None or op.operation_type != OperationType.CLOUD_CONNECT:
         return None
-    row = await cloud_accounts.get_for_org(pool, org, (op["metadata"] or {}).get("cloudAccountId", ""))
+    row = await cloud_accounts.get_for_org(pool, org, (op.metadata or {}).get("cloudAccountId", ""))
     current = row is not None and row["operation_id"] == operation_id
-    result = op["result"] or {}
+    result = op.result or {}
     # The status of this connection attempt; once it succeeded, the account's current one
     # (re-verification may have marked it DEGRADED since).
-    if op["status"] == "PENDING":
+    if op.status == "PENDING":
         status = "PENDING"
-    elif op["status"] == "SUCCEEDED":
+    elif op.status == "SUCCEEDED":
         status = row["status"] if current and row is not None else result.get("connectionStatus", "CONNECTED")
-    elif op["status"] in ("FAILED", "CANCELLED", "REJECTED"):
+    elif op.status in ("FAILED", "CANCELLED", "REJECTED"):
         status = "FAILED"
     else:
         status = cloud_accounts.WAITING_FOR_ROLE
-    message = (op["error"] or {}).get("message") or ((row["error"] or {}).get("message") if current and row else None)
+    message = (op.error or {}).get("message") or ((row["error"] or {}).get("message") if current and row else None)
     steps = (
         [event_view(e) for e in await operations.events_after(pool, operation_id, 0, STEP_LIMIT)] if with_steps else []
     )
@@ -133,11 +133,11 @@ async def _account_view(pool: Pool, org: str, operation_id: str, *, with_steps: 
         status=status,
         preSignedTargetCFTemplateURL=row["template_url"] if current and row else None,
         error=CloudAccountError(message=message) if message else None,
-        accountId=(op["metadata"] or {}).get("accountId"),
-        level=(op["metadata"] or {}).get("level"),
+        accountId=(op.metadata or {}).get("accountId"),
+        level=(op.metadata or {}).get("level"),
         region=row["region"] if row else None,
         roleArn=row["role_arn"] if row else None,
-        operationStatus=op["status"],
+        operationStatus=op.status,
         lastVerifiedAt=timestamp(row["last_verified_at"]) if row else None,
         steps=steps,
     )

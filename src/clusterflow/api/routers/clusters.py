@@ -156,11 +156,11 @@ async def cluster_progress(
     await _cluster_or_404(pool, principal.organization_id, clusterId)
     if operationId:
         row = await operations.get(pool, principal.organization_id, operationId)
-        if row is None or row["cluster_id"] != clusterId:
+        if row is None or row.cluster_id != clusterId:
             raise not_found("operation", operationId)
     else:
         row = await operations.latest_for_cluster(pool, principal.organization_id, clusterId)
         if row is None:
             raise not_found("operation of cluster", clusterId)
-    events = await operations.recent_events(pool, row["id"])
+    events = await operations.recent_events(pool, row.id)
     return Envelope(id=request_id_of(request), message="progress", data=operation_view(row, events))

@@ -135,7 +135,7 @@ async def operation_events(
             cursor=stream_cursor(cursor, last_event_id),
             follow=follow,
             until_terminal=untilTerminal,
-            terminal_at_start=row["status"] in TERMINAL_STATUSES,
+            terminal_at_start=row.status in TERMINAL_STATUSES,
         )
         frames = sse_frames(
             hub, pool, req, keepalive=settings.stream_keepalive_seconds, retry_ms=settings.stream_retry_ms
@@ -144,8 +144,8 @@ async def operation_events(
     events = await operations.events_after(pool, operationId, cursor, limit)
     page = EventPage(
         events=[event_view(e) for e in events],
-        nextCursor=events[-1]["sequence"] if events else cursor,
-        status=row["status"],
-        terminal=row["status"] in TERMINAL_STATUSES,
+        nextCursor=events[-1].sequence if events else cursor,
+        status=row.status,
+        terminal=row.status in TERMINAL_STATUSES,
     )
     return Envelope(id=request_id_of(request), message=f"{len(events)} events", data=page)

@@ -45,7 +45,8 @@ from clusterflow.api.streams import (
 )
 from clusterflow.contracts.operations import TERMINAL_STATUSES
 from clusterflow.records import clusters, operations
-from clusterflow.records.db import DbPool, Record
+from clusterflow.records.db import DbPool
+from clusterflow.records.operations import OperationRow
 from clusterflow.records.organizations import authenticate
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
@@ -55,12 +56,12 @@ OperationId = Annotated[str | None, Query(max_length=64, description="Default: t
 Cursor = Annotated[int, Query(ge=0, le=2**53, description="Sequence number to continue after")]
 
 
-async def _operation_of(pool: DbPool, organization_id: str, cluster_id: str, operation_id: str | None) -> Record:
+async def _operation_of(pool: DbPool, organization_id: str, cluster_id: str, operation_id: str | None) -> OperationRow:
     if await clusters.get(pool, organization_id, cluster_id) is None:
         raise not_found("cluster", cluster_id)
     if operation_id:
         row = await operations.get(pool, organization_id, operation_id)
-        if row is None or row["cluster_id"] != cluster_id:
+        if row is None or row.cluster_id != cluster_id:
             raise not_found("operation", operation_id)
         return row
     row = await operations.latest_for_cluster(pool, organization_id, cluster_id)
@@ -97,11 +98,11 @@ async def cluster_progress_stream(
     if not wants_event_stream(request.headers.get("accept")):
         raise ApiError(406, "NOT_ACCEPTABLE", "upgrade to a WebSocket or send Accept: text/event-stream")
     req = StreamRequest(
-        operation_id=row["id"],
+        operation_id=row.id,
         cursor=stream_cursor(cursor, last_event_id),
         follow=follow,
         until_terminal=untilTerminal,
-        terminal_at_start=row["status"] in TERMINAL_STATUSES,
+        terminal_at_start=row.status in TERMINAL_STATUSES,
     )
     return EventStreamResponse(
         sse_frames(hub, pool, req, keepalive=settings.stream_keepalive_seconds, retry_ms=settings.stream_retry_ms)
@@ -143,11 +144,11 @@ async def cluster_progress_websocket(
         await ws_close_with_error(websocket, err.status_code, err.code, err.message)
         return
     req = StreamRequest(
-        operation_id=row["id"],
+        operation_id=row.id,
         cursor=start,
         follow=follow,
         until_terminal=untilTerminal,
-        terminal_at_start=row["status"] in TERMINAL_STATUSES,
+        terminal_at_start=row.status in TERMINAL_STATUSES,
         transport="websocket",
     )
     await ws_stream(websocket, hub, pool, req, settings.stream_keepalive_seconds)

@@ -50,6 +50,7 @@ from clusterflow.contracts.operations import ClusterState, ErrorCode, OperationS
 from clusterflow.records import clusters, operations, registrations, secrets_store
 from clusterflow.records.clusters import ClusterRow
 from clusterflow.records.db import Record
+from clusterflow.records.operations import OperationRow
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealed, Sealer
 from clusterflow.workflows.register import registration_instructions
@@ -150,7 +151,7 @@ async def register_cluster(
     return accepted_response(accepted, command.registration(accepted))
 
 
-def _instructions(settings: Settings, row: ClusterRow, reg: Record, op: Record | None) -> Instructions:
+def _instructions(settings: Settings, row: ClusterRow, reg: Record, op: OperationRow | None) -> Instructions:
     namespace = settings.agent_namespace
     check = f"kubectl -n {namespace} get pods && kubectl -n {namespace} logs deploy/clusterflow-agent"
     if reg["revoked_at"] is not None:
@@ -166,7 +167,7 @@ def _instructions(settings: Settings, row: ClusterRow, reg: Record, op: Record |
             "pod runs and can reach the control plane",
             scriptContent=check,
         )
-    if op is not None and op["status"] == OperationStatus.FAILED:
+    if op is not None and op.status == OperationStatus.FAILED:
         return Instructions(message=registration_instructions(row.name, namespace), scriptContent=check)
     return Instructions(
         message="apply the agent manifest returned at registration (or run its install script); the agent dials "
@@ -195,20 +196,20 @@ async def get_registration(
         raise _not_registered(row)
     op_id = operationId or reg["register_operation_id"]
     op = await operations.get(pool, principal.organization_id, op_id) if op_id else None
-    if operationId and (op is None or op["cluster_id"] != row.id):
+    if operationId and (op is None or op.cluster_id != row.id):
         raise not_found("operation", operationId)
     info = reg["agent_info"] or {}
     events = await registrations.connection_events(pool, row.id)
-    error = (op["error"] or {}).get("message") if op is not None else None
+    error = (op.error or {}).get("message") if op is not None else None
     status = RegistrationStatus(
         clusterId=row.id,
         clusterName=row.name,
         clusterState=row.state,
         connectionStatus=reg["connection_status"],
         lastHealthCheck=timestamp(reg["last_heartbeat_at"]),
-        operationId=op["id"] if op is not None else None,
-        status=op["status"] if op is not None else None,
-        message=(op["message"] if op is not None else None) or "",
+        operationId=op.id if op is not None else None,
+        status=op.status if op is not None else None,
+        message=(op.message if op is not None else None) or "",
         error=ErrorMessage(message=error) if error else None,
         instructions=_instructions(settings, row, reg, op),
         agent=AgentInfo(**{k: info.get(k) for k in AgentInfo.model_fields}) if info else None,
