@@ -165,8 +165,8 @@ async def test_connect_then_deploy_then_credentials_then_reverify(
     result = await ActivityEnvironment().run(connector.reverify_accounts, ReverifyInput())
     row = await cloud_accounts.find_usable(pool, org.id, "aws", account_id)
     assert row is not None
-    assert row["status"] == "DEGRADED"
-    assert row["id"] in result.degraded
+    assert row.status == "DEGRADED"
+    assert row.id in result.degraded
 
 
 async def test_access_denied_is_permanent_and_names_the_remedy(

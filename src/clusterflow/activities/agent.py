@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clusterflow.contracts.agent import AgentErrorCode, AgentState, AgentStateInput, AgentTaskInput, AgentTaskResult
 from clusterflow.records import operations, registrations, secrets_store
-from clusterflow.records.db import DbPool, Record
+from clusterflow.records.db import DbPool
 
 POLL_SECONDS = 0.25
 
@@ -31,7 +31,7 @@ class AgentActivities:
     async def _event(self, inp: AgentTaskInput, key: str, message: str, level: str = "INFO") -> None:
         await operations.append_event(self.pool, inp.operation_id, key, message, kind="progress", level=level)
 
-    async def _registration(self, cluster_id: str) -> Record:
+    async def _registration(self, cluster_id: str) -> registrations.RegistrationRow:
         row = await registrations.get(self.pool, cluster_id)
         if row is None:
             raise ApplicationError(f"cluster {cluster_id} is not registered", type="NOT_REGISTERED", non_retryable=True)
@@ -40,17 +40,17 @@ class AgentActivities:
     @activity.defn(name="registration.connection_state")
     async def connection_state(self, inp: AgentStateInput) -> AgentState:
         row = await self._registration(inp.cluster_id)
-        return AgentState(connection_status=row["connection_status"], agent_info=row["agent_info"] or {})
+        return AgentState(connection_status=row.connection_status, agent_info=row.agent_info or {})
 
     @activity.defn(name="registration.remove_agent")
     async def remove_agent(self, inp: AgentTaskInput) -> AgentTaskResult:
         row = await self._registration(inp.cluster_id)
-        removed = row["agent_removed_at"] is not None
-        if not removed and row["revoked_at"] is None:
+        removed = row.agent_removed_at is not None
+        if not removed and row.revoked_at is None:
             await registrations.request_uninstall(self.pool, inp.cluster_id)
-            if row["connection_status"] == registrations.ConnectionStatus.CONNECTED:
+            if row.connection_status == registrations.ConnectionStatus.CONNECTED:
                 await self._event(inp, "agent/uninstall-requested", "asked the agent to remove itself from the cluster")
-                removed = await self._wait(inp, lambda r: r["agent_removed_at"] is not None, inp.timeout_seconds)
+                removed = await self._wait(inp, lambda r: r.agent_removed_at is not None, inp.timeout_seconds)
         if removed:
             await self._event(inp, "agent/removed", "the agent removed itself from the cluster")
             message = f"{inp.cluster_name} unregistered; the agent removed itself and its credential is revoked"
@@ -71,20 +71,20 @@ class AgentActivities:
     @activity.defn(name="registration.rotate_credential")
     async def rotate_credential(self, inp: AgentTaskInput) -> AgentTaskResult:
         row = await self._registration(inp.cluster_id)
-        if row["revoked_at"] is not None:
+        if row.revoked_at is not None:
             raise ApplicationError("the agent is revoked", type="AGENT_REVOKED", non_retryable=True)
-        if row["connection_status"] != registrations.ConnectionStatus.CONNECTED:
+        if row.connection_status != registrations.ConnectionStatus.CONNECTED:
             raise ApplicationError(
-                f"the agent of {inp.cluster_name} is {row['connection_status']}; resync needs it connected",
+                f"the agent of {inp.cluster_name} is {row.connection_status}; resync needs it connected",
                 type=AgentErrorCode.AGENT_NOT_CONNECTED,
                 non_retryable=True,
             )
-        before = row["credential_issued_at"]
+        before = row.credential_issued_at
         await registrations.request_rotation(self.pool, inp.cluster_id)
         await self._event(inp, "credential/rotation-requested", "asked the agent to rotate its credential")
         done = await self._wait(
             inp,
-            lambda r: r["rotation_requested_at"] is None and r["credential_issued_at"] != before,
+            lambda r: r.rotation_requested_at is None and r.credential_issued_at != before,
             inp.timeout_seconds,
         )
         if not done:
@@ -131,7 +131,9 @@ class AgentActivities:
             activity.heartbeat("waiting for the agent")
             await asyncio.sleep(POLL_SECONDS)
 
-    async def _wait(self, inp: AgentTaskInput, done: Any, timeout: float) -> bool:
+    async def _wait(
+        self, inp: AgentTaskInput, done: Callable[[registrations.RegistrationRow], bool], timeout: float
+    ) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             row = await self._registration(inp.cluster_id)

@@ -13,7 +13,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clusterflow.records import federated_accounts
-from clusterflow.records.db import DbPool, Record
+from clusterflow.records.db import DbPool
+from clusterflow.records.federated_accounts import FederatedAccountRow
 from clusterflow.settings import Settings
 from clusterflow.workflows.federated_connect import NOT_CONNECTED_YET, AccountStatusInput
 
@@ -22,7 +23,7 @@ def not_yet(message: str) -> ApplicationError:
     return ApplicationError(message, type=NOT_CONNECTED_YET, non_retryable=False)
 
 
-async def account_row(pool: DbPool, account_id: str) -> Record:
+async def account_row(pool: DbPool, account_id: str) -> FederatedAccountRow:
     row = await federated_accounts.get_by_id(pool, account_id)
     if row is None:
         raise ApplicationError(f"cloud account {account_id} does not exist", type="UNKNOWN_ACCOUNT", non_retryable=True)

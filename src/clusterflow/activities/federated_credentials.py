@@ -24,7 +24,8 @@ from clusterflow import sealing
 from clusterflow.activities import federation
 from clusterflow.contracts.cloud_accounts import CloudErrorCode, IssueCredentialsInput, IssueCredentialsResult
 from clusterflow.records import federated_accounts
-from clusterflow.records.db import DbPool, Record
+from clusterflow.records.db import DbPool
+from clusterflow.records.federated_accounts import FederatedAccountRow
 from clusterflow.settings import Settings
 from clusterflow.workflows.federated_connect import AccountStatus
 
@@ -44,9 +45,9 @@ def sealed(inp: IssueCredentialsInput, document: dict[str, Any]) -> IssueCredent
     return IssueCredentialsResult(sealed=sealed, expiration=document["expiration"])
 
 
-async def connected_account(pool: DbPool, inp: IssueCredentialsInput, provider: str) -> Record:
+async def connected_account(pool: DbPool, inp: IssueCredentialsInput, provider: str) -> FederatedAccountRow:
     row = await federated_accounts.get(pool, inp.organization_id, provider, inp.cloud_account_id)
-    if row is None or row["status"] != AccountStatus.CONNECTED:
+    if row is None or row.status != AccountStatus.CONNECTED:
         raise ApplicationError(
             f"{provider} account {inp.cloud_account_id} is not connected",
             type=CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED,

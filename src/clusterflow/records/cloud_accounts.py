@@ -9,11 +9,11 @@ it, so a cluster names an account and not one of its connection attempts.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from clusterflow.records.db import Conn, Executor
+from clusterflow.records.db import Conn, Executor, Record
 
 WAITING_FOR_ROLE = "WAITING_FOR_ROLE"
 CONNECTED = "CONNECTED"
@@ -24,6 +24,70 @@ USABLE = (CONNECTED, DEGRADED)
 _COLUMNS = """id, organization_id, provider, account_id, cluster_name, level, region, role_name, role_arn,
     session_seconds, status, operation_id, template_url, error, last_checked_at, last_verified_at,
     created_at, updated_at"""
+
+
+@dataclass(frozen=True)
+class CloudAccountRow:
+    """A connected (or connecting) cloud account (`_COLUMNS`)."""
+
+    id: str
+    organization_id: str
+    provider: str
+    account_id: str
+    cluster_name: str
+    level: str
+    region: str
+    role_name: str
+    role_arn: str
+    session_seconds: int
+    status: str
+    operation_id: str | None
+    template_url: str | None
+    error: dict[str, Any] | None
+    """What the last connect or check found wrong (`message`, and a `code` when one applies)."""
+    last_checked_at: datetime | None
+    last_verified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    operation_status: str | None = None
+    """The status of its latest connect operation (read by `lock_for_connect` only)."""
+
+
+def _row(record: Record, operation_status: bool = False) -> CloudAccountRow:
+    return CloudAccountRow(
+        id=record["id"],
+        organization_id=record["organization_id"],
+        provider=record["provider"],
+        account_id=record["account_id"],
+        cluster_name=record["cluster_name"],
+        level=record["level"],
+        region=record["region"],
+        role_name=record["role_name"],
+        role_arn=record["role_arn"],
+        session_seconds=record["session_seconds"],
+        status=record["status"],
+        operation_id=record["operation_id"],
+        template_url=record["template_url"],
+        error=record["error"],
+        last_checked_at=record["last_checked_at"],
+        last_verified_at=record["last_verified_at"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+        operation_status=record["operation_status"] if operation_status else None,
+    )
+
+
+def _maybe(record: Record | None) -> CloudAccountRow | None:
+    return _row(record) if record is not None else None
+
+
+@dataclass(frozen=True)
+class ClusterHint:
+    """Where a live cluster runs, to default a connect request's target."""
+
+    region: str
+    account_id: str | None
+    """The cluster spec's `provisioner.eks.accountId`, if it names one."""
 
 
 def cloud_account_id(organization_id: str, provider: str, account_id: str) -> str:
@@ -53,9 +117,9 @@ async def external_id(db: Executor, organization_id: str, provider: str) -> str:
     return str(value)
 
 
-async def lock_for_connect(conn: Conn, organization_id: str, provider: str, account_id: str) -> asyncpg.Record | None:
+async def lock_for_connect(conn: Conn, organization_id: str, provider: str, account_id: str) -> CloudAccountRow | None:
     """The account's row, locked until the caller's transaction ends (None if never connected)."""
-    return await conn.fetchrow(
+    record = await conn.fetchrow(
         f"""SELECT {_COLUMNS},
                   (SELECT status FROM operations o WHERE o.id = cloud_accounts.operation_id) AS operation_status
              FROM cloud_accounts WHERE organization_id = $1 AND provider = $2 AND account_id = $3 FOR UPDATE""",
@@ -63,6 +127,7 @@ async def lock_for_connect(conn: Conn, organization_id: str, provider: str, acco
         provider,
         account_id,
     )
+    return _row(record, operation_status=True) if record is not None else None
 
 
 async def upsert_for_connect(
@@ -110,23 +175,24 @@ async def upsert_for_connect(
     return str(value)
 
 
-async def get(db: Executor, cloud_account_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(f"SELECT {_COLUMNS} FROM cloud_accounts WHERE id = $1", cloud_account_id)
+async def get(db: Executor, cloud_account_id: str) -> CloudAccountRow | None:
+    return _maybe(await db.fetchrow(f"SELECT {_COLUMNS} FROM cloud_accounts WHERE id = $1", cloud_account_id))
 
 
-async def get_for_org(db: Executor, organization_id: str, cloud_account_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
+async def get_for_org(db: Executor, organization_id: str, cloud_account_id: str) -> CloudAccountRow | None:
+    record = await db.fetchrow(
         f"SELECT {_COLUMNS} FROM cloud_accounts WHERE organization_id = $1 AND id = $2",
         organization_id,
         cloud_account_id,
     )
+    return _maybe(record)
 
 
 async def find_usable(
     db: Executor, organization_id: str, provider: str, account_id: str | None
-) -> asyncpg.Record | None:
+) -> CloudAccountRow | None:
     """A CONNECTED (or DEGRADED) account: the one named, else the most recently verified."""
-    return await db.fetchrow(
+    record = await db.fetchrow(
         f"""SELECT {_COLUMNS} FROM cloud_accounts
              WHERE organization_id = $1 AND provider = $2 AND ($3::text IS NULL OR account_id = $3)
                AND status = ANY($4::text[])
@@ -136,9 +202,10 @@ async def find_usable(
         account_id,
         list(USABLE),
     )
+    return _maybe(record)
 
 
-async def list_usable(db: Executor, provider: str, limit: int = 1000) -> list[asyncpg.Record]:
+async def list_usable(db: Executor, provider: str, limit: int = 1000) -> list[CloudAccountRow]:
     rows = await db.fetch(
         f"""SELECT {_COLUMNS} FROM cloud_accounts WHERE provider = $1 AND status = ANY($2::text[])
              ORDER BY last_checked_at NULLS FIRST LIMIT $3""",
@@ -146,7 +213,7 @@ async def list_usable(db: Executor, provider: str, limit: int = 1000) -> list[as
         list(USABLE),
         limit,
     )
-    return list(rows)
+    return [_row(r) for r in rows]
 
 
 async def set_template_url(db: Executor, cloud_account_id: str, operation_id: str, url: str) -> None:
@@ -194,11 +261,12 @@ async def record_check(
     )
 
 
-async def cluster_hint(db: Executor, organization_id: str, cluster_name: str) -> asyncpg.Record | None:
+async def cluster_hint(db: Executor, organization_id: str, cluster_name: str) -> ClusterHint | None:
     """Region and `provisioner.eks.accountId` of a live cluster, to default a request's target."""
-    return await db.fetchrow(
+    record = await db.fetchrow(
         """SELECT region, spec->'spec'->'provisioner'->'eks'->>'accountId' AS account_id FROM clusters
             WHERE organization_id = $1 AND name = $2 AND state <> 'DELETED'""",
         organization_id,
         cluster_name,
     )
+    return ClusterHint(record["region"], record["account_id"]) if record is not None else None

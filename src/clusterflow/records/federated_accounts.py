@@ -2,16 +2,60 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from clusterflow.records.db import Executor
+from clusterflow.records.db import Executor, Record
 
 _COLUMNS = (
     "id, organization_id, provider, cluster_name, level, status, params, identity, script, error, "
     "created_at, updated_at, connected_at"
 )
+
+
+@dataclass(frozen=True)
+class FederatedAccountRow:
+    """One GCP or Azure connection attempt (`_COLUMNS`)."""
+
+    id: str
+    """The CLOUD_CONNECT operation's ID."""
+    organization_id: str
+    provider: str
+    cluster_name: str
+    level: str
+    status: str
+    params: dict[str, Any]
+    """What the caller asked for (project, region, subscription, resource group...): the connect
+    request's provider-specific fields, owned by the API's request schemas."""
+    identity: dict[str, Any]
+    """Who we act as once connected (service account, pool and provider; tenant and client ID),
+    as the providers' federation modules and the setup script write it."""
+    script: str
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    connected_at: datetime | None
+
+
+def _row(record: Record | None) -> FederatedAccountRow | None:
+    if record is None:
+        return None
+    return FederatedAccountRow(
+        id=record["id"],
+        organization_id=record["organization_id"],
+        provider=record["provider"],
+        cluster_name=record["cluster_name"],
+        level=record["level"],
+        status=record["status"],
+        params=record["params"],
+        identity=record["identity"] or {},
+        script=record["script"],
+        error=record["error"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+        connected_at=record["connected_at"],
+    )
 
 
 async def insert(
@@ -44,32 +88,36 @@ async def insert(
     )
 
 
-async def get(db: Executor, organization_id: str, provider: str, account_id: str) -> asyncpg.Record | None:
+async def get(db: Executor, organization_id: str, provider: str, account_id: str) -> FederatedAccountRow | None:
     """One account of an organization (another organization's is None)."""
-    return await db.fetchrow(
-        f"SELECT {_COLUMNS} FROM federated_cloud_accounts WHERE organization_id = $1 AND provider = $2 AND id = $3",
-        organization_id,
-        provider,
-        account_id,
+    return _row(
+        await db.fetchrow(
+            f"SELECT {_COLUMNS} FROM federated_cloud_accounts WHERE organization_id = $1 AND provider = $2 AND id = $3",
+            organization_id,
+            provider,
+            account_id,
+        )
     )
 
 
-async def get_by_id(db: Executor, account_id: str) -> asyncpg.Record | None:
+async def get_by_id(db: Executor, account_id: str) -> FederatedAccountRow | None:
     """One account by ID alone: for workers and the setup script's callback."""
-    return await db.fetchrow(f"SELECT {_COLUMNS} FROM federated_cloud_accounts WHERE id = $1", account_id)
+    return _row(await db.fetchrow(f"SELECT {_COLUMNS} FROM federated_cloud_accounts WHERE id = $1", account_id))
 
 
 async def latest_connected(
     db: Executor, organization_id: str, provider: str, cluster_name: str
-) -> asyncpg.Record | None:
+) -> FederatedAccountRow | None:
     """The newest CONNECTED account for a cluster name."""
-    return await db.fetchrow(
-        f"""SELECT {_COLUMNS} FROM federated_cloud_accounts
+    return _row(
+        await db.fetchrow(
+            f"""SELECT {_COLUMNS} FROM federated_cloud_accounts
              WHERE organization_id = $1 AND provider = $2 AND cluster_name = $3 AND status = 'CONNECTED'
              ORDER BY created_at DESC LIMIT 1""",
-        organization_id,
-        provider,
-        cluster_name,
+            organization_id,
+            provider,
+            cluster_name,
+        )
     )
 
 
@@ -97,15 +145,17 @@ async def set_status(db: Executor, account_id: str, status: str, error: str | No
     )
 
 
-async def connected_for_cluster(db: Executor, cluster_id: str, provider: str) -> asyncpg.Record | None:
+async def connected_for_cluster(db: Executor, cluster_id: str, provider: str) -> FederatedAccountRow | None:
     """The newest CONNECTED account of the cluster's organization for the cluster's name."""
-    return await db.fetchrow(
-        """SELECT a.id, a.organization_id, a.provider, a.cluster_name, a.level, a.status, a.params, a.identity,
+    return _row(
+        await db.fetchrow(
+            """SELECT a.id, a.organization_id, a.provider, a.cluster_name, a.level, a.status, a.params, a.identity,
                   a.script, a.error, a.created_at, a.updated_at, a.connected_at
              FROM federated_cloud_accounts a
              JOIN clusters c ON c.organization_id = a.organization_id AND c.name = a.cluster_name
             WHERE c.id = $1 AND a.provider = $2 AND a.status = 'CONNECTED'
             ORDER BY a.created_at DESC LIMIT 1""",
-        cluster_id,
-        provider,
+            cluster_id,
+            provider,
+        )
     )

@@ -18,10 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import asyncpg
-
 from clusterflow.records import clusters
-from clusterflow.records.db import Conn, Executor
+from clusterflow.records.db import Conn, Executor, Record
 
 REGISTERED_PROVIDER = "registered"
 """`clusters.provider` of a cluster brought under management by the agent."""
@@ -108,8 +106,65 @@ async def reissue(
     )
 
 
-async def get(db: Executor, cluster_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT * FROM agent_registrations WHERE cluster_id = $1", cluster_id)
+@dataclass(frozen=True)
+class RegistrationRow:
+    """A registered cluster's agent registration: its token, credential and connection state.
+
+    The token and credential digests stay in this module; what is read out is their timeline."""
+
+    cluster_id: str
+    organization_id: str
+    architecture: str
+    register_operation_id: str | None
+    token_expires_at: datetime
+    token_used_at: datetime | None
+    has_credential: bool
+    """Whether a credential was issued and is live (its digest is never read out)."""
+    has_pending_credential: bool
+    """Whether a rotated credential waits for the agent to confirm it stored it."""
+    credential_issued_at: datetime | None
+    rotation_requested_at: datetime | None
+    connection_status: str
+    connection_id: str | None
+    connected_at: datetime | None
+    last_heartbeat_at: datetime | None
+    agent_info: dict[str, Any]
+    """What the agent last reported about itself (`contracts.agent`'s hello/heartbeat fields)."""
+    uninstall_requested_at: datetime | None
+    agent_removed_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _registration(record: Record) -> RegistrationRow:
+    return RegistrationRow(
+        cluster_id=record["cluster_id"],
+        organization_id=record["organization_id"],
+        architecture=record["architecture"],
+        register_operation_id=record["register_operation_id"],
+        token_expires_at=record["token_expires_at"],
+        token_used_at=record["token_used_at"],
+        has_credential=record["credential_hash"] is not None,
+        has_pending_credential=record["pending_credential_hash"] is not None,
+        credential_issued_at=record["credential_issued_at"],
+        rotation_requested_at=record["rotation_requested_at"],
+        connection_status=record["connection_status"],
+        connection_id=record["connection_id"],
+        connected_at=record["connected_at"],
+        last_heartbeat_at=record["last_heartbeat_at"],
+        agent_info=record["agent_info"] or {},
+        uninstall_requested_at=record["uninstall_requested_at"],
+        agent_removed_at=record["agent_removed_at"],
+        revoked_at=record["revoked_at"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+    )
+
+
+async def get(db: Executor, cluster_id: str) -> RegistrationRow | None:
+    record = await db.fetchrow("SELECT * FROM agent_registrations WHERE cluster_id = $1", cluster_id)
+    return _registration(record) if record is not None else None
 
 
 async def find_live_cluster_by_name(db: Executor, organization_id: str, name: str) -> str | None:
@@ -296,7 +351,18 @@ async def expire_silent_agents(db: Executor, window_seconds: float) -> list[str]
     return [str(r["cluster_id"]) for r in rows]
 
 
-async def connection_events(db: Executor, cluster_id: str, limit: int = 20) -> list[asyncpg.Record]:
+@dataclass(frozen=True)
+class ConnectionEventRow:
+    """One change of an agent's connection (`agent_connection_events`)."""
+
+    id: int
+    cluster_id: str
+    timestamp: datetime
+    status: str
+    message: str
+
+
+async def connection_events(db: Executor, cluster_id: str, limit: int = 20) -> list[ConnectionEventRow]:
     """The latest connection changes, oldest first."""
     rows = await db.fetch(
         """SELECT * FROM (SELECT * FROM agent_connection_events WHERE cluster_id = $1
@@ -304,7 +370,7 @@ async def connection_events(db: Executor, cluster_id: str, limit: int = 20) -> l
         cluster_id,
         limit,
     )
-    return list(rows)
+    return [ConnectionEventRow(r["id"], r["cluster_id"], r["timestamp"], r["status"], r["message"]) for r in rows]
 
 
 async def request_rotation(db: Executor, cluster_id: str) -> None:

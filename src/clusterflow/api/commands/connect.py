@@ -32,14 +32,14 @@ class ConnectAws(OperationCommand):
     async def prepare(self, conn: Conn) -> OperationPlan:
         org, account_id, body = self.ctx.organization_id, self.account_id, self.request
         existing = await cloud_accounts.lock_for_connect(conn, org, "aws", account_id)
-        if existing is not None and existing["operation_status"] in {"PENDING", "RUNNING"}:
+        if existing is not None and existing.operation_status in {"PENDING", "RUNNING"}:
             raise ApiError(
                 409,
                 "CONNECT_IN_PROGRESS",
-                f"AWS account {account_id} is being connected by operation {existing['operation_id']}",
-                {"accountId": account_id, "activeOperationId": existing["operation_id"]},
+                f"AWS account {account_id} is being connected by operation {existing.operation_id}",
+                {"accountId": account_id, "activeOperationId": existing.operation_id},
             )
-        if existing is not None and existing["status"] == cloud_accounts.CONNECTED and not body.forceUpdate:
+        if existing is not None and existing.status == cloud_accounts.CONNECTED and not body.forceUpdate:
             raise ApiError(
                 409,
                 "ACCOUNT_ALREADY_CONNECTED",

@@ -68,21 +68,21 @@ async def _account_problems(
                     "cloud_account_not_connected",
                 )
             ], ""
-        if row["level"] != "manage":
+        if row.level != "manage":
             return [
                 AccountProblem(
                     field,
-                    f"AWS account {row['account_id']} is connected with level {row['level']!r}, which cannot "
+                    f"AWS account {row.account_id} is connected with level {row.level!r}, which cannot "
                     "create clusters. Remedy: reconnect it with level 'manage' (POST /v1/cloud-accounts/aws, "
                     "forceUpdate=true).",
                     "cloud_access_level_too_low",
                 )
             ], ""
-        return [], f"AWS account {row['account_id']} is connected with level manage"
+        return [], f"AWS account {row.account_id} is connected with level manage"
     if provider == "gcp":
         gke = provisioner.get("gke") or {}
         account = await federated_accounts.latest_connected(db, organization_id, "gcp", spec["clusterName"])
-        account_project = dict(account["identity"] or {}).get("projectId") if account else None
+        account_project = dict(account.identity or {}).get("projectId") if account else None
         project = gke.get("projectId") or account_project or settings.gcp_default_project
         if not project:
             return [
@@ -98,7 +98,7 @@ async def _account_problems(
     if provider == "azure":
         aks = provisioner.get("aks") or {}
         account = await federated_accounts.latest_connected(db, organization_id, "azure", spec["clusterName"])
-        params = dict(account["params"] or {}) if account else {}
+        params = dict(account.params or {}) if account else {}
         subscription = (
             aks.get("subscriptionId") or params.get("subscriptionId") or settings.azure_default_subscription_id
         )

@@ -64,7 +64,7 @@ async def _reregistered_id(ctx: OperationContext, cluster_name: str, fingerprint
         existing is not None
         and registrations.is_registered(existing)
         and registration is not None
-        and (existing.state == ClusterState.FAILED or registration["revoked_at"] is not None)
+        and (existing.state == ClusterState.FAILED or registration.revoked_at is not None)
     ):
         return existing_id
     raise ApiError(

@@ -133,7 +133,7 @@ class AgentSession:
         async with self.pool.acquire() as conn:
             await registrations.mark_connected(conn, self.cluster_id, self.connection_id, info)
         log.info("agent of cluster %s connected", self.cluster_id)
-        await self._signal_registration(reg["register_operation_id"], reg["organization_id"], info)
+        await self._signal_registration(reg.register_operation_id, reg.organization_id, info)
         try:
             await self._relay()
         except WebSocketDisconnect:
@@ -217,13 +217,13 @@ class AgentSession:
     async def _push_work(self) -> bool:
         """Forward pending work to the agent; true when the session must end."""
         reg = await registrations.get(self.pool, self.cluster_id)
-        if reg is None or reg["revoked_at"] is not None:
+        if reg is None or reg.revoked_at is not None:
             await self.refuse("AGENT_REVOKED", "this agent was unregistered", protocol.CLOSE_REVOKED)
             return True
-        if reg["uninstall_requested_at"] is not None and not self.uninstall_sent:
+        if reg.uninstall_requested_at is not None and not self.uninstall_sent:
             self.uninstall_sent = True
             await self.ws.send_json({"type": protocol.UNINSTALL})
-        if reg["rotation_requested_at"] is not None and not self.rotation_sent:
+        if reg.rotation_requested_at is not None and not self.rotation_sent:
             self.rotation_sent = True
             credential = registrations.new_agent_credential()
             await registrations.set_pending_credential(

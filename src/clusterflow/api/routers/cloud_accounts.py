@@ -60,8 +60,8 @@ async def _target(
     pool: Pool, principal: Principal, cluster_name: str, account_id: str | None, region: str | None, default_region: str
 ) -> tuple[str | None, str]:
     hint = await cloud_accounts.cluster_hint(pool, principal.organization_id, cluster_name)
-    account = account_id or (hint["account_id"] if hint else None)
-    return account, region or (hint["region"] if hint else None) or default_region
+    account = account_id or (hint.account_id if hint else None)
+    return account, region or (hint.region if hint else None) or default_region
 
 
 @router.post(
@@ -112,33 +112,33 @@ async def _account_view(pool: Pool, org: str, operation_id: str, *, with_steps: 
     if op is None or op.operation_type != OperationType.CLOUD_CONNECT:
         return None
     row = await cloud_accounts.get_for_org(pool, org, (op.metadata or {}).get("cloudAccountId", ""))
-    current = row is not None and row["operation_id"] == operation_id
+    current = row is not None and row.operation_id == operation_id
     result = op.result or {}
     # The status of this connection attempt; once it succeeded, the account's current one
     # (re-verification may have marked it DEGRADED since).
     if op.status == "PENDING":
         status = "PENDING"
     elif op.status == "SUCCEEDED":
-        status = row["status"] if current and row is not None else result.get("connectionStatus", "CONNECTED")
+        status = row.status if current and row is not None else result.get("connectionStatus", "CONNECTED")
     elif op.status in ("FAILED", "CANCELLED", "REJECTED"):
         status = "FAILED"
     else:
         status = cloud_accounts.WAITING_FOR_ROLE
-    message = (op.error or {}).get("message") or ((row["error"] or {}).get("message") if current and row else None)
+    message = (op.error or {}).get("message") or ((row.error or {}).get("message") if current and row else None)
     steps = (
         [event_view(e) for e in await operations.events_after(pool, operation_id, 0, STEP_LIMIT)] if with_steps else []
     )
     return AwsCloudAccount(
         id=operation_id,
         status=status,
-        preSignedTargetCFTemplateURL=row["template_url"] if current and row else None,
+        preSignedTargetCFTemplateURL=row.template_url if current and row else None,
         error=CloudAccountError(message=message) if message else None,
         accountId=(op.metadata or {}).get("accountId"),
         level=(op.metadata or {}).get("level"),
-        region=row["region"] if row else None,
-        roleArn=row["role_arn"] if row else None,
+        region=row.region if row else None,
+        roleArn=row.role_arn if row else None,
         operationStatus=op.status,
-        lastVerifiedAt=timestamp(row["last_verified_at"]) if row else None,
+        lastVerifiedAt=timestamp(row.last_verified_at) if row else None,
         steps=steps,
     )
 
@@ -193,7 +193,7 @@ async def aws_credentials(
         settings,
         provider="aws",
         organization_id=org,
-        cloud_account_id=row["id"],
+        cloud_account_id=row.id,
         duration_seconds=duration,
         refusals={
             CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED: 409,
@@ -203,7 +203,7 @@ async def aws_credentials(
     body_out = {
         "id": request_id_of(request),
         "status": "success",
-        "message": f"credentials for AWS account {row['account_id']} valid until {payload['expiration']}",
+        "message": f"credentials for AWS account {row.account_id} valid until {payload['expiration']}",
         "data": AwsTemporaryCredentials(**payload).model_dump(),
     }
     return JSONResponse(body_out, headers={"Cache-Control": "no-store"})

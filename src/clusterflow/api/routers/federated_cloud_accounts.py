@@ -40,7 +40,7 @@ from clusterflow.api.schemas.federated_cloud_accounts import (
 from clusterflow.catalog import CATALOGS
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import federated_accounts
-from clusterflow.records.db import Record
+from clusterflow.records.federated_accounts import FederatedAccountRow
 from clusterflow.settings import Settings
 
 router = APIRouter(prefix="/v1/cloud-accounts", tags=["cloud accounts"])
@@ -54,56 +54,56 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _error(row: Record) -> AccountError | None:
-    return AccountError(message=row["error"]) if row["error"] else None
+def _error(row: FederatedAccountRow) -> AccountError | None:
+    return AccountError(message=row.error) if row.error else None
 
 
 def _script_url(settings: Settings, provider: str, account_id: str) -> str:
     return f"{settings.api_url}/v1/cloud-accounts/{provider}/{account_id}/script"
 
 
-def _azure_script(settings: Settings, row: Record) -> str:
-    return str(row["script"]).replace(CALLBACK_TOKEN_PLACEHOLDER, oidc.callback_token(settings, row["id"]))
+def _azure_script(settings: Settings, row: FederatedAccountRow) -> str:
+    return str(row.script).replace(CALLBACK_TOKEN_PLACEHOLDER, oidc.callback_token(settings, row.id))
 
 
-def gcp_view(settings: Settings, row: Record) -> GcpCloudAccount:
-    params, identity = row["params"], row["identity"]
+def gcp_view(settings: Settings, row: FederatedAccountRow) -> GcpCloudAccount:
+    params, identity = row.params, row.identity
     return GcpCloudAccount(
-        id=row["id"],
-        operationId=row["id"],
-        status=row["status"],
-        cloudShellScript=row["script"],
-        cloudShellScriptURL=_script_url(settings, "gcp", row["id"]),
+        id=row.id,
+        operationId=row.id,
+        status=row.status,
+        cloudShellScript=row.script,
+        cloudShellScriptURL=_script_url(settings, "gcp", row.id),
         error=_error(row),
-        clusterName=row["cluster_name"],
-        level=row["level"],
+        clusterName=row.cluster_name,
+        level=row.level,
         targetProjectId=params["targetProjectId"],
         targetProjectNumber=params["targetProjectNumber"],
         targetRegion=params.get("targetRegion"),
         serviceAccountEmail=identity["serviceAccountEmail"],
-        createdAt=row["created_at"].isoformat(),
-        connectedAt=_iso(row["connected_at"]),
+        createdAt=row.created_at.isoformat(),
+        connectedAt=_iso(row.connected_at),
     )
 
 
-def azure_view(settings: Settings, row: Record) -> AzureCloudAccount:
-    params, identity = row["params"], row["identity"]
+def azure_view(settings: Settings, row: FederatedAccountRow) -> AzureCloudAccount:
+    params, identity = row.params, row.identity
     return AzureCloudAccount(
-        id=row["id"],
-        operationId=row["id"],
-        status=row["status"],
+        id=row.id,
+        operationId=row.id,
+        status=row.status,
         setupScript=_azure_script(settings, row),
-        setupScriptURL=_script_url(settings, "azure", row["id"]),
+        setupScriptURL=_script_url(settings, "azure", row.id),
         error=_error(row),
-        clusterName=row["cluster_name"],
-        level=row["level"],
+        clusterName=row.cluster_name,
+        level=row.level,
         subscriptionId=params["subscriptionId"],
         resourceGroup=params["resourceGroup"],
         targetRegion=params.get("targetRegion"),
         tenantId=identity.get("tenantId"),
         clientId=identity.get("clientId"),
-        createdAt=row["created_at"].isoformat(),
-        connectedAt=_iso(row["connected_at"]),
+        createdAt=row.created_at.isoformat(),
+        connectedAt=_iso(row.connected_at),
     )
 
 
@@ -153,9 +153,9 @@ async def _new_account_id(ctx: OperationContext, provider: str, body: GcpConnect
             raise ApiError(
                 409,
                 "CLOUD_ACCOUNT_CONNECTED",
-                f"{provider} account {existing['id']} is already connected for cluster {body.clusterName}; "
+                f"{provider} account {existing.id} is already connected for cluster {body.clusterName}; "
                 "set forceUpdate to connect again",
-                {"cloudAccountId": existing["id"]},
+                {"cloudAccountId": existing.id},
             )
     return new_operation_id()
 
@@ -185,7 +185,7 @@ async def get_gcp(
     row = await federated_accounts.get(pool, principal.organization_id, "gcp", id)
     if row is None:
         raise not_found("gcp cloud account", id)
-    return Envelope(id=request_id_of(request), message=f"gcp account {row['status']}", data=gcp_view(settings, row))
+    return Envelope(id=request_id_of(request), message=f"gcp account {row.status}", data=gcp_view(settings, row))
 
 
 @router.get("/gcp/{id}/script", response_class=PlainTextResponse, responses={**SCRIPT, **ERRORS}, summary="GCP script")
@@ -193,7 +193,7 @@ async def gcp_script_text(id: str, principal: Viewer, pool: Pool) -> PlainTextRe
     row = await federated_accounts.get(pool, principal.organization_id, "gcp", id)
     if row is None:
         raise not_found("gcp cloud account", id)
-    return PlainTextResponse(row["script"])
+    return PlainTextResponse(row.script)
 
 
 @router.post(
@@ -231,7 +231,7 @@ async def get_azure(
     row = await federated_accounts.get(pool, principal.organization_id, "azure", id)
     if row is None:
         raise not_found("azure cloud account", id)
-    return Envelope(id=request_id_of(request), message=f"azure account {row['status']}", data=azure_view(settings, row))
+    return Envelope(id=request_id_of(request), message=f"azure account {row.status}", data=azure_view(settings, row))
 
 
 @router.get(
@@ -255,7 +255,7 @@ async def azure_callback(
     request: Request, id: str, body: AzureCallback, pool: Pool, settings: AppSettings
 ) -> Envelope[CallbackAccepted]:
     row = await federated_accounts.get_by_id(pool, id)
-    if row is None or row["provider"] != "azure":
+    if row is None or row.provider != "azure":
         raise not_found("azure cloud account", id)
     if not oidc.callback_token_ok(settings, id, body.token):
         # Account IDs are unguessable ULIDs, so a 403 reveals nothing a 404 would hide.

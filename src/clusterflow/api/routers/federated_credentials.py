@@ -27,7 +27,7 @@ from clusterflow.api.schemas.federated_credentials import (
 )
 from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.records import federated_accounts
-from clusterflow.records.db import Record
+from clusterflow.records.federated_accounts import FederatedAccountRow
 from clusterflow.settings import Settings
 
 router = APIRouter(prefix="/v1/cloud-credentials", tags=["cloud credentials"])
@@ -49,22 +49,24 @@ def _not_connected(provider: str, cluster_name: str) -> ApiError:
     )
 
 
-async def _account(pool: Pool, org: str, provider: str, cluster_name: str, match: dict[str, Any]) -> Record:
+async def _account(
+    pool: Pool, org: str, provider: str, cluster_name: str, match: dict[str, Any]
+) -> FederatedAccountRow:
     row = await federated_accounts.latest_connected(pool, org, provider, cluster_name)
-    if row is None or any(value and row["params"].get(key) != value for key, value in match.items()):
+    if row is None or any(value and row.params.get(key) != value for key, value in match.items()):
         raise _not_connected(provider, cluster_name)
     return row
 
 
 async def _issue(
-    temporal: Temporal, settings: Settings, provider: str, org: str, row: Record, duration_seconds: int
+    temporal: Temporal, settings: Settings, provider: str, org: str, row: FederatedAccountRow, duration_seconds: int
 ) -> dict[str, Any]:
     return await credentials.issue(
         temporal,
         settings,
         provider=provider,
         organization_id=org,
-        cloud_account_id=row["id"],
+        cloud_account_id=row.id,
         duration_seconds=duration_seconds,
         refusals=REFUSALS,
     )

@@ -49,8 +49,8 @@ from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.operations import ClusterState, ErrorCode, OperationStatus, OperationType
 from clusterflow.records import clusters, operations, registrations, secrets_store
 from clusterflow.records.clusters import ClusterRow
-from clusterflow.records.db import Record
 from clusterflow.records.operations import OperationRow
+from clusterflow.records.registrations import RegistrationRow
 from clusterflow.settings import Settings
 from clusterflow.vault import Sealed, Sealer
 from clusterflow.workflows.register import registration_instructions
@@ -151,19 +151,19 @@ async def register_cluster(
     return accepted_response(accepted, command.registration(accepted))
 
 
-def _instructions(settings: Settings, row: ClusterRow, reg: Record, op: OperationRow | None) -> Instructions:
+def _instructions(settings: Settings, row: ClusterRow, reg: RegistrationRow, op: OperationRow | None) -> Instructions:
     namespace = settings.agent_namespace
     check = f"kubectl -n {namespace} get pods && kubectl -n {namespace} logs deploy/clusterflow-agent"
-    if reg["revoked_at"] is not None:
+    if reg.revoked_at is not None:
         return Instructions(
             message="the agent is revoked; register the cluster again to issue a new token", scriptContent=None
         )
-    status = reg["connection_status"]
+    status = reg.connection_status
     if status == registrations.ConnectionStatus.CONNECTED:
         return Instructions(message="the agent is connected and heartbeating; nothing to do")
     if status == registrations.ConnectionStatus.DISCONNECTED:
         return Instructions(
-            message=f"the agent stopped heartbeating (last at {timestamp(reg['last_heartbeat_at'])}); check that its "
+            message=f"the agent stopped heartbeating (last at {timestamp(reg.last_heartbeat_at)}); check that its "
             "pod runs and can reach the control plane",
             scriptContent=check,
         )
@@ -194,29 +194,28 @@ async def get_registration(
     reg = await registrations.get(pool, row.id)
     if reg is None:
         raise _not_registered(row)
-    op_id = operationId or reg["register_operation_id"]
+    op_id = operationId or reg.register_operation_id
     op = await operations.get(pool, principal.organization_id, op_id) if op_id else None
     if operationId and (op is None or op.cluster_id != row.id):
         raise not_found("operation", operationId)
-    info = reg["agent_info"] or {}
+    info = reg.agent_info or {}
     events = await registrations.connection_events(pool, row.id)
     error = (op.error or {}).get("message") if op is not None else None
     status = RegistrationStatus(
         clusterId=row.id,
         clusterName=row.name,
         clusterState=row.state,
-        connectionStatus=reg["connection_status"],
-        lastHealthCheck=timestamp(reg["last_heartbeat_at"]),
+        connectionStatus=reg.connection_status,
+        lastHealthCheck=timestamp(reg.last_heartbeat_at),
         operationId=op.id if op is not None else None,
         status=op.status if op is not None else None,
         message=(op.message if op is not None else None) or "",
         error=ErrorMessage(message=error) if error else None,
         instructions=_instructions(settings, row, reg, op),
         agent=AgentInfo(**{k: info.get(k) for k in AgentInfo.model_fields}) if info else None,
-        revoked=reg["revoked_at"] is not None,
+        revoked=reg.revoked_at is not None,
         connectionEvents=[
-            ConnectionEvent(timestamp=timestamp(e["timestamp"]) or "", status=e["status"], message=e["message"])
-            for e in events
+            ConnectionEvent(timestamp=timestamp(e.timestamp) or "", status=e.status, message=e.message) for e in events
         ],
     )
     return Envelope(id=request_id_of(request), message=f"agent {status.connectionStatus}", data=status)
@@ -279,14 +278,14 @@ def duration_seconds(value: int | str) -> int:
     return int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
 
 
-def _require_active_registered(row: ClusterRow, reg: Record | None) -> Record:
+def _require_active_registered(row: ClusterRow, reg: RegistrationRow | None) -> RegistrationRow:
     if reg is None:
         raise _not_registered(row)
-    if reg["revoked_at"] is not None or row.state != ClusterState.ACTIVE:
+    if reg.revoked_at is not None or row.state != ClusterState.ACTIVE:
         raise ApiError(
             409,
             "CLUSTER_NOT_ACTIVE",
-            f"cluster {row.name} is {row.state}" + (" and its agent is revoked" if reg["revoked_at"] else ""),
+            f"cluster {row.name} is {row.state}" + (" and its agent is revoked" if reg.revoked_at else ""),
             {"clusterId": row.id, "state": row.state},
         )
     return reg

@@ -40,7 +40,8 @@ from clusterflow.contracts.cloud_accounts import (
     ReverifyResult,
 )
 from clusterflow.records import cloud_accounts, operations
-from clusterflow.records.db import DbPool, Record
+from clusterflow.records.cloud_accounts import CloudAccountRow
+from clusterflow.records.db import DbPool
 
 # Reading its own role is how a connection proves its configuration; both levels may.
 _SELF_INSPECTION = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "sts:GetCallerIdentity"]
@@ -178,7 +179,7 @@ class AwsCloudConnect:
         self.url_seconds = url_seconds
         self.credentials_max_seconds = credentials_max_seconds
 
-    async def _account(self, cloud_account_id: str) -> Record:
+    async def _account(self, cloud_account_id: str) -> CloudAccountRow:
         row = await cloud_accounts.get(self.pool, cloud_account_id)
         if row is None:
             raise ApplicationError(
@@ -195,9 +196,9 @@ class AwsCloudConnect:
         """Store the account's template in S3 and presign it; safe to repeat (same key)."""
         row = await self._account(inp.cloud_account_id)
         try:
-            external_id = await cloud_accounts.external_id(self.pool, row["organization_id"], "aws")
+            external_id = await cloud_accounts.external_id(self.pool, row.organization_id, "aws")
             template = connect_template(
-                await self._platform_account(), external_id, row["role_name"], row["level"], row["session_seconds"]
+                await self._platform_account(), external_id, row.role_name, row.level, row.session_seconds
             )
             s3 = self.clients.platform_client("s3")
             if (
@@ -210,7 +211,7 @@ class AwsCloudConnect:
                 await aws_call(
                     s3, "create_bucket", Bucket=self.bucket, missing=("BucketAlreadyOwnedByYou",), **location
                 )
-            key = f"connect/{row['organization_id']}/{inp.operation_id}.json"
+            key = f"connect/{row.organization_id}/{inp.operation_id}.json"
             await aws_call(
                 s3,
                 "put_object",
@@ -229,27 +230,27 @@ class AwsCloudConnect:
             self.pool,
             inp.operation_id,
             "template/ready",
-            f"CloudFormation template ready: create a stack from it in account {row['account_id']}",
+            f"CloudFormation template ready: create a stack from it in account {row.account_id}",
             kind="progress",
             phase="TEMPLATE",
             progress_percentage=20,
         )
-        return ConnectTemplateResult(template_url=url, role_arn=row["role_arn"])
+        return ConnectTemplateResult(template_url=url, role_arn=row.role_arn)
 
-    async def verify(self, row: Record, session_name: str) -> Verdict:
+    async def verify(self, row: CloudAccountRow, session_name: str) -> Verdict:
         """Assume the account's role and check its trust and permissions."""
-        external_id = await cloud_accounts.external_id(self.pool, row["organization_id"], "aws")
+        external_id = await cloud_accounts.external_id(self.pool, row.organization_id, "aws")
         try:
-            credentials = await self.clients.assume_role(row["role_arn"], external_id, session_name, 900)
+            credentials = await self.clients.assume_role(row.role_arn, external_id, session_name, 900)
         except ProviderError as err:
             if err.code == CloudErrorCode.CLOUD_ACCESS_DENIED:
-                return Verdict(ConnectState.WAITING, f"role {row['role_arn']} cannot be assumed yet: {err.message}")
+                return Verdict(ConnectState.WAITING, f"role {row.role_arn} cannot be assumed yet: {err.message}")
             raise
         iam = self.clients.client(self.clients.session(credentials, self.clients.platform_region), "iam")
         try:
-            role = await aws_call(iam, "get_role", RoleName=row["role_name"], missing=("NoSuchEntity",))
+            role = await aws_call(iam, "get_role", RoleName=row.role_name, missing=("NoSuchEntity",))
             if role is None:
-                return Verdict(ConnectState.WAITING, f"role {row['role_name']} does not exist yet")
+                return Verdict(ConnectState.WAITING, f"role {row.role_name} does not exist yet")
             problem = trust_problem(
                 _as_document(role["Role"]["AssumeRolePolicyDocument"]), await self._platform_account(), external_id
             )
@@ -257,14 +258,14 @@ class AwsCloudConnect:
                 policy = await aws_call(
                     iam,
                     "get_role_policy",
-                    RoleName=row["role_name"],
-                    PolicyName=policy_name(row["level"]),
+                    RoleName=row.role_name,
+                    PolicyName=policy_name(row.level),
                     missing=("NoSuchEntity",),
                 )
                 problem = (
-                    f"the role has no policy {policy_name(row['level'])}"
+                    f"the role has no policy {policy_name(row.level)}"
                     if policy is None
-                    else permission_problem(_as_document(policy["PolicyDocument"]), row["level"])
+                    else permission_problem(_as_document(policy["PolicyDocument"]), row.level)
                 )
         except ProviderError as err:
             if err.code == CloudErrorCode.CLOUD_ACCESS_DENIED:
@@ -275,7 +276,7 @@ class AwsCloudConnect:
                 ConnectState.MISCONFIGURED,
                 f"{problem}. Remedy: create (or update) the stack from the latest template unchanged.",
             )
-        return Verdict(ConnectState.CONNECTED, f"role {row['role_arn']} assumed and verified for level {row['level']}")
+        return Verdict(ConnectState.CONNECTED, f"role {row.role_arn} assumed and verified for level {row.level}")
 
     @activity.defn(name="aws.check_connect")
     async def check_connect(self, inp: ConnectCheckInput) -> ConnectCheckResult:
@@ -317,9 +318,9 @@ class AwsCloudConnect:
         """Check every connected account once: a broken trust is DEGRADED, a healed one CONNECTED."""
         result = ReverifyResult()
         for row in await cloud_accounts.list_usable(self.pool, "aws", inp.limit):
-            activity.heartbeat(row["id"])
+            activity.heartbeat(row.id)
             try:
-                verdict = await self.verify(row, f"cf-reverify-{row['id']}")
+                verdict = await self.verify(row, f"cf-reverify-{row.id}")
             except ProviderError as err:
                 if err.retryable:
                     continue  # AWS trouble says nothing about the trust; try next round
@@ -328,28 +329,28 @@ class AwsCloudConnect:
             status = cloud_accounts.CONNECTED if healthy else cloud_accounts.DEGRADED
             await cloud_accounts.record_check(
                 self.pool,
-                row["id"],
+                row.id,
                 status=status,
                 error=None if healthy else {"message": verdict.message},
                 verified=healthy,
             )
             result.checked += 1
-            if status != row["status"]:
-                (result.recovered if healthy else result.degraded).append(row["id"])
+            if status != row.status:
+                (result.recovered if healthy else result.degraded).append(row.id)
         return result
 
     @activity.defn(name="aws.issue_credentials")
     async def issue_credentials(self, inp: IssueCredentialsInput) -> IssueCredentialsResult:
         row = await self._account(inp.cloud_account_id)
-        if row["organization_id"] != inp.organization_id or row["status"] not in cloud_accounts.USABLE:
+        if row.organization_id != inp.organization_id or row.status not in cloud_accounts.USABLE:
             raise ApplicationError(
                 "the account is not connected", type=CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED, non_retryable=True
             )
-        external_id = await cloud_accounts.external_id(self.pool, row["organization_id"], "aws")
-        duration = max(900, min(inp.duration_seconds, self.credentials_max_seconds, int(row["session_seconds"])))
+        external_id = await cloud_accounts.external_id(self.pool, row.organization_id, "aws")
+        duration = max(900, min(inp.duration_seconds, self.credentials_max_seconds, int(row.session_seconds)))
         try:
             credentials = await self.clients.assume_role(
-                row["role_arn"], external_id, f"cf-credentials-{activity.info().workflow_id}", duration
+                row.role_arn, external_id, f"cf-credentials-{activity.info().workflow_id}", duration
             )
         except ProviderError as err:
             raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err

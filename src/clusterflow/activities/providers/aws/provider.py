@@ -65,14 +65,14 @@ class AwsProvider(Unprepared, UpdateSteps):
             )
         external_id = await cloud_accounts.external_id(self.pool, organization_id, "aws")
         credentials = await self.clients.assume_role(
-            row["role_arn"], external_id, session_name, min(int(row["session_seconds"]), 3600)
+            row.role_arn, external_id, session_name, min(int(row.session_seconds), 3600)
         )
         return Account(
             self.clients,
             self.clients.session(credentials, region),
-            row["account_id"],
-            row["role_arn"],
-            row["level"],
+            row.account_id,
+            row.role_arn,
+            row.level,
         )
 
     # -- deploy --

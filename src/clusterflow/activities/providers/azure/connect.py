@@ -22,10 +22,10 @@ class AzureConnectCheck(FederatedConnectCheck):
         from azure.core.exceptions import ClientAuthenticationError
 
         row = await account_row(self.pool, inp.account_id)
-        identity = dict(row["identity"])
+        identity = dict(row.identity)
         if not identity.get("clientId") or not identity.get("tenantId"):
             raise not_yet("the setup script has not reported the application's client ID yet")
-        credential = azure_credential(self.settings, row["organization_id"], inp.account_id, identity)
+        credential = azure_credential(self.settings, row.organization_id, inp.account_id, identity)
         scope = f"{self.settings.azure_arm_endpoint.rstrip('/')}/.default"
         try:
             await asyncio.to_thread(credential.get_token, scope)

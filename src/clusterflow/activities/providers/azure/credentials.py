@@ -23,9 +23,9 @@ class AzureCredentialActivities(FederatedCredentialActivities):
     @activity.defn(name="azure.issue_credentials")
     async def issue_azure(self, inp: IssueCredentialsInput) -> IssueCredentialsResult:
         row = await connected_account(self.pool, inp, "azure")
-        identity = dict(row["identity"])
+        identity = dict(row.identity)
         try:
-            token = await federation.azure_access_token(self.settings, inp.organization_id, row["id"], identity)
+            token = await federation.azure_access_token(self.settings, inp.organization_id, row.id, identity)
         except federation.ExchangeFailed as err:
             raise exchange_failed(err) from err
         return sealed(
@@ -35,8 +35,8 @@ class AzureCredentialActivities(FederatedCredentialActivities):
                 "aksApiAudience": federation.AKS_API_AUDIENCE,
                 "clientId": identity["clientId"],
                 "expiration": token.expiration,
-                "resourceGroup": row["params"]["resourceGroup"],
-                "subscriptionId": row["params"]["subscriptionId"],
+                "resourceGroup": row.params["resourceGroup"],
+                "subscriptionId": row.params["subscriptionId"],
                 "tenantId": identity["tenantId"],
             },
         )

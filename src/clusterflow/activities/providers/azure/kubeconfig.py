@@ -51,7 +51,7 @@ class AzureKubeconfigActivities:
         if account is None:
             raise not_connected("azure", row.name)
         block = aks_settings(ClusterDefinition.from_spec(cluster_spec(row)))
-        params = dict(account["params"])
+        params = dict(account.params)
         subscription = str(block.subscription_id or params["subscriptionId"])
         group = str(block.resource_group or params["resourceGroup"])
         client = self.azure.client(subscription, account)
@@ -74,9 +74,9 @@ class AzureKubeconfigActivities:
         try:
             token = await federation.azure_access_token(
                 self.settings,
-                account["organization_id"],
-                account["id"],
-                dict(account["identity"]),
+                account.organization_id,
+                account.id,
+                dict(account.identity),
                 scope=f"{federation.AKS_API_AUDIENCE}/.default",
             )
         except federation.ExchangeFailed as err:

@@ -42,11 +42,12 @@ from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import federated_accounts
-from clusterflow.records.db import DbPool, Record
+from clusterflow.records.db import DbPool
+from clusterflow.records.federated_accounts import FederatedAccountRow
 from clusterflow.settings import Settings
 
 
-class AzureProvider(ManagedClusterProvider["Record | None", AksSession, aks.ManagedCluster]):
+class AzureProvider(ManagedClusterProvider["FederatedAccountRow | None", AksSession, aks.ManagedCluster]):
     service = "AKS"
     missing_code = ErrorCode.CLOUD_NOT_FOUND
     managed_addons = "CoreDNS, kube-proxy and metrics-server are managed by AKS"
@@ -61,15 +62,15 @@ class AzureProvider(ManagedClusterProvider["Record | None", AksSession, aks.Mana
         self._credentials: dict[str, Any] = {}
         self._clients: dict[tuple[str, str], ContainerServiceClient] = {}
 
-    async def prepare(self, inp: PhaseInput) -> Record | None:
+    async def prepare(self, inp: PhaseInput) -> FederatedAccountRow | None:
         """The connected account the cluster's phases act as, if there is one."""
         return await federated_accounts.connected_for_cluster(self.pool, inp.cluster_id, "azure")
 
-    def client(self, subscription_id: str, account: Record | None = None) -> ContainerServiceClient:
-        source = account["id"] if account else ""
+    def client(self, subscription_id: str, account: FederatedAccountRow | None = None) -> ContainerServiceClient:
+        source = account.id if account else ""
         if source not in self._credentials:
             self._credentials[source] = (
-                azure_credential(self.settings, account["organization_id"], account["id"], dict(account["identity"]))
+                azure_credential(self.settings, account.organization_id, account.id, dict(account.identity))
                 if account
                 else make_credential(self.settings)
             )
@@ -79,9 +80,9 @@ class AzureProvider(ManagedClusterProvider["Record | None", AksSession, aks.Mana
             )
         return self._clients[(source, subscription_id)]
 
-    def _session(self, inp: PhaseInput, reporter: PhaseReporter, account: Record | None) -> AksSession:
+    def _session(self, inp: PhaseInput, reporter: PhaseReporter, account: FederatedAccountRow | None) -> AksSession:
         block = aks_settings(inp.cluster)
-        params = dict(account["params"]) if account else {}
+        params = dict(account.params) if account else {}
         subscription = (
             block.subscription_id or params.get("subscriptionId") or self.settings.azure_default_subscription_id
         )
@@ -103,7 +104,9 @@ class AzureProvider(ManagedClusterProvider["Record | None", AksSession, aks.Mana
 
     # --- the steps of the phases (managed_cluster.ManagedClusterProvider) ---------------------
 
-    async def _checked_session(self, inp: PhaseInput, reporter: PhaseReporter, bound: Record | None) -> AksSession:
+    async def _checked_session(
+        self, inp: PhaseInput, reporter: PhaseReporter, bound: FederatedAccountRow | None
+    ) -> AksSession:
         check_spec(inp)
         await reporter.event("spec", "spec matches the AKS catalog", fraction=0.5)
         return self._session(inp, reporter, bound)

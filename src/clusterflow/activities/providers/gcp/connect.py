@@ -23,8 +23,8 @@ class GcpConnectCheck(FederatedConnectCheck):
         from google.auth.transport.requests import Request
 
         row = await account_row(self.pool, inp.account_id)
-        identity = dict(row["identity"])
-        credentials = gcp_credentials(self.settings, row["organization_id"], inp.account_id, identity)
+        identity = dict(row.identity)
+        credentials = gcp_credentials(self.settings, row.organization_id, inp.account_id, identity)
         try:
             await asyncio.to_thread(credentials.refresh, Request())
         except gauth_exceptions.GoogleAuthError as err:

@@ -23,10 +23,10 @@ class GcpCredentialActivities(FederatedCredentialActivities):
     @activity.defn(name="gcp.issue_credentials")
     async def issue_gcp(self, inp: IssueCredentialsInput) -> IssueCredentialsResult:
         row = await connected_account(self.pool, inp, "gcp")
-        identity = dict(row["identity"])
+        identity = dict(row.identity)
         lifetime = federation.lifetime_seconds(inp.duration_seconds)
         try:
-            token = await federation.gcp_access_token(self.settings, inp.organization_id, row["id"], identity, lifetime)
+            token = await federation.gcp_access_token(self.settings, inp.organization_id, row.id, identity, lifetime)
         except federation.ExchangeFailed as err:
             raise exchange_failed(err) from err
         return sealed(

@@ -64,12 +64,12 @@ class GcpKubeconfigActivities:
             raise ApplicationError(
                 f"GKE cluster {row.name} has no endpoint yet", type=CloudErrorCode.CLOUD_RESOURCE_FAILED
             )
-        identity = dict(account["identity"])
+        identity = dict(account.identity)
         try:
             token = await federation.gcp_access_token(
                 self.settings,
-                account["organization_id"],
-                account["id"],
+                account.organization_id,
+                account.id,
                 identity,
                 federation.lifetime_seconds(inp.duration_seconds),
                 GKE_SCOPES,

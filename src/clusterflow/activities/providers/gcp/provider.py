@@ -69,15 +69,15 @@ class GcpProvider(ManagedClusterProvider[GkeBinding, GkeSession, container_v1.Cl
     async def bind(self, cluster_id: str) -> tuple[container_v1.ClusterManagerClient, str | None]:
         """The client for this cluster, and the connected account's project if there is one."""
         account = await federated_accounts.connected_for_cluster(self.pool, cluster_id, "gcp")
-        key = account["id"] if account else ""
+        key = account.id if account else ""
         if key not in self._clients:
             credentials = None
             if account is not None:
                 credentials = gcp_credentials(
-                    self.settings, account["organization_id"], account["id"], dict(account["identity"])
+                    self.settings, account.organization_id, account.id, dict(account.identity)
                 )
             self._clients[key] = make_client(self.settings, credentials)
-        return self._clients[key], (account["identity"]["projectId"] if account else None)
+        return self._clients[key], (account.identity["projectId"] if account else None)
 
     def project(self, cluster: ClusterDefinition, account_project: str | None) -> str:
         """The cluster's project: the spec's, else the connected account's, else the default."""
