@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -58,7 +59,30 @@ def _make_traversable(path: Path) -> None:
             pass
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, chosen below the kernel's ephemeral range.
+
+    A port from that range (what binding to port 0 gives) can be taken as the local port of
+    any outbound connection before the server it was meant for binds it, or while that server
+    restarts on it; below the range only another listener can take it.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(100):
+        port = random.randint(10_000, max(low - 1, 10_001))
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
