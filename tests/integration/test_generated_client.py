@@ -242,3 +242,15 @@ async def test_the_streams_are_described_for_tools(api: httpx.AsyncClient) -> No
     assert set(channel["messages"]) == {"auth", "event", "keepalive", "end", "error"}
     schemas = asyncapi["components"]["schemas"]
     assert {"WsEvent", "OperationEvent", "WsError"} <= set(schemas)
+    # The agent's channel: every message type the agent and the server exchange is described.
+    from clusterflow.agent import protocol
+
+    agent = asyncapi["channels"]["agent"]
+    assert agent["address"] == protocol.PATH
+    kinds = {
+        value for name, value in vars(protocol).items() if name.isupper() and isinstance(value, str) and name != "PATH"
+    }
+    assert set(agent["messages"]) == kinds
+    for name in kinds:
+        payload = asyncapi["components"]["messages"][f"agent.{name}"]["payload"]
+        assert payload["properties"]["type"] == {"const": name}

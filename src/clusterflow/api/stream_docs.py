@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from clusterflow import __version__
+from clusterflow.agent import protocol as agent_protocol
 from clusterflow.api.schemas.operations import EventKind, OperationEvent
 
 ASYNCAPI_PATH = "/asyncapi.json"
@@ -88,8 +89,137 @@ def component_schemas() -> dict[str, Any]:
     return schemas
 
 
+def _message(kind: str, summary: str, **properties: Any) -> dict[str, Any]:
+    required = ["type", *[k for k, v in properties.items() if v.pop("required", False)]]
+    return {
+        "name": kind,
+        "summary": summary,
+        "payload": {
+            "type": "object",
+            "required": required,
+            "properties": {"type": {"const": kind}, **properties},
+        },
+    }
+
+
+_REPORT: dict[str, Any] = {
+    "type": "object",
+    "description": "What the agent read from its cluster",
+    "properties": {
+        "kubernetesVersion": {"type": "string"},
+        "nodeCount": {"type": "integer", "minimum": 0},
+        "namespaceCount": {"type": "integer", "minimum": 0},
+        "architecture": {"type": ["string", "null"]},
+        "region": {"type": ["string", "null"]},
+        "agentVersion": {"type": "string"},
+    },
+}
+
+
+def _agent_messages() -> tuple[dict[str, Any], list[str], list[str]]:
+    """The agent channel's messages (`clusterflow.agent.protocol`): (all, server's, agent's)."""
+    text: dict[str, Any] = {"type": "string"}
+    server = {
+        agent_protocol.CREDENTIAL: _message(
+            agent_protocol.CREDENTIAL,
+            "The long-lived credential that replaces the one-time registration token; store it",
+            credential=dict(text, required=True),
+        ),
+        agent_protocol.WELCOME: _message(
+            agent_protocol.WELCOME,
+            "Authenticated: the cluster and the heartbeat interval",
+            clusterId=dict(text, required=True),
+            clusterName=dict(text, required=True),
+            heartbeatSeconds={"type": "number", "required": True},
+        ),
+        agent_protocol.ROTATE: _message(
+            agent_protocol.ROTATE,
+            "A new credential; answer `rotated` once it is stored",
+            credential=dict(text, required=True),
+        ),
+        agent_protocol.KUBECONFIG: _message(
+            agent_protocol.KUBECONFIG,
+            "Issue a service-account token; answer `kubeconfig_result`",
+            requestId=dict(text, required=True),
+            expirationSeconds={"type": "integer", "minimum": 1},
+        ),
+        agent_protocol.UNINSTALL: _message(agent_protocol.UNINSTALL, "Remove yourself; answer `uninstalled`"),
+        agent_protocol.ERROR: _message(
+            agent_protocol.ERROR,
+            "A refusal; the socket closes next (4401 unauthorized, 4410 revoked: do not retry; 4400 protocol)",
+            code=dict(text),
+            message=dict(text),
+        ),
+    }
+    agent = {
+        agent_protocol.REPORT: _message(agent_protocol.REPORT, "The first report, right after `welcome`"),
+        agent_protocol.HEARTBEAT: _message(
+            agent_protocol.HEARTBEAT, "Sent every heartbeatSeconds; carries a fresh report now and then", report=_REPORT
+        ),
+        agent_protocol.ROTATED: _message(agent_protocol.ROTATED, "The rotated credential is stored"),
+        agent_protocol.KUBECONFIG_RESULT: _message(
+            agent_protocol.KUBECONFIG_RESULT,
+            "The issued token (or the error)",
+            requestId=dict(text, required=True),
+            token=dict(text),
+            server=dict(text),
+            certificateAuthorityData=dict(text),
+            expiresAt={"type": "string", "format": "date-time"},
+            error=dict(text),
+        ),
+        agent_protocol.UNINSTALLED: _message(agent_protocol.UNINSTALLED, "The agent removed itself"),
+    }
+    report = agent[agent_protocol.REPORT]["payload"]["properties"]
+    report.update(_REPORT["properties"])
+    return {**server, **agent}, list(server), list(agent)
+
+
+def _agent_channel(document: dict[str, Any]) -> None:
+    """Adds the in-cluster agent's outbound channel (`/v1/agent/connect`) to `document`."""
+    messages, from_server, from_agent = _agent_messages()
+    document["channels"]["agent"] = {
+        "address": agent_protocol.PATH,
+        "description": "The agent's outbound WebSocket: one JSON object per text frame, each with a `type`.",
+        "bindings": {
+            "ws": {
+                "method": "GET",
+                "headers": {
+                    "type": "object",
+                    "properties": {
+                        "Authorization": {
+                            "type": "string",
+                            "description": "Bearer <one-time registration token>, then Bearer <credential>",
+                        }
+                    },
+                },
+            }
+        },
+        "messages": {name: {"$ref": f"#/components/messages/agent.{name}"} for name in messages},
+    }
+    document["operations"]["instructAgent"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/agent"},
+        "summary": "What the control plane sends the agent",
+        "messages": [{"$ref": f"#/channels/agent/messages/{name}"} for name in from_server],
+    }
+    document["operations"]["hearFromAgent"] = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/agent"},
+        "summary": "What the agent sends the control plane",
+        "messages": [{"$ref": f"#/channels/agent/messages/{name}"} for name in from_agent],
+    }
+    document["components"]["messages"].update({f"agent.{name}": body for name, body in messages.items()})
+
+
 def asyncapi_document() -> dict[str, Any]:
-    """The WebSocket protocol of `/v1/clusters/{clusterId}/progress/stream` as AsyncAPI 3.0."""
+    document = _progress_document()
+    _agent_channel(document)
+    return document
+
+
+def _progress_document() -> dict[str, Any]:
+    """The WebSocket protocol of `/v1/clusters/{clusterId}/progress/stream` as AsyncAPI 3.0
+    (the agent channel is added by `asyncapi_document`)."""
     sent = [name for name in _MESSAGES if name != "auth"]
     messages = {
         name: {"name": name, "summary": summary, "payload": {"$ref": f"#/components/schemas/{model.__name__}"}}
@@ -103,7 +233,8 @@ def asyncapi_document() -> dict[str, Any]:
             "description": "Live operation progress over WebSocket. Authenticate with "
             "`Authorization: Bearer <key>` or `X-API-Key` on the upgrade request, or a first `auth` "
             "message. Resume with a `Last-Event-ID` header: no gap, no duplicate. Close 1012: the "
-            "server restarts, reconnect. The same events are served as SSE: see /openapi.json.",
+            "server restarts, reconnect. The same events are served as SSE: see /openapi.json. The "
+            "`agent` channel is the in-cluster agent's outbound connection (registered clusters).",
         },
         "servers": {
             "api": {"host": "localhost:8000", "protocol": "ws", "description": "The API's own host (wss behind TLS)"}
