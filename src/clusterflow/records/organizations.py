@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from clusterflow.ids import new_id, organization_id
-from clusterflow.records.db import Conn, Executor
+from clusterflow.records.db import Conn, Executor, Record
 
 KEY_PREFIX = "cfk_"
 _ALPHABET = string.ascii_letters + string.digits
@@ -156,36 +154,95 @@ _KEY_COLUMNS = """id, organization_id, name, key_prefix, role, created_by, creat
          WHEN expires_at IS NOT NULL AND expires_at <= now() THEN 'EXPIRED' ELSE 'ACTIVE' END AS status"""
 
 
-async def get_organization(db: Executor, organization_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT id, name, created_at FROM organizations WHERE id = $1", organization_id)
+@dataclass(frozen=True)
+class OrganizationRow:
+    id: str
+    name: str
+    created_at: datetime
 
 
-async def list_keys(db: Executor, organization_id: str) -> list[asyncpg.Record]:
-    return list(
-        await db.fetch(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE organization_id = $1 ORDER BY created_at DESC, id DESC",
-            organization_id,
-        )
+@dataclass(frozen=True)
+class KeyRow:
+    """An API key as listed (`_KEY_COLUMNS`); never its secret or hash."""
+
+    id: str
+    organization_id: str
+    name: str
+    key_prefix: str
+    role: str
+    created_by: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoke_reason: str | None
+    revoked_by: str | None
+    last_used_at: datetime | None
+    source: str
+    status: str
+    """ACTIVE, EXPIRED or REVOKED, as of the query."""
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    id: str
+    email: str
+    name: str | None
+    role: str
+    created_at: datetime
+
+
+def _key_row(record: Record) -> KeyRow:
+    return KeyRow(
+        id=record["id"],
+        organization_id=record["organization_id"],
+        name=record["name"],
+        key_prefix=record["key_prefix"],
+        role=record["role"],
+        created_by=record["created_by"],
+        created_at=record["created_at"],
+        expires_at=record["expires_at"],
+        revoked_at=record["revoked_at"],
+        revoke_reason=record["revoke_reason"],
+        revoked_by=record["revoked_by"],
+        last_used_at=record["last_used_at"],
+        source=record["source"],
+        status=record["status"],
     )
 
 
-async def get_key(db: Executor, organization_id: str, key_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
+async def get_organization(db: Executor, organization_id: str) -> OrganizationRow | None:
+    record = await db.fetchrow("SELECT id, name, created_at FROM organizations WHERE id = $1", organization_id)
+    if record is None:
+        return None
+    return OrganizationRow(id=record["id"], name=record["name"], created_at=record["created_at"])
+
+
+async def list_keys(db: Executor, organization_id: str) -> list[KeyRow]:
+    rows = await db.fetch(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE organization_id = $1 ORDER BY created_at DESC, id DESC",
+        organization_id,
+    )
+    return [_key_row(r) for r in rows]
+
+
+async def get_key(db: Executor, organization_id: str, key_id: str) -> KeyRow | None:
+    record = await db.fetchrow(
         f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE organization_id = $1 AND id = $2", organization_id, key_id
     )
+    return _key_row(record) if record is not None else None
 
 
-async def key_status(db: Executor, key: str) -> asyncpg.Record | None:
+async def key_status(db: Executor, key: str) -> KeyRow | None:
     """The record of a presented key (whatever its status), if the key is genuine."""
     prefix = parse_key(key)
     if prefix is None:
         return None
-    row: asyncpg.Record | None = await db.fetchrow(
+    row: Record | None = await db.fetchrow(
         f"SELECT {_KEY_COLUMNS}, key_hash FROM api_keys WHERE key_prefix = $1", prefix
     )
     if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(key)):
         return None
-    return row
+    return _key_row(row)
 
 
 async def revoke_key(db: Executor, organization_id: str, key_id: str, revoked_by: str, reason: str | None) -> bool:
@@ -221,13 +278,15 @@ async def touch_keys(db: Executor, last_used: dict[str, datetime]) -> None:
     )
 
 
-async def list_members(db: Executor, organization_id: str) -> list[asyncpg.Record]:
-    return list(
-        await db.fetch(
-            "SELECT id, email, name, role, created_at FROM members WHERE organization_id = $1 ORDER BY created_at, id",
-            organization_id,
-        )
+async def list_members(db: Executor, organization_id: str) -> list[MemberRow]:
+    rows = await db.fetch(
+        "SELECT id, email, name, role, created_at FROM members WHERE organization_id = $1 ORDER BY created_at, id",
+        organization_id,
     )
+    return [
+        MemberRow(id=r["id"], email=r["email"], name=r["name"], role=r["role"], created_at=r["created_at"])
+        for r in rows
+    ]
 
 
 async def add_member(db: Executor, organization_id: str, email: str, name: str | None, role: str) -> str | None:

@@ -20,8 +20,7 @@ from clusterflow.api.read_caches import ReadCaches
 from clusterflow.api.schemas.common import ERRORS, Envelope, Strict
 from clusterflow.api.views import timestamp
 from clusterflow.records import organizations as orgs
-from clusterflow.records.db import Record
-from clusterflow.records.organizations import KEY_PREFIX, ROLES
+from clusterflow.records.organizations import KEY_PREFIX, ROLES, KeyRow
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 
@@ -108,25 +107,25 @@ class KeyStats(BaseModel):
     nearestExpiringKey: NearestExpiringKey | None
 
 
-def key_view(row: Record) -> dict[str, Any]:
-    expires, created = row["expires_at"], row["created_at"]
+def key_view(row: KeyRow) -> dict[str, Any]:
+    expires, created = row.expires_at, row.created_at
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "orgId": row["organization_id"],
-        "role": row["role"],
-        "maskedKey": f"{KEY_PREFIX}{row['key_prefix']}{'*' * 8}",
-        "status": row["status"],
+        "id": row.id,
+        "name": row.name,
+        "orgId": row.organization_id,
+        "role": row.role,
+        "maskedKey": f"{KEY_PREFIX}{row.key_prefix}{'*' * 8}",
+        "status": row.status,
         "isPermanent": expires is None,
         "createdAt": timestamp(created),
         "expiresAt": timestamp(expires),
         "duration": f"{int((expires - created).total_seconds())}s" if expires else None,
-        "lastUsedAt": timestamp(row["last_used_at"]),
-        "revokedAt": timestamp(row["revoked_at"]),
-        "revokedBy": row["revoked_by"],
-        "revokedReason": row["revoke_reason"],
-        "source": row["source"],
-        "userId": row["created_by"],
+        "lastUsedAt": timestamp(row.last_used_at),
+        "revokedAt": timestamp(row.revoked_at),
+        "revokedBy": row.revoked_by,
+        "revokedReason": row.revoke_reason,
+        "source": row.source,
+        "userId": row.created_by,
     }
 
 
@@ -177,10 +176,12 @@ async def list_keys(request: Request, principal: Admin, pool: Pool) -> Envelope[
 @router.get("/stats", response_model=Envelope[KeyStats], responses=ERRORS, summary="Counts by status")
 async def key_stats(request: Request, principal: Admin, pool: Pool) -> Envelope[KeyStats]:
     rows = await orgs.list_keys(pool, principal.organization_id)
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("ACTIVE", "EXPIRED", "REVOKED")}
-    expiring = sorted((r for r in rows if r["status"] == "ACTIVE" and r["expires_at"]), key=lambda r: r["expires_at"])
+    counts = {s: sum(r.status == s for r in rows) for s in ("ACTIVE", "EXPIRED", "REVOKED")}
+    expiring = sorted(
+        ((r.expires_at, r) for r in rows if r.status == "ACTIVE" and r.expires_at), key=lambda pair: pair[0]
+    )
     nearest = (
-        {"expiresAt": timestamp(expiring[0]["expires_at"]) or "", "maskedKey": key_view(expiring[0])["maskedKey"]}
+        {"expiresAt": timestamp(expiring[0][0]) or "", "maskedKey": key_view(expiring[0][1])["maskedKey"]}
         if expiring
         else None
     )
@@ -193,7 +194,7 @@ async def key_stats(request: Request, principal: Admin, pool: Pool) -> Envelope[
     return Envelope(id=request_id_of(request), message="key statistics", data=stats)
 
 
-async def _key_or_404(pool: Any, organization_id: str, key_id: str) -> Record:
+async def _key_or_404(pool: Pool, organization_id: str, key_id: str) -> KeyRow:
     row = await orgs.get_key(pool, organization_id, key_id)
     if row is None:
         raise not_found("API key", key_id)
@@ -229,7 +230,7 @@ def _forget_cached(request: Request, key_id: str) -> None:
 @router.get("/{keyId}/status", response_model=Envelope[KeyView], responses=ERRORS, summary="A key's status")
 async def key_status(request: Request, keyId: KeyId, principal: Admin, pool: Pool) -> Envelope[KeyView]:
     row = await _key_or_404(pool, principal.organization_id, keyId)
-    return Envelope(id=request_id_of(request), message=row["status"].lower(), data=KeyView(**key_view(row)))
+    return Envelope(id=request_id_of(request), message=row.status.lower(), data=KeyView(**key_view(row)))
 
 
 @router.post(

@@ -7,7 +7,7 @@ Creating an organization returns an owner key for it (shown once).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -17,6 +17,7 @@ from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.schemas.common import ERRORS, Envelope, Strict
 from clusterflow.api.views import timestamp
 from clusterflow.records import organizations as orgs
+from clusterflow.records.organizations import MemberRow, OrganizationRow
 
 router = APIRouter(prefix="/v1", tags=["organizations"])
 
@@ -74,8 +75,14 @@ class RoleView(BaseModel):
     description: str
 
 
-def _org(row: Any) -> OrganizationView:
-    return OrganizationView(id=row["id"], name=row["name"], createdAt=timestamp(row["created_at"]) or "")
+def _org(row: OrganizationRow) -> OrganizationView:
+    return OrganizationView(id=row.id, name=row.name, createdAt=timestamp(row.created_at) or "")
+
+
+def _member(row: MemberRow) -> MemberView:
+    return MemberView(
+        id=row.id, email=row.email, name=row.name, role=row.role, createdAt=timestamp(row.created_at) or ""
+    )
 
 
 async def _own_org(pool: Pool, orgId: str, organization_id: str) -> OrganizationView:
@@ -113,6 +120,7 @@ async def create_organization(
         await orgs.add_member(conn, org_id, body.ownerEmail, None, "owner")
         _, key = await orgs.create_api_key(conn, org_id, "initial owner", "owner", created_by=principal.key_id)
         row = await orgs.get_organization(conn, org_id)
+    assert row is not None
     view = _org(row)
     return Envelope(
         id=request_id_of(request),
@@ -132,12 +140,7 @@ async def get_organization(request: Request, orgId: str, principal: Viewer, pool
 async def list_members(request: Request, orgId: str, principal: Viewer, pool: Pool) -> Envelope[list[MemberView]]:
     await _own_org(pool, orgId, principal.organization_id)
     rows = await orgs.list_members(pool, orgId)
-    members = [
-        MemberView(
-            id=r["id"], email=r["email"], name=r["name"], role=r["role"], createdAt=timestamp(r["created_at"]) or ""
-        )
-        for r in rows
-    ]
+    members = [_member(r) for r in rows]
     return Envelope(id=request_id_of(request), message=f"{len(members)} members", data=members)
 
 
@@ -155,17 +158,11 @@ async def add_member(
     member_id = await orgs.add_member(pool, orgId, body.email, body.name, body.role)
     if member_id is None:
         raise ApiError(409, "ALREADY_A_MEMBER", f"{body.email} is already a member", {"field": "email"})
-    row = next(r for r in await orgs.list_members(pool, orgId) if r["id"] == member_id)
+    row = next(r for r in await orgs.list_members(pool, orgId) if r.id == member_id)
     return Envelope(
         id=request_id_of(request),
         message="member added",
-        data=MemberView(
-            id=row["id"],
-            email=row["email"],
-            name=row["name"],
-            role=row["role"],
-            createdAt=timestamp(row["created_at"]) or "",
-        ),
+        data=_member(row),
     )
 
 
