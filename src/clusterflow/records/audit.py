@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from clusterflow.ids import new_id
-from clusterflow.records.db import Conn, Executor
+from clusterflow.records.db import Conn, Executor, Record
 
 _COLUMNS = """id, organization_id, occurred_at, event_type, action, resource, resource_id, actor, actor_role,
     request_id, ip_address, user_agent, success, status_code, details"""
@@ -38,6 +36,49 @@ class AuditEvent:
     details: dict[str, Any] = field(default_factory=dict)
     occurred_at: datetime | None = None
     """When it happened (the request's answer), not when the row was written; now if unset."""
+
+
+@dataclass(frozen=True)
+class AuditEventRow:
+    """A written audit event (`_COLUMNS`)."""
+
+    id: str
+    organization_id: str | None
+    occurred_at: datetime
+    event_type: str
+    action: str
+    resource: str
+    resource_id: str | None
+    actor: str | None
+    actor_role: str | None
+    request_id: str | None
+    ip_address: str | None
+    user_agent: str | None
+    success: bool
+    status_code: int
+    details: dict[str, Any] | None
+    """Free-form: its shape is owned by whoever writes the event (the API's audit middleware,
+    `clusterflow.api.audit_log`, records the route template and non-secret query parameters)."""
+
+
+def _row(record: Record) -> AuditEventRow:
+    return AuditEventRow(
+        id=record["id"],
+        organization_id=record["organization_id"],
+        occurred_at=record["occurred_at"],
+        event_type=record["event_type"],
+        action=record["action"],
+        resource=record["resource"],
+        resource_id=record["resource_id"],
+        actor=record["actor"],
+        actor_role=record["actor_role"],
+        request_id=record["request_id"],
+        ip_address=record["ip_address"],
+        user_agent=record["user_agent"],
+        success=record["success"],
+        status_code=record["status_code"],
+        details=record["details"],
+    )
 
 
 _INSERT = f"""INSERT INTO audit_events ({_COLUMNS})
@@ -95,7 +136,7 @@ _WHERE = """organization_id = $1 AND ($2::text IS NULL OR event_type = $2) AND (
 
 async def page(
     db: Executor, organization_id: str, where: AuditFilter, page_number: int, page_size: int
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[AuditEventRow], int]:
     args = where.args()
     total = await db.fetchval(f"SELECT count(*) FROM audit_events WHERE {_WHERE}", organization_id, *args)
     rows = await db.fetch(
@@ -106,18 +147,19 @@ async def page(
         page_size,
         (page_number - 1) * page_size,
     )
-    return list(rows), int(total)
+    return [_row(r) for r in rows], int(total)
 
 
-async def get(db: Executor, organization_id: str, event_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
+async def get(db: Executor, organization_id: str, event_id: str) -> AuditEventRow | None:
+    record = await db.fetchrow(
         f"SELECT {_COLUMNS} FROM audit_events WHERE organization_id = $1 AND id = $2", organization_id, event_id
     )
+    return _row(record) if record is not None else None
 
 
 async def stream(
     conn: Conn, organization_id: str, where: AuditFilter, batch: int = 500
-) -> AsyncIterator[asyncpg.Record]:
+) -> AsyncIterator[AuditEventRow]:
     """Every matching event, oldest first, read with a server-side cursor (constant memory)."""
     async with conn.transaction():
         async for row in conn.cursor(
@@ -126,7 +168,7 @@ async def stream(
             *where.args(),
             prefetch=batch,
         ):
-            yield row
+            yield _row(row)
 
 
 async def stats(db: Executor, organization_id: str, days: int) -> dict[str, Any]:

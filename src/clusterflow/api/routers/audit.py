@@ -25,7 +25,7 @@ from clusterflow.api.schemas.audit import AuditDetails, TopUser
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.views import timestamp
 from clusterflow.records import audit
-from clusterflow.records.db import Record
+from clusterflow.records.audit import AuditEventRow
 
 
 async def _queued_events_written(request: Request) -> None:
@@ -80,23 +80,23 @@ class AuditStats(BaseModel):
     top_users: list[TopUser]
 
 
-def event_view(row: Record) -> AuditEventView:
+def event_view(row: AuditEventRow) -> AuditEventView:
     return AuditEventView(
-        id=row["id"],
-        org_id=row["organization_id"],
-        timestamp=timestamp(row["occurred_at"]) or "",
-        event_type=row["event_type"],
-        action=row["action"],
-        resource=row["resource"],
-        resource_id=row["resource_id"],
-        user_id=row["actor"],
-        user_role=row["actor_role"],
-        request_id=row["request_id"],
-        ip_address=row["ip_address"],
-        user_agent=row["user_agent"],
-        success=row["success"],
-        status_code=row["status_code"],
-        details=row["details"] or {},
+        id=row.id,
+        org_id=row.organization_id,
+        timestamp=timestamp(row.occurred_at) or "",
+        event_type=row.event_type,
+        action=row.action,
+        resource=row.resource,
+        resource_id=row.resource_id,
+        user_id=row.actor,
+        user_role=row.actor_role,
+        request_id=row.request_id,
+        ip_address=row.ip_address,
+        user_agent=row.user_agent,
+        success=row.success,
+        status_code=row.status_code,
+        details=row.details or {},
     )
 
 

@@ -28,8 +28,8 @@ async def prometheus_metrics(pool: Pool) -> Response:
         metrics.OPERATIONS_IN_FLIGHT.clear()
         waiting = 0
         for row in rows:
-            metrics.OPERATIONS_IN_FLIGHT.labels(row["operation_type"], row["status"]).set(row["count"])
-            if row["status"] == "AWAITING_APPROVAL":
-                waiting += row["count"]
+            metrics.OPERATIONS_IN_FLIGHT.labels(row.operation_type, row.status).set(row.count)
+            if row.status == "AWAITING_APPROVAL":
+                waiting += row.count
         metrics.APPROVALS_WAITING.set(waiting)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
