@@ -63,7 +63,7 @@ async def check_side_effects_and_events(stack: ChaosStack, accepted: list[dict[s
     problems = []
     for item in accepted:
         calls = await local_cloud.api_calls(stack.pool, item["clusterId"])
-        creates = Counter((c["kind"], c["name"]) for c in calls if c["action"] == "create")
+        creates = Counter((c.kind, c.name) for c in calls if c.action == "create")
         if not creates or set(creates.values()) != {1}:
             problems.append(f"{item['clusterId']}: creates {dict(creates)}")
         rows = await stack.pool.fetch(

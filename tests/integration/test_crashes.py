@@ -64,7 +64,7 @@ async def test_worker_killed_mid_deploy_completes_with_every_side_effect_once(
 
     assert record["status"] == "SUCCEEDED", record
     calls = await local_cloud.api_calls(pool, accepted["clusterId"])
-    creates = Counter((c["kind"], c["name"]) for c in calls if c["action"] == "create")
+    creates = Counter((c.kind, c.name) for c in calls if c.action == "create")
     assert creates, "the simulated cloud saw no calls"
     assert set(creates.values()) == {1}, creates
     assert ("control_plane", "control-plane") in creates

@@ -72,7 +72,7 @@ async def test_deploy_runs_every_phase_and_leaves_an_active_cluster(
     assert progress_view["data"]["operationId"] == accepted["operationId"]
     assert progress_view["data"]["recentEvents"]
 
-    resources = {(r["kind"], r["name"]) for r in await local_cloud.list_resources(pool, accepted["clusterId"])}
+    resources = {(r.kind, r.name) for r in await local_cloud.list_resources(pool, accepted["clusterId"])}
     assert ("control_plane", "control-plane") in resources
     assert ("node_group", "workers") in resources
     assert ("node_group", "batch") in resources
@@ -137,7 +137,7 @@ async def test_injected_permanent_failure_ends_failed_with_a_stable_code(
     cluster = (await api.get(f"/v1/clusters/{accepted['clusterId']}", headers=org.headers())).json()["data"]
     assert cluster["state"] == "FAILED"
     # Nothing past the failing phase was created.
-    kinds = {r["kind"] for r in await local_cloud.list_resources(pool, accepted["clusterId"])}
+    kinds = {r.kind for r in await local_cloud.list_resources(pool, accepted["clusterId"])}
     assert "node_group" not in kinds
     assert "control_plane" not in kinds
 
@@ -156,7 +156,7 @@ async def test_transient_failure_is_retried_visibly_and_the_deploy_succeeds(
     assert all(e["level"] == "WARN" and e["message"].endswith("will retry") for e in failed)
     assert [e["labels"]["attempt"] for e in retried] == ["2", "3"]
     calls = await local_cloud.api_calls(pool, accepted["clusterId"])
-    assert len([c for c in calls if c["kind"] == "network"]) == 1
+    assert len([c for c in calls if c.kind == "network"]) == 1
 
 
 async def test_transient_failures_beyond_the_attempt_budget_fail_as_retryable(api: httpx.AsyncClient, org: Org) -> None:

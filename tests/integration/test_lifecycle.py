@@ -39,7 +39,7 @@ async def set_policy(api: httpx.AsyncClient, org: Org, **policy: bool) -> None:
 
 
 async def live_resources(pool: asyncpg.Pool, cluster_id: str) -> set[tuple[str, str]]:
-    return {(r["kind"], r["name"]) for r in await local_cloud.list_resources(pool, cluster_id, live_only=True)}
+    return {(r.kind, r.name) for r in await local_cloud.list_resources(pool, cluster_id, live_only=True)}
 
 
 async def update_events(client: Client, operation_id: str) -> list[Any]:
@@ -78,7 +78,7 @@ async def test_delete_waits_for_an_owner_then_tears_down_in_reverse_order(
     assert record["approval"]["decidedBy"] and record["approval"]["decidedAt"]
     assert await live_resources(pool, cluster["clusterId"]) == set()
 
-    deletes = [c["kind"] for c in await local_cloud.api_calls(pool, cluster["clusterId"]) if c["action"] == "delete"]
+    deletes = [c.kind for c in await local_cloud.api_calls(pool, cluster["clusterId"]) if c.action == "delete"]
     order = ["addon", "node_group", "control_plane", "subnet", "network"]
     assert sorted(set(deletes), key=order.index) == order
     assert deletes == sorted(deletes, key=order.index)
@@ -208,9 +208,7 @@ async def test_cancel_during_each_deploy_phase_leaves_nothing_behind(
     assert record["cancellation"]["requestedBy"] and record["cancellation"]["forced"] is False
     assert record["metadata"]["leftBehind"] == []
     created = {
-        f"{c['kind']}/{c['name']}"
-        for c in await local_cloud.api_calls(pool, cluster["clusterId"])
-        if c["action"] == "create"
+        f"{c.kind}/{c.name}" for c in await local_cloud.api_calls(pool, cluster["clusterId"]) if c.action == "create"
     }
     assert set(record["metadata"]["cleanedUp"]) == created
     assert await live_resources(pool, cluster["clusterId"]) == set()
@@ -385,9 +383,7 @@ async def test_minor_upgrade_waits_for_approval_and_updates_the_cluster(
     assert view["state"] == "ACTIVE" and view["kubernetesVersion"] == "1.32"
     assert view["workerNodes"][0]["maxNode"] == 6
     assert view["upgradeStatus"]["status"] == "COMPLETED" and view["upgradeStatus"]["completedAt"]
-    resources = {
-        (r["kind"], r["name"]): r["spec"] for r in await local_cloud.list_resources(pool, cluster["clusterId"])
-    }
+    resources = {(r.kind, r.name): r.spec for r in await local_cloud.list_resources(pool, cluster["clusterId"])}
     assert resources[("control_plane", "control-plane")]["kubernetesVersion"] == "1.32"
     assert resources[("node_group", "workers")]["maxNode"] == 6
 
@@ -420,7 +416,7 @@ async def test_a_failed_update_rolls_back_and_says_so(api: httpx.AsyncClient, or
     assert record["metadata"]["leftBehind"] == rollback["notRestored"]
     live = await live_resources(pool, cluster["clusterId"])
     assert ("node_group", "extra") not in live
-    specs = {(r["kind"], r["name"]): r["spec"] for r in await local_cloud.list_resources(pool, cluster["clusterId"])}
+    specs = {(r.kind, r.name): r.spec for r in await local_cloud.list_resources(pool, cluster["clusterId"])}
     assert specs[("control_plane", "control-plane")]["kubernetesVersion"] == "1.32"
     events = await all_events(api, org.headers(), response.json()["data"]["operationId"])
     assert any(e["message"] == "NODE_GROUPS rollback started" for e in events)
@@ -431,7 +427,7 @@ async def test_an_update_cancelled_in_node_groups_restores_them_and_keeps_the_ve
 ) -> None:
     await set_policy(api, org, minorVersionUpgrade=False)
     cluster = await deploy(api, org, "cancel-update")
-    before = {r["name"]: r["spec"] for r in await local_cloud.list_resources(pool, cluster["clusterId"], True)}
+    before = {r.name: r.spec for r in await local_cloud.list_resources(pool, cluster["clusterId"], True)}
     extra = {"name": "extra", "machineTypes": ["small"], "minNode": 1, "maxNode": 1}
     doc = update_document(
         kubernetesVersion="1.32", nodeGroups=[*groups_with(maxNode=6), extra], local={"phaseSeconds": 1.5}
@@ -450,7 +446,7 @@ async def test_an_update_cancelled_in_node_groups_restores_them_and_keeps_the_ve
     assert record["status"] == "CANCELLED", record
 
     # The simulated cloud holds the groups as they were; the control plane stays on 1.32.
-    after = {r["name"]: r["spec"] for r in await local_cloud.list_resources(pool, cluster["clusterId"], True)}
+    after = {r.name: r.spec for r in await local_cloud.list_resources(pool, cluster["clusterId"], True)}
     assert "extra" not in after
     workers = groups_with()[0]["name"]
     assert (after[workers]["minNode"], after[workers]["maxNode"]) == (

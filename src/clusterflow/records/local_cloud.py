@@ -7,11 +7,53 @@ client request token); every call that changed something is logged in `local_api
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from clusterflow.records.db import Conn, Executor
+
+
+@dataclass(frozen=True)
+class LocalResource:
+    """A simulated resource as `describe` sees it, its state derived from the clock."""
+
+    cluster_id: str
+    kind: str
+    name: str
+    spec: dict[str, Any]
+    """Free-form: owned by the local provider (`activities.providers.local`), which creates and merges it."""
+    operation_id: str
+    created_at: datetime
+    state: str
+    """CREATING, READY or DELETED."""
+    seconds_left: float
+    """Until it is READY (0 once it is)."""
+
+
+@dataclass(frozen=True)
+class LocalResourceSummary:
+    """A simulated resource as `list_resources` lists it (`state` as stored, not derived)."""
+
+    kind: str
+    name: str
+    state: str
+    spec: dict[str, Any]
+    """Free-form: owned by the local provider (`activities.providers.local`), which creates and merges it."""
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LocalApiCall:
+    """One logged call that changed the simulated cloud."""
+
+    kind: str
+    name: str
+    action: str
+    """create, delete or update."""
+    operation_id: str
 
 
 async def create_resource(
@@ -97,9 +139,9 @@ async def _log_call(conn: Conn, cluster_id: str, kind: str, name: str, action: s
     )
 
 
-async def describe(db: Executor, cluster_id: str, kind: str, name: str) -> asyncpg.Record | None:
+async def describe(db: Executor, cluster_id: str, kind: str, name: str) -> LocalResource | None:
     """The resource with its state derived from the clock: CREATING until ready_at."""
-    return await db.fetchrow(
+    record = await db.fetchrow(
         """SELECT cluster_id, kind, name, spec, operation_id, created_at,
                   CASE WHEN deleted_at IS NOT NULL THEN 'DELETED'
                        WHEN ready_at <= now() THEN 'READY' ELSE 'CREATING' END AS state,
@@ -109,24 +151,41 @@ async def describe(db: Executor, cluster_id: str, kind: str, name: str) -> async
         kind,
         name,
     )
+    if record is None:
+        return None
+    return LocalResource(
+        cluster_id=record["cluster_id"],
+        kind=record["kind"],
+        name=record["name"],
+        spec=record["spec"],
+        operation_id=record["operation_id"],
+        created_at=record["created_at"],
+        state=record["state"],
+        seconds_left=record["seconds_left"],
+    )
 
 
-async def list_resources(db: Executor, cluster_id: str, live_only: bool = False) -> list[asyncpg.Record]:
+async def list_resources(db: Executor, cluster_id: str, live_only: bool = False) -> list[LocalResourceSummary]:
     """The cluster's resources in creation order (with `live_only`, the undeleted ones)."""
-    return list(
-        await db.fetch(
-            """SELECT kind, name, state, spec, deleted_at FROM local_resources
-                WHERE cluster_id = $1 AND (NOT $2 OR deleted_at IS NULL) ORDER BY created_at, kind, name""",
-            cluster_id,
-            live_only,
-        )
+    rows = await db.fetch(
+        """SELECT kind, name, state, spec, deleted_at FROM local_resources
+            WHERE cluster_id = $1 AND (NOT $2 OR deleted_at IS NULL) ORDER BY created_at, kind, name""",
+        cluster_id,
+        live_only,
     )
+    return [
+        LocalResourceSummary(
+            kind=r["kind"], name=r["name"], state=r["state"], spec=r["spec"], deleted_at=r["deleted_at"]
+        )
+        for r in rows
+    ]
 
 
-async def api_calls(db: Executor, cluster_id: str) -> list[asyncpg.Record]:
-    return list(
-        await db.fetch(
-            "SELECT kind, name, action, operation_id FROM local_api_calls WHERE cluster_id = $1 ORDER BY id",
-            cluster_id,
-        )
+async def api_calls(db: Executor, cluster_id: str) -> list[LocalApiCall]:
+    rows = await db.fetch(
+        "SELECT kind, name, action, operation_id FROM local_api_calls WHERE cluster_id = $1 ORDER BY id",
+        cluster_id,
     )
+    return [
+        LocalApiCall(kind=r["kind"], name=r["name"], action=r["action"], operation_id=r["operation_id"]) for r in rows
+    ]

@@ -94,17 +94,17 @@ class LocalProvider(Unprepared):
     async def _wait_ready(self, inp: PhaseInput, reporter: PhaseReporter, kind: str, name: str) -> None:
         while True:
             resource = await local_cloud.describe(self.pool, inp.cluster_id, kind, name)
-            if resource is None or resource["state"] == "DELETED":
+            if resource is None or resource.state == "DELETED":
                 raise ProviderError(
                     ErrorCode.PHASE_FAILED, f"{kind} {name} disappeared while being created", retryable=True
                 )
-            if resource["state"] == "READY":
+            if resource.state == "READY":
                 return
-            await reporter.heartbeat_while(min(float(resource["seconds_left"]), 0.5), f"waiting for {kind} {name}")
+            await reporter.heartbeat_while(min(float(resource.seconds_left), 0.5), f"waiting for {kind} {name}")
 
     async def _verify(self, inp: PhaseInput, reporter: PhaseReporter, seconds: float, version: str) -> PhaseResult:
         resources = await local_cloud.list_resources(self.pool, inp.cluster_id)
-        kinds = {r["kind"] for r in resources if r["deleted_at"] is None}
+        kinds = {r.kind for r in resources if r.deleted_at is None}
         missing = {"network", "control_plane"} - kinds
         if missing:
             raise ProviderError(
@@ -123,11 +123,11 @@ class LocalProvider(Unprepared):
     async def _delete(self, inp: PhaseInput, reporter: PhaseReporter) -> PhaseResult:
         kinds = KINDS_BY_PHASE.get(inp.phase, ())
         live = await local_cloud.list_resources(self.pool, inp.cluster_id, live_only=True)
-        doomed = sorted((r for r in live if r["kind"] in kinds), key=lambda r: (kinds.index(r["kind"]), r["name"]))
+        doomed = sorted((r for r in live if r.kind in kinds), key=lambda r: (kinds.index(r.kind), r.name))
         share = self._phase_seconds(inp) / max(len(doomed), 1)
         deleted = []
         for index, resource in enumerate(doomed):
-            kind, name = resource["kind"], resource["name"]
+            kind, name = resource.kind, resource.name
             await local_cloud.delete_resource(self.pool, inp.cluster_id, kind, name, inp.operation_id)
             await reporter.heartbeat_while(share, f"deleting {kind} {name}")
             deleted.append(f"{kind}/{name}")
@@ -154,7 +154,7 @@ class LocalProvider(Unprepared):
                 )
                 await reporter.heartbeat_while(seconds, f"upgrading control plane to {version}")
             live = await local_cloud.describe(self.pool, inp.cluster_id, *CONTROL_PLANE)
-            running = (live["spec"] or {}).get("kubernetesVersion") if live is not None else None
+            running = (live.spec or {}).get("kubernetesVersion") if live is not None else None
             await reporter.event(
                 "control-plane", f"control plane runs {running or 'an unrecorded version'}", fraction=1
             )
