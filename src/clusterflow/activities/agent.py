@@ -114,13 +114,14 @@ class AgentActivities:
             row = await secrets_store.kubeconfig(self.pool, inp.operation_id)
             if row is None:
                 raise ApplicationError("no kubeconfig request", type="UNKNOWN_OPERATION", non_retryable=True)
-            if row["status"] == "READY":
-                expires = row["expires_at"].isoformat()
+            if row.status == "READY":
+                assert row.expires_at is not None  # store_kubeconfig sets it with READY
+                expires = row.expires_at.isoformat()
                 return AgentTaskResult(
                     f"kubeconfig for {inp.cluster_name} is ready; it expires at {expires}", {"expiresAt": expires}
                 )
-            if row["status"] == "FAILED":
-                raise ApplicationError(row["error"], type=AgentErrorCode.KUBECONFIG_FAILED, non_retryable=True)
+            if row.status == "FAILED":
+                raise ApplicationError(row.error or "", type=AgentErrorCode.KUBECONFIG_FAILED, non_retryable=True)
             if time.monotonic() > deadline:
                 await secrets_store.fail_kubeconfig(self.pool, inp.operation_id, "the agent did not answer in time")
                 raise ApplicationError(

@@ -7,11 +7,10 @@ parameters logged by the driver, or this module.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
-from clusterflow.records.db import Conn, Executor
+from clusterflow.records.db import Conn, Executor, Record
 
 
 class CredentialsExist(Exception):
@@ -21,6 +20,72 @@ class CredentialsExist(Exception):
 
 
 # --- kubeconfigs ---------------------------------------------------------------------------
+
+_KUBECONFIG_COLUMNS = """operation_id, organization_id, cluster_id, status, duration_seconds, key_id, nonce, ciphertext,
+    error, expires_at, created_at, ready_at"""
+
+
+@dataclass(frozen=True)
+class PendingKubeconfig:
+    """A kubeconfig request the cluster's agent has yet to answer."""
+
+    operation_id: str
+    duration_seconds: int
+
+
+@dataclass(frozen=True)
+class KubeconfigRow:
+    """A kubeconfig request and, once READY, its sealed config (`_KUBECONFIG_COLUMNS`)."""
+
+    operation_id: str
+    organization_id: str
+    cluster_id: str
+    status: str
+    """PENDING, READY or FAILED."""
+    duration_seconds: int
+    key_id: str | None
+    nonce: bytes | None
+    ciphertext: bytes | None
+    error: str | None
+    expires_at: datetime | None
+    created_at: datetime
+    ready_at: datetime | None
+    expired: bool | None = None
+    """Whether `expires_at` has passed (read by `latest_kubeconfig` only)."""
+
+
+def _kubeconfig_row(record: Record, expired: bool = False) -> KubeconfigRow:
+    return KubeconfigRow(
+        operation_id=record["operation_id"],
+        organization_id=record["organization_id"],
+        cluster_id=record["cluster_id"],
+        status=record["status"],
+        duration_seconds=record["duration_seconds"],
+        key_id=record["key_id"],
+        nonce=record["nonce"],
+        ciphertext=record["ciphertext"],
+        error=record["error"],
+        expires_at=record["expires_at"],
+        created_at=record["created_at"],
+        ready_at=record["ready_at"],
+        expired=record["expired"] if expired else None,
+    )
+
+
+@dataclass(frozen=True)
+class CredentialsStatusRow:
+    """Everything about a cluster's stored credentials except the sealed values."""
+
+    cluster_name: str
+    provider: str
+    account_id: str
+    region: str
+    bucket_name: str
+    key_id: str
+    status: str
+    last_validated: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 async def insert_kubeconfig_request(
@@ -36,13 +101,13 @@ async def insert_kubeconfig_request(
     )
 
 
-async def pending_kubeconfigs(db: Executor, cluster_id: str) -> list[asyncpg.Record]:
+async def pending_kubeconfigs(db: Executor, cluster_id: str) -> list[PendingKubeconfig]:
     rows = await db.fetch(
         """SELECT operation_id, duration_seconds FROM kubeconfigs
             WHERE cluster_id = $1 AND status = 'PENDING' ORDER BY created_at""",
         cluster_id,
     )
-    return list(rows)
+    return [PendingKubeconfig(r["operation_id"], r["duration_seconds"]) for r in rows]
 
 
 async def store_kubeconfig(
@@ -69,17 +134,19 @@ async def fail_kubeconfig(db: Executor, operation_id: str, error: str) -> None:
     )
 
 
-async def kubeconfig(db: Executor, operation_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT * FROM kubeconfigs WHERE operation_id = $1", operation_id)
+async def kubeconfig(db: Executor, operation_id: str) -> KubeconfigRow | None:
+    record = await db.fetchrow(f"SELECT {_KUBECONFIG_COLUMNS} FROM kubeconfigs WHERE operation_id = $1", operation_id)
+    return _kubeconfig_row(record) if record is not None else None
 
 
-async def latest_kubeconfig(db: Executor, organization_id: str, cluster_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
-        """SELECT *, expires_at IS NOT NULL AND expires_at <= now() AS expired FROM kubeconfigs
-            WHERE organization_id = $1 AND cluster_id = $2 ORDER BY created_at DESC LIMIT 1""",
+async def latest_kubeconfig(db: Executor, organization_id: str, cluster_id: str) -> KubeconfigRow | None:
+    record = await db.fetchrow(
+        f"""SELECT {_KUBECONFIG_COLUMNS}, expires_at IS NOT NULL AND expires_at <= now() AS expired FROM kubeconfigs
+             WHERE organization_id = $1 AND cluster_id = $2 ORDER BY created_at DESC LIMIT 1""",
         organization_id,
         cluster_id,
     )
+    return _kubeconfig_row(record, expired=True) if record is not None else None
 
 
 # --- vault credentials -----------------------------------------------------------------------
@@ -125,14 +192,28 @@ async def store_credentials(
         raise CredentialsExist(cluster_name)
 
 
-async def credentials_status(db: Executor, organization_id: str, cluster_name: str) -> asyncpg.Record | None:
+async def credentials_status(db: Executor, organization_id: str, cluster_name: str) -> CredentialsStatusRow | None:
     """Everything about stored credentials except the sealed values."""
-    return await db.fetchrow(
+    record = await db.fetchrow(
         """SELECT cluster_name, provider, account_id, region, bucket_name, key_id, status, last_validated,
                   created_at, updated_at
              FROM vault_credentials WHERE organization_id = $1 AND cluster_name = $2""",
         organization_id,
         cluster_name,
+    )
+    if record is None:
+        return None
+    return CredentialsStatusRow(
+        cluster_name=record["cluster_name"],
+        provider=record["provider"],
+        account_id=record["account_id"],
+        region=record["region"],
+        bucket_name=record["bucket_name"],
+        key_id=record["key_id"],
+        status=record["status"],
+        last_validated=record["last_validated"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
     )
 
 

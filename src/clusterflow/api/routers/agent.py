@@ -231,13 +231,13 @@ class AgentSession:
             )
             await self.ws.send_json({"type": protocol.ROTATE, "credential": credential})
         for request in await secrets_store.pending_kubeconfigs(self.pool, self.cluster_id):
-            if request["operation_id"] not in self.kubeconfigs_sent:
-                self.kubeconfigs_sent.add(request["operation_id"])
+            if request.operation_id not in self.kubeconfigs_sent:
+                self.kubeconfigs_sent.add(request.operation_id)
                 await self.ws.send_json(
                     {
                         "type": protocol.KUBECONFIG,
-                        "requestId": request["operation_id"],
-                        "expirationSeconds": request["duration_seconds"],
+                        "requestId": request.operation_id,
+                        "expirationSeconds": request.duration_seconds,
                     }
                 )
         return False
@@ -255,7 +255,7 @@ class AgentSession:
         if record is None:
             return
         expires_at = _parse_time(message.get("expiresAt")) or datetime.now(UTC) + timedelta(
-            seconds=record["duration_seconds"]
+            seconds=record.duration_seconds
         )
         cluster: dict[str, Any] = {"server": str(message.get("server") or "")}
         if message.get("certificateAuthorityData"):

@@ -388,20 +388,22 @@ async def get_kubeconfig(
     if record is None:
         raise not_found("kubeconfig of cluster", clusterId)
     view = Kubeconfig(
-        operationId=record["operation_id"],
+        operationId=record.operation_id,
         clusterId=row.id,
-        status=record["status"],
-        expiresAt=timestamp(record["expires_at"]),
-        error=ErrorMessage(message=record["error"]) if record["error"] else None,
+        status=record.status,
+        expiresAt=timestamp(record.expires_at),
+        error=ErrorMessage(message=record.error) if record.error else None,
     )
     status_code = 200
-    if record["status"] == "PENDING":
+    if record.status == "PENDING":
         status_code = 202
-    elif record["status"] == "READY" and record["expired"]:
+    elif record.status == "READY" and record.expired:
         view.status = "EXPIRED"
-    elif record["status"] == "READY":
-        sealed = Sealed(record["key_id"], bytes(record["nonce"]), bytes(record["ciphertext"]))
-        view.kubeconfig = Sealer.from_settings(settings).open(sealed, record["operation_id"]).decode()
+    elif record.status == "READY":
+        # store_kubeconfig sets the sealed values with READY
+        assert record.key_id is not None and record.nonce is not None and record.ciphertext is not None
+        sealed = Sealed(record.key_id, bytes(record.nonce), bytes(record.ciphertext))
+        view.kubeconfig = Sealer.from_settings(settings).open(sealed, record.operation_id).decode()
     body: dict[str, Any] = {
         "id": request_id_of(request),
         "status": "success",

@@ -102,14 +102,14 @@ async def credentials_status(
         id=request_id_of(request),
         message="credentials status",
         data=CredentialsStatus(
-            clusterName=row["cluster_name"],
-            provider=row["provider"],
-            accountId=row["account_id"],
-            region=row["region"],
-            status=row["status"],
-            lastValidated=timestamp(row["last_validated"]),
+            clusterName=row.cluster_name,
+            provider=row.provider,
+            accountId=row.account_id,
+            region=row.region,
+            status=row.status,
+            lastValidated=timestamp(row.last_validated),
             vaultType=VAULT_TYPE,
-            keyId=row["key_id"],
+            keyId=row.key_id,
         ),
     )
 
