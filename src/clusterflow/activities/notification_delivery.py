@@ -39,7 +39,8 @@ from temporalio.exceptions import ApplicationError
 from clusterflow import __version__, metrics, vault, webhooks
 from clusterflow.contracts.notifications import DeliveryResult, DeliveryTarget
 from clusterflow.records import notifications
-from clusterflow.records.db import DbPool, Record
+from clusterflow.records.db import DbPool
+from clusterflow.records.notifications import EventRow, IntegrationRow, SubscriptionRow
 from clusterflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,26 +62,26 @@ def unsubscribe_url(settings: Settings, subscription_id: str, channel: str | Non
     return f"{settings.api_url}/v1/notifications/unsubscribe?{urlencode(query)}"
 
 
-def cloud_event(settings: Settings, event: Record) -> dict[str, Any]:
-    created: datetime = event["created_at"]
+def cloud_event(settings: Settings, event: EventRow) -> dict[str, Any]:
+    created: datetime = event.created_at
     return {
         "specversion": "1.0",
-        "id": event["id"],
-        "source": f"{settings.api_url}/v1/organizations/{event['organization_id']}",
-        "type": f"dev.clusterflow.{event['topic']}",
-        "subject": event["subject"],
+        "id": event.id,
+        "source": f"{settings.api_url}/v1/organizations/{event.organization_id}",
+        "type": f"dev.clusterflow.{event.topic}",
+        "subject": event.subject,
         "time": created.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "datacontenttype": "application/json",
-        "organizationid": event["organization_id"],
-        "data": event["data"],
+        "organizationid": event.organization_id,
+        "data": event.data,
     }
 
 
-def summary(event: Record) -> str:
-    data = event["data"] or {}
-    what = data.get("clusterName") or data.get("clusterId") or event["subject"] or ""
+def summary(event: EventRow) -> str:
+    data = event.data or {}
+    what = data.get("clusterName") or data.get("clusterId") or event.subject or ""
     kind = data.get("operationType", "")
-    line = f"{event['topic']}: {kind} {what}".replace("  ", " ").strip()
+    line = f"{event.topic}: {kind} {what}".replace("  ", " ").strip()
     if data.get("message"):
         line += f" - {data['message']}"
     return line
@@ -101,7 +102,7 @@ class NotifyActivities:
     @activity.defn(name="notify.targets")
     async def targets(self, event_id: str) -> list[DeliveryTarget]:
         rows = await notifications.targets(self.pool, event_id)
-        return [DeliveryTarget(event_id, r["subscription_id"], r["channel"]) for r in rows]
+        return [DeliveryTarget(event_id, r.subscription_id, r.channel) for r in rows]
 
     @activity.defn(name="notify.deliver")
     async def deliver(self, target: DeliveryTarget) -> DeliveryResult:
@@ -110,17 +111,17 @@ class NotifyActivities:
         subscription = await notifications.subscription_by_id(self.pool, target.subscription_id)
         if event is None or subscription is None:
             return DeliveryResult(target.channel, False, "skipped: the event or subscription no longer exists")
-        integration = await notifications.get_integration(self.pool, event["organization_id"], target.channel)
+        integration = await notifications.get_integration(self.pool, event.organization_id, target.channel)
         started = time.monotonic()
 
         async def log(outcome: str, status: int | None = None, error: str | None = None) -> None:
             metrics.NOTIFICATION_DELIVERIES.labels(target.channel, outcome).inc()
             await notifications.log_attempt(
                 self.pool,
-                event_id=event["id"],
-                subscription_id=subscription["id"],
-                organization_id=event["organization_id"],
-                topic=event["topic"],
+                event_id=event.id,
+                subscription_id=subscription.id,
+                organization_id=event.organization_id,
+                topic=event.topic,
                 channel=target.channel,
                 attempt=attempt,
                 outcome=outcome,
@@ -131,9 +132,9 @@ class NotifyActivities:
 
         if (
             integration is None
-            or not integration["enabled"]
-            or not subscription["enabled"]
-            or target.channel not in subscription["channels"]
+            or not integration.enabled
+            or not subscription.enabled
+            or target.channel not in subscription.channels
         ):
             await log("SKIPPED", error="unsubscribed, or the integration was removed or disabled")
             return DeliveryResult(target.channel, False, "skipped")
@@ -145,8 +146,8 @@ class NotifyActivities:
             logger.warning(
                 "%s delivery of %s (%s) attempt %d %s: %s",
                 target.channel,
-                event["id"],
-                event["topic"],
+                event.id,
+                event.topic,
                 attempt,
                 "failed for good" if final else "will be retried",
                 failure.message,
@@ -161,21 +162,26 @@ class NotifyActivities:
 
     # --- channels ---------------------------------------------------------------------------
 
-    def _secret(self, integration: Record) -> dict[str, Any]:
+    def _secret(self, integration: IntegrationRow) -> dict[str, Any]:
+        unopenable = "the integration's secret cannot be opened with the configured key"
+        if integration.secret_ciphertext is None:  # no sealed secret stored: nothing to open
+            raise SendFailure(unopenable, retryable=False)
         try:
             sealed = vault.open_bytes(
                 self.settings,
-                integration["secret_ciphertext"],
-                integration_context(integration["organization_id"], integration["channel"]),
+                integration.secret_ciphertext,
+                integration_context(integration.organization_id, integration.channel),
             )
         except vault.VaultNotConfigured as err:
             raise SendFailure(str(err), retryable=False) from None
         except Exception:  # wrong key (rotated without re-sealing) or a tampered row
-            raise SendFailure("the integration's secret cannot be opened with the configured key", False) from None
+            raise SendFailure(unopenable, False) from None
         value: dict[str, Any] = json.loads(sealed)
         return value
 
-    async def _send(self, channel: str, event: Record, subscription: Record, integration: Record) -> int | None:
+    async def _send(
+        self, channel: str, event: EventRow, subscription: SubscriptionRow, integration: IntegrationRow
+    ) -> int | None:
         if channel == "webhook":
             secret = self._secret(integration)
             body = json.dumps(cloud_event(self.settings, event), separators=(",", ":")).encode()
@@ -187,16 +193,16 @@ class NotifyActivities:
             return await self._post(secret["webhookUrl"], body, headers)
         if channel == "slack":
             secret = self._secret(integration)
-            link = unsubscribe_url(self.settings, subscription["id"], "slack")
-            text = f"{summary(event)}\n<{link}|Unsubscribe from {event['topic']}>"
+            link = unsubscribe_url(self.settings, subscription.id, "slack")
+            text = f"{summary(event)}\n<{link}|Unsubscribe from {event.topic}>"
             payload: dict[str, Any] = {"text": text}
-            if integration["config"].get("channel"):
-                payload["channel"] = integration["config"]["channel"]
+            if integration.config.get("channel"):
+                payload["channel"] = integration.config["channel"]
             return await self._post(
                 secret["webhookUrl"], json.dumps(payload).encode(), {"Content-Type": "application/json"}
             )
         if channel == "email":
-            await self._email(event, subscription, integration["config"].get("addresses") or [])
+            await self._email(event, subscription, integration.config.get("addresses") or [])
             return None
         raise SendFailure(f"unknown channel {channel}", retryable=False)
 
@@ -227,23 +233,23 @@ class NotifyActivities:
         retryable = response.status_code in (408, 425, 429) or response.status_code >= 500
         raise SendFailure(f"HTTP {response.status_code}", retryable, response.status_code)
 
-    async def _email(self, event: Record, subscription: Record, addresses: list[str]) -> None:
+    async def _email(self, event: EventRow, subscription: SubscriptionRow, addresses: list[str]) -> None:
         settings = self.settings
         if not settings.smtp_host:
             raise SendFailure("no SMTP server is configured (CLUSTERFLOW_SMTP_HOST)", retryable=False)
         if not addresses:
             raise SendFailure("the email integration has no addresses", retryable=False)
-        link = unsubscribe_url(settings, subscription["id"], "email")
+        link = unsubscribe_url(settings, subscription.id, "email")
         # Long lines stay unfolded (RFC 5322 allows 998): mail clients mangle folded URLs.
         message = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
         message["Subject"] = f"[clusterflow] {summary(event)}"[:200]
         message["From"] = settings.smtp_from
         message["To"] = ", ".join(addresses)
-        message["Message-ID"] = f"<{event['id']}@clusterflow>"
+        message["Message-ID"] = f"<{event.id}@clusterflow>"
         message["List-Unsubscribe"] = f"<{link}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        details = json.dumps(event["data"], indent=2, sort_keys=True, default=str)
-        message.set_content(f"{summary(event)}\n\n{details}\n\nUnsubscribe from {event['topic']}: {link}\n")
+        details = json.dumps(event.data, indent=2, sort_keys=True, default=str)
+        message.set_content(f"{summary(event)}\n\n{details}\n\nUnsubscribe from {event.topic}: {link}\n")
 
         def send() -> None:
             password = settings.smtp_password.get_secret_value() if settings.smtp_password else None

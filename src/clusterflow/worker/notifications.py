@@ -40,20 +40,20 @@ def dispatch_input(settings: Settings, event_id: str) -> DispatchInput:
 async def dispatch_once(pool: DbPool, client: Client, settings: Settings, task_queue: str) -> int:
     """One pass; returns how many events it dispatched."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = await notifications.claim_pending(conn)
-        for row in rows:
+        event_ids = await notifications.claim_pending(conn)
+        for event_id in event_ids:
             with contextlib.suppress(WorkflowAlreadyStartedError):
                 await client.start_workflow(
                     NotificationDispatchWorkflow.run,
-                    dispatch_input(settings, row["id"]),
-                    id=f"notify-{row['id']}",
+                    dispatch_input(settings, event_id),
+                    id=f"notify-{event_id}",
                     task_queue=task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 )
-        if rows:
-            await notifications.mark_dispatched(conn, [r["id"] for r in rows])
-    return len(rows)
+        if event_ids:
+            await notifications.mark_dispatched(conn, event_ids)
+    return len(event_ids)
 
 
 async def run_dispatcher(pool: DbPool, client: Client, settings: Settings, task_queue: str) -> None:

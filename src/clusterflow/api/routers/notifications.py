@@ -37,7 +37,7 @@ from clusterflow.api.schemas.notifications import (
 )
 from clusterflow.api.views import timestamp
 from clusterflow.records import notifications
-from clusterflow.records.db import Record
+from clusterflow.records.notifications import IntegrationRow, SubscriptionRow
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
@@ -64,28 +64,28 @@ def _mask(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.hostname}/…"
 
 
-def _integration_view(row: Record, signing_secret: str | None = None) -> Integration:
+def _integration_view(row: IntegrationRow, signing_secret: str | None = None) -> Integration:
     return Integration(
-        id=row["id"],
-        orgId=row["organization_id"],
-        channel=row["channel"],
-        enabled=row["enabled"],
-        config=IntegrationConfig(**row["config"]),
-        createdAt=_ts(row["created_at"]),
-        updatedAt=_ts(row["updated_at"]),
+        id=row.id,
+        orgId=row.organization_id,
+        channel=row.channel,
+        enabled=row.enabled,
+        config=IntegrationConfig(**row.config),
+        createdAt=_ts(row.created_at),
+        updatedAt=_ts(row.updated_at),
         signingSecret=signing_secret,
     )
 
 
-def _subscription_view(row: Record) -> Subscription:
+def _subscription_view(row: SubscriptionRow) -> Subscription:
     return Subscription(
-        id=row["id"],
-        orgId=row["organization_id"],
-        topic=row["topic"],
-        channels=list(row["channels"]),
-        enabled=row["enabled"],
-        createdAt=_ts(row["created_at"]),
-        updatedAt=_ts(row["updated_at"]),
+        id=row.id,
+        orgId=row.organization_id,
+        topic=row.topic,
+        channels=list(row.channels),
+        enabled=row.enabled,
+        createdAt=_ts(row.created_at),
+        updatedAt=_ts(row.updated_at),
     )
 
 
@@ -138,8 +138,8 @@ async def _save_integration(
             sealed = {"webhookUrl": url}
             if channel == "webhook":
                 previous = (
-                    json.loads(vault.open_bytes(settings, existing["secret_ciphertext"], context))
-                    if existing is not None and existing["secret_ciphertext"] and not rotate
+                    json.loads(vault.open_bytes(settings, existing.secret_ciphertext, context))
+                    if existing is not None and existing.secret_ciphertext and not rotate
                     else None
                 )
                 if previous is None:
@@ -295,18 +295,18 @@ async def list_deliveries(
     subscription = await notifications.get_subscription(pool, principal.organization_id, topic)
     if subscription is None:
         raise not_found("subscription", topic)
-    rows = await notifications.deliveries(pool, subscription["id"], limit)
+    rows = await notifications.deliveries(pool, subscription.id, limit)
     data = [
         Delivery(
-            id=r["id"],
-            eventId=r["event_id"],
-            channel=r["channel"],
-            attempt=r["attempt"],
-            outcome=r["outcome"],
-            responseStatus=r["response_status"],
-            error=r["error"],
-            durationMs=r["duration_ms"],
-            attemptedAt=_ts(r["attempted_at"]),
+            id=r.id,
+            eventId=r.event_id,
+            channel=r.channel,
+            attempt=r.attempt,
+            outcome=r.outcome,
+            responseStatus=r.response_status,
+            error=r.error,
+            durationMs=r.duration_ms,
+            attemptedAt=_ts(r.attempted_at),
         )
         for r in rows
     ]
@@ -329,11 +329,11 @@ async def _unsubscribe(
     if not secrets.compare_digest(presented.encode(), expected.encode()):  # bytes: the token is caller input
         raise invalid
     row = await notifications.subscription_by_id(pool, subscription_id)
-    if row is None or (topic is not None and topic != row["topic"]):
+    if row is None or (topic is not None and topic != row.topic):
         raise invalid
     await notifications.unsubscribe(pool, subscription_id, channel)
     what = f"{channel} notifications" if channel else "notifications"
-    return Envelope(id=request_id_of(request), message=f"unsubscribed from {what} for {row['topic']}", data=True)
+    return Envelope(id=request_id_of(request), message=f"unsubscribed from {what} for {row.topic}", data=True)
 
 
 @router.get("/unsubscribe", response_model=Envelope[bool], responses=ERRORS, summary="Unsubscribe link (no API key)")
