@@ -53,7 +53,7 @@ api-lint: $(STAMP)
 
 # Two workers (pytest-xdist), one per core, each with its own PostgreSQL and Temporal (session
 # fixtures); a file's tests stay on one worker, so module fixtures are built once. Most tests wait
-# on I/O, so two workers halve the wall time (3.8 min against 6.7 on 2 cores, 2026-11-24).
+# on I/O, so two workers halve the wall time (3.7 min against 6.7 on 2 cores, 2026-11-24).
 test: lint api-lint browser $(CHECKOV)
 	CHECKOV=$(CHECKOV) $(BIN)/pytest -n 2 --dist loadfile
 
