@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
+from temporalio.client import Client
 
 from clusterflow.settings import Settings
+from clusterflow.worker.main import build_worker
 from tests.conftest import Org, Services, test_settings
-from tests.fakes.aws import MotoAws
+from tests.fakes.aws import EksGaps, MotoAws
 from tests.helpers import wait_for_operation
 
 REGION = "us-east-1"
@@ -131,3 +136,24 @@ class EksAuditor:
 
     def roles_of(self, cluster: str) -> set[str]:
         return {r["RoleName"] for r in self.iam.list_roles()["Roles"] if r["RoleName"].startswith(f"cf-{cluster}-")}
+
+
+# Fixtures for the test modules that run the AWS provider against moto (imported by name there).
+
+
+@pytest.fixture
+def settings(services: Services, moto_aws: MotoAws) -> Settings:
+    return aws_settings(services, moto_aws)
+
+
+@pytest.fixture
+def gaps() -> EksGaps:
+    return EksGaps()
+
+
+@pytest.fixture
+async def aws_worker(
+    temporal_client: Client, pool: asyncpg.Pool, settings: Settings, gaps: EksGaps
+) -> AsyncIterator[None]:
+    async with build_worker(temporal_client, pool, settings, aws_sessions=gaps.session_factory()):
+        yield

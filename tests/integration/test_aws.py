@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import asyncpg
 import boto3
 import httpx
-import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
@@ -28,31 +26,13 @@ from clusterflow.records import cloud_accounts, operations
 from clusterflow.settings import Settings
 from clusterflow.worker.main import build_worker
 from clusterflow.worker.schedules import ensure_schedules, reverify_schedule_id
-from tests.aws_support import REGION, aws_document, aws_settings, connect, create_stack
+from tests.aws_support import REGION, aws_document, aws_settings, aws_worker, connect, create_stack, gaps, settings
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.aws import EksGaps, MotoAws, find_cluster, new_account_id
 from tests.helpers import all_events, wait_for_operation
 
-# Re-exported for the tests that connect an account or deploy the same document.
-__all__ = ["REGION", "aws_document", "aws_settings", "connect", "create_stack"]
-
-
-@pytest.fixture
-def settings(services: Services, moto_aws: MotoAws) -> Settings:
-    return aws_settings(services, moto_aws)
-
-
-@pytest.fixture
-def gaps() -> EksGaps:
-    return EksGaps()
-
-
-@pytest.fixture
-async def aws_worker(
-    temporal_client: Client, pool: asyncpg.Pool, settings: Settings, gaps: EksGaps
-) -> AsyncIterator[None]:
-    async with build_worker(temporal_client, pool, settings, aws_sessions=gaps.session_factory()):
-        yield
+# Re-exported helpers, and the fixtures this module uses by name.
+__all__ = ["REGION", "aws_document", "aws_settings", "aws_worker", "connect", "create_stack", "gaps", "settings"]
 
 
 async def test_connect_then_deploy_then_credentials_then_reverify(

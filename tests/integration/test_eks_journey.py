@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from temporalio.client import Client
 
 from clusterflow.catalog.aws import MACHINE_TYPES
-from clusterflow.settings import Settings
-from clusterflow.worker.main import build_worker
-from tests.aws_support import REGION, EksAuditor, aws_settings, connect
-from tests.conftest import Org, Services
+from tests.aws_support import REGION, EksAuditor, aws_worker, connect, gaps, settings
+from tests.conftest import Org
 from tests.fakes.aws import EksGaps, MotoAws, new_account_id
 from tests.helpers import all_events, wait_for_operation
+
+__all__ = ["aws_worker", "gaps", "settings"]  # fixtures, used by name
 
 NAME = "journey-eks"
 TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
@@ -64,24 +61,6 @@ GPU = {
     "taints": [{"key": "compute", "value": "true", "effect": "PreferNoSchedule"}],
 }
 EXTRA = {"name": "extra", "machineTypes": ["t3.large"], "minNode": 1, "maxNode": 2}
-
-
-@pytest.fixture
-def settings(services: Services, moto_aws: MotoAws) -> Settings:
-    return aws_settings(services, moto_aws)
-
-
-@pytest.fixture
-def gaps() -> EksGaps:
-    return EksGaps()
-
-
-@pytest.fixture
-async def aws_worker(
-    temporal_client: Client, pool: asyncpg.Pool, settings: Settings, gaps: EksGaps
-) -> AsyncIterator[None]:
-    async with build_worker(temporal_client, pool, settings, aws_sessions=gaps.session_factory()):
-        yield
 
 
 def resized(group: dict[str, Any], low: int, high: int) -> dict[str, Any]:
