@@ -267,3 +267,21 @@ async def test_operation_list_filters_and_pages(api: httpx.AsyncClient, org: Org
     forged = await api.get("/v1/operations", params={"pageToken": "nonsense!"}, headers=org.headers())
     assert forged.status_code == 400
     assert forged.json()["error"]["code"] == "INVALID_PAGE_TOKEN"
+
+
+async def test_crafted_page_tokens_and_dates_are_4xx_naming_the_parameter(api: httpx.AsyncClient, org: Org) -> None:
+    """Issue 20, item 4: a page token decoding to a NUL byte, and dates that leave years 1-9999
+    once in UTC, were 500s (and the export a 200 with the body `[`)."""
+    response = await api.post("/v1/clusters", json=deploy_document("crafted"), headers=org.headers())
+    assert response.status_code == 202, response.text
+    cluster_id = response.json()["data"]["clusterId"]
+    for path in ("/v1/operations", f"/v1/clusters/{cluster_id}/operations"):
+        for token in ("b3BfAA", "b3Bf4oCU", "b3BfJyBPUiAxPTE"):  # op_\0, op_ plus a dash, op_' OR 1=1
+            answer = await api.get(path, params={"pageToken": token}, headers=org.headers())
+            assert answer.status_code == 400, (path, token, answer.text)
+            assert answer.json()["error"]["code"] == "INVALID_PAGE_TOKEN"
+    for field, value in (("startDate", "0001-01-01T00:00:00+14:00"), ("endDate", "9999-12-31T23:59:59-14:00")):
+        for path in ("/v1/audit/events", "/v1/audit/events/export"):
+            answer = await api.get(path, params={field: value}, headers=org.headers())
+            assert answer.status_code == 422, (path, field, answer.text)
+            assert field in answer.json()["message"]

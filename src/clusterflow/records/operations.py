@@ -8,6 +8,7 @@ the `append_operation_event` SQL function (see migration 0001) for contiguous se
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -267,11 +268,15 @@ def encode_page_token(last_id: str) -> str:
     return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
 
 
+_OPERATION_ID = re.compile(r"op_[0-9A-Za-z]{1,64}")
+
+
 def decode_page_token(token: str) -> str:
-    """Raise ValueError on a token we did not issue."""
+    """Raise ValueError on a token we did not issue: it must decode to an operation ID (a NUL
+    byte or any other character PostgreSQL text refuses never reaches a query)."""
     padded = token + "=" * (-len(token) % 4)
     value = base64.urlsafe_b64decode(padded.encode()).decode()
-    if not value.startswith("op_"):
+    if not _OPERATION_ID.fullmatch(value):
         raise ValueError("not a page token")
     return value
 

@@ -110,12 +110,13 @@ def parse_when(value: str | None, field: str, end_of_day: bool = False) -> datet
             day = date.fromisoformat(value)
             return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except ValueError as err:
+        # In UTC (as PostgreSQL compares them): 0001-01-01T00:00+14:00 falls before year 1.
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError) as err:
         raise ApiError(
             422,
             "VALIDATION_FAILED",
-            f"{field}: not a date or timestamp: {value!r}",
+            f"{field}: not a date or timestamp between years 1 and 9999 (UTC): {value!r}",
             [
                 {
                     "field": f"query.{field}",
