@@ -63,7 +63,6 @@ async def run_phases(
     cluster_id: str,
     spec: dict[str, Any],
     phases: tuple[str, ...] = DEPLOY_PHASES,
-    change: dict[str, Any] | None = None,
     attempt: int = 1,
 ) -> list[PhaseResult]:
     env = ActivityEnvironment()
@@ -80,7 +79,6 @@ async def run_phases(
             spec=spec,
             progress_from=0,
             progress_to=100,
-            change=change or {},
         )
         results.append(await env.run(fn, inp))
     return results

@@ -67,6 +67,11 @@ INVALID_DOCUMENTS = [
     ("spec.provisioner.local.failAt", "NOWHERE", "spec.provisioner.local.failAt"),
     ("spec.provisioner.local.kubernetesVersion", "latest", "spec.provisioner.local.kubernetesVersion"),
     ("spec.unknownField", True, "spec.unknownField"),
+    (
+        "spec.clusterSpec.dataPlane.nodeGroups.0.taints",
+        [{"key": "gpu", "effect": "NoSchedule", "operator": "Exists"}],
+        "spec.clusterSpec.dataPlane.nodeGroups[0].taints[0].operator",
+    ),
 ]
 
 
@@ -285,3 +290,21 @@ async def test_crafted_page_tokens_and_dates_are_4xx_naming_the_parameter(api: h
             answer = await api.get(path, params={field: value}, headers=org.headers())
             assert answer.status_code == 422, (path, field, answer.text)
             assert field in answer.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("gke", "field"),
+    [
+        ({"maintenanceWindow": {"startTime": "03:00", "duration": "1h"}}, "spec.gke.maintenanceWindow.duration"),
+        ({"maintenanceWindow": {"startTime": "25:00", "duration": "4h"}}, "spec.gke.maintenanceWindow.startTime"),
+        ({"authorizedNetworks": ["10.0.0.1/8"]}, "spec.gke.authorizedNetworks[0]"),
+    ],
+)
+async def test_update_settings_a_cloud_would_refuse_are_a_422_naming_the_field(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, gke: dict[str, Any], field: str
+) -> None:
+    body = {"apiVersion": "clusterflow.dev/v1", "kind": "K8sClusterUpdate", "spec": {"gke": gke}}
+    response = await api.patch("/v1/clusters/cl_unknown", json=body, headers=org.headers())
+    assert response.status_code == 422, response.text
+    assert field in [d["field"] for d in response.json()["error"]["details"]], response.json()
+    assert await _operation_count(pool, org) == 0
