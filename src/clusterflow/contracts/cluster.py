@@ -6,8 +6,8 @@ fields (`definition.eks.vpc_id`, `group.max_nodes`) instead of looking up string
 document, so a field the API accepts and no provider reads shows up as an unused attribute,
 and a provider cannot read a key the planner never writes.
 
-`from_document` / `to_document` are the only places the camelCase names appear: the cluster
-record keeps node groups in the document's shape (`workerNodes` in the API's cluster view).
+`from_spec`, `from_document` and `to_document` translate the document's camelCase names: the
+cluster record keeps node groups in the document's shape (`workerNodes` in the API's view).
 """
 
 from __future__ import annotations
