@@ -1,7 +1,8 @@
 """A small kustomize for the tests: renders deploy/kubernetes without the kustomize binary.
 
 It implements what our kustomizations use and nothing else: `resources` (files and
-directories), `namespace`, `labels` (metadata only), `images`, `replicas` and `patches` as
+directories), `namespace` (also of role bindings' service-account subjects), `labels` (metadata
+only), `images`, `replicas` and `patches` as
 strategic merge patches (lists of named items merge by `name`, new items first, other lists
 are replaced). When
 `kubectl` is installed the tests check this renderer against `kubectl kustomize`.
@@ -82,4 +83,7 @@ def render(directory: Path) -> list[dict[str, Any]]:
         for doc in docs:
             if doc["kind"] not in CLUSTER_SCOPED:
                 doc["metadata"]["namespace"] = kustomization["namespace"]
+            for subject in doc.get("subjects", []):  # as kustomize: a binding's service accounts move too
+                if subject.get("kind") == "ServiceAccount" and "namespace" in subject:
+                    subject["namespace"] = kustomization["namespace"]
     return docs

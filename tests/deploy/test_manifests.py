@@ -58,11 +58,13 @@ def test_production_rules_hold_in_the_overlay() -> None:
         "clusterflow-api",
         "clusterflow-worker",
         "clusterflow-migrate",
+        "clusterflow-bootstrap",
     }
     for doc in workloads:
         spec = pod_spec(doc)
         assert spec["securityContext"]["runAsNonRoot"] is True
-        assert spec["automountServiceAccountToken"] is False
+        # Only the bootstrap Job talks to the Kubernetes API (it writes the owner-key Secret).
+        assert spec["automountServiceAccountToken"] is (doc["metadata"]["name"] == "clusterflow-bootstrap")
         for container in spec["containers"]:
             security = container["securityContext"]
             assert security["readOnlyRootFilesystem"] is True
@@ -98,6 +100,19 @@ def test_production_rules_hold_in_the_overlay() -> None:
     assert docs[("ConfigMap", "clusterflow")]["data"]["CLUSTERFLOW_TEMPORAL_TLS_CERT"] == "/etc/temporal-tls/tls.crt"
 
     assert pod_spec(docs[("Job", "clusterflow-migrate")])["containers"][0]["args"] == ["migrate"]
+    bootstrap = pod_spec(docs[("Job", "clusterflow-bootstrap")])
+    assert bootstrap["serviceAccountName"] == "clusterflow-bootstrap"
+    assert bootstrap["containers"][0]["args"][:2] == ["admin", "bootstrap"]
+    assert "--key-secret" in bootstrap["containers"][0]["args"]
+    rules = docs[("Role", "clusterflow-bootstrap")]["rules"]
+    assert all(r["resources"] == ["secrets"] for r in rules)
+    assert {v for r in rules for v in r["verbs"]} == {"create", "update"}  # never reads a Secret
+    assert all(r.get("resourceNames") == ["clusterflow-owner-key"] for r in rules if r["verbs"] != ["create"])
+    binding = docs[("RoleBinding", "clusterflow-bootstrap")]
+    account = {"kind": "ServiceAccount", "name": "clusterflow-bootstrap", "namespace": "clusterflow"}
+    assert binding["subjects"] == [account]
+    config = docs[("ConfigMap", "clusterflow")]["data"]
+    assert config["CLUSTERFLOW_BOOTSTRAP_OWNER_EMAIL"] and config["CLUSTERFLOW_BOOTSTRAP_ORGANIZATION"]
     deny = docs[("NetworkPolicy", "clusterflow-default-deny")]["spec"]
     assert deny["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny and "egress" not in deny
 

@@ -1,6 +1,7 @@
 """Entry point of the `clusterflow` command.
 
-Server commands: `dev` (the whole local stack), `api`, `worker`, `migrate`. Each reads the
+Server commands: `dev` (the whole local stack), `api`, `worker`, `migrate`, and `admin bootstrap`
+(`cli/admin.py`: the first organization and owner key of an installation). Each reads the
 same Settings, so one environment configures every process.
 
 Client commands (REST over httpx, one module each): `clusters` (`cli/clusters.py`), `ops` and
@@ -14,7 +15,7 @@ import argparse
 import asyncio
 import sys
 
-from clusterflow.cli import clusters, keys, ops
+from clusterflow.cli import admin, clusters, keys, ops
 from clusterflow.cli.client import CliError, common_options
 from clusterflow.logs import configure_logging
 from clusterflow.settings import get_settings
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a worker").set_defaults(func=_cmd_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_cmd_migrate)
     sub.add_parser("openapi", help="print the OpenAPI document (no services needed)").set_defaults(func=_cmd_openapi)
+    admin.register(sub)
     common = common_options()
     clusters.register(sub, common)
     ops.register(sub, common)

@@ -1,7 +1,10 @@
-"""First-run set-up of a stack: a default organization and an owner API key.
+"""First-run set-up of the dev stack: a default organization and an owner API key.
 
 Keys are stored hashed, so a key cannot be shown twice: the dev stack keeps the one it made in
-`.clusterflow/dev.env` and reuses it while it still authenticates, minting a new one otherwise.
+`.clusterflow/dev.env` and reuses it while it still authenticates, minting a new one otherwise
+(without revoking others: several `make run` may share one external PostgreSQL). Creating the
+organization and its key is `records.organizations.ensure_organization_owner_key`, the same
+code `clusterflow admin bootstrap` runs for a real installation.
 """
 
 from __future__ import annotations
@@ -9,12 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clusterflow.records.db import connect
-from clusterflow.records.organizations import (
-    authenticate,
-    create_api_key,
-    create_organization,
-    find_organization_by_name,
-)
+from clusterflow.records.organizations import authenticate, ensure_organization_owner_key
 
 DEFAULT_ORGANIZATION = "default"
 
@@ -38,11 +36,17 @@ async def ensure_owner_key(dsn: str, env_file: Path) -> tuple[str, str, bool]:
             principal = await authenticate(conn, existing)
             if principal is not None and principal.role == "owner":
                 return principal.organization_id, existing, False
-        org_id = await find_organization_by_name(conn, DEFAULT_ORGANIZATION)
-        if org_id is None:
-            org_id = await create_organization(conn, DEFAULT_ORGANIZATION)
-        _, key = await create_api_key(conn, org_id, "dev owner", "owner", created_by="clusterflow dev")
-        return org_id, key, True
+        issued = await ensure_organization_owner_key(
+            conn,
+            DEFAULT_ORGANIZATION,
+            owner_email=None,
+            key_name="dev owner",
+            created_by="clusterflow dev",
+            source="dev",
+            when_exists="issue",
+        )
+        assert issued.key is not None  # "issue" always issues one
+        return issued.organization_id, issued.key, True
     finally:
         await conn.close()
 

@@ -12,9 +12,10 @@ import hmac
 import secrets
 import string
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from clusterflow.ids import new_id, organization_id
 from clusterflow.records.db import Conn, Executor, Record
@@ -320,3 +321,64 @@ async def remove_member(conn: Conn, organization_id: str, member_id: str) -> str
             return "last_owner"
         await conn.execute("DELETE FROM members WHERE organization_id = $1 AND id = $2", organization_id, member_id)
         return "removed"
+
+
+# --- the first owner key of an installation ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnerKeyIssue:
+    """What `ensure_organization_owner_key` did. `key` is the secret, present only when a key
+    was issued: it is not stored and cannot be shown again."""
+
+    organization_id: str
+    organization_created: bool
+    key_id: str | None
+    key: str | None
+    revoked_key_ids: tuple[str, ...]
+
+
+async def ensure_organization_owner_key(
+    conn: Conn,
+    name: str,
+    *,
+    owner_email: str | None,
+    key_name: str,
+    created_by: str,
+    source: str,
+    when_exists: Literal["keep", "issue", "rotate"],
+    store: Callable[[OwnerKeyIssue], Awaitable[None]] | None = None,
+) -> OwnerKeyIssue:
+    """Create organization `name` with its owner member and an owner key, in one transaction.
+
+    If it exists: `keep` changes nothing, `issue` adds an owner key, `rotate` revokes the
+    active keys of `source` and issues one. Starters are serialized per name by an advisory
+    lock, so two at once (two Jobs, two `make run`) never create the organization twice.
+    `store` runs before the commit when a key was issued: if it cannot keep the key (a
+    Kubernetes Secret), it raises and nothing is created, so no key exists that nobody holds.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"clusterflow.organization:{name}")
+        org_id = await find_organization_by_name(conn, name)
+        created = org_id is None
+        if org_id is None:
+            org_id = await create_organization(conn, name)
+            if owner_email:
+                await add_member(conn, org_id, owner_email, None, "owner")
+        elif when_exists == "keep":
+            return OwnerKeyIssue(org_id, False, None, None, ())
+        revoked: tuple[str, ...] = ()
+        if not created and when_exists == "rotate":
+            rows = await conn.fetch(
+                """UPDATE api_keys SET revoked_at = now(), revoked_by = $3, revoke_reason = 'rotated'
+                    WHERE organization_id = $1 AND source = $2 AND revoked_at IS NULL RETURNING id""",
+                org_id,
+                source,
+                created_by,
+            )
+            revoked = tuple(sorted(str(r["id"]) for r in rows))
+        key_id, key = await create_api_key(conn, org_id, key_name, "owner", created_by=created_by, source=source)
+        issued = OwnerKeyIssue(org_id, created, key_id, key, revoked)
+        if store is not None:
+            await store(issued)
+        return issued
