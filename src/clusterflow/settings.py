@@ -157,6 +157,13 @@ class Settings(BaseSettings):
     aws_reverify_interval_seconds: float = Field(
         default=3600.0, gt=0, description="How often connected AWS accounts are re-verified (DEGRADED on failure)."
     )
+    catalog_refresh_interval_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="How often the catalog of each enabled cloud (versions, regions, machine types) is read from "
+        "its API and stored; until the first refresh, and for what a refresh cannot read, the shipped snapshot "
+        "is served.",
+    )
     registration_token_ttl_seconds: float = Field(
         default=3600.0, gt=0, description="How long a cluster registration's one-time agent token stays usable."
     )

@@ -1,10 +1,12 @@
 """The shapes of provider catalog data, and the queries every consumer shares.
 
-Catalog data is plain Python (one module per provider) rather than a database table or a live
-cloud lookup: it changes with releases of this project, is reviewed like code, and the API,
-the provider activities (VALIDATE phases) and the update planner must all read the *same*
-values, so none of them can accept a version or machine type another refuses. Nothing here does
-I/O, so workflows may import it too.
+A `Catalog` is one value holding every provider's `ProviderCatalog`. It comes from one of two
+places: the snapshot shipped in this package (one module per provider, reviewed like code), or
+the stored catalog a scheduled refresh wrote to PostgreSQL from the clouds' own APIs
+(`records/catalog.py` loads it, over the snapshot). Either way the API, the provider activities
+(VALIDATE phases) and the update planner are handed the *same* value by their caller, so none of
+them can accept a version or machine type another refuses. Nothing here does I/O, so workflows
+may import it too.
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ class KubernetesVersions:
         return None
 
 
+SNAPSHOT_SOURCE = "snapshot"
+LIVE_SOURCE = "live"
+
+
 @dataclass(frozen=True)
 class ProviderCatalog:
     provider: str
@@ -103,6 +109,20 @@ class ProviderCatalog:
     kubernetes: dict[str, KubernetesVersions]
     default_region: str
     time_generated: str
+    # Where the data came from: the shipped snapshot, or a refresh from the cloud's API.
+    source: str = SNAPSHOT_SOURCE
+    # Versions a cloud publishes per region (GKE per location, AKS per region), by region then
+    # provisioner; a region absent here offers `kubernetes`.
+    regional_kubernetes: dict[str, dict[str, KubernetesVersions]] = field(default_factory=dict)
+
+    @property
+    def refreshed_at(self) -> str:
+        return self.time_generated
+
+    def versions(self, provisioner: str, region: str | None = None) -> KubernetesVersions | None:
+        """The versions `provisioner` offers in `region` (or provider-wide without one)."""
+        regional = self.regional_kubernetes.get(region or "", {})
+        return regional.get(provisioner) or self.kubernetes.get(provisioner)
 
     def region(self, region_id: str) -> Region | None:
         return next((r for r in self.regions if r.id == region_id), None)
@@ -149,3 +169,27 @@ def parse_memory_mb(text: str) -> float:
     if not match:
         raise ValueError(f"{text!r} is not a memory quantity (examples: '8Gi', '512Mi')")
     return float(match.group(1)) * _MEMORY_MB[match.group(2)]
+
+
+@dataclass(frozen=True)
+class RegionCatalog:
+    """What one region offers, as a refresh reads it from the cloud: the unit stored per
+    provider and region."""
+
+    region: Region
+    machine_types: tuple[MachineType, ...]
+    kubernetes: dict[str, KubernetesVersions]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every provider's catalog: what validation, the planner and the catalog routes read."""
+
+    providers: dict[str, ProviderCatalog]
+
+    def get(self, provider: str) -> ProviderCatalog | None:
+        return self.providers.get(provider)
+
+    def versions(self, provider: str, provisioner: str, region: str | None = None) -> KubernetesVersions | None:
+        catalog = self.providers.get(provider)
+        return catalog.versions(provisioner, region) if catalog else None

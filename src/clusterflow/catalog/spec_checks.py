@@ -16,8 +16,10 @@ refuse a spec the API accepted. It is shaped for that:
   so the API can answer a 422 per field.
 - Total: any JSON (missing keys, wrong types) gives problems, never an exception, because a
   workflow may hand it a spec recorded by an older release.
-- The catalog is the contract: versions, regions, zones and machine types come from
-  `clusterflow.catalog`, the same data `GET /v1/providers/...` serves.
+- The catalog is the contract: versions, regions, zones and machine types come from the
+  `Catalog` value the caller passes, the same data `GET /v1/providers/...` serves. Callers load
+  it from the stored catalog (`records.catalog.current_catalog`: the live refresh over the
+  shipped snapshot), so this stays pure; `SNAPSHOT` is the default for callers with no database.
 - Fields no provider honours are refused by name ("... is not supported yet") rather than
   silently ignored; when a provider starts honouring one, delete its entry in `_UNSUPPORTED`.
 """
@@ -28,8 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from clusterflow.catalog import aws, azure, gcp, local
-from clusterflow.catalog.model import ProviderCatalog, Region, minor_of
+from clusterflow.catalog import CATALOGS, aws, azure, local
+from clusterflow.catalog.model import Catalog, KubernetesVersions, ProviderCatalog, Region, minor_of
 
 __all__ = [
     "PROVISIONER_FOR",
@@ -211,7 +213,17 @@ def _unsupported(block_name: str, block: dict[str, Any], problems: list[SpecProb
 # --- versions -----------------------------------------------------------------------------------
 
 
-def deploy_kubernetes_version(spec: dict[str, Any]) -> str | None:
+def _provider_catalog(catalog: Catalog | None, provider: str) -> ProviderCatalog:
+    return (catalog.get(provider) if catalog else None) or CATALOGS[provider]
+
+
+def _versions(catalog: ProviderCatalog, provisioner: str, spec: dict[str, Any]) -> KubernetesVersions:
+    region = spec.get("region")
+    found = catalog.versions(provisioner, region if isinstance(region, str) else None)
+    return found or CATALOGS[catalog.provider].kubernetes[provisioner]
+
+
+def deploy_kubernetes_version(spec: dict[str, Any], catalog: Catalog | None = None) -> str | None:
     """The Kubernetes version a deploy of `spec` asks for, defaults applied as its provider
     applies them (GKE: the release channel's default); None for an unknown provider."""
     provider = spec.get("provider")
@@ -221,7 +233,7 @@ def deploy_kubernetes_version(spec: dict[str, Any]) -> str | None:
         return _text(_block(spec, "eks").get("kubernetesVersion")) or aws.DEFAULT_KUBERNETES_VERSION
     if provider == "gcp":
         gke = _block(spec, "gke")
-        versions = gcp.CATALOG.kubernetes["gke"]
+        versions = _versions(_provider_catalog(catalog, "gcp"), "gke", spec)
         channel = gke.get("releaseChannel")
         if _text(gke.get("kubernetesVersion")):
             return str(gke["kubernetesVersion"])
@@ -230,14 +242,15 @@ def deploy_kubernetes_version(spec: dict[str, Any]) -> str | None:
         return versions.default_version
     if provider == "azure":
         aks = _block(spec, "aks")
-        return _text(aks.get("kubernetesVersion")) or azure.CATALOG.kubernetes["aks"].default_version
+        default = _versions(_provider_catalog(catalog, "azure"), "aks", spec).default_version
+        return _text(aks.get("kubernetesVersion")) or default
     return None
 
 
 # --- per provider -------------------------------------------------------------------------------
 
 
-def _check_local(spec: dict[str, Any], problems: list[SpecProblem]) -> None:
+def _check_local(spec: dict[str, Any], problems: list[SpecProblem], _: Catalog) -> None:
     catalog = local.CATALOG
     region = _region(catalog, spec, "a local", problems)
     version = deploy_kubernetes_version(spec)
@@ -263,17 +276,18 @@ def _check_local(spec: dict[str, Any], problems: list[SpecProblem]) -> None:
     _check_zones(region, groups, problems)
 
 
-def _check_eks(spec: dict[str, Any], problems: list[SpecProblem]) -> None:
-    catalog = aws.CATALOG
+def _check_eks(spec: dict[str, Any], problems: list[SpecProblem], everything: Catalog) -> None:
+    catalog = _provider_catalog(everything, "aws")
     eks = _block(spec, "eks")
     region = _region(catalog, spec, "an AWS", problems)
-    version = deploy_kubernetes_version(spec)
-    if version not in aws.KUBERNETES_VERSIONS:
+    version = deploy_kubernetes_version(spec, everything)
+    offered = _versions(catalog, "eks", spec).supported_versions
+    if version not in offered:
         problems.append(
             SpecProblem(
                 "spec.provisioner.eks.kubernetesVersion",
                 f"kubernetesVersion {version} is not offered on EKS by this control plane "
-                f"(supported: {', '.join(aws.KUBERNETES_VERSIONS)}). Remedy: pick a supported version.",
+                f"(supported: {', '.join(offered)}). Remedy: pick a supported version.",
             )
         )
     ami = eks.get("amiFamily")
@@ -331,9 +345,9 @@ def _check_eks_network(eks: dict[str, Any], problems: list[SpecProblem]) -> None
         )
 
 
-def _check_gke(spec: dict[str, Any], problems: list[SpecProblem]) -> None:
-    catalog = gcp.CATALOG
-    versions = catalog.kubernetes["gke"]
+def _check_gke(spec: dict[str, Any], problems: list[SpecProblem], everything: Catalog) -> None:
+    catalog = _provider_catalog(everything, "gcp")
+    versions = _versions(catalog, "gke", spec)
     gke = _block(spec, "gke")
     region = _region(catalog, spec, "a GKE", problems)
     channel = gke.get("releaseChannel")
@@ -346,7 +360,7 @@ def _check_gke(spec: dict[str, Any], problems: list[SpecProblem]) -> None:
             )
         )
     else:
-        version = deploy_kubernetes_version(spec) or ""
+        version = deploy_kubernetes_version(spec, everything) or ""
         offered = versions.versions(channel, autopilot)
         if _minor(version) not in offered:
             where = f"the {channel} channel" if channel else "GKE"
@@ -381,12 +395,12 @@ def _aks_zone_in(zone: str, region: Region) -> bool:
     return f"{region.id}-{azure.aks_zone(zone)}" in region.zones
 
 
-def _check_aks(spec: dict[str, Any], problems: list[SpecProblem]) -> None:
-    catalog = azure.CATALOG
-    versions = catalog.kubernetes["aks"]
+def _check_aks(spec: dict[str, Any], problems: list[SpecProblem], everything: Catalog) -> None:
+    catalog = _provider_catalog(everything, "azure")
+    versions = _versions(catalog, "aks", spec)
     aks = _block(spec, "aks")
     region = _region(catalog, spec, "an AKS", problems)
-    version = deploy_kubernetes_version(spec) or ""
+    version = deploy_kubernetes_version(spec, everything) or ""
     if _minor(version) not in versions.supported_versions:
         problems.append(
             SpecProblem(
@@ -432,7 +446,7 @@ def _check_aks(spec: dict[str, Any], problems: list[SpecProblem]) -> None:
     _unsupported("aks", aks, problems)
 
 
-_CHECKS: dict[str, Callable[[dict[str, Any], list[SpecProblem]], None]] = {
+_CHECKS: dict[str, Callable[[dict[str, Any], list[SpecProblem], Catalog], None]] = {
     "local": _check_local,
     "aws": _check_eks,
     "gcp": _check_gke,
@@ -440,9 +454,10 @@ _CHECKS: dict[str, Callable[[dict[str, Any], list[SpecProblem]], None]] = {
 }
 
 
-def check_deploy_spec(spec: dict[str, Any]) -> list[SpecProblem]:
+def check_deploy_spec(spec: dict[str, Any], catalog: Catalog | None = None) -> list[SpecProblem]:
     """Every reason the deploy of `spec` (the K8sCluster `spec`, as JSON) would be refused by its
-    provider, judged from the spec and the catalog alone; empty when it may be deployed."""
+    provider, judged from the spec and `catalog` alone (the shipped snapshot when None); empty
+    when it may be deployed."""
     spec = _mapping(spec)
     provider = spec.get("provider")
     kind = _mapping(spec.get("provisioner")).get("type")
@@ -460,5 +475,5 @@ def check_deploy_spec(spec: dict[str, Any]) -> list[SpecProblem]:
             )
         ]
     problems: list[SpecProblem] = []
-    check(spec, problems)
+    check(spec, problems, catalog or Catalog({}))
     return problems

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from clusterflow.activities.agent import AgentActivities, run_agent_monitor
+from clusterflow.activities.catalog_refresh import CatalogRefreshActivities
 from clusterflow.activities.federated_connect import FederatedConnectActivities
 from clusterflow.activities.notification_delivery import NotifyActivities
 from clusterflow.activities.operation_record import RecordActivities
@@ -87,6 +88,7 @@ def activities_for(pool: DbPool, settings: Settings, aws_sessions: SessionFactor
     aws_kubeconfig = AwsKubeconfigActivities(pool, aws)
     gcp_kubeconfig = GcpKubeconfigActivities(pool, settings, gcp)
     azure_kubeconfig = AzureKubeconfigActivities(pool, settings, azure)
+    catalog_refresh = CatalogRefreshActivities(pool, settings, aws_clients)
     return [
         records.begin_operation,
         records.append_event,
@@ -120,6 +122,7 @@ def activities_for(pool: DbPool, settings: Settings, aws_sessions: SessionFactor
         aws_kubeconfig.issue_aws,
         gcp_kubeconfig.issue_gcp,
         azure_kubeconfig.issue_azure,
+        catalog_refresh.refresh_provider,
     ]
 
 

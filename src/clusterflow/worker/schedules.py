@@ -1,4 +1,5 @@
-"""Temporal schedules the workers keep in place: today, re-verifying connected AWS accounts.
+"""Temporal schedules the workers keep in place: re-verifying connected AWS accounts, and
+refreshing the enabled clouds' catalogs (`CatalogRefresh`).
 
 A schedule (rather than a timer loop in some worker) runs once per interval whatever the
 number of workers, survives restarts, and is visible and pausable in Temporal's UI. Every
@@ -24,6 +25,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from clusterflow.catalog.refresh import REFRESH_WORKFLOW, REFRESHABLE, CatalogRefreshInput
 from clusterflow.contracts.cloud_accounts import ReverifyInput
 from clusterflow.settings import Settings
 
@@ -49,14 +51,40 @@ def _reverify_schedule(settings: Settings) -> Schedule:
     )
 
 
-async def ensure_schedules(client: Client, settings: Settings) -> None:
-    schedule = _reverify_schedule(settings)
+def catalog_schedule_id(settings: Settings) -> str:
+    return f"catalog-refresh-{settings.task_queue}"
+
+
+def _catalog_schedule(settings: Settings) -> Schedule:
+    providers = tuple(p for p in settings.enabled_providers if p in REFRESHABLE)
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            REFRESH_WORKFLOW,
+            CatalogRefreshInput(providers=providers),
+            id=f"{catalog_schedule_id(settings)}-run",
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.catalog_refresh_interval_seconds))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
     try:
-        await client.create_schedule(reverify_schedule_id(settings), schedule)
-        log.info("created schedule %s", reverify_schedule_id(settings))
+        await client.create_schedule(schedule_id, schedule)
+        log.info("created schedule %s", schedule_id)
     except ScheduleAlreadyRunningError:
 
         def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 
-        await client.get_schedule_handle(reverify_schedule_id(settings)).update(replace)
+        await client.get_schedule_handle(schedule_id).update(replace)
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    await _ensure(client, reverify_schedule_id(settings), _reverify_schedule(settings))
+    # Nothing to refresh when only the local simulator is enabled.
+    if any(p in REFRESHABLE for p in settings.enabled_providers):
+        await _ensure(client, catalog_schedule_id(settings), _catalog_schedule(settings))

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from clusterflow.contracts.operations import OperationType
+from clusterflow.workflows.catalog_refresh import CatalogRefreshWorkflow
 from clusterflow.workflows.cloud_accounts import (
     AwsReverifyAccountsWorkflow,
     IssueCloudCredentialsWorkflow,
@@ -59,6 +60,7 @@ ALL_WORKFLOWS: list[type] = [
     ClusterResyncWorkflow,
     KubeconfigGenerateWorkflow,
     NotificationDispatchWorkflow,
+    CatalogRefreshWorkflow,
 ]
 
 

@@ -23,6 +23,7 @@ from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.contracts.operations import ClusterState, DeployInput, OperationType
 from clusterflow.ids import cluster_id as new_cluster_id
 from clusterflow.records import cloud_accounts, clusters, federated_accounts
+from clusterflow.records.catalog import current_catalog
 from clusterflow.records.db import Conn, Executor
 from clusterflow.settings import Settings
 from clusterflow.workflows.registry import WORKFLOW_TYPES
@@ -123,7 +124,7 @@ async def _account_problems(
 async def deploy_checks(db: Executor, organization_id: str, spec: dict[str, Any], settings: Settings) -> list[str]:
     """Refuse (422 INVALID_SPEC, every problem listed) a deploy its provider would refuse; else
     say what was checked."""
-    problems: list[SpecProblem | AccountProblem] = list(check_deploy_spec(spec))
+    problems: list[SpecProblem | AccountProblem] = list(check_deploy_spec(spec, await current_catalog(db)))
     found: list[AccountProblem] = []
     account = ""
     if not any(p.field == "spec.provisioner.type" for p in problems):

@@ -8,21 +8,23 @@ from clusterflow.api.commands.common import ClusterCommand, issue_approval, norm
 from clusterflow.api.enqueue import OperationPlan
 from clusterflow.api.errors import ApiError
 from clusterflow.api.schemas.clusters import K8sClusterUpdate, update_request
-from clusterflow.catalog import kubernetes_versions
+from clusterflow.catalog import Catalog
 from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.contracts.changes import ClusterShape
 from clusterflow.contracts.cluster import NodeGroupSpec
 from clusterflow.contracts.operations import OperationType, UpdateInput
 from clusterflow.planning import PlannedUpdate, plan_update
+from clusterflow.records.catalog import current_catalog
 from clusterflow.records.clusters import ClusterRow
 from clusterflow.records.db import Conn
 from clusterflow.records.registrations import is_registered
 from clusterflow.workflows.registry import WORKFLOW_TYPES
 
 
-def planned_update(row: ClusterRow, document: K8sClusterUpdate) -> PlannedUpdate:
-    """The update plan, checked against the provider's catalog (versions, machine types, zones)."""
-    versions = kubernetes_versions(row.provider, row.provisioner_type)
+def planned_update(row: ClusterRow, document: K8sClusterUpdate, catalog: Catalog) -> PlannedUpdate:
+    """The update plan, checked against the provider's catalog (versions, machine types, zones):
+    the stored catalog (`records.catalog.current_catalog`) the deploy checks and VALIDATE read."""
+    versions = catalog.versions(row.provider, row.provisioner_type, row.region)
     request = update_request(document.spec)
     return plan_update(
         cluster_id=row.id,
@@ -30,7 +32,7 @@ def planned_update(row: ClusterRow, document: K8sClusterUpdate) -> PlannedUpdate
         before=recorded_shape(row),
         request=request,
         supported_versions=list(versions.supported_versions) if versions else [],
-        group_problems=_group_problems(row, request.node_groups),
+        group_problems=_group_problems(row, request.node_groups, catalog),
         upgrade_warnings=dict(versions.upgrade_warnings) if versions else {},
     )
 
@@ -38,7 +40,7 @@ def planned_update(row: ClusterRow, document: K8sClusterUpdate) -> PlannedUpdate
 _DEPLOYED_GROUPS = "spec.clusterSpec.dataPlane.nodeGroups"
 
 
-def _group_problems(row: ClusterRow, groups: tuple[NodeGroupSpec, ...] | None) -> tuple[str, ...]:
+def _group_problems(row: ClusterRow, groups: tuple[NodeGroupSpec, ...] | None, catalog: Catalog) -> tuple[str, ...]:
     """The requested node groups through the deploy checks, as if the cluster were deployed with
     them: a group an update adds is judged exactly as one a deploy creates."""
     if not groups:
@@ -47,7 +49,7 @@ def _group_problems(row: ClusterRow, groups: tuple[NodeGroupSpec, ...] | None) -
     spec["clusterSpec"]["dataPlane"]["nodeGroups"] = [g.to_document() for g in groups]
     return tuple(
         f"spec.nodeGroups{p.field.removeprefix(_DEPLOYED_GROUPS)}: {p.message}"
-        for p in check_deploy_spec(spec)
+        for p in check_deploy_spec(spec, catalog)
         if p.field.startswith(_DEPLOYED_GROUPS)
     )
 
@@ -75,7 +77,7 @@ class UpdateCluster(ClusterCommand):
                 f"cluster {row.name} is registered through an agent: its owners change it, not clusterflow",
                 {"clusterId": row.id},
             )
-        update = planned_update(row, self.document)
+        update = planned_update(row, self.document, await current_catalog(conn))
         if not update.passed:
             raise ApiError(
                 422,

@@ -16,6 +16,7 @@ from clusterflow.api.schemas.clusters import K8sClusterUpdate, UpdatePreview
 from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
 from clusterflow.planning import PlannedUpdate, plan_view, report_view
 from clusterflow.records import clusters
+from clusterflow.records.catalog import current_catalog
 from clusterflow.records.clusters import ClusterRow
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
@@ -54,7 +55,8 @@ async def update_cluster(clusterId: str, document: K8sClusterUpdate, ctx: Editor
         row = await clusters.get(ctx.pool, ctx.organization_id, clusterId)
         if row is None:
             raise not_found("cluster", clusterId)
-        preview = _preview(row, planned_update(row, document), with_report=config.generateReport)
+        update = planned_update(row, document, await current_catalog(ctx.pool))
+        preview = _preview(row, update, with_report=config.generateReport)
         return JSONResponse(
             {
                 "id": request_id_of(ctx.request),

@@ -1,8 +1,25 @@
-"""Catalog responses, in the reference's shapes (`vCPU`, `memoryMb`, `upgradePaths`...)."""
+"""Catalog responses, in the reference's shapes (`vCPU`, `memoryMb`, `upgradePaths`...).
+
+`data` keeps the reference's shapes; how fresh the answer is goes beside it in the envelope
+(`refreshedAt`, `source`), so a client written for the reference reads the same `data`.
+"""
 
 from __future__ import annotations
 
+from typing import Generic, Literal, TypeVar
+
 from pydantic import BaseModel, Field
+
+from clusterflow.api.schemas.common import Envelope
+
+T = TypeVar("T")
+
+CatalogSource = Literal["snapshot", "live"]
+_SOURCE = (
+    "Where the answer comes from: `live` (read from the cloud's API by the scheduled refresh) or "
+    "`snapshot` (shipped with this release: not refreshed yet, or the provider has no API to read)"
+)
+_REFRESHED = "When the provider's catalog was read (the oldest region's refresh for a live catalog), UTC ISO 8601"
 
 
 class MachineTypeInfos(BaseModel):
@@ -19,7 +36,7 @@ class MachineTypeView(BaseModel):
     osPlatform: str
     onDemandPricePerHour: str = Field(description="USD list price per hour, a guide only")
     spotPricePerHour: str
-    timeGenerated: str = Field(description="When the catalog data was last refreshed")
+    timeGenerated: str = Field(description="When the catalog data was last refreshed (the envelope's refreshedAt)")
     infos: MachineTypeInfos = Field(
         default_factory=lambda: MachineTypeInfos(), description="Other facts: zones offering the type"
     )
@@ -49,3 +66,18 @@ class KubernetesVersionsView(BaseModel):
     )
     upgradePaths: list[UpgradePathView]
     error: CatalogError | None = None
+
+
+class CatalogEnvelope(Envelope[T], Generic[T]):
+    refreshedAt: str = Field(description=_REFRESHED)
+    source: CatalogSource = Field(description=_SOURCE)
+
+
+class ProviderCatalogState(BaseModel):
+    provider: str
+    refreshedAt: str = Field(description=_REFRESHED)
+    source: CatalogSource = Field(description=_SOURCE)
+
+
+class ProvidersEnvelope(Envelope[list[str]]):
+    catalogs: list[ProviderCatalogState] = Field(description="How fresh each listed provider's catalog is")

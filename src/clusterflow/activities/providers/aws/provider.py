@@ -27,6 +27,7 @@ from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
 from clusterflow.contracts.phases import Phase
 from clusterflow.records import cloud_accounts, clusters
+from clusterflow.records.catalog import current_catalog
 
 
 class AwsProvider(Unprepared, UpdateSteps):
@@ -93,7 +94,7 @@ class AwsProvider(Unprepared, UpdateSteps):
         raise ProviderError(ErrorCode.INVALID_SPEC, f"unknown deploy phase {inp.phase}", retryable=False)
 
     async def _validate(self, inp: PhaseInput, reporter: PhaseReporter, account: Account) -> PhaseResult:
-        problems = check_deploy_spec(inp.spec)
+        problems = check_deploy_spec(inp.spec, await current_catalog(self.pool))
         if problems:
             raise ProviderError(
                 ErrorCode.INVALID_SPEC,

@@ -25,11 +25,11 @@ from clusterflow.activities.providers.aws.control_plane import ControlPlaneSteps
 from clusterflow.activities.providers.aws.node_groups import NodeGroupSteps
 from clusterflow.activities.providers.aws.steps import instance_types, minor
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
-from clusterflow.catalog import aws as catalog
 from clusterflow.contracts.changes import ChangeKind
 from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import PhaseInput
+from clusterflow.records.catalog import current_catalog
 
 
 def _refuse(message: str) -> ProviderError:
@@ -50,11 +50,10 @@ class UpdateSteps(ControlPlaneSteps, NodeGroupSteps, AddonSteps):
         current = str(cluster.get("version") or "")
         target = change.target_version
         if target and target != current:
-            if target not in catalog.KUBERNETES_VERSIONS:
-                raise _refuse(
-                    f"kubernetesVersion {target} is not offered on EKS (offered: "
-                    f"{', '.join(catalog.KUBERNETES_VERSIONS)})"
-                )
+            versions = (await current_catalog(self.pool)).versions("aws", "eks", inp.region)
+            offered = versions.supported_versions if versions else ()
+            if target not in offered:
+                raise _refuse(f"kubernetesVersion {target} is not offered on EKS (offered: {', '.join(offered)})")
             (cur_major, cur_minor), (new_major, new_minor) = minor(current), minor(target)
             if new_major != cur_major or not cur_minor < new_minor <= cur_minor + 1:
                 raise _refuse(

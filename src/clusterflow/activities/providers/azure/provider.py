@@ -42,6 +42,7 @@ from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import federated_accounts
+from clusterflow.records.catalog import current_catalog
 from clusterflow.records.db import DbPool
 from clusterflow.records.federated_accounts import FederatedAccountRow
 from clusterflow.settings import Settings
@@ -107,7 +108,7 @@ class AzureProvider(ManagedClusterProvider["FederatedAccountRow | None", AksSess
     async def _checked_session(
         self, inp: PhaseInput, reporter: PhaseReporter, bound: FederatedAccountRow | None
     ) -> AksSession:
-        check_spec(inp)
+        check_spec(inp, await current_catalog(self.pool))
         await reporter.event("spec", "spec matches the AKS catalog", fraction=0.5)
         return self._session(inp, reporter, bound)
 

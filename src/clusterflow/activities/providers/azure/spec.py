@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.catalog import azure as azure_catalog
+from clusterflow.catalog.model import Catalog
 from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.contracts.cluster import AksSettings, ClusterDefinition, NodeGroupSpec
 from clusterflow.contracts.operations import ErrorCode
@@ -47,8 +48,8 @@ def requested_version(cluster: ClusterDefinition) -> str:
     return aks_settings(cluster).kubernetes_version or azure_catalog.CATALOG.kubernetes["aks"].default_version
 
 
-def check_spec(inp: PhaseInput) -> None:
+def check_spec(inp: PhaseInput, catalog: Catalog) -> None:
     """Deploy VALIDATE's first step: the same pure check the API runs for a dry run and a deploy."""
-    problems = check_deploy_spec(inp.spec)
+    problems = check_deploy_spec(inp.spec, catalog)
     if problems:
         raise invalid("; ".join(f"{p.field}: {p.message}" for p in problems))

@@ -44,6 +44,7 @@ from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import federated_accounts
+from clusterflow.records.catalog import current_catalog
 from clusterflow.records.db import DbPool
 from clusterflow.settings import Settings
 
@@ -106,7 +107,7 @@ class GcpProvider(ManagedClusterProvider[GkeBinding, GkeSession, container_v1.Cl
     # --- the steps of the phases (managed_cluster.ManagedClusterProvider) ---------------------
 
     async def _checked_session(self, inp: PhaseInput, reporter: PhaseReporter, bound: GkeBinding) -> GkeSession:
-        validate_spec(inp.spec)
+        validate_spec(inp.spec, await current_catalog(self.pool))
         await reporter.event("spec", "spec matches the GKE catalog", fraction=0.5)
         return self._session(inp, reporter, bound)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from clusterflow.activities.providers.phases import ProviderError
 from clusterflow.catalog import gcp as gcp_catalog
+from clusterflow.catalog.model import Catalog
 from clusterflow.catalog.spec_checks import check_deploy_spec
 from clusterflow.contracts.cluster import ClusterDefinition, GkeSettings
 from clusterflow.contracts.operations import ErrorCode
@@ -40,10 +41,10 @@ def requested_version(cluster: ClusterDefinition) -> str:
     return versions.default_version
 
 
-def validate_spec(spec: dict[str, Any]) -> None:
+def validate_spec(spec: dict[str, Any], catalog: Catalog) -> None:
     """The deploy spec (as JSON) against the catalog, as the API checks it; raises a permanent
     INVALID_SPEC listing every problem by field."""
-    problems = check_deploy_spec(spec)
+    problems = check_deploy_spec(spec, catalog)
     if problems:
         raise ProviderError(
             ErrorCode.INVALID_SPEC,

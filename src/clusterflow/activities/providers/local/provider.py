@@ -34,6 +34,7 @@ from clusterflow.contracts.operations import ErrorCode
 from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
 from clusterflow.contracts.phases import Phase
 from clusterflow.records import local_cloud
+from clusterflow.records.catalog import current_catalog
 from clusterflow.records.db import DbPool
 
 
@@ -71,7 +72,7 @@ class LocalProvider(Unprepared):
         seconds = self._phase_seconds(inp)
         version = deploy_version(inp.cluster)
         if inp.phase == Phase.VALIDATE:
-            problems = check_deploy_spec(inp.spec)
+            problems = check_deploy_spec(inp.spec, await current_catalog(self.pool))
             if problems:
                 raise invalid(problems)
             await reporter.heartbeat_while(seconds / 2, "checking quotas")
