@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 from temporalio.client import Client
 
-from clusterflow import __version__
+from clusterflow import __version__, startup_checks
 from clusterflow.api.audit_log import AuditMiddleware, AuditWriter
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import ObservabilityMiddleware, RequestHygieneMiddleware, RequestIdMiddleware
@@ -59,6 +59,7 @@ from clusterflow.tracing import configure_tracing
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    startup_checks.enforce(settings, "api")  # exits, naming the setting, if unsafe beyond loopback
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from clusterflow import startup_checks
 from clusterflow.activities.agent import AgentActivities, run_agent_monitor
 from clusterflow.activities.catalog_refresh import CatalogRefreshActivities
 from clusterflow.activities.federated_connect import FederatedConnectActivities
@@ -203,6 +204,7 @@ async def run(settings: Settings) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    startup_checks.enforce(settings, "worker")  # exits, naming the setting, if unsafe beyond loopback
     # uvloop rather than asyncio's selector loop: the activities' database traffic and the SDK's
     # cross-thread wake-ups took about a quarter of the worker's CPU on the latter (`make bench`).
     uvloop.run(run(settings))
