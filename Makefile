@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser run test lint api-lint unit integration e2e bench chaos fuzz clean deploy-check
+.PHONY: install browser shellcheck run test lint api-lint unit integration e2e bench chaos fuzz clean deploy-check
 
 # Installs the pinned project (pyproject.toml) with its transitive pins (constraints.txt).
 $(STAMP): pyproject.toml constraints.txt
@@ -23,7 +23,8 @@ $(CHECKOV):
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
 
 # Renders deploy/kubernetes, validates every manifest offline (kubernetes-validate) and runs
-# checkov's Kubernetes and Dockerfile checks (about 15 s once checkov is installed).
+# checkov's Kubernetes and Dockerfile checks, and its CloudFormation checks on the AWS connect
+# templates of both levels (about 15 s once checkov is installed).
 deploy-check: $(STAMP) $(CHECKOV)
 	CHECKOV=$(CHECKOV) $(BIN)/pytest tests/deploy -q
 
@@ -33,6 +34,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+# `shellcheck -o all` reads every setup script we generate (tests/integration/test_setup_scripts.py);
+# Debian's package, installed the same way as the browser.
+shellcheck:
+	@command -v shellcheck >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq shellcheck; }
 
 run: $(STAMP)
 	$(BIN)/clusterflow dev
@@ -54,7 +61,7 @@ api-lint: $(STAMP)
 # Two workers (pytest-xdist), one per core, each with its own PostgreSQL and Temporal (session
 # fixtures); a file's tests stay on one worker, so module fixtures are built once. Most tests wait
 # on I/O, so two workers halve the wall time (3.7 min against 6.7 on 2 cores, 2026-11-24).
-test: lint api-lint browser $(CHECKOV)
+test: lint api-lint browser shellcheck $(CHECKOV)
 	CHECKOV=$(CHECKOV) $(BIN)/pytest -n 2 --dist loadfile
 
 fuzz: $(STAMP)

@@ -135,7 +135,8 @@ class EksAuditor:
         }
 
     def roles_of(self, cluster: str) -> set[str]:
-        return {r["RoleName"] for r in self.iam.list_roles()["Roles"] if r["RoleName"].startswith(f"cf-{cluster}-")}
+        names = {f"clusterflow-c-{cluster}", f"clusterflow-n-{cluster}"}
+        return {r["RoleName"] for r in self.iam.list_roles()["Roles"] if r["RoleName"] in names}
 
 
 # Fixtures for the test modules that run the AWS provider against moto (imported by name there).

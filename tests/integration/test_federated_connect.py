@@ -243,7 +243,7 @@ async def test_azure_connect_ends_connected_after_the_script_reports_back(
     assert_valid_bash(script)
 
     # The customer runs the script: an app with a federated credential, then the callback.
-    credential = json.loads(one(r"federated-credential create --id \"\$APP_ID\" --parameters '([^']+)'", script))
+    credential = json.loads(one(r"federated-credential create --id \"\$\{APP_ID\}\" --parameters '([^']+)'", script))
     assert credential["audiences"] == ["api://AzureADTokenExchange"]
     client_id = str(uuid.uuid4())
     arm.federated[client_id] = (credential["issuer"], credential["subject"])
@@ -320,7 +320,7 @@ async def connect_azure(
         "data"
     ]
     script = account["setupScript"]
-    credential = json.loads(one(r"federated-credential create --id \"\$APP_ID\" --parameters '([^']+)'", script))
+    credential = json.loads(one(r"federated-credential create --id \"\$\{APP_ID\}\" --parameters '([^']+)'", script))
     client_id = str(uuid.uuid4())
     arm.federated[client_id] = (credential["issuer"], credential["subject"])
     await api.post(

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -128,8 +129,10 @@ async def test_registered_agent_connects_reports_the_cluster_and_the_registratio
     # The install script is one line that applies exactly this manifest.
     script = accepted["installScript"]
     assert "\n" not in script
-    assert script.endswith(" | base64 -d | kubectl apply -f -")
-    assert base64.b64decode(script.split()[1]).decode() == accepted["manifest"]
+    assert script.startswith("bash -euo pipefail -c ") and script.endswith(" | kubectl apply -f -'")
+    encoded = re.search(r"printf %s (\S+) \| base64 -d", script)
+    assert encoded is not None
+    assert base64.b64decode(encoded.group(1)).decode() == accepted["manifest"]
 
     before = await registration(served, org, "edge-1")
     assert before["connectionStatus"] == "NEVER_CONNECTED"

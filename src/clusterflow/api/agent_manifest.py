@@ -11,6 +11,7 @@ the Deployment through `secretKeyRef`, never in the pod spec.
 from __future__ import annotations
 
 import base64
+import shlex
 from typing import Any
 
 import yaml
@@ -161,6 +162,14 @@ def manifest_yaml(documents: list[dict[str, Any]]) -> str:
 
 def install_script(manifest: str) -> str:
     """One line that applies the manifest: it travels inside the line (base64), so installing
-    needs no call back to the control plane and no second credential to fetch it."""
+    needs no call back to the control plane and no second credential to fetch it. It runs in its
+    own `bash -euo pipefail` (whatever the user's shell) and decodes the whole manifest before
+    `kubectl` sees any of it, so a truncated or mangled paste fails with a message and applies
+    nothing."""
     encoded = base64.b64encode(manifest.encode()).decode()
-    return f"echo {encoded} | base64 -d | kubectl apply -f -"
+    inner = (
+        f"manifest=$(printf %s {encoded} | base64 -d) || "
+        "{ echo 'clusterflow: the manifest did not decode; copy the whole install line again' >&2; exit 1; }; "
+        "printf '%s\\n' \"${manifest}\" | kubectl apply -f -"
+    )
+    return f"bash -euo pipefail -c {shlex.quote(inner)}"

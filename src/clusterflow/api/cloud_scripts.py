@@ -1,31 +1,61 @@
 """The setup scripts a customer runs to let this control plane into their GCP project or Azure
 subscription, by federation: no key or secret ever leaves their cloud.
 
-Scripts are plain templates (no cloud call, so the API may build them). Every command is
-idempotent (`|| true` on creates, bindings that may already exist), so running a script twice
-is harmless. The Azure script reports the app's client ID back through a callback URL with a
-per-account token; the stored script holds a placeholder, and the token is filled in only when
-the script is shown.
+Scripts are plain templates (no cloud call, so the API may build them), written for a customer
+who must be able to trust them: `set -euo pipefail`; every prerequisite (CLI installed, logged
+in, project or subscription and resource group exist, the caller may grant the roles) is
+checked before anything changes; the first failing command stops the script with a message
+saying what to fix (an `ERR` trap), so setup never reports success it did not achieve; and
+each resource is looked up before it is created, so running a script again is harmless. What
+they grant is `contracts/cloud_permissions.py`: roles on the project or resource group, and
+acting as the node service account on that one service account only.
+
+The Azure script reports the app's client ID back through a callback URL with a per-account
+token, only after every role assignment succeeded; the stored script holds a placeholder, and
+the token is filled in only when the script is shown.
 """
 
 from __future__ import annotations
 
 import shlex
 
-GCP_ROLES = {
-    "read": ("roles/container.viewer", "roles/compute.viewer"),
-    "manage": (
-        "roles/container.admin",
-        "roles/compute.networkAdmin",
-        "roles/iam.serviceAccountUser",
-        "roles/resourcemanager.projectIamAdmin",
-    ),
-}
-AZURE_ROLES = {
-    "read": ("Azure Kubernetes Service Cluster User Role", "Reader"),
-    "manage": ("Azure Kubernetes Service Contributor Role", "Network Contributor", "Managed Identity Operator"),
-}
+from clusterflow.contracts.cloud_permissions import GCP_NODE_SERVICE_ACCOUNT, PERMISSIONS, render
+
 CALLBACK_TOKEN_PLACEHOLDER = "__CLUSTERFLOW_CALLBACK_TOKEN__"  # noqa: S105 - a placeholder, not a secret
+
+# What the caller needs to create the federation and grant the level's roles (checked first).
+GCP_SETUP_PERMISSIONS = (
+    "iam.serviceAccounts.create",
+    "iam.serviceAccounts.setIamPolicy",
+    "iam.workloadIdentityPoolProviders.create",
+    "iam.workloadIdentityPools.create",
+    "resourcemanager.projects.setIamPolicy",
+    "serviceusage.services.enable",
+)
+
+_PREAMBLE = """set -euo pipefail
+fail() {
+  echo "clusterflow setup: $*" >&2
+  exit 1
+}
+stopped() {
+  echo "clusterflow setup: stopped at line $1: the command above failed, nothing after it ran." >&2
+  echo "clusterflow setup: fix what it reports and run this script again (it is safe to re-run)." >&2
+}
+trap 'stopped "${LINENO}"' ERR
+"""
+
+
+def project_roles(level: str) -> tuple[str, ...]:
+    return tuple(g.actions[0] for g in PERMISSIONS["gcp"][level] if g.resources == ("project",))
+
+
+def service_account_roles(level: str) -> tuple[str, ...]:
+    return tuple(g.actions[0] for g in PERMISSIONS["gcp"][level] if g.resources != ("project",))
+
+
+def azure_roles(level: str) -> tuple[str, ...]:
+    return tuple(g.actions[0] for g in PERMISSIONS["azure"][level])
 
 
 def short_id(account_id: str) -> str:
@@ -50,35 +80,80 @@ def gcp_identity(account_id: str, project_id: str, project_number: str) -> dict[
 
 def gcp_script(identity: dict[str, str], issuer: str, subject: str, level: str, cluster_name: str) -> str:
     q = shlex.quote
-    roles = " ".join(GCP_ROLES[level])
     member = (
         f"principal://iam.googleapis.com/projects/{identity['projectNumber']}/locations/global/"
         f"workloadIdentityPools/{identity['poolId']}/subject/{subject}"
     )
+    node_sa = render(GCP_NODE_SERVICE_ACCOUNT, project_number=identity["projectNumber"])
+    node_sa_line = f"NODE_SA={q(node_sa)}\n" if service_account_roles(level) else ""
+    project_bindings = "\n".join(
+        f'gcloud projects add-iam-policy-binding "${{PROJECT_ID}}" --member="serviceAccount:${{SA_EMAIL}}" '
+        f"--role={q(role)} --condition=None >/dev/null"
+        for role in project_roles(level)
+    )
+    sa_bindings = "\n".join(
+        f'gcloud iam service-accounts add-iam-policy-binding "${{NODE_SA}}" \\\n'
+        f'  --member="serviceAccount:${{SA_EMAIL}}" --role={q(role)} >/dev/null'
+        for role in service_account_roles(level)
+    )
+    newline = "\n"
+    permissions = ",".join(f'\\"{p}\\"' for p in GCP_SETUP_PERMISSIONS)
     return f"""#!/usr/bin/env bash
 # clusterflow cloud connect: GCP project {identity["projectId"]} for cluster {cluster_name} ({level} access).
 # Run in Cloud Shell. Creates a Workload Identity pool and OIDC provider trusting clusterflow's
 # issuer for one subject, and a service account clusterflow may impersonate. No key is created.
-set -euo pipefail
-PROJECT_ID={q(identity["projectId"])}
+# Checks everything it needs before changing anything; safe to run again.
+{_PREAMBLE}PROJECT_ID={q(identity["projectId"])}
+PROJECT_NUMBER={q(identity["projectNumber"])}
 POOL_ID={q(identity["poolId"])}
 PROVIDER_ID={q(identity["providerId"])}
 SA_EMAIL={q(identity["serviceAccountEmail"])}
-gcloud config set project "$PROJECT_ID"
-gcloud services enable container.googleapis.com iam.googleapis.com iamcredentials.googleapis.com sts.googleapis.com
-gcloud iam workload-identity-pools create "$POOL_ID" --location=global --display-name="clusterflow" || true
-gcloud iam workload-identity-pools providers create-oidc "$PROVIDER_ID" --location=global \\
-  --workload-identity-pool="$POOL_ID" --issuer-uri={q(issuer)} \\
-  --attribute-mapping="google.subject=assertion.sub" \\
-  --attribute-condition={q(f'assertion.sub == "{subject}"')} || true
-gcloud iam service-accounts create "${{SA_EMAIL%%@*}}" --display-name="clusterflow {cluster_name}" || true
-for role in {roles}; do
-  gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="serviceAccount:$SA_EMAIL" \\
-    --role="$role" --condition=None >/dev/null
+{node_sa_line}
+# 1. Prerequisites: nothing is changed until all of them hold.
+command -v gcloud >/dev/null 2>&1 ||
+  fail "gcloud is not installed: run this in Cloud Shell or install the Google Cloud CLI."
+command -v curl >/dev/null 2>&1 || fail "curl is not installed: run this in Cloud Shell."
+ACCOUNT=$(gcloud auth list --filter=status:ACTIVE --format="value(account)")
+[[ -n "${{ACCOUNT}}" ]] || fail "gcloud is not logged in: run 'gcloud auth login' and run this script again."
+FOUND_NUMBER=$(gcloud projects describe "${{PROJECT_ID}}" --format="value(projectNumber)") ||
+  fail "project ${{PROJECT_ID}} does not exist or ${{ACCOUNT}} cannot see it."
+[[ "${{FOUND_NUMBER}}" == "${{PROJECT_NUMBER}}" ]] ||
+  fail "project ${{PROJECT_ID}} has number ${{FOUND_NUMBER}}, not ${{PROJECT_NUMBER}}: connect again with its number."
+TOKEN=$(gcloud auth print-access-token)
+GRANTED=$(curl -fsS -X POST -H "Authorization: Bearer ${{TOKEN}}" -H "Content-Type: application/json" \\
+  "https://cloudresourcemanager.googleapis.com/v1/projects/${{PROJECT_ID}}:testIamPermissions" \\
+  -d "{{\\"permissions\\": [{permissions}]}}")
+for permission in {" ".join(GCP_SETUP_PERMISSIONS)}; do
+  [[ "${{GRANTED}}" == *"\\"${{permission}}\\""* ]] ||
+    fail "${{ACCOUNT}} lacks ${{permission}} on project ${{PROJECT_ID}}: ask a project owner to run this script."
 done
-gcloud iam service-accounts add-iam-policy-binding "$SA_EMAIL" --role=roles/iam.workloadIdentityUser \\
-  --member={q(member)} >/dev/null
-echo "clusterflow: project $PROJECT_ID is set up; the connection completes within a minute."
+
+# 2. Changes, each looked up first so a second run changes nothing.
+gcloud services enable compute.googleapis.com container.googleapis.com iam.googleapis.com \\
+  iamcredentials.googleapis.com sts.googleapis.com --project="${{PROJECT_ID}}"
+if ! gcloud iam workload-identity-pools describe "${{POOL_ID}}" --project="${{PROJECT_ID}}" --location=global \\
+  >/dev/null 2>&1; then
+  gcloud iam workload-identity-pools create "${{POOL_ID}}" --project="${{PROJECT_ID}}" --location=global \\
+    --display-name="clusterflow"
+fi
+PROVIDER_VERB=create-oidc
+if gcloud iam workload-identity-pools providers describe "${{PROVIDER_ID}}" --project="${{PROJECT_ID}}" \\
+  --location=global --workload-identity-pool="${{POOL_ID}}" >/dev/null 2>&1; then
+  PROVIDER_VERB=update-oidc
+fi
+gcloud iam workload-identity-pools providers "${{PROVIDER_VERB}}" "${{PROVIDER_ID}}" --project="${{PROJECT_ID}}" \\
+  --location=global --workload-identity-pool="${{POOL_ID}}" --issuer-uri={q(issuer)} \\
+  --attribute-mapping="google.subject=assertion.sub" \\
+  --attribute-condition={q(f'assertion.sub == "{subject}"')}
+if ! gcloud iam service-accounts describe "${{SA_EMAIL}}" --project="${{PROJECT_ID}}" >/dev/null 2>&1; then
+  gcloud iam service-accounts create "${{SA_EMAIL%%@*}}" --project="${{PROJECT_ID}}" \\
+    --display-name="clusterflow {cluster_name}"
+fi
+{project_bindings}
+{sa_bindings}{newline if sa_bindings else ""}\
+gcloud iam service-accounts add-iam-policy-binding "${{SA_EMAIL}}" --project="${{PROJECT_ID}}" \\
+  --role=roles/iam.workloadIdentityUser --member={q(member)} >/dev/null
+echo "clusterflow: project ${{PROJECT_ID}} is set up; the connection completes within a minute."
 """
 
 
@@ -100,26 +175,60 @@ def azure_script(
         '"audiences":["api://AzureADTokenExchange"]}'
     )
     roles = "\n".join(
-        f'az role assignment create --assignee "$APP_ID" --role {q(role)} --scope {q(scope)} >/dev/null || true'
-        for role in AZURE_ROLES[level]
+        f"""ASSIGNED=$(az role assignment list --assignee "${{APP_ID}}" --role {q(role)} --scope "${{SCOPE}}" \\
+  --query "[0].id" -o tsv)
+if [[ -z "${{ASSIGNED}}" ]]; then
+  az role assignment create --assignee-object-id "${{SP_ID}}" --assignee-principal-type ServicePrincipal \\
+    --role {q(role)} --scope "${{SCOPE}}" >/dev/null
+fi"""
+        for role in azure_roles(level)
     )
     payload = (
         f'{{\\"token\\": \\"{CALLBACK_TOKEN_PLACEHOLDER}\\", '
-        '\\"tenantId\\": \\"$TENANT_ID\\", \\"clientId\\": \\"$APP_ID\\"}'
+        '\\"tenantId\\": \\"${TENANT_ID}\\", \\"clientId\\": \\"${APP_ID}\\"}'
     )
-    report = f"curl -fsS -X POST {q(callback_url)} -H 'Content-Type: application/json' -d \"{payload}\""
+    report = f"curl -fsS -X POST {q(callback_url)} -H 'Content-Type: application/json' -d \"{payload}\" >/dev/null"
     return f"""#!/usr/bin/env bash
 # clusterflow cloud connect: Azure subscription {subscription_id}, resource group {resource_group},
 # for cluster {cluster_name} ({level} access). Run in Azure Cloud Shell. Registers an application
-# with a federated identity credential trusting clusterflow's issuer for one subject. No secret.
-set -euo pipefail
-az account set --subscription {q(subscription_id)}
-APP_ID=$(az ad app list --display-name {q(f"clusterflow-{short}")} --query "[0].appId" -o tsv)
-if [ -z "$APP_ID" ]; then
-  APP_ID=$(az ad app create --display-name {q(f"clusterflow-{short}")} --query appId -o tsv)
+# with a federated identity credential trusting clusterflow's issuer for one subject, with roles on
+# this resource group only. No secret. Checks everything it needs before changing anything; safe to
+# run again.
+{_PREAMBLE}SUBSCRIPTION_ID={q(subscription_id)}
+RESOURCE_GROUP={q(resource_group)}
+SCOPE={q(scope)}
+APP_NAME={q(f"clusterflow-{short}")}
+CREDENTIAL_NAME={q(f"clusterflow-{short}")}
+
+# 1. Prerequisites: nothing is changed until all of them hold.
+command -v az >/dev/null 2>&1 || fail "the Azure CLI (az) is not installed: run this in Azure Cloud Shell."
+command -v curl >/dev/null 2>&1 || fail "curl is not installed: run this in Azure Cloud Shell."
+az account show >/dev/null 2>&1 || fail "the Azure CLI is not logged in: run 'az login' and run this script again."
+az account set --subscription "${{SUBSCRIPTION_ID}}" >/dev/null 2>&1 ||
+  fail "subscription ${{SUBSCRIPTION_ID}} does not exist or the signed-in user cannot use it."
+az group show --name "${{RESOURCE_GROUP}}" >/dev/null 2>&1 ||
+  fail "resource group ${{RESOURCE_GROUP}} does not exist in subscription ${{SUBSCRIPTION_ID}}: create it first."
+PERMISSIONS=$(az rest --method get \\
+  --url "https://management.azure.com${{SCOPE}}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01" \\
+  --query "value[].actions[]" -o tsv)
+case "${{PERMISSIONS}}" in
+  *"Microsoft.Authorization/roleAssignments/write"* | *"Microsoft.Authorization/*"* | "*" | *$'\n'"*" | "*"$'\n'*) ;;
+  *) fail "the signed-in user may not assign roles on ${{SCOPE}}: ask an Owner or User Access Administrator." ;;
+esac
+
+# 2. Changes, each looked up first so a second run changes nothing.
+APP_ID=$(az ad app list --display-name "${{APP_NAME}}" --query "[0].appId" -o tsv)
+if [[ -z "${{APP_ID}}" ]]; then
+  APP_ID=$(az ad app create --display-name "${{APP_NAME}}" --query appId -o tsv)
 fi
-az ad sp show --id "$APP_ID" >/dev/null 2>&1 || az ad sp create --id "$APP_ID" >/dev/null
-az ad app federated-credential create --id "$APP_ID" --parameters {q(credential)} >/dev/null || true
+if ! az ad sp show --id "${{APP_ID}}" >/dev/null 2>&1; then
+  az ad sp create --id "${{APP_ID}}" >/dev/null
+fi
+SP_ID=$(az ad sp show --id "${{APP_ID}}" --query id -o tsv)
+EXISTING=$(az ad app federated-credential list --id "${{APP_ID}}" --query "[?name=='${{CREDENTIAL_NAME}}'].name" -o tsv)
+if [[ -z "${{EXISTING}}" ]]; then
+  az ad app federated-credential create --id "${{APP_ID}}" --parameters {q(credential)} >/dev/null
+fi
 {roles}
 TENANT_ID=$(az account show --query tenantId -o tsv)
 {report}

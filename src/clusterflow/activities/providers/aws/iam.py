@@ -1,7 +1,10 @@
 """The IAM roles an EKS cluster needs (cluster role, node role), created and deleted idempotently.
 
 A mixin of the provider (`steps.py`): the control plane and the node groups each ensure their
-role, and teardown deletes them once nothing uses them.
+role, and teardown deletes them once nothing uses them. The connected role may only create roles
+named `clusterflow-*` that carry the permissions boundary its template created, and attach only
+the EKS-managed policies (`contracts/cloud_permissions.py`), so the names and the boundary here
+are what that policy allows.
 """
 
 from __future__ import annotations
@@ -11,18 +14,22 @@ import json
 from clusterflow.activities.providers.aws.clients import Account
 from clusterflow.activities.providers.aws.steps import AwsSteps
 from clusterflow.activities.providers.phases import PhaseReporter
+from clusterflow.contracts.cloud_permissions import AWS_EKS_POLICIES, aws_boundary_arn
 from clusterflow.contracts.phase_activity import PhaseInput
 
-CLUSTER_ROLE_POLICIES = ("arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",)
-NODE_ROLE_POLICIES = (
-    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
-    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
-)
+CLUSTER_ROLE_POLICIES = AWS_EKS_POLICIES[:1]
+NODE_ROLE_POLICIES = AWS_EKS_POLICIES[1:]
 
 
 def role_names(cluster_name: str) -> tuple[str, str]:
-    return f"cf-{cluster_name}-cluster", f"cf-{cluster_name}-node"
+    """`clusterflow-c-<name>` and `clusterflow-n-<name>`: within IAM's 64 characters for any
+    cluster name (50 at most), and inside the connected role's `role/clusterflow-*`."""
+    return f"clusterflow-c-{cluster_name}", f"clusterflow-n-{cluster_name}"
+
+
+def boundary_of(account: Account) -> str:
+    """The permissions boundary the connect template created beside the connected role."""
+    return aws_boundary_arn(account.account_id, account.role_arn.rsplit("/", 1)[-1])
 
 
 def _trust(service: str) -> str:
@@ -52,6 +59,7 @@ class IamSteps(AwsSteps):
                 "create_role",
                 RoleName=name,
                 AssumeRolePolicyDocument=_trust(service),
+                PermissionsBoundary=boundary_of(account),
                 Description=f"clusterflow: {service} role of cluster {inp.cluster_name}",
                 Tags=[{"Key": k, "Value": v} for k, v in self._tags(inp).items()],
                 missing=("EntityAlreadyExists",),

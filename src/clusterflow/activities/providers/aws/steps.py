@@ -6,7 +6,7 @@ groups, add-ons, update checks), each in its own module; they all derive from `A
 shared helpers as methods, exactly as when the provider was one module.
 
 - Every phase is idempotent. Names are deterministic (the EKS cluster is the cluster's name,
-  roles are `cf-<name>-cluster|node`, network pieces carry the tag `clusterflow:cluster-id`),
+  roles are `clusterflow-c-<name>` and `clusterflow-n-<name>`, network pieces carry the tag `clusterflow:cluster-id`),
   and each create is preceded by a describe. A worker that dies mid-phase is replaced by a retry
   that finds what exists and waits for it.
 - Waiting (cluster ACTIVE, node groups, add-ons, updates, deletions) is a describe poll inside
