@@ -10,7 +10,10 @@ lifecycle (deploy, update, rollback, cancel, delete) is proven through the API i
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
+import urllib.parse
 
 import asyncpg
 import boto3
@@ -28,7 +31,7 @@ from clusterflow.worker.main import build_worker
 from clusterflow.worker.schedules import ensure_schedules, reverify_schedule_id
 from tests.aws_support import REGION, aws_document, aws_settings, aws_worker, connect, create_stack, gaps, settings
 from tests.conftest import Org, Services, test_settings
-from tests.fakes.aws import EksGaps, MotoAws, find_cluster, new_account_id
+from tests.fakes.aws import TEST_CREDENTIALS, EksGaps, MotoAws, find_cluster, new_account_id
 from tests.helpers import all_events, wait_for_operation
 
 # Re-exported helpers, and the fixtures this module uses by name.
@@ -48,7 +51,12 @@ async def test_connect_then_deploy_then_credentials_then_reverify(
 
     # -- connect --
     accepted = await connect(api, org, moto_aws, account_id)
-    template = json.loads(httpx.get(accepted["preSignedTargetCFTemplateURL"]).text)
+    url = accepted["preSignedTargetCFTemplateURL"]
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]  # SigV4, not the retiring SigV2
+    assert query["X-Amz-Credential"][0].endswith(f"/{REGION}/s3/aws4_request")
+    assert "Signature" not in query and "AWSAccessKeyId" not in query
+    template = json.loads(httpx.get(url).text)
     role = template["Resources"]["ClusterflowRole"]["Properties"]
     trust = role["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"]["AWS"] == "arn:aws:iam::123456789012:root"
@@ -321,3 +329,51 @@ async def test_a_long_wait_continues_as_new_and_still_connects(
     view = (await api.get(f"/v1/cloud-accounts/aws/{operation_id}", headers=org.headers())).json()["data"]
     assert view["status"] == "CONNECTED"
     assert view["level"] == "read"
+
+
+async def test_the_template_url_is_signed_with_sigv4_in_the_configured_region(
+    services: Services, moto_aws: MotoAws, org: Org, pool: asyncpg.Pool, temporal_client: Client, gaps: EksGaps
+) -> None:
+    settings = aws_settings(services, moto_aws, aws_region="eu-west-1")
+    app = create_app(settings)
+    async with (
+        build_worker(temporal_client, pool, settings, aws_sessions=gaps.session_factory()),
+        app.router.lifespan_context(app),
+    ):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+            body = {"clusterName": "prod", "destinationAccountId": new_account_id(), "level": "read"}
+            accepted = (await api.post("/v1/cloud-accounts/aws", json=body, headers=org.headers())).json()["data"]
+    url = accepted["preSignedTargetCFTemplateURL"]
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    assert query["X-Amz-Credential"][0].endswith("/eu-west-1/s3/aws4_request")
+    assert int(query["X-Amz-Expires"][0]) == settings.aws_connect_url_seconds
+    fetched = httpx.get(url)  # moto checks the signature as S3 would
+    assert fetched.status_code == 200, fetched.text
+    assert json.loads(fetched.text)["Resources"]["ClusterflowRole"]["Properties"]["Policies"][0]["PolicyName"] == (
+        "clusterflow-read"
+    )
+    # moto does not check presigned signatures: check it as S3 would, from the SigV4 spec.
+    assert sigv4_signature(url, TEST_CREDENTIALS["aws_secret_access_key"]) == query["X-Amz-Signature"][0]
+    tampered = url.replace("X-Amz-Expires=", "X-Amz-Expires=1")
+    assert sigv4_signature(tampered, TEST_CREDENTIALS["aws_secret_access_key"]) != query["X-Amz-Signature"][0]
+
+
+def sigv4_signature(url: str, secret: str) -> str:
+    """The signature S3 expects for a presigned GET (AWS Signature Version 4, query string)."""
+    parts = urllib.parse.urlsplit(url)
+    params = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "X-Amz-Signature"]
+    query = "&".join(
+        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}" for k, v in sorted(params)
+    )
+    canonical = f"GET\n{parts.path}\n{query}\nhost:{parts.netloc}\n\nhost\nUNSIGNED-PAYLOAD"
+    values = dict(params)
+    scope = values["X-Amz-Credential"].split("/", 1)[1]
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", values["X-Amz-Date"], scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = f"AWS4{secret}".encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()

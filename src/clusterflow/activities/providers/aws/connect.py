@@ -22,6 +22,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.config import Config
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -215,6 +216,7 @@ class AwsCloudConnect:
         self.bucket = bucket
         self.url_seconds = url_seconds
         self.credentials_max_seconds = credentials_max_seconds
+        self._s3_presigner: Any = None
 
     async def _account(self, cloud_account_id: str) -> CloudAccountRow:
         row = await cloud_accounts.get(self.pool, cloud_account_id)
@@ -223,6 +225,19 @@ class AwsCloudConnect:
                 f"cloud account {cloud_account_id} has no record", type="UNKNOWN_ACCOUNT", non_retryable=True
             )
         return row
+
+    def _presigner(self) -> Any:
+        """An S3 client that signs with SigV4 in the configured region (AWS is retiring SigV2,
+        and a SigV4 URL names its region, so it must be the bucket's)."""
+        if self._s3_presigner is None:
+            region = self.clients.platform_region
+            self._s3_presigner = self.clients.platform(region).client(
+                "s3",
+                endpoint_url=self.clients.endpoint_url,
+                region_name=region,
+                config=Config(signature_version="s3v4", region_name=region),
+            )
+        return self._s3_presigner
 
     async def _platform_account(self) -> str:
         identity = await aws_call(self.clients.platform_client("sts"), "get_caller_identity")
@@ -262,7 +277,7 @@ class AwsCloudConnect:
                 Body=json.dumps(template, indent=2).encode(),
                 ContentType="application/json",
             )
-            url = s3.generate_presigned_url(
+            url = self._presigner().generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_seconds
             )
         except ProviderError as err:
