@@ -77,10 +77,28 @@ class Settings(BaseSettings):
         ge=0,
         description="Workflows a worker keeps in memory; beyond that an event replays the workflow's history.",
     )
-    workflow_start_timeout_seconds: float = Field(
+    temporal_call_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
-        description="How long an enqueue waits for Temporal to accept a workflow start before answering 503.",
+        validation_alias=AliasChoices(
+            "CLUSTERFLOW_TEMPORAL_CALL_TIMEOUT_SECONDS",
+            "CLUSTERFLOW_WORKFLOW_START_TIMEOUT_SECONDS",  # its name before it bounded every call
+            "temporal_call_timeout_seconds",
+        ),
+        description="How long the API waits for any Temporal call (start, cancel, terminate, Update, describe, "
+        "signal, query) before answering 503 ORCHESTRATOR_UNAVAILABLE.",
+    )
+    db_acquire_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long an API request waits for a database connection (pool exhausted, PostgreSQL not "
+        "answering) before answering 503 DATABASE_UNAVAILABLE.",
+    )
+    max_workflow_input_bytes: int = Field(
+        default=1_572_864,
+        ge=1024,
+        description="Largest workflow input an enqueue hands to Temporal, as its data converter encodes it "
+        "(Temporal refuses blobs over 2 MiB): larger answers 413 PAYLOAD_TOO_LARGE before anything is written.",
     )
     force_cancel_grace_seconds: float = Field(
         default=30.0, ge=0, description="How long a force cancel lets the graceful cancel run before terminating."

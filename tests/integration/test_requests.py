@@ -6,6 +6,7 @@ Every refusal must leave nothing behind: no operation row and no workflow.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import asyncpg
@@ -308,3 +309,35 @@ async def test_update_settings_a_cloud_would_refuse_are_a_422_naming_the_field(
     assert response.status_code == 422, response.text
     assert field in [d["field"] for d in response.json()["error"]["details"]], response.json()
     assert await _operation_count(pool, org) == 0
+
+
+async def test_a_workflow_input_over_the_payload_limit_is_a_413_and_leaves_nothing(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, temporal_client: Client, settings: Settings
+) -> None:
+    """About 840 KB of emoji labels, under the body limit, grow past Temporal's 2 MB blob limit
+    once the data converter escapes them: refused at once, never a 503 a client would retry."""
+    doc = deploy_document("emoji")
+    labels = {f"k{i}": "\U0001f680" * 63 for i in range(64)}
+    doc["spec"]["clusterSpec"]["dataPlane"]["nodeGroups"] = [
+        {"name": f"g{i}", "machineTypes": ["medium"], "minNode": 1, "maxNode": 3, "labels": labels} for i in range(50)
+    ]
+    body = json.dumps(doc, ensure_ascii=False).encode()
+    assert 800_000 < len(body) < settings.max_body_bytes
+    headers = org.headers() | {"Content-Type": "application/json", "Idempotency-Key": "emoji"}
+    for _ in range(2):  # the same answer every time: nothing to retry
+        response = await api.post("/v1/clusters", content=body, headers=headers)
+        assert response.status_code == 413, response.text
+        error = response.json()["error"]
+        assert error["code"] == "PAYLOAD_TOO_LARGE"
+        assert error["details"]["limitBytes"] == settings.max_workflow_input_bytes
+        assert error["details"]["encodedBytes"] > settings.max_workflow_input_bytes
+        assert str(settings.max_workflow_input_bytes) in response.json()["message"]
+    assert await _operation_count(pool, org) == 0
+    assert await pool.fetchval("SELECT count(*) FROM clusters WHERE organization_id = $1", org.id) == 0
+    assert await pool.fetchval("SELECT count(*) FROM idempotency_keys WHERE organization_id = $1", org.id) == 0
+    assert await _workflow_count(temporal_client, settings) == 0
+    # The same key with a body that fits is a new request, not a replay of the refusal.
+    small = await api.post(
+        "/v1/clusters", json=deploy_document("emoji"), headers=org.headers() | {"Idempotency-Key": "emoji"}
+    )
+    assert small.status_code == 202, small.text

@@ -10,7 +10,6 @@ import asyncio
 from dataclasses import asdict
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from clusterflow.contracts.operations import (
     TERMINAL_STATUSES,
@@ -27,6 +26,9 @@ from clusterflow.contracts.operations import (
 from clusterflow.records import clusters, operations
 from clusterflow.records.db import DbPool
 
+NO_RECORD = "NO_RECORD"
+"""`begin`'s status for an operation whose record is gone: its enqueue was refused and undone."""
+
 
 class RecordActivities:
     def __init__(self, pool: DbPool) -> None:
@@ -37,9 +39,10 @@ class RecordActivities:
         async with self.pool.acquire() as conn:
             status = await operations.begin(conn, inp.operation_id, inp.awaiting_approval)
         if status is None:
-            raise ApplicationError(
-                f"operation {inp.operation_id} has no record", type="UNKNOWN_OPERATION", non_retryable=True
-            )
+            # The API refused the enqueue and deleted the operation (its start call timed out, yet
+            # reached Temporal): the workflow ends at once, having touched nothing.
+            activity.logger.info("operation %s has no record: it was withdrawn before it started", inp.operation_id)
+            return BeginResult(proceed=False, status=NO_RECORD)
         return BeginResult(proceed=status == OperationStatus.RUNNING, status=status)
 
     @activity.defn(name="records.record_decision")

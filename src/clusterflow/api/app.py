@@ -19,9 +19,11 @@ from temporalio.client import Client
 
 from clusterflow import __version__, startup_checks
 from clusterflow.api.audit_log import AuditMiddleware, AuditWriter
+from clusterflow.api.dependency_faults import Dependency, Outages
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import ObservabilityMiddleware, RequestHygieneMiddleware, RequestIdMiddleware
 from clusterflow.api.openapi_extras import document_common_answers
+from clusterflow.api.orchestrator import BoundedCalls
 from clusterflow.api.read_caches import ReadCaches, WriteFenceMiddleware
 from clusterflow.api.routers import (
     agent,
@@ -51,7 +53,7 @@ from clusterflow.api.stream_docs import ASYNCAPI_PATH, asyncapi_document, docume
 from clusterflow.api.streams import StreamHub
 from clusterflow.console import console_app
 from clusterflow.records.change_listener import API_KEY_CHANNEL, APPROVAL_POLICY_CHANNEL, EventListener
-from clusterflow.records.db import create_pool
+from clusterflow.records.db import create_pool, ping
 from clusterflow.settings import Settings, get_settings
 from clusterflow.temporal_connect import connect_options
 from clusterflow.tracing import configure_tracing
@@ -65,11 +67,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         configure_tracing(settings, "api")
-        app.state.pool = await create_pool(settings.require_database_url(), settings.db_pool_min, settings.db_pool_max)
+        app.state.pool = pool = await create_pool(
+            settings.require_database_url(),
+            settings.db_pool_min,
+            settings.db_pool_max,
+            acquire_timeout=settings.db_acquire_timeout_seconds,
+        )
         # Lazy: the API starts (and serves reads) while Temporal is unreachable; /readyz says so,
         # and enqueues answer 503 until it is back.
-        app.state.temporal = await Client.connect(
-            settings.require_temporal_address(), lazy=True, **connect_options(settings)
+        options = connect_options(settings)
+        options["interceptors"] = [*options["interceptors"], BoundedCalls(settings.temporal_call_timeout_seconds)]
+        app.state.temporal = temporal = await Client.connect(settings.require_temporal_address(), lazy=True, **options)
+        app.state.outages = outages = Outages(
+            {Dependency.DATABASE: lambda: ping(pool), Dependency.TEMPORAL: temporal.service_client.check_health}
         )
         app.state.guards = ApiGuards(settings)
         await app.state.guards.start(app.state.pool)
@@ -104,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             hub.close()
             await listener.stop()
+            await outages.close()
             await app.state.guards.stop()
             await app.state.audit.stop()
             await app.state.pool.close()

@@ -9,29 +9,35 @@ per kind, whose `prepare` locks, reads, refuses and returns the `OperationPlan`)
 2. One transaction, holding a lock on the idempotency key, inserts whatever the route
    prepares (a cluster row), the PENDING operation (the partial unique index refuses a second
    active operation on the cluster: 409), and the idempotency key with the response it will
-   replay.
-3. The workflow starts with ID = operation ID, within `workflow_start_timeout_seconds` (the SDK
-   would otherwise retry an unreachable server for ~18 s while the client waits). If that start
-   fails or times out we cannot know whether it happened, so we try to abandon the operation:
-   that succeeds only while it is still PENDING and unstarted, in which case the client gets
-   503 + Retry-After and nothing remains enqueued; otherwise the workflow did start and the
-   client gets its 202. If this process dies before either, the worker's reconciler starts the
-   workflow from the committed row.
+   replay. Before the operation row, the workflow input is encoded as Temporal's data converter
+   will encode it and measured against `max_workflow_input_bytes`: an input Temporal would
+   refuse on every try is a 413 `PAYLOAD_TOO_LARGE` (the transaction rolls back: nothing
+   written, no key kept), never a 503 a client would retry forever.
+3. The workflow starts with ID = operation ID, bounded by `temporal_call_timeout_seconds` (the
+   client's interceptor in `api/orchestrator.py`). If that start fails or times out we cannot
+   know whether it happened, so we try to withdraw the operation: that succeeds only while it
+   is still PENDING and its workflow never began, and then the operation row, what the command
+   wrote with it (`abandon`) and the idempotency key are deleted in one transaction; the
+   client gets 503 + Retry-After when Temporal was unavailable, or a 500 naming Temporal's
+   refusal otherwise. A workflow that did start after all finds no record and ends without
+   doing anything (`records.begin_operation`). If the workflow began first, the client gets
+   its 202. If this process dies before either, the worker's reconciler starts the workflow
+   from the committed row.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from clusterflow.api.approvals import IssuedApproval
+from clusterflow.api.dependency_faults import DependencyUnavailable
 from clusterflow.api.deps import OperationContext
 from clusterflow.api.errors import ApiError, request_id_of
 from clusterflow.api.schemas.common import OperationAccepted
@@ -47,8 +53,6 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,8 @@ class OperationCommand(ABC):
         exist with the operation, and return its plan."""
 
     async def abandon(self, conn: Conn) -> None:  # noqa: B027 - most kinds write nothing else
-        """Undo what `prepare` wrote besides the operation row (which is already FAILED)."""
+        """Delete what `prepare` wrote besides the operation row (already deleted, in the same
+        transaction), if the workflow provably never started."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,7 @@ async def enqueue(command: OperationCommand, fingerprint: bytes) -> Accepted:
                     return _replay(stored)
             plan = await command.prepare(conn)
             workflow_input = asdict(plan.workflow_input)
+            await _check_payload_size(ctx, workflow_input)
             await operations.insert(
                 conn,
                 operation_id=operation_id,
@@ -199,34 +205,23 @@ async def enqueue(command: OperationCommand, fingerprint: bytes) -> Accepted:
         raise _conflict(err) from err
 
     try:
-        # The RPC deadline ends the SDK's retries; the task deadline also covers connecting, and
-        # we do not wait for a hung call to acknowledge its cancellation.
-        limit = ctx.settings.workflow_start_timeout_seconds
-        start = asyncio.ensure_future(
-            start_operation_workflow(
-                ctx.temporal,
-                ctx.settings.task_queue,
-                operation_id,
-                plan.workflow_type,
-                workflow_input,
-                rpc_timeout=timedelta(seconds=limit),
-            )
+        # Bounded by the client's interceptor (`api/orchestrator.py`).
+        await start_operation_workflow(
+            ctx.temporal, ctx.settings.task_queue, operation_id, plan.workflow_type, workflow_input
         )
-        done, _ = await asyncio.wait({start}, timeout=limit)
-        if not done:
-            start.add_done_callback(lambda task: task.cancelled() or task.exception())
-            start.cancel()
-            raise TimeoutError(f"the workflow start did not answer within {limit:g}s")
-        start.result()
-    except Exception:
-        log.exception("could not start workflow of operation %s", operation_id)
+    except WorkflowAlreadyStartedError:
+        pass  # an earlier try of this very start reached Temporal: it started
+    except Exception as err:
         if await _abandon(command):
+            if isinstance(err, DependencyUnavailable):
+                raise
+            log.error("Temporal refused the workflow start of operation %s: %s", operation_id, err)
             raise ApiError(
-                503,
-                ErrorCode.ORCHESTRATOR_UNAVAILABLE,
-                "the workflow engine is unavailable; nothing was enqueued, retry later",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ) from None
+                500,
+                "WORKFLOW_START_REFUSED",
+                f"the workflow engine refused to start the operation ({type(err).__name__}: {err}); nothing was "
+                "enqueued; quote the request id to support",
+            ) from err
     return Accepted(
         operation_id=operation_id,
         cluster_id=plan.cluster_id,
@@ -259,21 +254,28 @@ def _key_reused(key: str) -> ApiError:
     )
 
 
+async def _check_payload_size(ctx: OperationContext, workflow_input: dict[str, Any]) -> None:
+    """413 for a workflow input larger, as Temporal's data converter encodes it (JSON with
+    non-ASCII escaped: an emoji grows from 4 bytes to 12), than Temporal would take."""
+    limit = ctx.settings.max_workflow_input_bytes
+    payloads = await ctx.temporal.data_converter.encode([workflow_input])
+    size = sum(p.ByteSize() for p in payloads)
+    if size > limit:
+        raise ApiError(
+            413,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"the operation's workflow input would be {size} bytes once encoded, over the limit of {limit} bytes; "
+            "send fewer or shorter values (non-ASCII characters count up to 12 bytes each)",
+            {"limitBytes": limit, "encodedBytes": size},
+        )
+
+
 async def _abandon(command: OperationCommand) -> bool:
-    """Fail the operation if its workflow provably never ran; true if it was abandoned."""
+    """Withdraw the operation if its workflow provably never began: delete it, what its command
+    wrote and its idempotency key, in one transaction; true if it was withdrawn."""
     ctx = command.ctx
     async with ctx.pool.acquire() as conn, conn.transaction():
-        abandoned = await operations.abandon_unstarted(
-            conn,
-            command.operation_id,
-            {
-                "code": ErrorCode.ORCHESTRATOR_UNAVAILABLE,
-                "message": "the workflow could not be started",
-                "retryable": True,
-            },
-            "not started: the workflow engine was unavailable",
-        )
-        if not abandoned:
+        if not await operations.withdraw_unstarted(conn, command.operation_id):
             return False
         await command.abandon(conn)
         if ctx.idempotency_key:

@@ -2,7 +2,11 @@
 
 FastAPI's own 422 body is replaced so a client always sees `{id, status: "error", message,
 error: {code, details}}`; malformed JSON is a 400 (the request could not be read at all), a
-well-formed document that breaks a rule is a 422 naming each field.
+well-formed document that breaks a rule is a 422 naming each field. A dependency that is down
+(PostgreSQL, Temporal) is a 503 with `Retry-After`, whatever route met it
+(`api/dependency_faults.py`); anything else unexpected is a 500 logged once with its traceback.
+Handlers are registered per exception class, not for `Exception`: Starlette answers a handler
+of `Exception` and then raises the error again, so the server would log a second traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +21,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import RPCTimeoutOrCancelledError
+from temporalio.service import RPCError
+
+from clusterflow.api.dependency_faults import (
+    CODES,
+    MESSAGES,
+    RETRY_AFTER_SECONDS,
+    DependencyUnavailable,
+    Outages,
+    classify,
+)
+from clusterflow.records.errors import DATABASE_UNREACHABLE, DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +122,37 @@ def install_error_handlers(app: FastAPI) -> None:
         api_err = ApiError(err.status_code, codes.get(err.status_code, "HTTP_ERROR"), str(err.detail), headers=headers)
         return error_response(request, api_err)
 
-    @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        dependency = classify(err)
+        if dependency is not None:
+            outages: Outages | None = getattr(request.app.state, "outages", None)
+            if outages is not None:
+                outages.refused(dependency, err)
+            return error_response(
+                request,
+                ApiError(
+                    503,
+                    CODES[dependency],
+                    MESSAGES[dependency],
+                    {"dependency": dependency.value},
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                ),
+            )
         log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id_of(request))
         return error_response(request, ApiError(500, "INTERNAL", "internal error; quote the request id to support"))
+
+    # Classes that may say a dependency is down (`classify` decides), then everything else.
+    for cls in (
+        DependencyUnavailable,
+        OSError,  # also TimeoutError: a bounded wait for a pooled connection or a statement
+        RuntimeError,  # the Temporal client's "Failed client connect"
+        RPCError,
+        RPCTimeoutOrCancelledError,
+        DatabaseError,
+        *DATABASE_UNREACHABLE,
+        Exception,
+    ):
+        app.add_exception_handler(cls, _unexpected)
 
 
 def allowed_methods(app: FastAPI, path: str) -> set[str]:

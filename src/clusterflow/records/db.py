@@ -1,4 +1,9 @@
-"""Connection pools with JSON codecs, so jsonb columns read and write as Python values."""
+"""Connection pools with JSON codecs, so jsonb columns read and write as Python values.
+
+A pool may bound how long a borrower waits for a connection (`acquire_timeout`): the API's pool
+does, so a pool that is exhausted or a database that does not answer becomes a `TimeoutError`
+the API answers as 503 instead of a request that waits forever; workers' pools wait.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ Record: TypeAlias = asyncpg.Record
 if TYPE_CHECKING:
     DbPool: TypeAlias = asyncpg.Pool[Any]
     _Connection: TypeAlias = asyncpg.Connection[Any]
+    _Pool: TypeAlias = asyncpg.Pool[Any]
 else:  # FastAPI evaluates dependency annotations at run time, where Pool is not generic
     DbPool = asyncpg.Pool
     _Connection = asyncpg.Connection
+    _Pool = asyncpg.Pool
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
@@ -43,16 +50,33 @@ class _PooledConnection(_Connection):
         return ""
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool[Any]:
-    pool = await asyncpg.create_pool(
+class _BoundedPool(_Pool):
+    """A pool whose `acquire` (also under `fetch`, `execute`, ...) waits at most `acquire_timeout`
+    seconds unless the caller gives its own timeout; None waits as long as it takes."""
+
+    acquire_timeout: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(
+    dsn: str, min_size: int = 2, max_size: int = 20, *, acquire_timeout: float | None = None
+) -> asyncpg.Pool[Any]:
+    pool = _BoundedPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
         init=_init_connection,
+        loop=None,
         command_timeout=30,
         connection_class=_PooledConnection,
+        record_class=asyncpg.Record,
     )
-    assert pool is not None
+    pool.acquire_timeout = acquire_timeout
+    await pool
     return pool
 
 

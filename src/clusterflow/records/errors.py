@@ -17,6 +17,18 @@ DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
     asyncpg.OperatorInterventionError,
 )
 """Errors that say the database cannot be reached now, as opposed to refusing what was sent."""
+_BUSY_OR_STARTING: tuple[type[Exception], ...] = (asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+def database_unavailable(err: BaseException) -> bool:
+    """Whether `err` says PostgreSQL cannot serve anyone right now (down, restarting, out of
+    connections, the connection lost mid-query, a pool exhausted past its acquire timeout, a
+    statement past its timeout), as opposed to refusing what was sent. Connecting raises the
+    socket's own `OSError`s, and a bounded wait `TimeoutError` (itself an `OSError`); callers
+    that also talk to other services over sockets classify those first."""
+    if isinstance(err, (*DATABASE_UNREACHABLE, *_BUSY_OR_STARTING)):
+        return True
+    return isinstance(err, (ConnectionError, TimeoutError)) or type(err) is OSError
 
 
 class RecordError(Exception):

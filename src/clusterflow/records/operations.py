@@ -605,15 +605,18 @@ async def awaiting_approval_on_cluster(db: Executor, cluster_id: str) -> str | N
     return str(value) if value is not None else None
 
 
-async def abandon_unstarted(conn: Conn, operation_id: str, error: dict[str, Any], message: str) -> bool:
-    """Fail the operation if it is PENDING and its workflow was never started; true if it was."""
-    abandoned = await conn.fetchval(
-        """UPDATE operations SET status = 'FAILED', completed_at = now(), last_update = now(),
-                  error = $2, message = $3
+async def withdraw_unstarted(conn: Conn, operation_id: str) -> bool:
+    """Delete the operation if it is PENDING and its workflow never began; true if it was.
+
+    For an enqueue the API refused after committing (the workflow start failed): the client was
+    told nothing was enqueued, so nothing stays, not even a FAILED record in the cluster's
+    history. A workflow that did start after all finds no record at `begin` and ends at once;
+    one that began first has marked the row started, and then it stays."""
+    withdrawn = await conn.fetchval(
+        """DELETE FROM operations
             WHERE id = $1 AND status = 'PENDING' AND workflow_started_at IS NULL
+              AND NOT EXISTS (SELECT 1 FROM operation_events WHERE operation_id = $1)
             RETURNING true""",
         operation_id,
-        error,
-        message,
     )
-    return bool(abandoned)
+    return bool(withdrawn)

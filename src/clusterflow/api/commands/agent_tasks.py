@@ -9,7 +9,7 @@ from clusterflow.api.commands.common import execution_policy
 from clusterflow.api.enqueue import OperationCommand, OperationPlan
 from clusterflow.contracts.agent import AgentTaskInput
 from clusterflow.contracts.operations import OperationType
-from clusterflow.records import secrets_store
+from clusterflow.records import secrets_store, withdrawals
 from clusterflow.records.clusters import ClusterRow
 from clusterflow.records.db import Conn
 from clusterflow.workflows.registry import WORKFLOW_TYPES
@@ -67,4 +67,4 @@ class GenerateKubeconfig(AgentTask):
         return self.plan({"durationSeconds": self.duration_seconds})
 
     async def abandon(self, conn: Conn) -> None:
-        await secrets_store.fail_kubeconfig(conn, self.operation_id, "not started: the workflow engine was unavailable")
+        await withdrawals.delete_kubeconfig_request(conn, self.operation_id)

@@ -16,7 +16,7 @@ from clusterflow.api.errors import ApiError
 from clusterflow.api.schemas.cloud_accounts import AwsCloudAccount, AwsCloudAccountRequest
 from clusterflow.contracts.cloud_accounts import CloudConnectInput
 from clusterflow.contracts.operations import OperationType
-from clusterflow.records import cloud_accounts, federated_accounts
+from clusterflow.records import cloud_accounts, federated_accounts, withdrawals
 from clusterflow.records.db import Conn
 from clusterflow.workflows.federated_connect import WORKFLOW_TYPE, AccountStatus, FederatedConnectInput
 from clusterflow.workflows.registry import WORKFLOW_TYPES
@@ -62,6 +62,9 @@ class ConnectAws(OperationCommand):
             operation_id=self.operation_id,
         )
         return self._plan()
+
+    async def abandon(self, conn: Conn) -> None:
+        await withdrawals.release_cloud_account(conn, self.operation_id)
 
     def _plan(self) -> OperationPlan:
         settings, body = self.ctx.settings, self.request
@@ -137,3 +140,6 @@ class ConnectFederated(OperationCommand):
             accepted_message=f"{self.provider} cloud connect accepted",
             metadata={"provider": self.provider},
         )
+
+    async def abandon(self, conn: Conn) -> None:
+        await withdrawals.delete_federated_account(conn, self.operation_id)

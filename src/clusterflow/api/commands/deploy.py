@@ -22,7 +22,7 @@ from clusterflow.catalog.spec_checks import SpecProblem, check_deploy_spec
 from clusterflow.contracts.cluster import ClusterDefinition
 from clusterflow.contracts.operations import ClusterState, DeployInput, OperationType
 from clusterflow.ids import cluster_id as new_cluster_id
-from clusterflow.records import cloud_accounts, clusters, federated_accounts
+from clusterflow.records import cloud_accounts, clusters, federated_accounts, withdrawals
 from clusterflow.records.catalog import current_catalog
 from clusterflow.records.db import Conn, Executor
 from clusterflow.settings import Settings
@@ -222,4 +222,4 @@ class DeployCluster(OperationCommand):
         )
 
     async def abandon(self, conn: Conn) -> None:
-        await clusters.set_state(conn, self.cluster_id, ClusterState.DELETED)
+        await withdrawals.delete_new_cluster(conn, self.cluster_id)

@@ -21,7 +21,7 @@ from clusterflow.api.views import timestamp
 from clusterflow.contracts.agent import RegisterInput
 from clusterflow.contracts.operations import ClusterState, OperationType
 from clusterflow.ids import cluster_id as new_cluster_id
-from clusterflow.records import clusters, idempotency, registrations
+from clusterflow.records import clusters, idempotency, registrations, withdrawals
 from clusterflow.records.db import Conn
 from clusterflow.records.errors import IdempotencyKeyReused
 from clusterflow.settings import Settings
@@ -169,7 +169,10 @@ class RegisterCluster(OperationCommand):
         )
 
     async def abandon(self, conn: Conn) -> None:
-        await clusters.set_state(conn, self.cluster_id, ClusterState.FAILED if self.reissue else ClusterState.DELETED)
+        if self.reissue:  # registered before, and failed or revoked: it stays, as it was
+            await clusters.set_state(conn, self.cluster_id, ClusterState.FAILED)
+        else:
+            await withdrawals.delete_new_cluster(conn, self.cluster_id)
 
     def registration(self, accepted: Accepted) -> Registration:
         """The 202's data: the manifest with its token, or, on a replay, why it is not repeated."""
