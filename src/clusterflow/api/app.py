@@ -46,7 +46,7 @@ from clusterflow.api.routers import (
     registration,
     vault,
 )
-from clusterflow.api.schemas.clusters import ClusterSpec, K8sCluster
+from clusterflow.api.schemas.clusters import ClusterMergePatch, ClusterSpec, K8sCluster, K8sClusterUpdate
 from clusterflow.api.schemas.notifications import IntegrationInput, UnsubscribeRequest
 from clusterflow.api.security import ApiGuards
 from clusterflow.api.stream_docs import ASYNCAPI_PATH, asyncapi_document, document_streams
@@ -176,6 +176,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         [
             (K8sCluster, "validation"),
             (ClusterSpec, "validation"),
+            (K8sClusterUpdate, "validation"),
+            (ClusterMergePatch, "validation"),
             (IntegrationInput, "validation"),
             (UnsubscribeRequest, "validation"),
         ],

@@ -108,6 +108,7 @@ def cluster_view(row: ClusterRow) -> ClusterView:
         controlPlaneNode=row.control_plane,
         workerNodes=row.worker_nodes or [],
         tags=dict(row.tags or {}),
+        labels=dict(row.labels),
         activeOperationId=row.active_operation_id,
         upgradeStatus=_status_detail(row.upgrade_status),
         rollbackStatus=_status_detail(row.rollback_status),

@@ -174,7 +174,11 @@ class LocalSettings:
 
 @dataclass(frozen=True)
 class ClusterDefinition:
-    """The deploy document's spec, validated and typed: what every provider phase builds from."""
+    """The deploy document's spec, validated and typed: what every provider phase builds from.
+
+    The cluster's labels (`metadata.labels`, `contracts/labels.py`) are not here: no provider
+    builds from them, they change without an operation, and whoever selects by them reads the
+    cluster row. What the cloud's resources carry is `tags`."""
 
     name: str
     provider: str

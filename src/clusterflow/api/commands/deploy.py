@@ -165,6 +165,8 @@ class DeployCluster(OperationCommand):
                 [{"field": "spec.provider", "message": "provider not enabled", "type": "provider_not_enabled"}],
             )
         document = {"apiVersion": parsed.apiVersion, "kind": parsed.kind, "spec": body.get("spec", body)}
+        if parsed.metadata is not None:
+            document["metadata"] = {"labels": dict(parsed.metadata.labels)}
         spec = parsed.spec.model_dump(mode="json", exclude_none=True)
         return cls(ctx=ctx, document=document, parsed=parsed, spec=spec, definition=ClusterDefinition.from_spec(spec))
 
@@ -198,6 +200,7 @@ class DeployCluster(OperationCommand):
             control_plane=(topology.get("controlPlane") or {}).get("nodeGroup"),
             worker_nodes=topology["dataPlane"]["nodeGroups"],
             tags=dict(definition.tags),
+            labels=dict(self.parsed.metadata.labels) if self.parsed.metadata else {},
         )
         return OperationPlan(
             operation_type=OperationType.CLUSTER_DEPLOY,

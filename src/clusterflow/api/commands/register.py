@@ -144,6 +144,8 @@ class RegisterCluster(OperationCommand):
                 "kubernetesVersion": req.kubernetesVersion,
             },
         }
+        if req.labels:
+            document["metadata"] = {"labels": dict(req.labels)}
         await clusters.insert(
             conn,
             cluster_id=self.cluster_id,
@@ -157,6 +159,7 @@ class RegisterCluster(OperationCommand):
             spec=document,
             control_plane=None,
             worker_nodes=[],
+            labels=dict(req.labels),
         )
         await registrations.insert(
             conn,

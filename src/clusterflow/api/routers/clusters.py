@@ -2,6 +2,10 @@
 
 A deploy (real or dry run) is the `DeployCluster` command (`api/commands/deploy.py`), whose
 checks the dry run shares, so it answers exactly what the real call would.
+
+The list keeps the reference's shape (`data` is the array of clusters); its keyset page is
+opt-in (`limit`), the next page's token travels in the `X-Next-Page-Token` header, and a
+`labelSelector` is parsed here (`contracts/labels.py`) and filtered in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from clusterflow.api.body import read_json_object
 from clusterflow.api.commands.deploy import DeployCluster
 from clusterflow.api.deps import EditorOperation, Pool, Viewer
 from clusterflow.api.enqueue import accepted_response, enqueue
-from clusterflow.api.errors import not_found, request_id_of
+from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.listing import operation_page
 from clusterflow.api.schemas.clusters import (
     ClusterSpecDocument,
@@ -32,6 +36,7 @@ from clusterflow.api.schemas.common import (
 )
 from clusterflow.api.schemas.operations import Operation, OperationPage
 from clusterflow.api.views import cluster_view, operation_view
+from clusterflow.contracts.labels import MAX_SELECTOR_LENGTH, Selector, SelectorError, parse_selector
 from clusterflow.records import clusters, operations
 from clusterflow.records.clusters import ClusterRow
 
@@ -83,14 +88,74 @@ async def deploy_cluster(
     return accepted_response(await enqueue(command, ctx.fingerprint(body)))
 
 
-@router.get("", response_model=Envelope[list[ClusterView]], responses=ERRORS, summary="List clusters")
+def _selector(text: str | None) -> Selector:
+    try:
+        return parse_selector(text or "")
+    except SelectorError as err:
+        raise ApiError(
+            400,
+            "INVALID_LABEL_SELECTOR",
+            f"labelSelector: {err}",
+            [{"field": "labelSelector", "message": str(err), "type": "invalid_label_selector"}],
+        ) from err
+
+
+NEXT_PAGE_HEADER = "X-Next-Page-Token"
+
+
+@router.get(
+    "",
+    response_model=Envelope[list[ClusterView]],
+    responses={
+        200: {
+            "description": "The clusters, newest first",
+            "headers": {
+                NEXT_PAGE_HEADER: {
+                    "description": "With `limit`: the `pageToken` of the next page (absent on the last page)",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **ERRORS,
+    },
+    summary="List clusters",
+    description="The organization's clusters that are not deleted, newest first. `labelSelector` filters by "
+    "labels in Kubernetes syntax: `env=prod`, `env==prod`, `env!=prod`, `team in (a,b)`, `team notin (a,b)`, "
+    "`env` (has the key), `!env` (lacks it), comma-separated requirements must all hold; `!=` and `notin` also "
+    "select clusters without the key. A selector that does not parse, or names an invalid key or value, is a 400 "
+    "`INVALID_LABEL_SELECTOR` saying what is wrong. Without `limit` every match is answered; with it, a keyset "
+    "page and `X-Next-Page-Token` for the next.",
+)
 async def list_clusters(
     request: Request,
+    response: Response,
     principal: Viewer,
     pool: Pool,
     providerId: Annotated[str | None, Query(max_length=32, description="Only clusters of this provider")] = None,
+    labelSelector: Annotated[
+        str | None,
+        Query(max_length=MAX_SELECTOR_LENGTH, description="Kubernetes label selector, e.g. `env=prod,team in (a,b)`"),
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, le=500, description="Page size (default: every cluster)")] = None,
+    pageToken: Annotated[
+        str | None, Query(max_length=200, description="`X-Next-Page-Token` of the previous page")
+    ] = None,
 ) -> Envelope[list[ClusterView]]:
-    rows = await clusters.list_for_org(pool, principal.organization_id, providerId)
+    selector = _selector(labelSelector)
+    after_id = None
+    if pageToken:
+        try:
+            after_id = clusters.decode_page_token(pageToken)
+        except ValueError as err:
+            raise ApiError(
+                400, "INVALID_PAGE_TOKEN", "pageToken was not issued by this API", {"field": "pageToken"}
+            ) from err
+    page = await clusters.list_for_org(
+        pool, principal.organization_id, providerId, selector=selector, limit=limit, after_id=after_id
+    )
+    if page.next_page_token is not None:
+        response.headers[NEXT_PAGE_HEADER] = page.next_page_token
+    rows = page.rows
     return Envelope(id=request_id_of(request), message=f"{len(rows)} clusters", data=[cluster_view(r) for r in rows])
 
 

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     RootModel,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -24,6 +25,7 @@ from clusterflow.api.schemas.common import Sparse, Strict, absent
 from clusterflow.contracts.changes import AksChange, ChangeKind, GkeChange, UpdateRequest
 from clusterflow.contracts.changes import MaintenanceWindow as ChangeWindow
 from clusterflow.contracts.cluster import NodeGroupSpec, simulation_from
+from clusterflow.contracts.labels import MAX_LABELS, key_problem, value_problem
 from clusterflow.contracts.operations import ClusterState
 from clusterflow.contracts.phases import Phase
 
@@ -242,6 +244,78 @@ class ClusterSpec(Strict):
         return provisioner
 
 
+def _label_key(key: str) -> str:
+    problem = key_problem(key)
+    if problem is not None:
+        raise ValueError(problem)
+    return key
+
+
+def _label_value(value: str) -> str:
+    problem = value_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+ClusterLabelKey = Annotated[
+    str,
+    AfterValidator(_label_key),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 317,
+            # No `pattern`: as a map's key it would become `patternProperties`, which typed
+            # clients cannot read; the rule is in words, and the API checks it.
+            "description": "A Kubernetes label key: an optional DNS-subdomain prefix (lowercase, 253 characters "
+            "or less) and '/', then a name of 63 characters or less: letters, digits, '-', '_', '.', beginning "
+            "and ending with a letter or digit",
+        }
+    ),
+]
+ClusterLabelValue = Annotated[
+    str,
+    AfterValidator(_label_value),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": rf"^({_LABEL_NAME})?$",
+            "description": "A Kubernetes label value: empty, or 63 characters or less",
+        }
+    ),
+]
+ClusterLabels = Annotated[
+    dict[ClusterLabelKey, ClusterLabelValue],
+    Field(
+        max_length=MAX_LABELS,
+        description="The cluster's labels in clusterflow (Kubernetes label rules), selected by "
+        "`labelSelector`, approval rules and fleet update runs. Not sent to the cloud: tags on cloud "
+        "resources are the provisioner's `tags` (GKE: `labels`).",
+    ),
+]
+
+
+class ClusterMetadata(Strict):
+    labels: ClusterLabels = {}
+
+
+class MetadataPatch(Strict):
+    labels: Annotated[dict[ClusterLabelKey, ClusterLabelValue | None], Field(max_length=2 * MAX_LABELS)] | None = Field(
+        default=None, description="Keys to set; a null value removes its key, `labels: null` removes them all"
+    )
+
+
+class ClusterMergePatch(Strict):
+    """`PATCH /v1/clusters/{id}` with `Content-Type: application/merge-patch+json` (RFC 7386):
+    changes the cluster's labels at once, without an operation. Only `metadata.labels` may be
+    given; spec changes are a `K8sClusterUpdate` (application/json)."""
+
+    metadata: MetadataPatch | None = None
+
+
 ApiVersion = Literal["clusterflow.dev/v1", "platform.astropulse.io/v1"]
 """Ours, and the reference API's, accepted as an alias so its clients work unchanged."""
 
@@ -249,6 +323,7 @@ ApiVersion = Literal["clusterflow.dev/v1", "platform.astropulse.io/v1"]
 class K8sCluster(Strict):
     apiVersion: ApiVersion
     kind: Literal["K8sCluster"]
+    metadata: ClusterMetadata | None = None
     spec: ClusterSpec
 
 
@@ -316,6 +391,11 @@ class ClusterView(BaseModel):
     tags: dict[str, str] = Field(
         default_factory=dict, description="Tags (GKE: resource labels) on the cluster's cloud resources"
     )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="The cluster's own labels in clusterflow (set by deploy `metadata.labels`, changed by a "
+        "merge-patch PATCH), selected by `labelSelector`; never written to the cloud",
+    )
     activeOperationId: str | None
     upgradeStatus: ClusterStatusDetail | None
     rollbackStatus: ClusterStatusDetail | None
@@ -336,6 +416,7 @@ class DeployedClusterDocument(BaseModel):
 
     apiVersion: ApiVersion
     kind: Literal["K8sCluster"]
+    metadata: ClusterMetadata | None = None
     spec: ClusterSpec
 
 
@@ -344,6 +425,7 @@ class RegisteredClusterDocument(BaseModel):
 
     apiVersion: ApiVersion
     kind: Literal["ClusterRegistration"]
+    metadata: ClusterMetadata | None = None
     spec: RegistrationSpec
 
 

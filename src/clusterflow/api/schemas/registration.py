@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from clusterflow.api.schemas.clusters import DnsName, KubeVersion, Region
+from clusterflow.api.schemas.clusters import ClusterLabels, DnsName, KubeVersion, Region
 from clusterflow.api.schemas.common import Strict
 
 ShortValue = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -24,6 +24,11 @@ class RegisterRequest(Strict):
     clusterName: str | None = Field(default=None, max_length=50, description="Ignored: the path names the cluster")
     dryRun: bool = Field(default=False, description="Return the manifest without persisting anything")
     kubernetesVersion: KubeVersion | None = Field(default=None, description="Detected by the agent when omitted")
+    labels: ClusterLabels = Field(
+        default={},
+        description="The cluster's labels in clusterflow, as a deploy's `metadata.labels` (a registration "
+        "issued again keeps the cluster's labels; change them with PATCH)",
+    )
     provisioner: str | None = Field(default=None, max_length=64, description="Ignored: set by the server")
     provisionerConfig: dict[str, Annotated[str, StringConstraints(max_length=1024)]] | None = Field(
         default=None, description="Reserved for future use"

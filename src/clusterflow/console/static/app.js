@@ -285,6 +285,7 @@ async function clusterPage(clusterId, signal) {
           ["Provider", cluster.provider],
           ["Region", cluster.region],
           ["Kubernetes", cluster.kubernetesVersion || "—"],
+          ["Labels", Object.entries(cluster.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "none"],
           ["Active operation", cluster.activeOperationId ? opLink(cluster.activeOperationId) : "none"],
           ["Upgrade", statusDetail(cluster.upgradeStatus)],
           ["Rollback", statusDetail(cluster.rollbackStatus)],
