@@ -59,7 +59,24 @@ class Settings(BaseSettings):
     activity_heartbeat_timeout_seconds: float = Field(
         default=30.0, gt=0, description="A provider activity silent this long is presumed lost and retried."
     )
-    activity_max_attempts: int = Field(default=5, ge=1, description="Attempts per provider phase.")
+    activity_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts per provider phase: runs the cloud (or the provider) failed."
+    )
+    activity_max_infrastructure_retries: int = Field(
+        default=20,
+        ge=0,
+        description="Extra runs of a phase lost to our infrastructure (a worker lost, Temporal away past the "
+        "heartbeat timeout); they do not spend the phase's attempts.",
+    )
+    phase_deadline_seconds: float = Field(
+        default=6 * 3600.0, gt=0, description="Longest one phase may take over all its runs before it fails."
+    )
+    record_write_deadline_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long a workflow's write to an operation record retries a database that is away before "
+        "the operation ends FAILED with RECORD_WRITE_FAILED.",
+    )
     reconcile_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often workers look for operations whose workflow never started."
     )

@@ -85,7 +85,7 @@ async def test_worker_killed_mid_deploy_creates_exactly_one_aks_cluster(
                 second = spawn("worker", env, tmp_path / "worker-2.log")
                 for _ in range(600):
                     events = await all_events(api, org.headers(), operation_id)
-                    if any(e["message"].startswith("retrying CONTROL_PLANE (attempt 2") for e in events):
+                    if any(e["message"].startswith("re-checking CONTROL_PLANE after a worker restart") for e in events):
                         break
                     await asyncio.sleep(0.05)
                 arm.release_operations()  # AKS finishes creating it
@@ -105,7 +105,7 @@ async def test_worker_killed_mid_deploy_creates_exactly_one_aks_cluster(
     assert live["properties"]["provisioningState"] == "Succeeded"
     assert {p["name"] for p in live["properties"]["agentPoolProfiles"]} == {"workers", "batch"}
     messages = [e["message"] for e in events]
-    assert any(m.startswith("retrying CONTROL_PLANE (attempt 2") for m in messages), messages
+    assert any(m.startswith("re-checking CONTROL_PLANE after a worker restart") for m in messages), messages
     assert any(m.startswith(f"found existing AKS cluster {NAME}") for m in messages), messages
     assert not any(m.startswith(f"created AKS cluster {NAME}") for m in messages), messages
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))

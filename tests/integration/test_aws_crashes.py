@@ -138,7 +138,7 @@ async def test_worker_killed_mid_deploy_creates_exactly_one_eks_cluster(
     assert held_creates["crashy-eks"] == 1
     assert set(find_cluster("crashy-eks").nodegroups) == {"workers", "batch"}
     messages = [e["message"] for e in events]
-    assert any(m.startswith("retrying CONTROL_PLANE (attempt 2") for m in messages), messages
+    assert any(m.startswith("re-checking CONTROL_PLANE after a worker restart") for m in messages), messages
     assert "found existing EKS cluster crashy-eks" in messages
     assert messages.count("requested EKS cluster crashy-eks") == 1
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))

@@ -72,8 +72,8 @@ async def test_worker_killed_mid_deploy_completes_with_every_side_effect_once(
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     messages = Counter(e["message"] for e in events)
     assert all(count == 1 for count in messages.values()), messages
-    # The lost attempt was retried on the new worker, which found the resource already there.
-    assert any(e["message"].startswith("retrying CONTROL_PLANE (attempt 2") for e in events)
+    # The lost run was re-checked on the new worker, which found the resource already there.
+    assert any(e["message"].startswith("re-checking CONTROL_PLANE after a worker restart") for e in events)
     assert "found existing control_plane control-plane" in messages
 
 

@@ -79,6 +79,8 @@ class ErrorCode(StrEnum):
     CLOUD_NOT_FOUND = "CLOUD_NOT_FOUND"
     CLOUD_OPERATION_FAILED = "CLOUD_OPERATION_FAILED"
     PROVIDER_NOT_CONFIGURED = "PROVIDER_NOT_CONFIGURED"
+    # The operation's record refused a write for good (or stayed away past its deadline).
+    RECORD_WRITE_FAILED = "RECORD_WRITE_FAILED"
 
 
 @dataclass
@@ -102,6 +104,14 @@ class ExecutionPolicy:
     heartbeat_timeout_seconds: float = 30.0
     phase_timeout_seconds: float = 3 * 3600.0
     record_timeout_seconds: float = 30.0
+    # Runs of a phase lost to our own infrastructure (a worker that died, a Temporal outage past
+    # the heartbeat timeout) are retried without spending `max_attempts`, up to this many times
+    # and within `phase_deadline_seconds` of the phase's first run.
+    max_infrastructure_retries: int = 20
+    phase_deadline_seconds: float = 6 * 3600.0
+    # How long one record write keeps retrying a database that is away before the operation
+    # ends FAILED with RECORD_WRITE_FAILED.
+    record_deadline_seconds: float = 3600.0
 
 
 ROLE_ORDER = ("viewer", "editor", "admin", "owner")

@@ -53,6 +53,14 @@ class PhaseInput:
     # work, so its events are new facts rather than repeats of the first pass.
     stage: str = ""
     definition: ClusterDefinition | None = None
+    # Set by the workflow, which counts a phase's runs itself (0 in inputs that predate it: the
+    # activity then reads Temporal's attempt): the cloud attempt (runs lost to our
+    # infrastructure do not count), its budget, the run (unique, for event keys) and whether
+    # the run before was lost rather than failed, so the phase is re-checked, not retried.
+    attempt: int = 0
+    max_attempts: int = 0
+    run: int = 0
+    recheck: bool = False
 
     @property
     def cluster(self) -> ClusterDefinition:

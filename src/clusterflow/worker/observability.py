@@ -17,7 +17,10 @@ from clusterflow import metrics
 class _ActivityMetrics(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
-        if info.attempt > 1:
+        # A phase's workflow re-runs it itself (workflows/steps.py): each run is a first attempt
+        # to Temporal, and the input says which run it is.
+        run = getattr(input.args[0], "run", 0) if input.args else 0
+        if info.attempt > 1 or (isinstance(run, int) and run > 1):
             metrics.ACTIVITY_RETRIES.labels(info.activity_type).inc()
         try:
             return await super().execute_activity(input)

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRequirement,
         DecideInput,
         DecisionResult,
+        ErrorCode,
         ExecutionPolicy,
         FinishInput,
         OperationStatus,
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         PhaseInputFactory,
         error_from_activity,
         phase_progress,
+        record_write_failed,
     )
 
 
@@ -156,12 +158,20 @@ class OperationWorkflow:
         end the workflow as cancelled. `on_cancel` must be idempotent: it may find nothing done.
         """
         try:
-            return await body()
-        except BaseException as err:
-            if not is_cancelled_exception(err):
+            try:
+                return await body()
+            except BaseException as err:
+                if not is_cancelled_exception(err):
+                    raise
+                await asyncio.shield(on_cancel())
+                raise asyncio.CancelledError() from err
+        except ActivityError as err:
+            # A record write failed for good: the operation ends FAILED, RECORD_WRITE_FAILED,
+            # instead of the workflow failing with its record left RUNNING.
+            if self.steps is None or not record_write_failed(err):
                 raise
-            await asyncio.shield(on_cancel())
-            raise asyncio.CancelledError() from err
+            await asyncio.shield(self.steps.finish_record_write_failed(err))
+            raise ApplicationError(str(err.cause), type=ErrorCode.RECORD_WRITE_FAILED, non_retryable=True) from err
 
     async def finish(self, finish: FinishInput) -> None:
         assert self.steps is not None

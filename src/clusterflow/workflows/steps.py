@@ -2,17 +2,30 @@
 
 Activities are referenced by name, not imported, so this module and the workflows stay free of
 the I/O libraries the activity implementations import.
+
+A phase's runs are counted here rather than by Temporal's retry policy, which cannot tell the
+cloud failing from our own infrastructure failing: a run that raised (the cloud refused, or the
+provider failed) spends one of the policy's `max_attempts`; a run lost to a heartbeat,
+start-to-close or schedule-to-start timeout (a worker that died, Temporal away past the
+heartbeat timeout) is re-run without spending it, up to `max_infrastructure_retries` times and
+within `phase_deadline_seconds`. Histories started before this counting replay through the old
+single activity call (`workflow.patched`).
+
+Record writes retry while the database is away, up to `record_deadline_seconds`; one the
+database refuses for good (or that outlives the deadline) ends the operation FAILED with
+RECORD_WRITE_FAILED, written by a last finish that retries until the database takes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 from clusterflow.contracts.changes import UpdateChange
@@ -22,12 +35,14 @@ from clusterflow.contracts.operations import (
     BeginResult,
     CancelRequest,
     ClusterChange,
+    ClusterState,
     DecisionRecord,
     ErrorCode,
     EventInput,
     ExecutionPolicy,
     FinishInput,
     OperationError,
+    OperationStatus,
     WaitForOperations,
 )
 from clusterflow.contracts.phase_activity import PhaseAction, PhaseInput, PhaseResult, phase_activity_name
@@ -39,6 +54,27 @@ RECORD_DECISION = "records.record_decision"
 UPDATE_CLUSTER = "records.update_cluster"
 REQUEST_CANCEL = "records.request_cancel"
 WAIT_FOR_OPERATIONS = "records.wait_for_operations"
+
+# Marks histories whose phases are run by `_run_counted` (see the module docstring).
+PHASE_RUNS_COUNTED = "phase-runs-counted"
+# Timeouts that say our infrastructure lost the run, not that the cloud failed it.
+INFRASTRUCTURE_TIMEOUTS = frozenset({TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE, TimeoutType.SCHEDULE_TO_START})
+
+
+def lost_to_infrastructure(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, TimeoutError) and cause.type in INFRASTRUCTURE_TIMEOUTS
+
+
+def record_write_failed(err: BaseException) -> bool:
+    """Whether `err` is a record write that will not succeed: refused for good by the database,
+    or still failing at its deadline."""
+    if not isinstance(err, ActivityError) or not err.activity_type.startswith("records."):
+        return False
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type == ErrorCode.RECORD_WRITE_FAILED
+    return isinstance(cause, TimeoutError)
 
 
 def error_from_activity(err: ActivityError, phase: str) -> OperationError:
@@ -65,17 +101,21 @@ class OperationSteps:
         self.operation_id = operation_id
         self.policy = policy
 
-    def _record_options(self) -> dict[str, Any]:
-        # Record writes retry until the database is back: losing one would desynchronize the
-        # record clients read from the workflow's real progress.
-        return {
+    def _record_options(self, *, bounded: bool = True) -> dict[str, Any]:
+        # Record writes retry while the database is away: losing one would desynchronize the
+        # record clients read from the workflow's real progress. A write the database refuses
+        # for good raises a non-retryable RECORD_WRITE_FAILED (activities/operation_record.py).
+        options: dict[str, Any] = {
             "start_to_close_timeout": timedelta(seconds=self.policy.record_timeout_seconds),
             "retry_policy": RetryPolicy(
                 initial_interval=timedelta(milliseconds=200),
                 maximum_interval=timedelta(seconds=10),
-                non_retryable_error_types=["UNKNOWN_OPERATION"],
+                non_retryable_error_types=["UNKNOWN_OPERATION", ErrorCode.RECORD_WRITE_FAILED],
             ),
         }
+        if bounded:
+            options["schedule_to_close_timeout"] = timedelta(seconds=self.policy.record_deadline_seconds)
+        return options
 
     async def begin(self, awaiting_approval: bool = False) -> BeginResult:
         result: BeginResult = await workflow.execute_activity(
@@ -117,6 +157,28 @@ class OperationSteps:
     async def finish(self, finish: FinishInput) -> None:
         await workflow.execute_activity(FINISH_OPERATION, finish, **self._record_options())
 
+    async def finish_record_write_failed(self, err: ActivityError) -> None:
+        """End the operation FAILED with RECORD_WRITE_FAILED after a record write failed for
+        good, marking its cluster FAILED too; if the cluster's row is what refuses, the
+        operation's alone. Each write retries until the database takes it or refuses it."""
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else f"no answer within the deadline ({cause})"
+        message = f"the operation's record could not be written ({err.activity_type}): {reason}"
+        finish = FinishInput(
+            operation_id=self.operation_id,
+            status=OperationStatus.FAILED,
+            message=message,
+            error=OperationError(code=ErrorCode.RECORD_WRITE_FAILED, message=message, retryable=False),
+            cluster_state=ClusterState.FAILED,
+        )
+        try:
+            await workflow.execute_activity(FINISH_OPERATION, finish, **self._record_options(bounded=False))
+        except ActivityError as again:
+            if not record_write_failed(again):
+                raise
+            alone = replace(finish, cluster_state=None)
+            await workflow.execute_activity(FINISH_OPERATION, alone, **self._record_options(bounded=False))
+
     async def run_phase(self, action: PhaseAction, phase_input: PhaseInput) -> PhaseResult:
         """Run one phase on the input's provider (`<provider>.<action>_phase`, registered by the
         worker under the same `phase_activity_name`)."""
@@ -125,25 +187,75 @@ class OperationSteps:
         # rollback passes (a stage) run after the cancel on purpose and are exempt.
         if not phase_input.stage:
             raise_if_cancel_requested()
-        result: PhaseResult = await workflow.execute_activity(
-            phase_activity_name(phase_input.provider, action),
-            phase_input,
-            result_type=PhaseResult,
-            start_to_close_timeout=timedelta(seconds=self.policy.phase_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=self.policy.heartbeat_timeout_seconds),
-            # On cancel, wait until the activity has stopped: cleanup must not race a phase
-            # that is still creating resources.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=self.policy.retry_initial_seconds),
-                backoff_coefficient=2.0,
-                maximum_interval=timedelta(seconds=self.policy.retry_max_interval_seconds),
-                maximum_attempts=self.policy.max_attempts,
-            ),
-        )
+        name = phase_activity_name(phase_input.provider, action)
+        if workflow.patched(PHASE_RUNS_COUNTED):
+            result = await self._run_counted(name, phase_input)
+        else:
+            result = await workflow.execute_activity(
+                name,
+                phase_input,
+                result_type=PhaseResult,
+                start_to_close_timeout=timedelta(seconds=self.policy.phase_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=self.policy.heartbeat_timeout_seconds),
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=self.policy.retry_initial_seconds),
+                    backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=self.policy.retry_max_interval_seconds),
+                    maximum_attempts=self.policy.max_attempts,
+                ),
+            )
         if not phase_input.stage:
             raise_if_cancel_requested()
         return result
+
+    async def _run_counted(self, name: str, phase_input: PhaseInput) -> PhaseResult:
+        """Run the phase once per activity (Temporal retries nothing) and decide here whether a
+        failed run is retried and whether it spent a cloud attempt."""
+        policy = self.policy
+        deadline = workflow.now() + timedelta(seconds=policy.phase_deadline_seconds)
+        cloud_failures = lost_runs = 0
+        recheck = False
+        while True:
+            run_input = replace(
+                phase_input,
+                attempt=cloud_failures + 1,
+                max_attempts=policy.max_attempts,
+                run=cloud_failures + lost_runs + 1,
+                recheck=recheck,
+            )
+            try:
+                result: PhaseResult = await workflow.execute_activity(
+                    name,
+                    run_input,
+                    result_type=PhaseResult,
+                    start_to_close_timeout=timedelta(seconds=policy.phase_timeout_seconds),
+                    schedule_to_close_timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
+                    heartbeat_timeout=timedelta(seconds=policy.heartbeat_timeout_seconds),
+                    # On cancel, wait until the activity has stopped: cleanup must not race a
+                    # phase that is still creating resources.
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+                return result
+            except ActivityError as err:
+                if is_cancelled_exception(err) or workflow.now() >= deadline:
+                    raise
+                if lost_to_infrastructure(err):
+                    lost_runs += 1
+                    if lost_runs > policy.max_infrastructure_retries:
+                        raise
+                    recheck = True
+                    continue  # the lost run's worker is gone; the next free one takes it now
+                cause = err.cause
+                if not isinstance(cause, ApplicationError) or cause.non_retryable:
+                    raise
+                cloud_failures += 1
+                if cloud_failures >= policy.max_attempts:
+                    raise
+                recheck = False
+                delay = policy.retry_initial_seconds * 2.0 ** (cloud_failures - 1)
+                await workflow.sleep(min(delay, policy.retry_max_interval_seconds))
 
 
 class PhaseInputFactory:

@@ -3,8 +3,9 @@
 A provider implements a phase as a coroutine that receives a `PhaseReporter`. The runner
 writes the phase's started/completed events, turns `ProviderError` into Temporal's
 `ApplicationError` (permanent errors non-retryable, with a stable code), and makes each retry
-visible as an event. Event keys include the attempt, so a retry is a new fact, while a
-repeated report of the same fact is a no-op.
+visible as an event. Event keys include the run, so a retry is a new fact, while a repeated
+report of the same fact is a no-op. A run after one lost with its worker says the phase is
+re-checked: it may find the work done.
 
 A phase's events are written in batches: those reported with no wait in between share one
 transaction. Pending events are written before every wait (`heartbeat_while`), at most
@@ -45,9 +46,14 @@ class PhaseReporter:
     def __init__(self, pool: DbPool, inp: PhaseInput) -> None:
         self.pool = pool
         self.inp = inp
-        info = activity.info()
-        self.attempt = info.attempt
-        self.max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
+        if inp.run:  # the workflow counts the runs (workflows/steps.py)
+            self.attempt, self.max_attempts = inp.attempt, inp.max_attempts
+            self.run, self.recheck = inp.run, inp.recheck
+        else:  # an input from a history that predates it: Temporal's retry policy counts
+            info = activity.info()
+            self.attempt = self.run = info.attempt
+            self.max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
+            self.recheck = False
         self._pending: list[EventInput] = []
         self._writing = asyncio.Lock()  # keeps batches in the order they were reported
         self._timer: asyncio.TimerHandle | None = None
@@ -133,11 +139,17 @@ PhaseBody = Callable[[PhaseReporter], Awaitable[PhaseResult]]
 async def run_phase(pool: DbPool, inp: PhaseInput, body: PhaseBody) -> PhaseResult:
     reporter = PhaseReporter(pool, inp)
     label = reporter.label
-    if reporter.attempt == 1:
+    if reporter.run == 1:
         await reporter.event("started", f"{label} started", fraction=0.0, kind="phase")
+    elif reporter.recheck:
+        # The run before was lost with its worker, perhaps after its work was done: this one
+        # finds what exists, so it neither counts as an attempt nor reads as a retry.
+        await reporter.event(
+            f"attempt-{reporter.run}/started", f"re-checking {label} after a worker restart", kind="phase"
+        )
     else:
         await reporter.event(
-            f"attempt-{reporter.attempt}/started",
+            f"attempt-{reporter.run}/started",
             f"retrying {label} (attempt {reporter.attempt} of {reporter.max_attempts or 'unlimited'})",
             fraction=0.0,
             level="WARN",
@@ -149,7 +161,7 @@ async def run_phase(pool: DbPool, inp: PhaseInput, body: PhaseBody) -> PhaseResu
         last_attempt = reporter.max_attempts and reporter.attempt >= reporter.max_attempts
         will_retry = err.retryable and not last_attempt
         await reporter.event(
-            f"attempt-{reporter.attempt}/failed",
+            f"attempt-{reporter.run}/failed",
             f"{label} attempt {reporter.attempt} failed: {err.message}" + ("; will retry" if will_retry else ""),
             level="WARN" if will_retry else "ERROR",
             kind="log",

@@ -26,6 +26,9 @@ def execution_policy(settings: Settings) -> ExecutionPolicy:
         retry_initial_seconds=settings.activity_retry_initial_seconds,
         max_attempts=settings.activity_max_attempts,
         heartbeat_timeout_seconds=settings.activity_heartbeat_timeout_seconds,
+        max_infrastructure_retries=settings.activity_max_infrastructure_retries,
+        phase_deadline_seconds=settings.phase_deadline_seconds,
+        record_deadline_seconds=settings.record_write_deadline_seconds,
     )
 
 
