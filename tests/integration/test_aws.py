@@ -63,6 +63,16 @@ async def test_connect_then_deploy_then_credentials_then_reverify(
     external_id = trust["Condition"]["StringEquals"]["sts:ExternalId"]
     assert external_id == await cloud_accounts.external_id(pool, org.id, "aws")
     assert role["Policies"][0]["PolicyName"] == "clusterflow-manage"
+    # The answer said what the template grants, before the customer created anything: the same
+    # statements, with this account's ARNs.
+    shown = {p["name"]: p for p in accepted["permissions"]}
+    granted = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert list(shown) == [s["Sid"] for s in granted]
+    assert shown["PassRolesToEks"]["resources"] == [f"arn:aws:iam::{account_id}:role/clusterflow-*"]
+    assert shown["PassRolesToEks"]["conditions"] == [
+        "StringEquals iam:PassedToService = eks.amazonaws.com, ec2.amazonaws.com"
+    ]
+    assert all(p["why"] for p in shown.values())
 
     connection = (await api.get(f"/v1/cloud-accounts/aws/{accepted['id']}", headers=org.headers())).json()["data"]
     assert connection["status"] == "CONNECTED"

@@ -113,6 +113,12 @@ async def test_gcp_connect_ends_connected_once_the_script_has_run(
     assert response.headers["Location"] == f"/v1/operations/{account['id']}"
     script = account["cloudShellScript"]
     assert "roles/container.admin" in script
+    shown = {p["actions"][0]: p["resources"] for p in account["permissions"]}
+    assert shown == {
+        "roles/container.admin": ["projects/acme-prod-1"],
+        "roles/compute.viewer": ["projects/acme-prod-1"],
+        "roles/iam.serviceAccountUser": ["service account 123456789012-compute@developer.gserviceaccount.com"],
+    }
     assert f"--issuer-uri={ISSUER}" in script
     assert account["cloudShellScriptURL"] == f"{ISSUER}/v1/cloud-accounts/gcp/{account['id']}/script"
     served = await api.get(f"/v1/cloud-accounts/gcp/{account['id']}/script", headers=org.headers())
@@ -238,6 +244,11 @@ async def test_azure_connect_ends_connected_after_the_script_reports_back(
     account = response.json()["data"]
     script = account["setupScript"]
     assert "Azure Kubernetes Service Contributor Role" in script
+    scope = f"/subscriptions/{subscription}/resourceGroups/rg-prod"
+    assert {p["actions"][0]: p["resources"] for p in account["permissions"]} == {
+        "Reader": [scope],
+        "Azure Kubernetes Service Contributor Role": [scope],
+    }
     assert "__CLUSTERFLOW_CALLBACK_TOKEN__" not in script
     assert account["setupScriptURL"].endswith(f"/v1/cloud-accounts/azure/{account['id']}/script")
     assert_valid_bash(script)

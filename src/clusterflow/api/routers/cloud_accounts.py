@@ -27,10 +27,12 @@ from clusterflow.api.schemas.cloud_accounts import (
     AwsCredentialsRequest,
     AwsTemporaryCredentials,
     CloudAccountError,
+    CloudPermission,
     duration_seconds,
 )
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.views import event_view, timestamp
+from clusterflow.contracts import cloud_permissions
 from clusterflow.contracts.cloud_accounts import CloudErrorCode
 from clusterflow.contracts.operations import OperationType
 from clusterflow.records import cloud_accounts, operations
@@ -128,6 +130,7 @@ async def _account_view(pool: Pool, org: str, operation_id: str, *, with_steps: 
     steps = (
         [event_view(e) for e in await operations.events_after(pool, operation_id, 0, STEP_LIMIT)] if with_steps else []
     )
+    account_id, level = (op.metadata or {}).get("accountId"), (op.metadata or {}).get("level")
     return AwsCloudAccount(
         id=operation_id,
         status=status,
@@ -139,8 +142,17 @@ async def _account_view(pool: Pool, org: str, operation_id: str, *, with_steps: 
         roleArn=row.role_arn if row else None,
         operationStatus=op.status,
         lastVerifiedAt=timestamp(row.last_verified_at) if row else None,
+        permissions=aws_permissions(account_id, level, row.role_name if row else cloud_accounts.aws_role_name(org)),
         steps=steps,
     )
+
+
+def aws_permissions(account_id: str | None, level: str | None, role_name: str) -> list[CloudPermission]:
+    if account_id is None or level not in cloud_permissions.LEVELS:
+        return []
+    boundary = cloud_permissions.aws_boundary_arn(account_id, role_name)
+    granted = cloud_permissions.grants("aws", str(level), account=account_id, role=role_name, boundary=boundary)
+    return [CloudPermission.of(g) for g in granted]
 
 
 @router.get(

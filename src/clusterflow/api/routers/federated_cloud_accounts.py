@@ -27,6 +27,7 @@ from clusterflow.api.commands.connect import ConnectFederated
 from clusterflow.api.deps import AdminOperation, AppSettings, OperationContext, Pool, Viewer
 from clusterflow.api.enqueue import accepted_response, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
+from clusterflow.api.schemas.cloud_accounts import CloudPermission
 from clusterflow.api.schemas.common import ERRORS, Envelope
 from clusterflow.api.schemas.federated_cloud_accounts import (
     AccountError,
@@ -38,6 +39,7 @@ from clusterflow.api.schemas.federated_cloud_accounts import (
     GcpConnectRequest,
 )
 from clusterflow.catalog import CATALOGS
+from clusterflow.contracts import cloud_permissions
 from clusterflow.ids import operation_id as new_operation_id
 from clusterflow.records import federated_accounts
 from clusterflow.records.federated_accounts import FederatedAccountRow
@@ -83,6 +85,12 @@ def gcp_view(settings: Settings, row: FederatedAccountRow) -> GcpCloudAccount:
         serviceAccountEmail=identity["serviceAccountEmail"],
         createdAt=row.created_at.isoformat(),
         connectedAt=_iso(row.connected_at),
+        permissions=[
+            CloudPermission.of(
+                g, [f"projects/{params['targetProjectId']}" if r == "project" else r for r in g.resources]
+            )
+            for g in cloud_permissions.grants("gcp", row.level, project_number=params["targetProjectNumber"])
+        ],
     )
 
 
@@ -104,6 +112,12 @@ def azure_view(settings: Settings, row: FederatedAccountRow) -> AzureCloudAccoun
         clientId=identity.get("clientId"),
         createdAt=row.created_at.isoformat(),
         connectedAt=_iso(row.connected_at),
+        permissions=[
+            CloudPermission.of(
+                g, [f"/subscriptions/{params['subscriptionId']}/resourceGroups/{params['resourceGroup']}"]
+            )
+            for g in cloud_permissions.grants("azure", row.level)
+        ],
     )
 
 

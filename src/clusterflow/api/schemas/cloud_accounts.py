@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator
 from clusterflow.api.schemas.clusters import DnsName, Region
 from clusterflow.api.schemas.common import Strict
 from clusterflow.api.schemas.operations import OperationEvent
+from clusterflow.contracts.cloud_permissions import Grant
 
 AccountId = Annotated[str, StringConstraints(max_length=12, pattern=r"^[0-9]{12}$")]
 
@@ -58,6 +59,28 @@ class CloudAccountError(BaseModel):
     message: str
 
 
+class CloudPermission(BaseModel):
+    """One thing the customer grants at the chosen level (`contracts/cloud_permissions.py`)."""
+
+    name: str = Field(description="AWS: the policy statement's Sid; GCP and Azure: a short label")
+    effect: Literal["Allow", "Deny"]
+    actions: list[str] = Field(description="AWS IAM actions, or the GCP role / Azure role definition")
+    resources: list[str] = Field(description="AWS resource ARNs, or the GCP/Azure scope the role is bound on")
+    conditions: list[str] = Field(default=[], description="IAM conditions, as `Operator key = value, ...`")
+    why: str = Field(description="Which operation needs it")
+
+    @classmethod
+    def of(cls, grant: Grant, resources: list[str] | None = None) -> CloudPermission:
+        return cls(
+            name=grant.name,
+            effect="Deny" if grant.effect == "Deny" else "Allow",
+            actions=list(grant.actions),
+            resources=resources if resources is not None else list(grant.resources),
+            conditions=[f"{c.operator} {c.key} = {', '.join(c.values)}" for c in grant.conditions],
+            why=grant.why,
+        )
+
+
 class AwsCloudAccount(BaseModel):
     id: str = Field(description="The cloud-connect operation ID")
     status: str = Field(description="PENDING, WAITING_FOR_ROLE, CONNECTED, DEGRADED or FAILED")
@@ -71,6 +94,9 @@ class AwsCloudAccount(BaseModel):
     roleArn: str | None = None
     operationStatus: str | None = None
     lastVerifiedAt: str | None = None
+    permissions: list[CloudPermission] = Field(
+        default=[], description="What the template grants at this level, before anything is created"
+    )
     steps: list[OperationEvent] = []
 
 

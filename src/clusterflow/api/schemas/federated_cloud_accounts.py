@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from clusterflow.api.schemas.cloud_accounts import CloudPermission
 from clusterflow.api.schemas.clusters import DnsName, Region
 from clusterflow.api.schemas.common import Strict
 
@@ -61,6 +62,9 @@ class GcpCloudAccount(BaseModel):
     serviceAccountEmail: str
     createdAt: str
     connectedAt: str | None = None
+    permissions: list[CloudPermission] = Field(
+        default=[], description="What the setup script grants at this level, before anything is run"
+    )
 
 
 class AzureCloudAccount(BaseModel):
@@ -79,6 +83,9 @@ class AzureCloudAccount(BaseModel):
     clientId: str | None = None
     createdAt: str
     connectedAt: str | None = None
+    permissions: list[CloudPermission] = Field(
+        default=[], description="What the setup script grants at this level, before anything is run"
+    )
 
 
 class CallbackAccepted(BaseModel):
