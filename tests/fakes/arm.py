@@ -9,6 +9,10 @@ Wire-faithful for what `azure-mgmt-containerservice` and `azure-identity` do:
   and `Location`, and 204 for what does not exist. A resource with an operation in flight refuses
   another with 409 `OperationNotAllowed`, as AKS does. Also `upgradeProfiles/default`,
   `listClusterUserCredential` and `listClusterAdminCredential`.
+- The catalog reads: `locations/{l}/kubernetesVersions` answers from `aks_versions` (minor ->
+  preview?) and `default_version`, and `Microsoft.Compute/skus?$filter=location eq '{l}'` from
+  `vm_skus` (name -> (vCPUs, memory GiB, architecture)) in zones 1 to 3; a test publishes or
+  retires a version or a size by editing them.
 - Refusals, with ARM's status codes and error shapes: a control-plane downgrade or a skipped minor
   (400 `OperationNotAllowed`, "Downgrading/Upgrading Kubernetes version ... is not allowed.
   Available upgrades: ..."), an agent pool newer than its control plane (400
@@ -75,6 +79,11 @@ _DELETE_RESULT = re.compile(
 )
 _OPENID = re.compile(r"^/([^/]+)/v2\.0/\.well-known/openid-configuration$")
 _TOKEN = re.compile(r"^/([^/]+)/oauth2/v2\.0/token$")
+_AKS_VERSIONS = re.compile(
+    r"^/subscriptions/[^/]+/providers/Microsoft\.ContainerService/locations/([^/]+)/kubernetesVersions$",
+    re.IGNORECASE,
+)
+_SKUS = re.compile(r"^/subscriptions/[^/]+/providers/Microsoft\.Compute/skus$", re.IGNORECASE)
 
 AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"  # the AKS API server's Entra ID application
 FAKE_CA_DATA = base64.b64encode(
@@ -147,6 +156,18 @@ class FakeArm:
     tokens: set[str] = field(default_factory=set)
     # tokens issued for the AKS API server application: what a cluster's API server accepts, not ARM
     aks_tokens: set[str] = field(default_factory=set)
+    # What the catalog reads answer: minor -> is it a preview; VM size -> (vCPUs, GiB, architecture)
+    aks_versions: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(PATCHES, False))
+    default_version: str = "1.32"
+    vm_skus: dict[str, tuple[int, int, str]] = field(
+        default_factory=lambda: {
+            "Standard_D2s_v5": (2, 8, "x64"),
+            "Standard_D4s_v5": (4, 16, "x64"),
+            "Standard_D8s_v5": (8, 32, "x64"),
+            "Standard_D4ps_v5": (4, 16, "Arm64"),
+            "Standard_E4s_v5": (4, 32, "x64"),
+        }
+    )
     _injected: list[Injected] = field(default_factory=list)
     _op_errors: dict[str, tuple[str, str]] = field(default_factory=dict)
     _holds: list[re.Pattern[str]] = field(default_factory=list)
@@ -269,7 +290,7 @@ class FakeArm:
                     return self._error(injected.status, injected.code, injected.message, headers)
             self._tick()
             try:
-                return self._route(request.method, path, body, host, dict(request.headers))
+                return self._route(request.method, path, body, host, dict(request.headers), request.url.query)
             except _ArmError as err:
                 return self._error(err.status, err.code, err.message)
 
@@ -325,7 +346,53 @@ class FakeArm:
             return False
         return (claims.get("iss"), claims.get("sub")) == expected and claims.get("exp", 0) > time.time()
 
-    def _route(self, method: str, path: str, body: dict[str, Any], host: str, headers: dict[str, str]) -> Response:
+    def _aks_versions(self) -> Response:
+        return JSONResponse(
+            {
+                "values": [
+                    {
+                        "version": minor,
+                        "isDefault": minor == self.default_version,
+                        "isPreview": preview,
+                        "capabilities": {"supportPlan": ["KubernetesOfficial"]},
+                        "patchVersions": {PATCHES.get(minor, f"{minor}.0"): {"upgrades": []}},
+                    }
+                    for minor, preview in sorted(self.aks_versions.items(), key=lambda kv: _key(kv[0]))
+                ]
+            }
+        )
+
+    def _skus(self, location: str) -> Response:
+        return JSONResponse(
+            {
+                "value": [
+                    {
+                        "resourceType": "virtualMachines",
+                        "name": name,
+                        "tier": "Standard",
+                        "size": name.removeprefix("Standard_"),
+                        "locations": [location],
+                        "locationInfo": [{"location": location, "zones": ["1", "2", "3"]}],
+                        "capabilities": [
+                            {"name": "vCPUs", "value": str(cpu)},
+                            {"name": "MemoryGB", "value": str(memory)},
+                            {"name": "CpuArchitectureType", "value": architecture},
+                        ],
+                        "restrictions": [],
+                    }
+                    for name, (cpu, memory, architecture) in self.vm_skus.items()
+                ]
+            }
+        )
+
+    def _route(
+        self, method: str, path: str, body: dict[str, Any], host: str, headers: dict[str, str], query: str = ""
+    ) -> Response:
+        if match := _AKS_VERSIONS.match(path):
+            return self._aks_versions()
+        if _SKUS.match(path):
+            found = re.search(r"location eq '([^']+)'", urllib.parse.unquote_plus(query))
+            return self._skus(found.group(1) if found else "eastus")
         if match := _ASYNC_OP.match(path):
             op = self.operations.get(match.group(1))
             if op is None:

@@ -19,6 +19,8 @@ injected session factory):
   UpdateNodegroupConfig (InvalidParameterException); a second update while one runs, or a
   change of a group that is not ACTIVE (ResourceInUseException); CreateNodegroup with a name
   already taken (ResourceInUseException);
+- `DescribeClusterVersions` (moto 5.2.5 lacks it), answered from `cluster_versions`, which a
+  test edits to publish or retire a version (`publish_version`, `retire_version`);
 - fault injection: `fail_creates` (a node group created under that name ends CREATE_FAILED),
   `fail_config_updates` (the next UpdateNodegroupConfig of that group ends Failed and changes
   nothing), `hold` (while set, node-group creates and updates stay in progress, so a test can
@@ -153,6 +155,11 @@ class EksGaps:
     fail_config_updates: set[str] = field(default_factory=set)
     # While set, node-group creates and updates stay in progress (CREATING, UPDATING, InProgress).
     hold: bool = False
+    # What DescribeClusterVersions answers: version -> its versionStatus; `default_version` is marked default.
+    cluster_versions: dict[str, str] = field(
+        default_factory=lambda: {v: "STANDARD_SUPPORT" for v in ("1.29", "1.30", "1.31", "1.32", "1.33")}
+    )
+    default_version: str = "1.32"
     # Node groups seen ACTIVE once (by ARN): a hold no longer turns them back to CREATING.
     _created: set[str] = field(default_factory=set)
 
@@ -181,6 +188,7 @@ class EksGaps:
             "UpdateNodegroupConfig": self._update_nodegroup_config,
             "CreateNodegroup": self._refuse_nodegroup,
             "DescribeUpdate": self._describe_update,
+            "DescribeClusterVersions": self._describe_cluster_versions,
         }.items():
             events.register(f"before-call.eks.{operation}", handler)
         # An update advances when what it changes is looked at, before moto answers, so the answer
@@ -211,6 +219,32 @@ class EksGaps:
         document = parsed.get("PolicyDocument")
         if isinstance(document, str) and document.startswith("{'"):
             parsed["PolicyDocument"] = json.dumps(ast.literal_eval(document))
+
+    # -- versions --
+
+    def publish_version(self, version: str) -> None:
+        self.cluster_versions[version] = "STANDARD_SUPPORT"
+
+    def retire_version(self, version: str) -> None:
+        """End of support: EKS lists the version as UNSUPPORTED (only with includeAll)."""
+        self.cluster_versions[version] = "UNSUPPORTED"
+
+    def _describe_cluster_versions(self, context: dict[str, Any], **_: Any) -> Any:
+        p = context["test_params"]
+        listed = [
+            {
+                "clusterVersion": version,
+                "clusterType": "eks",
+                "defaultPlatformVersion": "eks.1",
+                "defaultVersion": version == self.default_version,
+                "status": status,
+                "versionStatus": status,
+                "kubernetesPatchVersion": f"{version}.0",
+            }
+            for version, status in sorted(self.cluster_versions.items(), key=lambda kv: _minor(kv[0]))
+            if status != "UNSUPPORTED" or p.get("includeAll")
+        ]
+        return _answer({"clusterVersions": listed})
 
     # -- add-ons --
 

@@ -23,6 +23,11 @@ operation runs on the cluster (400 FAILED_PRECONDITION); malformed authorized ne
 maintenance windows shorter than GKE allows (400); a stale label or maintenance-policy
 fingerprint (409 ABORTED). A failed node-pool create leaves the pool in ERROR, as GKE does.
 
+`GET .../locations/{l}/serverConfig` answers from the fake's state (`server_versions`, per minor
+the full version GKE resolves it to, and `default_version`; channels are derived: RAPID the
+newest three, REGULAR and STABLE one and two minors behind, EXTENDED the oldest four), so a test
+publishes or retires a version by editing it.
+
 Tests steer it with `fail_next` (an HTTP error for matching requests), `fail_operation` (an
 operation of a type that ends DONE with an error, as GKE reports quota shortfalls found while
 creating), `fail_next_node_pool_operation` (the next node-pool operation, whatever its type,
@@ -69,6 +74,7 @@ _STS = "/v1/token"
 _GENERATE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
 _OPERATION = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/operations/([^/:]+)$")
 _OPERATIONS = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/operations$")
+_SERVER_CONFIG = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/serverConfig$")
 
 FAKE_CA_DATA = base64.b64encode(
     b"-----BEGIN CERTIFICATE-----\nZmFrZSBHS0UgY2x1c3RlciBDQQ==\n-----END CERTIFICATE-----\n"
@@ -204,6 +210,9 @@ class FakeGke:
     service_account_tokens: dict[str, str] = field(default_factory=dict)
     # who made each GKE call: "static" (the test token) or a service account email
     callers: list[str] = field(default_factory=list)
+    # what serverConfig offers: minor -> full version, and the default minor
+    server_versions: dict[str, str] = field(default_factory=lambda: dict(PATCHES))
+    default_version: str = "1.32"
 
     # --- test controls --------------------------------------------------------------------
 
@@ -351,7 +360,38 @@ class FakeGke:
             self.service_account_tokens[token] = email
         return JSONResponse({"accessToken": token, "expireTime": expire})
 
+    def _server_config(self) -> Response:
+        minors = sorted(self.server_versions, key=_minor)
+        full = [self.server_versions[m] for m in reversed(minors)]  # newest first, as GKE lists them
+
+        def channel(name: str, chosen: list[str]) -> dict[str, Any]:
+            newest_first = [self.server_versions[m] for m in sorted(chosen, key=_minor, reverse=True)]
+            return {
+                "channel": name,
+                "defaultVersion": newest_first[min(1, len(newest_first) - 1)],
+                "validVersions": newest_first,
+            }
+
+        channels = [
+            channel("RAPID", minors[-3:]),
+            channel("REGULAR", minors[-4:-1] or minors),
+            channel("STABLE", minors[-5:-2] or minors),
+            channel("EXTENDED", minors[:4]),
+        ]
+        return JSONResponse(
+            {
+                "defaultClusterVersion": self.server_versions.get(self.default_version, full[0]),
+                "validMasterVersions": full,
+                "validNodeVersions": full,
+                "defaultImageType": "COS_CONTAINERD",
+                "validImageTypes": ["COS_CONTAINERD", "UBUNTU_CONTAINERD"],
+                "channels": channels,
+            }
+        )
+
     def _route(self, method: str, path: str, body: dict[str, Any], host: str) -> Response:
+        if _SERVER_CONFIG.match(path) and method == "GET":
+            return self._server_config()
         if (match := _OPERATIONS.match(path)) and method == "GET":
             where = (match.group(1), match.group(2))
             listed = [op for op in self.operations.values() if (op.project, op.location) == where]

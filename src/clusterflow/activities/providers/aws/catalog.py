@@ -5,9 +5,9 @@
 - Regions: the snapshot's regions (the ones this control plane is set up for) that EC2
   `DescribeRegions` still lists for the account; zones from `DescribeAvailabilityZones`
   (availability zones only, not Local or Wavelength zones).
-- Machine types: every current-generation x86_64 or arm64 instance type
-  (`DescribeInstanceTypes`) that `DescribeInstanceTypeOfferings` offers in the region, in the
-  zones it names. AWS publishes list prices through another API (Pricing), so prices come from
+- Machine types: every x86_64 or arm64 instance type (`DescribeInstanceTypes`; previous
+  generations too, since EKS still runs them) that `DescribeInstanceTypeOfferings` offers in the
+  region, in the zones it names. AWS publishes list prices through another API (Pricing), so prices come from
   the snapshot where it has the type and are empty otherwise; categories follow the family
   letter as AWS names them.
 """
@@ -75,9 +75,7 @@ def _category(name: str) -> str:
 
 
 async def _instance_types(ec2: Any, snapshot: ProviderCatalog) -> dict[str, MachineType]:
-    described = await _pages(
-        ec2, "describe_instance_types", "InstanceTypes", Filters=[{"Name": "current-generation", "Values": ["true"]}]
-    )
+    described = await _pages(ec2, "describe_instance_types", "InstanceTypes")
     known = {m.name: m for m in snapshot.machine_types}
     types: dict[str, MachineType] = {}
     for item in described:
