@@ -5,7 +5,8 @@ returns at once, the resource is CREATING until it is ready, and creating an exi
 is a no-op, so a retried or re-run phase waits for what exists instead of creating it again.
 
 Split as the cloud providers are: what the spec asks for (`spec`), the injected failures
-(`failures`), and the provider that runs the phases (`provider`). The catalog's versions and
+(`failures`), the waits that notice a cancel within a second (`waits`), and the provider
+that runs the phases (`provider`). The catalog's versions and
 machine types are re-exported because callers compare against the provider's own offer.
 """
 

@@ -6,6 +6,9 @@ cloud would be asked to do. It also behaves as a cloud does where that matters t
 update's rollback restores node groups and tags but never moves the control plane back (the
 planner's inverse carries no version), and the control plane reports its live version.
 
+Every wait goes through `waits.wait`, which notices a cancel within about a second (the SDK's
+throttled heartbeats alone would only tell it after the phase ended).
+
 Failures are injected before the phase body: always on deploy, and on update and delete only
 in the main pass (`inp.stage` empty), so a cleanup or rollback pass is never failed on purpose.
 """
@@ -25,6 +28,7 @@ from clusterflow.activities.providers.local.spec import (
     invalid,
     resources_for,
 )
+from clusterflow.activities.providers.local.waits import wait
 from clusterflow.activities.providers.phases import PhaseReporter, ProviderError
 from clusterflow.catalog.local import KUBERNETES_VERSIONS
 from clusterflow.catalog.spec_checks import check_deploy_spec
@@ -75,9 +79,9 @@ class LocalProvider(Unprepared):
             problems = check_deploy_spec(inp.spec, await current_catalog(self.pool))
             if problems:
                 raise invalid(problems)
-            await reporter.heartbeat_while(seconds / 2, "checking quotas")
+            await wait(reporter, seconds / 2, "checking quotas")
             await reporter.event("quotas", "quotas and machine types available", fraction=0.5)
-            await reporter.heartbeat_while(seconds / 2, "validated")
+            await wait(reporter, seconds / 2, "validated")
             return PhaseResult(inp.phase)
         wanted = resources_for(inp)
         if inp.phase == Phase.VERIFY:
@@ -101,7 +105,7 @@ class LocalProvider(Unprepared):
                 )
             if resource.state == "READY":
                 return
-            await reporter.heartbeat_while(min(float(resource.seconds_left), 0.5), f"waiting for {kind} {name}")
+            await wait(reporter, min(float(resource.seconds_left), 0.5), f"waiting for {kind} {name}")
 
     async def _verify(self, inp: PhaseInput, reporter: PhaseReporter, seconds: float, version: str) -> PhaseResult:
         resources = await local_cloud.list_resources(self.pool, inp.cluster_id)
@@ -111,7 +115,7 @@ class LocalProvider(Unprepared):
             raise ProviderError(
                 ErrorCode.PHASE_FAILED, f"cluster is missing {', '.join(sorted(missing))}", retryable=True
             )
-        await reporter.heartbeat_while(seconds, "checking cluster health")
+        await wait(reporter, seconds, "checking cluster health")
         await reporter.event("healthy", f"{len(resources)} resources healthy", fraction=1.0)
         return PhaseResult(
             inp.phase,
@@ -130,7 +134,7 @@ class LocalProvider(Unprepared):
         for index, resource in enumerate(doomed):
             kind, name = resource.kind, resource.name
             await local_cloud.delete_resource(self.pool, inp.cluster_id, kind, name, inp.operation_id)
-            await reporter.heartbeat_while(share, f"deleting {kind} {name}")
+            await wait(reporter, share, f"deleting {kind} {name}")
             deleted.append(f"{kind}/{name}")
             await reporter.event(f"{kind}/{name}/deleted", f"deleted {kind} {name}", fraction=(index + 1) / len(doomed))
         return PhaseResult(inp.phase, resources=deleted)
@@ -146,14 +150,14 @@ class LocalProvider(Unprepared):
                 )
             for added in change.of_kind(ChangeKind.ADD):
                 check_machine_types(added.new_group)
-            await reporter.heartbeat_while(seconds, "preflight checks")
+            await wait(reporter, seconds, "preflight checks")
             return PhaseResult(inp.phase)
         if inp.phase == Phase.CONTROL_PLANE:
             if version:
                 await local_cloud.update_resource(
                     self.pool, inp.cluster_id, *CONTROL_PLANE, inp.operation_id, {"kubernetesVersion": version}
                 )
-                await reporter.heartbeat_while(seconds, f"upgrading control plane to {version}")
+                await wait(reporter, seconds, f"upgrading control plane to {version}")
             live = await local_cloud.describe(self.pool, inp.cluster_id, *CONTROL_PLANE)
             running = (live.spec or {}).get("kubernetesVersion") if live is not None else None
             await reporter.event(
@@ -169,11 +173,11 @@ class LocalProvider(Unprepared):
                 await local_cloud.update_resource(
                     self.pool, inp.cluster_id, "addon", name, inp.operation_id, {"kubernetesVersion": version}
                 )
-                await reporter.heartbeat_while(seconds / len(ADDONS), f"updating {name}")
+                await wait(reporter, seconds / len(ADDONS), f"updating {name}")
                 await reporter.event(f"addon/{name}", f"addon {name} matches {version}", fraction=(index + 1) / 3)
             return PhaseResult(inp.phase)
         if inp.phase == Phase.VERIFY:
-            await reporter.heartbeat_while(seconds, "checking cluster health")
+            await wait(reporter, seconds, "checking cluster health")
             await reporter.event("healthy", "cluster healthy after update", fraction=1.0)
         return PhaseResult(inp.phase)
 
@@ -201,7 +205,7 @@ class LocalProvider(Unprepared):
             return
         if change.kind == ChangeKind.REMOVE:
             await local_cloud.delete_resource(self.pool, inp.cluster_id, "node_group", name, inp.operation_id)
-            await reporter.heartbeat_while(share, f"draining and removing {name}")
+            await wait(reporter, share, f"draining and removing {name}")
             return
         spec: dict[str, Any] = (
             {"minNode": change.new_size.min_nodes, "maxNode": change.new_size.max_nodes}
@@ -211,4 +215,4 @@ class LocalProvider(Unprepared):
         if await local_cloud.describe(self.pool, inp.cluster_id, "node_group", name) is None:
             raise ProviderError(ErrorCode.INVALID_SPEC, f"node group {name} does not exist", retryable=False)
         await local_cloud.update_resource(self.pool, inp.cluster_id, "node_group", name, inp.operation_id, spec)
-        await reporter.heartbeat_while(share, change.describe())
+        await wait(reporter, share, change.describe())
