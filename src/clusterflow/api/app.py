@@ -44,6 +44,7 @@ from clusterflow.api.routers import (
     organizations,
     progress_stream,
     registration,
+    update_runs,
     vault,
 )
 from clusterflow.api.schemas.clusters import ClusterMergePatch, ClusterSpec, K8sCluster, K8sClusterUpdate
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cloud_accounts.router)
     app.include_router(progress_stream.router)
     app.include_router(notifications.router)
+    app.include_router(update_runs.router)
     # A Mount, not API routes: absent from /openapi.json; the console's data comes from the API.
     app.mount("/console", console_app(), name="console")
     # Outermost last: the request ID exists before anything else runs, audit sees every answer.

@@ -24,6 +24,7 @@ class OperationType(StrEnum):
     CLOUD_CONNECT = "CLOUD_CONNECT"
     KUBECONFIG_GENERATE = "KUBECONFIG_GENERATE"
     CLUSTER_RESYNC = "CLUSTER_RESYNC"
+    UPDATE_RUN = "UPDATE_RUN"  # a fleet update run; its children are CLUSTER_UPDATE operations
 
 
 class OperationStatus(StrEnum):

@@ -46,6 +46,7 @@ from clusterflow.activities.providers.gcp import (
     GcpProvider,
 )
 from clusterflow.activities.providers.local import LocalProvider
+from clusterflow.activities.update_runs import UpdateRunActivities
 from clusterflow.logs import configure_logging
 from clusterflow.records.db import DbPool, create_pool
 from clusterflow.settings import Settings, get_settings
@@ -90,6 +91,7 @@ def activities_for(pool: DbPool, settings: Settings, aws_sessions: SessionFactor
     gcp_kubeconfig = GcpKubeconfigActivities(pool, settings, gcp)
     azure_kubeconfig = AzureKubeconfigActivities(pool, settings, azure)
     catalog_refresh = CatalogRefreshActivities(pool, settings, aws_clients)
+    runs = UpdateRunActivities(pool)
     return [
         records.begin_operation,
         records.append_event,
@@ -124,6 +126,10 @@ def activities_for(pool: DbPool, settings: Settings, aws_sessions: SessionFactor
         gcp_kubeconfig.issue_gcp,
         azure_kubeconfig.issue_azure,
         catalog_refresh.refresh_provider,
+        runs.open_child,
+        runs.save_snapshot,
+        runs.close_children,
+        runs.window_opening,
     ]
 
 

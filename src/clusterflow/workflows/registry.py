@@ -32,6 +32,7 @@ from clusterflow.workflows.register import (
     KubeconfigGenerateWorkflow,
 )
 from clusterflow.workflows.update import ClusterUpdateWorkflow
+from clusterflow.workflows.update_run import UpdateRunWorkflow
 
 WORKFLOW_TYPES: dict[str, str] = {
     OperationType.CLUSTER_DEPLOY: "ClusterDeploy",
@@ -42,6 +43,7 @@ WORKFLOW_TYPES: dict[str, str] = {
     OperationType.CLUSTER_UNREGISTER: "ClusterUnregister",
     OperationType.CLUSTER_RESYNC: "ClusterResync",
     OperationType.KUBECONFIG_GENERATE: "KubeconfigGenerate",
+    OperationType.UPDATE_RUN: "UpdateRun",
 }
 
 # CLOUD_CONNECT has one workflow per kind of connection (AWS role assumption, GCP/Azure
@@ -60,6 +62,7 @@ ALL_WORKFLOWS: list[type] = [
     ClusterResyncWorkflow,
     KubeconfigGenerateWorkflow,
     NotificationDispatchWorkflow,
+    UpdateRunWorkflow,
     CatalogRefreshWorkflow,
 ]
 

@@ -1,0 +1,491 @@
+"""Fleet update runs on the local provider, through the HTTP API, with a real worker, real
+Temporal and real PostgreSQL.
+
+What a platform team depends on is checked where it lands: the order and overlap of the
+clusters' updates from their own CLUSTER_UPDATE operation rows (start and end times), the
+versions in the cluster records and in the simulated cloud, and one update operation per
+cluster however the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from clusterflow.records import local_cloud
+from clusterflow.records.organizations import create_api_key
+from clusterflow.settings import Settings
+from tests.conftest import Org, Services
+from tests.helpers import all_events, deploy_document, wait_for_operation
+from tests.processes import kill_hard, settings_env, spawn, stop
+
+
+async def _deploy(api: httpx.AsyncClient, org: Org, names: list[str], version: str = "1.31") -> dict[str, str]:
+    """Deploy local clusters at once; their IDs by name."""
+
+    async def one(name: str) -> tuple[str, str]:
+        doc = deploy_document(name, kubernetesVersion=version)
+        response = await api.post("/v1/clusters", json=doc, headers=org.headers())
+        assert response.status_code == 202, response.text
+        accepted = response.json()["data"]
+        record = await wait_for_operation(api, org.headers(), accepted["operationId"])
+        assert record["status"] == "SUCCEEDED", record
+        return name, accepted["clusterId"]
+
+    return dict(await asyncio.gather(*(one(n) for n in names)))
+
+
+async def _no_approval(api: httpx.AsyncClient, org: Org) -> None:
+    policy = {"minorVersionUpgrade": False, "clusterUpdate": False}
+    response = await api.put(f"/v1/organizations/{org.id}/approval-policy", json=policy, headers=org.headers())
+    assert response.status_code == 200, response.text
+
+
+def _run(stages: list[dict[str, Any]], *, phase_seconds: float = 0.2, **change: Any) -> dict[str, Any]:
+    return {
+        "name": "monthly-1.32",
+        "change": {"kubernetesVersion": "1.32", "local": {"phaseSeconds": phase_seconds, **change}},
+        "strategy": {"stages": stages},
+    }
+
+
+async def _get_run(api: httpx.AsyncClient, org: Org, run_id: str) -> dict[str, Any]:
+    response = await api.get(f"/v1/update-runs/{run_id}", headers=org.headers())
+    assert response.status_code == 200, response.text
+    run: dict[str, Any] = response.json()["data"]
+    return run
+
+
+async def _wait_run(
+    api: httpx.AsyncClient, org: Org, run_id: str, check: Any, what: str, timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = await _get_run(api, org, run_id)
+        if check(run):
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id}: {what} not reached in {timeout}s: {run}")
+        await asyncio.sleep(0.1)
+
+
+def _clusters(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["clusterId"]: c for s in run["stages"] for g in s["groups"] for c in g["clusters"]}
+
+
+async def _children(pool: asyncpg.Pool, run_id: str) -> list[asyncpg.Record]:
+    """The run's CLUSTER_UPDATE operations as the database holds them."""
+    return await pool.fetch(
+        """SELECT id, cluster_id, status, started_at, completed_at, metadata FROM operations
+            WHERE operation_type = 'CLUSTER_UPDATE' AND metadata->>'updateRunId' = $1""",
+        run_id,
+    )
+
+
+def _max_overlap(spans: list[tuple[datetime, datetime]]) -> int:
+    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = peak = 0
+    for _, step in points:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_dry_run_answers_the_resolved_plan_and_bad_strategies_are_422_naming_the_field(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    ids = await _deploy(api, org, ["dev-1", "dev-2", "prod-1"])
+    current = await _deploy(api, org, ["prod-new"], version="1.32")
+    patch = await api.patch(
+        f"/v1/clusters/{ids['prod-1']}",
+        json={"metadata": {"labels": {"env": "prod"}}},
+        headers=org.headers() | {"Content-Type": "application/merge-patch+json"},
+    )
+    assert patch.status_code == 200, patch.text
+    await api.patch(
+        f"/v1/clusters/{current['prod-new']}",
+        json={"metadata": {"labels": {"env": "prod"}}},
+        headers=org.headers() | {"Content-Type": "application/merge-patch+json"},
+    )
+    body = _run(
+        [
+            {
+                "name": "dev",
+                "groups": [{"name": "all", "clusterIds": [ids["dev-1"], ids["dev-2"]], "maxConcurrency": "50%"}],
+                "afterStageWaitSeconds": 600,
+            },
+            {
+                "name": "prod",
+                "beforeGates": [{"type": "approval", "name": "change board"}],
+                "groups": [{"name": "eu", "labelSelector": "env=prod"}],
+            },
+        ]
+    )
+    response = await api.post("/v1/update-runs", params={"dryRun": "true"}, json=body, headers=org.headers())
+    assert response.status_code == 200, response.text
+    plan = response.json()["data"]
+    assert plan["totalClusters"] == 3 and plan["approvalRequired"] is True
+    dev, prod = plan["stages"]
+    assert [c["clusterName"] for c in dev["groups"][0]["clusters"]] == ["dev-1", "dev-2"]
+    assert dev["groups"][0]["maxConcurrency"] == 1  # 50% of 2
+    assert [(c["clusterName"], c["order"]) for c in prod["groups"][0]["clusters"]] == [("prod-1", 3)]
+    first = dev["groups"][0]["clusters"][0]
+    assert first["currentVersion"] == "1.31" and first["targetVersion"] == "1.32"
+    assert "CONTROL_PLANE" in first["phases"] and first["preflightChecks"]
+    gate = prod["beforeGates"][0]
+    assert len(prod["beforeGates"]) == 1
+    assert {k: gate[k] for k in ("id", "type", "timing", "name", "status")} == {
+        "id": "g1",
+        "type": "approval",
+        "timing": "before",
+        "name": "change board",
+        "status": "PENDING",
+    }
+    # The soak pushes the next stage's earliest start.
+    gap = datetime.fromisoformat(prod["earliestStart"]) - datetime.fromisoformat(dev["earliestStart"])
+    assert gap.total_seconds() >= 600
+    assert plan["skipped"] == [
+        {
+            "clusterId": current["prod-new"],
+            "clusterName": "prod-new",
+            "stage": "prod",
+            "group": "eu",
+            "reason": "already on 1.32",
+        }
+    ]
+
+    def bad(mutate: Any) -> dict[str, Any]:
+        document = _run([{"name": "dev", "groups": [{"name": "all", "clusterIds": [ids["dev-1"]]}]}])
+        mutate(document)
+        return document
+
+    cases = [
+        (
+            lambda d: d["strategy"]["stages"][0]["groups"][0]["clusterIds"].append("cl_nope"),
+            "strategy.stages[0].groups[0].clusterIds[1]",
+        ),
+        (
+            lambda d: d["strategy"]["stages"].append(
+                {"name": "again", "groups": [{"name": "x", "clusterIds": [ids["dev-1"]]}]}
+            ),
+            "strategy.stages[1].groups[0].clusterIds[0]",
+        ),
+        (lambda d: d["strategy"]["stages"][0]["groups"][0].update(maxConcurrency="150%"), "maxConcurrency"),
+        (
+            lambda d: d["strategy"]["stages"][0]["groups"][0].update(labelSelector="env=dev"),
+            "strategy.stages[0].groups[0]",
+        ),
+        (lambda d: d["change"].update(kubernetesVersion="latest"), "change.kubernetesVersion"),
+        (
+            lambda d: d["strategy"]["stages"][0].update(beforeGates=[{"type": "notBefore"}]),
+            "strategy.stages[0].beforeGates[0]",
+        ),
+    ]
+    for mutate, field in cases:
+        for dry in ("true", "false"):
+            response = await api.post(
+                "/v1/update-runs", params={"dryRun": dry}, json=bad(mutate), headers=org.headers()
+            )
+            assert response.status_code == 422, (field, response.text)
+            fields = [d["field"] for d in response.json()["error"]["details"]]
+            assert any(field in f for f in fields), (field, fields)
+    runs = await pool.fetchval(
+        "SELECT count(*) FROM operations WHERE organization_id = $1 AND operation_type = 'UPDATE_RUN'", org.id
+    )
+    assert runs == 0
+    assert (await api.get("/v1/update-runs", headers=org.headers())).json()["data"]["runs"] == []
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_run_upgrades_stages_in_order_with_a_soak_an_approval_gate_and_at_most_two_at_once(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    names = ["dev-1", "dev-2", "stg-1", "stg-2", "stg-3", "stg-4", "prod-1", "prod-2"]
+    ids = await _deploy(api, org, names)
+    stages = [
+        {
+            "name": "dev",
+            "groups": [{"name": "all", "clusterIds": [ids["dev-1"], ids["dev-2"]], "maxConcurrency": 2}],
+            "afterStageWaitSeconds": 1,
+        },
+        {
+            "name": "staging",
+            "groups": [
+                {"name": "a", "clusterIds": [ids["stg-1"], ids["stg-2"], ids["stg-3"]], "maxConcurrency": 2},
+                {"name": "b", "clusterIds": [ids["stg-4"]]},
+            ],
+        },
+        {
+            "name": "prod",
+            "beforeGates": [{"type": "approval", "name": "change board"}],
+            "groups": [{"name": "eu", "clusterIds": [ids["prod-1"], ids["prod-2"]], "maxConcurrency": 2}],
+        },
+    ]
+    response = await api.post("/v1/update-runs", json=_run(stages), headers=org.headers())
+    assert response.status_code == 202, response.text
+    accepted = response.json()["data"]
+    run_id = accepted["operationId"]
+    assert response.headers["Location"] == f"/v1/operations/{run_id}"
+    # A minor upgrade waits for an owner under the default policy: once, for the whole run.
+    assert accepted["approvalRequired"] is True
+    await wait_for_operation(api, org.headers(), run_id, until={"AWAITING_APPROVAL"})
+    decision = await api.post(
+        f"/v1/operations/{run_id}/approval",
+        json={"action": "APPROVE", "token": accepted["approvalToken"]},
+        headers=org.headers(),
+    )
+    assert decision.status_code == 200, decision.text
+
+    waiting = await _wait_run(
+        api, org, run_id, lambda r: r["stages"][2]["beforeGates"][0]["status"] == "WAITING", "the prod gate waiting"
+    )
+    assert waiting["status"] == "RUNNING" and waiting["stages"][2]["status"] == "WAITING"
+    assert all(c["status"] == "PLANNED" for c in waiting["stages"][2]["groups"][0]["clusters"])
+    assert [s["status"] for s in waiting["stages"][:2]] == ["SUCCEEDED", "SUCCEEDED"]
+    # Controls that do not apply are refused by the workflow's validator, named.
+    _, editor_key = await create_api_key(pool, org.id, "editor", "editor")
+    editor = {"Authorization": f"Bearer {editor_key}"}
+    refused = await api.post(f"/v1/update-runs/{run_id}/gates/g1/approve", json={}, headers=editor)
+    assert refused.status_code == 403
+    unknown = await api.post(f"/v1/update-runs/{run_id}/gates/g9/approve", json={}, headers=org.headers())
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "UNKNOWN_GATE"
+    resume = await api.post(f"/v1/update-runs/{run_id}/resume", headers=org.headers())
+    assert resume.status_code == 409 and resume.json()["error"]["code"] == "RUN_NOT_PAUSED"
+    approve = await api.post(
+        f"/v1/update-runs/{run_id}/gates/g1/approve", json={"comment": "board said yes"}, headers=org.headers()
+    )
+    assert approve.status_code == 200, approve.text
+    again = await api.post(f"/v1/update-runs/{run_id}/gates/g1/approve", json={}, headers=org.headers())
+    assert again.status_code == 409
+
+    record = await wait_for_operation(api, org.headers(), run_id, timeout=60)
+    assert record["status"] == "SUCCEEDED" and record["operationType"] == "UPDATE_RUN", record
+    run = await _get_run(api, org, run_id)
+    assert run["status"] == "SUCCEEDED" and run["summary"]["succeeded"] == 8, run
+    assert run["stages"][2]["beforeGates"][0]["status"] == "APPROVED"
+
+    children = await _children(pool, run_id)
+    assert Counter(c["cluster_id"] for c in children) == Counter(ids.values())
+    assert {c["status"] for c in children} == {"SUCCEEDED"}
+    span = {c["cluster_id"]: (c["started_at"], c["completed_at"]) for c in children}
+    stage_of = {ids[n]: n.split("-")[0] for n in names}
+    by_stage: dict[str, list[tuple[datetime, datetime]]] = {}
+    for cluster, times in span.items():
+        by_stage.setdefault(stage_of[cluster], []).append(times)
+    # Stages in order; the soak separates dev from staging.
+    soak = min(s for s, _ in by_stage["stg"]) - max(e for _, e in by_stage["dev"])
+    assert soak.total_seconds() >= 1
+    assert max(e for _, e in by_stage["stg"]) <= min(s for s, _ in by_stage["prod"])
+    # Never more than two at once in the group of three; and the first two of it overlapped.
+    group_a = [span[ids[n]] for n in ("stg-1", "stg-2", "stg-3")]
+    assert _max_overlap(group_a) == 2
+    assert span[ids["stg-3"]][0] >= min(span[ids["stg-1"]][1], span[ids["stg-2"]][1])
+    # The outside system: every cluster runs 1.32 in the record and in the simulated cloud.
+    for cluster_id in ids.values():
+        cluster = (await api.get(f"/v1/clusters/{cluster_id}", headers=org.headers())).json()["data"]
+        assert cluster["kubernetesVersion"] == "1.32", cluster
+        control_plane = await local_cloud.describe(pool, cluster_id, "control_plane", "control-plane")
+        assert control_plane is not None and control_plane.spec["kubernetesVersion"] == "1.32"
+    # Each child is an ordinary update in its cluster's history.
+    history = await api.get(f"/v1/clusters/{ids['prod-1']}/operations", headers=org.headers())
+    types = [o["operationType"] for o in history.json()["data"]["operations"]]
+    assert types.count("CLUSTER_UPDATE") == 1
+    events = [e["message"] for e in await all_events(api, org.headers(), run_id)]
+    assert any("gate g1" in m and "approved" in m for m in events)
+    listed = (await api.get("/v1/update-runs", headers=org.headers())).json()["data"]["runs"]
+    assert [(r["runId"], r["status"]) for r in listed] == [(run_id, "SUCCEEDED")]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_failure_threshold_halts_the_run_and_resume_finishes_it(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    await _no_approval(api, org)
+    ids = await _deploy(api, org, ["a-1", "a-2", "a-3", "b-1"])
+    stages = [
+        {
+            "name": "first",
+            "groups": [{"name": "g", "clusterIds": [ids["a-1"], ids["a-2"], ids["a-3"]]}],
+            "failurePolicy": {"maxFailed": 0},
+        },
+        {"name": "second", "groups": [{"name": "g", "clusterIds": [ids["b-1"]]}]},
+    ]
+    body = _run(stages, phase_seconds=0.1, failAt="CONTROL_PLANE", clusterIds=[ids["a-1"]])
+    response = await api.post("/v1/update-runs", json=body, headers=org.headers())
+    assert response.status_code == 202, response.text
+    run_id = response.json()["data"]["operationId"]
+
+    halted = await _wait_run(api, org, run_id, lambda r: r["status"] == "HALTED", "halted")
+    clusters = _clusters(halted)
+    assert clusters[ids["a-1"]]["status"] == "FAILED"
+    assert clusters[ids["a-2"]]["status"] == "PLANNED" and clusters[ids["a-3"]]["status"] == "PLANNED"
+    assert "failure policy" in halted["message"]
+    await asyncio.sleep(0.5)  # halted means halted: nothing else starts
+    assert len(await _children(pool, run_id)) == 1
+    operation = (await api.get(f"/v1/operations/{run_id}", headers=org.headers())).json()["data"]
+    assert operation["status"] == "RUNNING"
+
+    resumed = await api.post(f"/v1/update-runs/{run_id}/resume", headers=org.headers())
+    assert resumed.status_code == 200, resumed.text
+    record = await wait_for_operation(api, org.headers(), run_id, timeout=60)
+    assert record["status"] == "SUCCEEDED", record
+    run = await _get_run(api, org, run_id)
+    assert run["summary"] == {
+        "total": 4,
+        "succeeded": 3,
+        "failed": 1,
+        "cancelled": 0,
+        "running": 0,
+        "skipped": 0,
+        "pending": 0,
+    }, run
+    assert run["stages"][0]["status"] == "COMPLETED_WITH_FAILURES"
+    versions = {
+        name: (await api.get(f"/v1/clusters/{cid}", headers=org.headers())).json()["data"]["kubernetesVersion"]
+        for name, cid in ids.items()
+    }
+    assert versions == {"a-1": "1.31", "a-2": "1.32", "a-3": "1.32", "b-1": "1.32"}
+
+
+@pytest.mark.usefixtures("worker")
+async def test_cancel_mid_run_rolls_back_the_running_children_only(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    await _no_approval(api, org)
+    ids = await _deploy(api, org, ["early", "c-1", "c-2", "c-3", "c-4"])
+    stages = [
+        {"name": "canary", "groups": [{"name": "g", "clusterIds": [ids["early"]]}]},
+        {
+            "name": "rest",
+            "groups": [
+                {"name": "g", "clusterIds": [ids[n] for n in ("c-1", "c-2", "c-3", "c-4")], "maxConcurrency": 2}
+            ],
+        },
+    ]
+    response = await api.post("/v1/update-runs", json=_run(stages, phase_seconds=1.0), headers=org.headers())
+    run_id = response.json()["data"]["operationId"]
+
+    def two_running(run: dict[str, Any]) -> bool:
+        clusters = _clusters(run)
+        return sum(c["status"] == "RUNNING" and c["progressPercentage"] >= 20 for c in clusters.values()) == 2
+
+    await _wait_run(api, org, run_id, two_running, "two clusters of the second stage mid-update")
+    cancel = await api.post(f"/v1/update-runs/{run_id}/cancel", headers=org.headers())
+    assert cancel.status_code == 200, cancel.text
+    record = await wait_for_operation(api, org.headers(), run_id, timeout=60)
+    assert record["status"] == "CANCELLED", record
+
+    children = {c["cluster_id"]: c for c in await _children(pool, run_id)}
+    assert children[ids["early"]]["status"] == "SUCCEEDED"
+    assert {children[ids[n]]["status"] for n in ("c-1", "c-2")} == {"CANCELLED"}
+    assert ids["c-3"] not in children and ids["c-4"] not in children
+    assert "1 clusters already updated stay updated" in record["message"]
+    run = await _get_run(api, org, run_id)
+    assert run["status"] == "CANCELLED"
+    assert {_clusters(run)[ids[n]]["status"] for n in ("c-3", "c-4")} == {"PLANNED"}
+    for name in ("c-1", "c-2"):
+        cluster = (await api.get(f"/v1/clusters/{ids[name]}", headers=org.headers())).json()["data"]
+        assert cluster["rollbackStatus"]["status"] == "COMPLETED", cluster
+        assert cluster["state"] == "ACTIVE"
+    for name in ("c-3", "c-4"):
+        cluster = (await api.get(f"/v1/clusters/{ids[name]}", headers=org.headers())).json()["data"]
+        assert cluster["kubernetesVersion"] == "1.31" and cluster["rollbackStatus"] is None
+    early = (await api.get(f"/v1/clusters/{ids['early']}", headers=org.headers())).json()["data"]
+    assert early["kubernetesVersion"] == "1.32"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_busy_cluster_is_skipped_when_the_strategy_says_so(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    await _no_approval(api, org)
+    ids = await _deploy(api, org, ["busy", "free"])
+    # A slow single update holds the first cluster while the run reaches it.
+    update = {
+        "apiVersion": "clusterflow.dev/v1",
+        "kind": "K8sClusterUpdate",
+        "spec": {"tags": {"team": "a"}, "local": {"phaseSeconds": 1.5}},
+    }
+    held = await api.patch(f"/v1/clusters/{ids['busy']}", json=update, headers=org.headers())
+    assert held.status_code == 202, held.text
+    body = _run([{"name": "only", "groups": [{"name": "g", "clusterIds": [ids["busy"], ids["free"]]}]}])
+    body["strategy"]["busyCluster"] = {"action": "skip"}
+    response = await api.post("/v1/update-runs", json=body, headers=org.headers())
+    run_id = response.json()["data"]["operationId"]
+    record = await wait_for_operation(api, org.headers(), run_id, timeout=60)
+    assert record["status"] == "SUCCEEDED", record
+    run = await _get_run(api, org, run_id)
+    busy = _clusters(run)[ids["busy"]]
+    assert busy["status"] == "SKIPPED" and busy["reason"].startswith("busy: operation ")
+    assert _clusters(run)[ids["free"]]["status"] == "SUCCEEDED"
+    assert [c["cluster_id"] for c in await _children(pool, run_id)] == [ids["free"]]
+    held_record = await wait_for_operation(api, org.headers(), held.json()["data"]["operationId"], timeout=30)
+    assert held_record["status"] == "SUCCEEDED"
+
+
+@pytest.fixture
+def crash_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"activity_heartbeat_timeout_seconds": 2.0})
+
+
+async def test_a_worker_killed_mid_run_updates_no_cluster_twice(
+    services: Services, crash_settings: Settings, org: Org, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    from clusterflow.api.app import create_app
+
+    env = settings_env(crash_settings)
+    first = spawn("worker", env, tmp_path / "worker-1.log")
+    second = None
+    app = create_app(crash_settings)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+                await _no_approval(api, org)
+                ids = await _deploy(api, org, [f"k-{n}" for n in range(5)])
+                group = {"name": "g", "clusterIds": list(ids.values()), "maxConcurrency": 2}
+                body = _run([{"name": "one", "groups": [group]}], phase_seconds=0.4)
+                response = await api.post("/v1/update-runs", json=body, headers=org.headers())
+                run_id = response.json()["data"]["operationId"]
+                await _wait_run(
+                    api,
+                    org,
+                    run_id,
+                    lambda r: (
+                        sum(c["status"] == "SUCCEEDED" for c in _clusters(r).values()) >= 1
+                        and any(c["status"] == "RUNNING" for c in _clusters(r).values())
+                    ),
+                    "one cluster done and another mid-update",
+                )
+                kill_hard(first)
+                second = spawn("worker", env, tmp_path / "worker-2.log")
+                record = await wait_for_operation(api, org.headers(), run_id, timeout=90)
+                events = await all_events(api, org.headers(), run_id)
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+
+    assert record["status"] == "SUCCEEDED", record
+    children = await _children(pool, run_id)
+    assert Counter(c["cluster_id"] for c in children) == Counter(ids.values())
+    assert {c["status"] for c in children} == {"SUCCEEDED"}
+    updates = await pool.fetchval(
+        "SELECT count(*) FROM operations WHERE organization_id = $1 AND operation_type = 'CLUSTER_UPDATE'", org.id
+    )
+    assert updates == len(ids)
+    assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
+    messages = Counter(e["message"] for e in events)
+    assert all(count == 1 for count in messages.values()), messages
+    for cluster_id in ids.values():
+        control_plane = await local_cloud.describe(pool, cluster_id, "control_plane", "control-plane")
+        assert control_plane is not None and control_plane.spec["kubernetesVersion"] == "1.32"
