@@ -25,14 +25,16 @@ from clusterflow.activities.providers.azure.agent_pools import control_version, 
 from clusterflow.activities.providers.azure.session import AksSession
 from clusterflow.activities.providers.azure.spec import OWNER_TAG, POOL_NAME, SYSTEM, invalid
 from clusterflow.activities.providers.phases import PhaseReporter
+from clusterflow.catalog import ProviderCatalog, minor_of, version_key
 from clusterflow.catalog import azure as azure_catalog
-from clusterflow.catalog import minor_of, version_key
 from clusterflow.contracts.changes import AksChange, ChangeKind, NodeGroupChange
 from clusterflow.contracts.phase_activity import ClusterFacts, PhaseInput, PhaseResult
 
 
-async def _check_version(inp: PhaseInput, session: AksSession, current: str, target: str) -> None:
-    versions = azure_catalog.CATALOG.kubernetes["aks"]
+async def _check_version(
+    inp: PhaseInput, session: AksSession, current: str, target: str, catalog: ProviderCatalog
+) -> None:
+    versions = catalog.versions("aks", inp.region) or catalog.kubernetes["aks"]
     if minor_of(target) == minor_of(current):
         return
     if version_key(minor_of(target)) < version_key(minor_of(current)):
@@ -53,7 +55,9 @@ async def _check_version(inp: PhaseInput, session: AksSession, current: str, tar
         raise invalid(f"AKS offers no upgrade of this cluster to {target} (offered: {', '.join(offered) or 'none'})")
 
 
-def _check_group_change(change: NodeGroupChange, pools: dict[str, aks.AgentPool], control: str, region: str) -> None:
+def _check_group_change(
+    change: NodeGroupChange, pools: dict[str, aks.AgentPool], control: str, region: str, catalog: ProviderCatalog
+) -> None:
     name = change.name
     pool = pools.get(name)
     if change.kind == ChangeKind.ADD:
@@ -67,10 +71,10 @@ def _check_group_change(change: NodeGroupChange, pools: dict[str, aks.AgentPool]
             raise invalid(f"node group {name}: an agent pool named {name} already exists on the AKS cluster")
         if len(group.machine_types) != 1:
             raise invalid(f"node group {name}: an AKS agent pool takes exactly one VM size")
-        offered = {m.name for m in azure_catalog.CATALOG.machine_types_in(region)}
+        offered = {m.name for m in catalog.machine_types_in(region)}
         if group.machine_types[0] not in offered:
             raise invalid(f"node group {name}: VM size {group.machine_types[0]!r} is not offered in {region}")
-        zones = azure_catalog.CATALOG.region(region)
+        zones = catalog.region(region)
         for zone in group.zones:
             if zones is None or f"{region}-{azure_catalog.aks_zone(zone)}" not in zones.zones:
                 raise invalid(f"node group {name}: zone {zone} is not in region {region}")
@@ -109,12 +113,16 @@ def _check_ranges(settings: AksChange, cluster: aks.ManagedCluster) -> None:
             raise invalid(f"aks.authorizedIPRanges: {cidr!r} is not a CIDR range") from err
 
 
-async def validate_change(inp: PhaseInput, session: AksSession, cluster: aks.ManagedCluster) -> None:
+async def validate_change(
+    inp: PhaseInput, session: AksSession, cluster: aks.ManagedCluster, catalog: ProviderCatalog
+) -> None:
+    """Refuse what AKS would refuse part-way, judged by `catalog` (the stored AKS catalog the API
+    planned the update with) and the cluster's live upgrade profile."""
     change = inp.change
     current = control_version(cluster)
     target = change.target_version
     if target:
-        await _check_version(inp, session, current, target)
+        await _check_version(inp, session, current, target, catalog)
     pools = {
         p.name: p
         for p in await session.call(
@@ -124,7 +132,7 @@ async def validate_change(inp: PhaseInput, session: AksSession, cluster: aks.Man
     }
     control_after = target or current
     for group_change in change.node_groups:
-        _check_group_change(group_change, pools, control_after, inp.region)
+        _check_group_change(group_change, pools, control_after, inp.region, catalog)
     if change.aks is not None:
         _check_ranges(change.aks, cluster)
 

@@ -117,7 +117,7 @@ class AzureProvider(ManagedClusterProvider["FederatedAccountRow | None", AksSess
         return f"using subnet {subnet}" if subnet else "AKS builds a managed virtual network"
 
     async def _validate_change(self, inp: PhaseInput, session: AksSession, cluster: aks.ManagedCluster) -> None:
-        await validate_change(inp, session, cluster)
+        await validate_change(inp, session, cluster, (await current_catalog(self.pool)).providers["azure"])
 
     async def _update_control_plane(
         self, inp: PhaseInput, session: AksSession, cluster: aks.ManagedCluster, reporter: PhaseReporter

@@ -116,7 +116,7 @@ class GcpProvider(ManagedClusterProvider[GkeBinding, GkeSession, container_v1.Cl
         return f"GKE builds VPC-native networking in network {network}"
 
     async def _validate_change(self, inp: PhaseInput, session: GkeSession, cluster: container_v1.Cluster) -> None:
-        validate_change(inp.change, cluster, inp.region)
+        validate_change(inp.change, cluster, inp.region, (await current_catalog(self.pool)).providers["gcp"])
 
     async def _update_control_plane(
         self, inp: PhaseInput, session: GkeSession, cluster: container_v1.Cluster, reporter: PhaseReporter

@@ -17,8 +17,7 @@ from google.cloud import container_v1
 
 from clusterflow.activities.providers.gcp.cluster_settings import networks_problem, window_problem
 from clusterflow.activities.providers.phases import ProviderError
-from clusterflow.catalog import gcp as gcp_catalog
-from clusterflow.catalog import minor_of, version_key
+from clusterflow.catalog import KubernetesVersions, ProviderCatalog, minor_of, version_key
 from clusterflow.contracts.changes import ChangeKind, NodeGroupChange, UpdateChange
 from clusterflow.contracts.cluster import NodeGroupSpec
 from clusterflow.contracts.operations import ErrorCode
@@ -30,16 +29,18 @@ def _invalid(message: str) -> ProviderError:
     return ProviderError(ErrorCode.INVALID_SPEC, message, retryable=False)
 
 
-def validate_change(change: UpdateChange, cluster: container_v1.Cluster, region: str) -> None:
-    """Raise INVALID_SPEC for the first thing in `change` GKE would refuse on `cluster`."""
+def validate_change(change: UpdateChange, cluster: container_v1.Cluster, region: str, catalog: ProviderCatalog) -> None:
+    """Raise INVALID_SPEC for the first thing in `change` GKE would refuse on `cluster`, judged
+    by `catalog` (the stored GKE catalog the API planned the update with)."""
+    versions = catalog.versions("gke", region) or catalog.kubernetes["gke"]
     master = minor_of(cluster.current_master_version)
-    after = _check_version(change, master)
+    after = _check_version(change, master, versions)
     pools = {p.name for p in cluster.node_pools}
     if change.node_groups and cluster.autopilot.enabled:
         raise _invalid("node groups cannot be changed on an Autopilot cluster: GKE provisions its nodes itself")
     for node_change in change.node_groups:
-        _check_node_group(node_change, pools, after, region)
-    _check_channel(change, cluster, after)
+        _check_node_group(node_change, pools, after, region, catalog)
+    _check_channel(change, cluster, after, versions)
     if change.gke is not None:
         if change.gke.maintenance_window is not None:
             problem = window_problem(change.gke.maintenance_window)
@@ -51,9 +52,10 @@ def validate_change(change: UpdateChange, cluster: container_v1.Cluster, region:
                 raise _invalid(f"gke.{problem}")
 
 
-def _check_channel(change: UpdateChange, cluster: container_v1.Cluster, after: str) -> None:
+def _check_channel(
+    change: UpdateChange, cluster: container_v1.Cluster, after: str, versions: KubernetesVersions
+) -> None:
     """The release channel the cluster is (or will be) on must offer the master's version."""
-    versions = gcp_catalog.CATALOG.kubernetes["gke"]
     wanted = change.gke.release_channel if change.gke is not None else None
     if wanted is not None and wanted not in versions.channels:
         raise _invalid(f"gke.releaseChannel {wanted} is unknown (offered: {', '.join(versions.channels)})")
@@ -70,12 +72,11 @@ def _check_channel(change: UpdateChange, cluster: container_v1.Cluster, after: s
         )
 
 
-def _check_version(change: UpdateChange, master: str) -> str:
+def _check_version(change: UpdateChange, master: str, versions: KubernetesVersions) -> str:
     """The minor the master runs after the update; refuses a downgrade or a skipped minor."""
     target = change.target_version
     if not target or minor_of(target) == master:
         return master
-    versions = gcp_catalog.CATALOG.kubernetes["gke"]
     if version_key(minor_of(target)) < version_key(master):
         raise _invalid(f"GKE cannot downgrade the control plane from {master} to {target}")
     if minor_of(target) not in versions.supported_versions:
@@ -88,12 +89,14 @@ def _check_version(change: UpdateChange, master: str) -> str:
     return minor_of(target)
 
 
-def _check_node_group(change: NodeGroupChange, pools: set[str], master_after: str, region: str) -> None:
+def _check_node_group(
+    change: NodeGroupChange, pools: set[str], master_after: str, region: str, catalog: ProviderCatalog
+) -> None:
     name = change.name
     if change.kind == ChangeKind.ADD:
         if name in pools:
             raise _invalid(f"node group {name} cannot be added: the GKE cluster already has a node pool named {name}")
-        _check_new_group(change.new_group, region)
+        _check_new_group(change.new_group, region, catalog)
     elif change.kind in (ChangeKind.RESIZE, ChangeKind.UPGRADE) and name not in pools:
         raise _invalid(f"node group {name} does not exist on the GKE cluster: cannot {change.describe()}")
     if change.kind == ChangeKind.UPGRADE and version_key(minor_of(change.target_version)) > version_key(master_after):
@@ -103,8 +106,7 @@ def _check_node_group(change: NodeGroupChange, pools: set[str], master_after: st
         )
 
 
-def _check_new_group(group: NodeGroupSpec, region: str) -> None:
-    catalog = gcp_catalog.CATALOG
+def _check_new_group(group: NodeGroupSpec, region: str, catalog: ProviderCatalog) -> None:
     if len(group.machine_types) > 1:
         raise _invalid(
             f"node group {group.name}: GKE node pools take one machine type, got {', '.join(group.machine_types)}"
