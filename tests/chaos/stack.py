@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -81,7 +82,6 @@ class ChaosStack:
             "CLUSTERFLOW_LOCAL_PHASE_SECONDS": "0.2",
             "CLUSTERFLOW_ACTIVITY_RETRY_INITIAL_SECONDS": "0.2",
             "CLUSTERFLOW_ACTIVITY_HEARTBEAT_TIMEOUT_SECONDS": "2",
-            "CLUSTERFLOW_ACTIVITY_MAX_ATTEMPTS": "20",
             "CLUSTERFLOW_RECONCILE_INTERVAL_SECONDS": "0.5",
             "CLUSTERFLOW_RECONCILE_GRACE_SECONDS": "2",
             "CLUSTERFLOW_RATE_LIMIT_WRITES_PER_SECOND": "100000",
@@ -126,6 +126,15 @@ class ChaosStack:
         assert process is not None
         kill_hard(process)
 
+    def freeze_temporal(self) -> None:
+        """SIGSTOP: Temporal keeps its connections open and answers nothing, as a hung server."""
+        assert self.temporal.process is not None
+        os.kill(self.temporal.process.pid, signal.SIGSTOP)
+
+    def thaw_temporal(self) -> None:
+        if self.temporal.process is not None and self.temporal.process.poll() is None:
+            os.kill(self.temporal.process.pid, signal.SIGCONT)
+
     async def wait_terminal(self, operation_ids: list[str], timeout: float) -> dict[str, str]:
         assert self.pool is not None
         deadline = time.monotonic() + timeout
@@ -157,6 +166,7 @@ async def chaos_stack(root: Path) -> AsyncIterator[ChaosStack]:
         _, stack.key = await create_api_key(stack.pool, stack.org, "chaos", "owner")
         yield stack
     finally:
+        stack.thaw_temporal()
         for process in stack.processes:
             stop(process, timeout=10)
         if stack.pool is not None:

@@ -96,6 +96,71 @@ async def test_worker_killed_with_operations_in_flight(shared: ChaosStack) -> No
     assert ok
 
 
+async def validate_runs(stack: ChaosStack, operation_ids: list[str]) -> list[int]:
+    """Per operation, how many runs of VALIDATE have started (each writes one `phase` event)."""
+    assert stack.pool is not None
+    rows = await stack.pool.fetch(
+        """SELECT o.id, count(e.sequence) AS runs FROM operations o
+             LEFT JOIN operation_events e ON e.operation_id = o.id AND e.phase = 'VALIDATE' AND e.kind = 'phase'
+                  AND e.event_key NOT LIKE '%/completed'
+            WHERE o.id = ANY($1::text[]) GROUP BY o.id""",
+        operation_ids,
+    )
+    return [int(r["runs"]) for r in rows]
+
+
+async def test_five_worker_kills_in_one_phase(shared: ChaosStack) -> None:
+    """Five SIGKILLs of the worker while every deploy is in VALIDATE, with the default five
+    attempts per phase: the lost runs are re-checked and spend none of them."""
+    count, kills = size(2, 20), 5
+    stack = shared
+    accepted = await enqueue_deploys(stack, "fk", count, phaseSeconds=3)
+    ids = [a["operationId"] for a in accepted]
+    started = time.monotonic()
+    for kill in range(kills):
+        deadline = time.monotonic() + 90
+        while min(await validate_runs(stack, ids), default=0) < kill + 1:
+            assert time.monotonic() < deadline, f"the deploys never all ran VALIDATE {kill + 1} times"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        stack.kill(stack.worker)
+        stack.worker = stack.start_worker(f"worker-phase-kill-{kill + 1}")
+    statuses = await stack.wait_terminal(ids, timeout=size(120, 300))
+    elapsed = time.monotonic() - started
+    problems = await check_side_effects_and_events(stack, accepted)
+    assert stack.pool is not None
+    rechecks: Counter[int] = Counter()
+    for op in ids:
+        rechecks[
+            await stack.pool.fetchval(
+                "SELECT count(*) FROM operation_events WHERE operation_id = $1"
+                " AND message LIKE 're-checking VALIDATE%'",
+                op,
+            )
+        ] += 1
+    falling = 0
+    for op in ids:
+        progress = [
+            r["progress_percentage"]
+            for r in await stack.pool.fetch(
+                "SELECT progress_percentage FROM operation_events WHERE operation_id = $1"
+                " AND progress_percentage IS NOT NULL ORDER BY sequence",
+                op,
+            )
+        ]
+        falling += progress != sorted(progress)
+    outcome = Counter(statuses.values())
+    ok = outcome == Counter({"SUCCEEDED": count}) and rechecks == Counter({kills: count}) and not problems
+    ok = ok and falling == 0
+    verdict(
+        "five worker kills in one phase",
+        ok,
+        f"{count} deploys, {kills} kills -9 in VALIDATE: {dict(outcome)} in {elapsed:.0f} s; re-checks per deploy "
+        f"{dict(rechecks)}; progress falling in {falling}; problems: {problems[:3]}",
+    )
+    assert ok
+
+
 async def test_temporal_killed_and_restarted_on_its_database(shared: ChaosStack) -> None:
     count = size(5, 50)
     down_requests = size(5, 50)
