@@ -48,6 +48,10 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(settings: Settin
             "positive_data_acceptance",
             "--phases",
             "examples,coverage,fuzzing,stateful",
+            # Negative data too: wrong types, missing fields, bad media types and query
+            # parameters must be 4xx, never a 500.
+            "--mode",
+            "all",
             "--max-examples",
             examples,
             "--workers",

@@ -341,3 +341,87 @@ async def test_a_workflow_input_over_the_payload_limit_is_a_413_and_leaves_nothi
         "/v1/clusters", json=deploy_document("emoji"), headers=org.headers() | {"Idempotency-Key": "emoji"}
     )
     assert small.status_code == 202, small.text
+
+
+@pytest.mark.parametrize(
+    ("content_type", "encoding"),
+    [
+        ("text/plain", "utf-8"),
+        ("application/x-www-form-urlencoded", "utf-8"),
+        ("multipart/form-data; boundary=x", "utf-8"),
+        ("application/xml", "utf-8"),
+        (None, "utf-8"),
+        ("application/json; charset=utf-16", "utf-16"),
+        ("application/merge-patch+json", "utf-8"),  # PATCH /v1/clusters/{id} takes it; deploy does not
+    ],
+)
+async def test_bodies_that_are_not_json_in_utf8_are_a_415_and_enqueue_nothing(
+    api: httpx.AsyncClient,
+    org: Org,
+    pool: asyncpg.Pool,
+    temporal_client: Client,
+    settings: Settings,
+    content_type: str | None,
+    encoding: str,
+) -> None:
+    body = json.dumps(deploy_document("typed")).encode(encoding)
+    headers = org.headers() | ({"Content-Type": content_type} if content_type else {})
+    request = api.build_request("POST", "/v1/clusters", content=body, headers=headers)
+    assert request.headers.get("Content-Type") == content_type
+    response = await api.send(request)
+    assert response.status_code == 415, response.text
+    error = response.json()["error"]
+    assert error["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert error["details"]["field"] == "Content-Type"
+    assert "application/json" in error["details"]["accepted"]
+    assert await _operation_count(pool, org) == 0
+    assert await _workflow_count(temporal_client, settings) == 0
+
+
+async def test_json_in_utf8_and_a_merge_patch_where_the_route_takes_it_are_accepted(
+    api: httpx.AsyncClient, org: Org
+) -> None:
+    body = json.dumps(deploy_document("utf8")).encode()
+    headers = org.headers() | {"Content-Type": "application/json; charset=UTF-8"}
+    deployed = await api.post("/v1/clusters", content=body, headers=headers)
+    assert deployed.status_code == 202, deployed.text
+    patch = await api.patch(
+        f"/v1/clusters/{deployed.json()['data']['clusterId']}",
+        content=b'{"metadata": {"labels": {"team": "payments"}}}',
+        headers=org.headers() | {"Content-Type": "application/merge-patch+json"},
+    )
+    assert patch.status_code != 415, patch.text
+
+
+async def test_unknown_query_parameters_are_a_400_naming_them_and_enqueue_nothing(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, temporal_client: Client, settings: Settings
+) -> None:
+    misspelt = await api.post("/v1/clusters?dryrun=true", json=deploy_document("typo"), headers=org.headers())
+    assert misspelt.status_code == 400, misspelt.text
+    error = misspelt.json()["error"]
+    assert error["code"] == "UNKNOWN_QUERY_PARAMETER"
+    assert [d["field"] for d in error["details"]] == ["dryrun"]
+    assert "dryRun" in misspelt.json()["message"]  # what the route does take
+    assert await _operation_count(pool, org) == 0
+    assert await pool.fetchval("SELECT count(*) FROM clusters WHERE organization_id = $1", org.id) == 0
+    assert await _workflow_count(temporal_client, settings) == 0
+
+    listing = await api.get("/v1/operations?limt=5&status=RUNNING&x=1", headers=org.headers())
+    assert listing.status_code == 400, listing.text
+    assert [d["field"] for d in listing.json()["error"]["details"]] == ["limt", "x"]
+    assert (await api.get("/v1/operations?limit=5&status=RUNNING", headers=org.headers())).status_code == 200
+    dry = await api.post("/v1/clusters?dryRun=true", json=deploy_document("typo"), headers=org.headers())
+    assert dry.status_code == 200, dry.text
+
+
+@pytest.mark.parametrize("last_event_id", ["\u00b2", "\u0661\u0662", "12a", "-1", "9" * 40])
+async def test_a_last_event_id_that_is_not_an_ascii_sequence_number_is_refused_naming_the_header(
+    api: httpx.AsyncClient, org: Org, last_event_id: str
+) -> None:
+    deployed = await api.post("/v1/clusters", json=deploy_document("resume"), headers=org.headers())
+    operation_id = deployed.json()["data"]["operationId"]
+    headers: dict[str, Any] = org.headers() | {"Last-Event-ID": last_event_id.encode()}
+    # Last-Event-ID is how an SSE client resumes; the JSON page takes ?cursor= instead.
+    response = await api.get(f"/v1/operations/{operation_id}/events", headers=headers | {"Accept": "text/event-stream"})
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["error"]["details"][0]["field"] == "Last-Event-ID"

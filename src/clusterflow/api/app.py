@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 from temporalio.client import Client
 
 from clusterflow import __version__, startup_checks
+from clusterflow.api import strict_requests
 from clusterflow.api.audit_log import AuditMiddleware, AuditWriter
 from clusterflow.api.dependency_faults import Dependency, Outages
 from clusterflow.api.errors import install_error_handlers
@@ -126,6 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Control plane for Kubernetes cluster lifecycle. Every mutation is a durable "
         "operation: the API answers 202 with an operation ID; poll or stream its progress.",
         lifespan=lifespan,
+        # Unknown query parameters (400) and body media types the route does not take (415).
+        dependencies=[Depends(strict_requests.check)],
     )
     app.state.settings = settings
     install_error_handlers(app)

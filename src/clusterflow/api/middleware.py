@@ -2,7 +2,8 @@
 
 Every response carries `X-Request-ID`; the same ID is in the envelope and in log lines.
 Authenticated answers also carry `RateLimit-Limit`, `-Remaining` and `-Reset` for the key. Bodies
-larger than the configured limit, and NUL characters, are refused before a route reads them.
+larger than the configured limit, bodies in a media type no route takes (or not in UTF-8), and
+NUL characters, are refused before a route reads them.
 `ObservabilityMiddleware` adds the log context, the request's span and its metrics.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 from opentelemetry import propagate, trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clusterflow import metrics
+from clusterflow.api.strict_requests import ANY_ROUTE_MEDIA_TYPES, BODY_METHODS, has_body, media_type_problem
 from clusterflow.ids import request_id
 from clusterflow.logs import operation_var, organization_var, request_id_var
 
@@ -48,9 +51,10 @@ class RequestIdMiddleware:
 
 
 class RequestHygieneMiddleware:
-    """Refuses, before any route runs: bodies over the size limit (413), and NUL characters in
-    the path, query or JSON body (400), which PostgreSQL cannot store in text and which no
-    legitimate request carries."""
+    """Refuses, before any route runs: bodies over the size limit (413), bodies that are not JSON
+    in UTF-8 (415: FastAPI would otherwise parse a form, XML or UTF-16 as JSON, or fail on it
+    with a 400 that hides the real problem), and NUL characters in the path, query or JSON
+    body (400), which PostgreSQL cannot store in text and which no legitimate request carries."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -64,6 +68,19 @@ class RequestHygieneMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, send, TOO_LARGE)
             return
+        if scope["method"] in BODY_METHODS:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            if has_body(headers):
+                content_type = headers.get("content-type")
+                problem = media_type_problem(content_type, ANY_ROUTE_MEDIA_TYPES)
+                if problem is not None:
+                    details = {
+                        "field": "Content-Type",
+                        "received": content_type,
+                        "accepted": sorted(ANY_ROUTE_MEDIA_TYPES),
+                    }
+                    await self._send(scope, send, 415, "UNSUPPORTED_MEDIA_TYPE", problem, details)
+                    return
         if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
             await self._refuse(scope, send, NUL)
             return
@@ -90,12 +107,15 @@ class RequestHygieneMiddleware:
             await self._refuse(scope, send, refused.reason)
 
     async def _refuse(self, scope: Scope, send: Send, reason: str) -> None:
-        rid = scope.get("state", {}).get("request_id", "")
         status, code, message, details = (
             (413, "BODY_TOO_LARGE", f"request body is larger than {self.max_bytes} bytes", {"maxBytes": self.max_bytes})
             if reason == TOO_LARGE
             else (400, "NUL_CHARACTER", "NUL characters are not accepted in paths, queries or bodies", None)
         )
+        await self._send(scope, send, status, code, message, details)
+
+    async def _send(self, scope: Scope, send: Send, status: int, code: str, message: str, details: Any) -> None:
+        rid = scope.get("state", {}).get("request_id", "")
         body = json.dumps(
             {"id": rid, "status": "error", "message": message, "error": {"code": code, "details": details}}
         ).encode()

@@ -230,8 +230,9 @@ def parse_last_event_id(value: str | None) -> int | None:
     if value is None or value.strip() == "":
         return None
     text = value.strip()
-    if not text.isdigit() or len(text) > 18:
-        raise ValueError("Last-Event-ID must be the sequence number of an event")
+    # ASCII only: str.isdigit() also accepts digits int() cannot read ("²") and other scripts'.
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ValueError("Last-Event-ID must be the sequence number of an event (ASCII digits)")
     return int(text)
 
 
