@@ -7,12 +7,14 @@ Short versions run in `make test`; `make chaos` runs the same scripts at the siz
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -389,5 +391,254 @@ async def test_a_thousand_bad_requests_are_all_refused_and_enqueue_nothing(share
         ok,
         f"{count} requests: {dict(sorted(statuses.items()))}; operations {operations}, clusters {clusters}; "
         f"API healthy after: {alive == 200}",
+    )
+    assert ok
+
+
+def api_tracebacks(stack: ChaosStack) -> int:
+    """Tracebacks the API logged for a request (the log line before names its request_id)."""
+    found = 0
+    for log in stack.root.glob("api*.log"):
+        lines = log.read_text(errors="replace").splitlines()
+        pairs = itertools.pairwise(lines)
+        found += sum(1 for before, line in pairs if line.startswith("Traceback") and "request_id=" in before)
+    return found
+
+
+async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack) -> None:
+    """Clients keep enqueueing and reading while PostgreSQL is stopped and started again: every
+    answer is a success or a 503 with Retry-After, never a 500, and a refused enqueue left nothing."""
+    clients, outage = size(4, 20), size(3, 10)
+    stack = shared
+    org, key = await stack.new_key()
+    codes: dict[str, Counter[tuple[int, str]]] = {"before": Counter(), "down": Counter(), "after": Counter()}
+    window = ["before"]
+    missing_retry_after = 0
+    accepted: list[str] = []
+    refused: list[str] = []
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(base_url=stack.base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+
+        async def client(i: int) -> None:
+            nonlocal missing_retry_after
+            n = 0
+            while not stop.is_set():
+                n += 1
+                name = f"pgl-{i}-{n}"
+                kind = ("enqueue", "list clusters", "list operations")[n % 3]
+                bucket = codes[window[0]]
+                try:
+                    if kind == "enqueue":
+                        response = await http.post("/v1/clusters", json=deploy_document(name, phaseSeconds=0.2))
+                    elif kind == "list clusters":
+                        response = await http.get("/v1/clusters")
+                    else:
+                        response = await http.get("/v1/operations")
+                except httpx.HTTPError:
+                    bucket[(-1, kind)] += 1
+                    continue
+                bucket[(response.status_code, kind)] += 1
+                if response.status_code == 503 and not response.headers.get("Retry-After"):
+                    missing_retry_after += 1
+                if kind == "enqueue":
+                    (accepted if response.status_code == 202 else refused).append(name)
+                await asyncio.sleep(0.05)
+
+        load = [asyncio.create_task(client(i)) for i in range(clients)]
+        await asyncio.sleep(2)
+        tracebacks_before = api_tracebacks(stack)
+        window[0] = "down"
+        await asyncio.to_thread(stack.postgres.stop)
+        await asyncio.sleep(outage)
+        await asyncio.to_thread(stack.postgres.start)
+        window[0] = "after"
+        # Until the API answers again (its pool reconnects), then a little more load.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (await http.get("/v1/clusters")).status_code != 200:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)
+        stop.set()
+        await asyncio.gather(*load)
+    tracebacks = api_tracebacks(stack) - tracebacks_before
+    assert stack.pool is not None
+    for _ in range(50):  # the test's own pool reconnects too
+        try:
+            await stack.pool.fetchval("SELECT 1")
+            break
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await asyncio.sleep(0.2)
+    ids = [
+        r["id"]
+        for r in await stack.pool.fetch(
+            "SELECT id FROM operations WHERE organization_id = $1 AND cluster_name = ANY($2::text[])", org, accepted
+        )
+    ]
+    statuses = await stack.wait_terminal(ids, timeout=size(90, 240))
+    phantoms = await stack.pool.fetchval(
+        "SELECT count(*) FROM operations WHERE organization_id = $1 AND cluster_name = ANY($2::text[])", org, refused
+    )
+    everything = sum(codes.values(), Counter())
+    server_errors = sum(n for (status, _), n in everything.items() if status >= 500 and status != 503)
+    unavailable_while_down = sum(n for (status, _), n in codes["down"].items() if status == 503)
+    outcome = Counter(statuses.values())
+    ok = (
+        server_errors == 0
+        and unavailable_while_down > 0
+        and missing_retry_after == 0
+        and phantoms == 0
+        and len(ids) == len(accepted)
+        and set(outcome) <= {"SUCCEEDED"}
+        and tracebacks == 0
+    )
+
+    def summary(counter: Counter[tuple[int, str]]) -> dict[int, int]:
+        by_status: Counter[int] = Counter()
+        for (status, _), n in counter.items():
+            by_status[status] += n
+        return dict(sorted(by_status.items()))
+
+    verdict(
+        "postgres down under load",
+        ok,
+        f"{clients} clients, PostgreSQL stopped {outage} s: before {summary(codes['before'])}, while down "
+        f"{summary(codes['down'])}, after {summary(codes['after'])}; 500s {server_errors}; 503 without Retry-After "
+        f"{missing_retry_after}; {len(accepted)} enqueues accepted: {dict(outcome)}; {len(refused)} refused, "
+        f"left behind {phantoms}; request tracebacks in the API's log {tracebacks}",
+    )
+    assert ok
+
+
+async def test_temporal_frozen_answers_each_kind_of_call_503_within_the_bound(shared: ChaosStack) -> None:
+    """SIGSTOP of Temporal: enqueue, cancel and approve each answer 503 ORCHESTRATOR_UNAVAILABLE
+    with Retry-After within the call bound; nothing they asked for happens; after SIGCONT all work."""
+    per_kind = size(5, 30)
+    stack = shared
+    bound = float(stack.env()["CLUSTERFLOW_WORKFLOW_START_TIMEOUT_SECONDS"])
+    org, key = await stack.new_key()
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=stack.base, headers=headers, timeout=120) as http:
+        policy = await http.put(f"/v1/organizations/{org}/approval-policy", json={"clusterDeploy": True})
+        assert policy.status_code == 200, policy.text
+        waiting = []
+        for i in range(2 * per_kind):
+            response = await http.post("/v1/clusters", json=deploy_document(f"tf-{i}"))
+            assert response.status_code == 202, response.text
+            waiting.append(response.json()["data"])
+        assert stack.pool is not None
+        deadline = time.monotonic() + 60
+        while await stack.pool.fetchval(
+            "SELECT count(*) FROM operations WHERE organization_id = $1 AND status = 'AWAITING_APPROVAL'", org
+        ) < len(waiting):
+            assert time.monotonic() < deadline, "the deploys never all waited for approval"
+            await asyncio.sleep(0.1)
+        to_approve, to_cancel = waiting[:per_kind], waiting[per_kind:]
+
+        async def call(kind: str, i: int) -> tuple[str, int, str | None, str | None, float]:
+            started = time.monotonic()
+            if kind == "enqueue":
+                response = await http.post("/v1/clusters", json=deploy_document(f"tf-new-{i}"))
+            elif kind == "approve":
+                item = to_approve[i]
+                response = await http.post(
+                    f"/v1/operations/{item['operationId']}/approval",
+                    json={"action": "APPROVE", "token": item["approvalToken"]},
+                )
+            else:
+                response = await http.post(f"/v1/operations/{to_cancel[i]['operationId']}/cancel")
+            code = response.json().get("error", {}).get("code") if response.status_code >= 400 else None
+            return kind, response.status_code, code, response.headers.get("Retry-After"), time.monotonic() - started
+
+        stack.freeze_temporal()
+        try:
+            answers = await asyncio.gather(
+                *(call(kind, i) for kind in ("enqueue", "cancel", "approve") for i in range(per_kind))
+            )
+        finally:
+            stack.thaw_temporal()
+        # Nothing the refused calls asked for happened: still waiting, nothing new enqueued.
+        still_waiting = await stack.pool.fetchval(
+            "SELECT count(*) FROM operations WHERE organization_id = $1 AND status = 'AWAITING_APPROVAL'", org
+        )
+        new_ones = await stack.pool.fetchval(
+            "SELECT count(*) FROM operations WHERE organization_id = $1 AND cluster_name LIKE 'tf-new-%'", org
+        )
+        # After the thaw every kind of call works again.
+        approved = await http.post(
+            f"/v1/operations/{to_approve[0]['operationId']}/approval",
+            json={"action": "APPROVE", "token": to_approve[0]["approvalToken"]},
+        )
+        cancelled = await http.post(f"/v1/operations/{to_cancel[0]['operationId']}/cancel")
+        enqueued = await http.post("/v1/clusters", json=deploy_document("tf-after"))
+    counts: dict[str, Counter[tuple[int, str | None, bool]]] = {}
+    slowest: dict[str, float] = {}
+    for kind, status, code, retry_after, elapsed in answers:
+        counts.setdefault(kind, Counter())[(status, code, bool(retry_after))] += 1
+        slowest[kind] = max(slowest.get(kind, 0.0), elapsed)
+    expected = Counter({(503, "ORCHESTRATOR_UNAVAILABLE", True): per_kind})
+    after = (approved.status_code, cancelled.status_code, enqueued.status_code)
+    ok = (
+        all(counts[kind] == expected for kind in ("enqueue", "cancel", "approve"))
+        and all(t < bound + 5 for t in slowest.values())
+        and still_waiting == len(waiting)
+        and new_ones == 0
+        and after[0] == 200
+        and after[1] in (200, 202)
+        and after[2] == 202
+    )
+    verdict(
+        "temporal frozen",
+        ok,
+        "; ".join(
+            f"{per_kind} {kind}: {dict(counts.get(kind, {}))} (slowest {slowest.get(kind, 0):.1f} s)"
+            for kind in ("enqueue", "cancel", "approve")
+        )
+        + f"; bound {bound:.0f} s; still waiting {still_waiting}/{len(waiting)}, enqueued while frozen {new_ones}; "
+        f"after the thaw approve/cancel/enqueue {after}",
+    )
+    assert ok
+
+
+def oversized_document() -> bytes:
+    """About 840 KB of emoji labels: under the body limit, over Temporal's payload limit once the
+    data converter escapes them (2.4 MB)."""
+    doc = deploy_document("emoji")
+    labels = {f"k{i}": "\U0001f680" * 63 for i in range(64)}
+    doc["spec"]["clusterSpec"]["dataPlane"]["nodeGroups"] = [
+        {"name": f"g{i}", "machineTypes": ["medium"], "minNode": 1, "maxNode": 3, "labels": labels} for i in range(50)
+    ]
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+async def test_an_oversized_workflow_input_is_a_413_every_time(shared: ChaosStack) -> None:
+    count = size(5, 50)
+    stack = shared
+    org, key = await stack.new_key()
+    body = oversized_document()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    answers: Counter[tuple[int, str | None]] = Counter()
+    slowest = 0.0
+    async with httpx.AsyncClient(base_url=stack.base, headers=headers, timeout=60) as http:
+        semaphore = asyncio.Semaphore(5)
+
+        async def send(i: int) -> None:
+            nonlocal slowest
+            async with semaphore:
+                started = time.monotonic()
+                response = await http.post("/v1/clusters", content=body, headers={"Idempotency-Key": f"big-{i % 3}"})
+                slowest = max(slowest, time.monotonic() - started)
+                code = response.json().get("error", {}).get("code") if response.status_code >= 400 else None
+                answers[(response.status_code, code)] += 1
+
+        await asyncio.gather(*(send(i) for i in range(count)))
+    assert stack.pool is not None
+    operations = await stack.pool.fetchval("SELECT count(*) FROM operations WHERE organization_id = $1", org)
+    clusters = await stack.pool.fetchval("SELECT count(*) FROM clusters WHERE organization_id = $1", org)
+    keys = await stack.pool.fetchval("SELECT count(*) FROM idempotency_keys WHERE organization_id = $1", org)
+    ok = answers == Counter({(413, "PAYLOAD_TOO_LARGE"): count}) and operations == clusters == keys == 0
+    verdict(
+        "oversized payload",
+        ok,
+        f"{count} enqueues of {len(body) // 1000} KB (emoji labels): {dict(answers)} (slowest {slowest:.1f} s); "
+        f"operations {operations}, clusters {clusters}, idempotency keys {keys}",
     )
     assert ok
