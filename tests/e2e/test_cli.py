@@ -210,3 +210,66 @@ def test_cli_updates_deletes_with_approval_cancels_and_manages_keys(stack: Stack
     assert _cli(stack, org, "keys", "revoke", key["id"], "--reason", "rotated").returncode == 0
     with httpx.Client(base_url=stack.url, timeout=10) as client:
         assert client.get("/v1/clusters", headers={"X-API-Key": key["key"]}).status_code == 401
+
+
+def _as(stack: Stack, org: Org, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clusterflow.cli.main", *args],
+        env=_cli_env(stack, org) | {"CLUSTERFLOW_API_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_lists_what_an_owner_may_decide_and_approves_or_rejects_without_a_token(
+    stack: Stack, org: Org, tmp_path: Path
+) -> None:
+    keys = {}
+    for role in ("editor", "owner"):
+        created = _cli(stack, org, "keys", "create", "--name", f"team {role}", "--role", role, "-o", "json")
+        assert created.returncode == 0, created.stderr
+        keys[role] = json.loads(created.stdout)["key"]
+    clusters = []
+    for name in ("cli-team-a", "cli-team-b"):
+        deployed = _cli(stack, org, "clusters", "deploy", "-f", _spec(tmp_path, name, phaseSeconds=0.02), "-o", "json")
+        accepted = json.loads(deployed.stdout)
+        assert _cli(stack, org, "ops", "watch", accepted["operationId"], "-o", "json").returncode == 0
+        clusters.append(accepted["clusterId"])
+
+    # An editor asks; no token is shown to them, and they cannot decide.
+    pending = []
+    for cluster_id in clusters:
+        deletion = _as(stack, org, keys["editor"], "clusters", "delete", cluster_id, "-o", "json")
+        assert deletion.returncode == 0, deletion.stderr
+        accepted = json.loads(deletion.stdout)
+        assert accepted["approvalRequired"] is True and "approvalToken" not in accepted
+        pending.append(accepted["operationId"])
+    with httpx.Client(base_url=stack.url, headers=org.headers(), timeout=10) as client:
+        deadline = time.monotonic() + 30
+        while any(client.get(f"/v1/operations/{op}").json()["data"]["status"] != "AWAITING_APPROVAL" for op in pending):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    refused = _as(stack, org, keys["editor"], "approve", pending[0])
+    assert refused.returncode == 5 and "403" in refused.stderr + refused.stdout, refused.stderr
+
+    listed = _as(stack, org, keys["owner"], "ops", "list", "--awaiting-approval", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(o["operationId"] for o in json.loads(listed.stdout)["operations"]) == sorted(pending)
+    table = _as(stack, org, keys["owner"], "ops", "list", "--awaiting-approval")
+    assert pending[0] in table.stdout and "0/1" in table.stdout and "default" in table.stdout
+    assert _as(stack, org, keys["editor"], "ops", "list", "--awaiting-approval", "-o", "json").stdout.count("op_") == 0
+
+    approved = _as(stack, org, keys["owner"], "approve", pending[0], "--comment", "retired", "-o", "json")
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["status"] == "RUNNING"
+    rejected = _as(stack, org, keys["owner"], "reject", pending[1], "--comment", "still in use", "-o", "json")
+    assert rejected.returncode == 0, rejected.stderr
+    assert json.loads(rejected.stdout)["status"] == "REJECTED"
+    assert _cli(stack, org, "ops", "watch", pending[0]).returncode == 0  # SUCCEEDED
+    assert _cli(stack, org, "ops", "watch", pending[1]).returncode == 4  # REJECTED
+    again = _as(stack, org, keys["owner"], "approve", pending[0])
+    assert again.returncode == 5  # decided already
+    left = _as(stack, org, keys["owner"], "ops", "list", "--awaiting-approval", "-o", "json")
+    assert json.loads(left.stdout)["operations"] == []

@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from clusterflow.records import notifications
+from clusterflow.records.organizations import create_api_key
 from clusterflow.settings import Settings
 from clusterflow.webhooks import SIGNATURE_HEADER, SignatureError, verify_signature
 from clusterflow.worker.notifications import run_dispatcher
@@ -160,7 +162,12 @@ async def test_a_deploy_is_announced_on_every_channel_signed_and_unsubscribable(
     unsubscribe_link = mail["List-Unsubscribe"].strip("<>")
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
-    log = await deliveries(api, org, "operation.succeeded")
+    # The receiver answers before the delivery log row is written: wait for all three.
+    async def logged() -> list[dict[str, Any]] | None:
+        entries = await deliveries(api, org, "operation.succeeded")
+        return entries if len(entries) == 3 else None
+
+    log = await eventually(logged)
     assert sorted((d["channel"], d["outcome"], d["attempt"]) for d in log) == [
         ("email", "DELIVERED", 1),
         ("slack", "DELIVERED", 1),
@@ -355,3 +362,127 @@ async def test_targets_in_private_networks_are_refused_unless_allowed(
     assert receiver.at("/internal") == []
     log = await deliveries(api, org, "cloud_account.disconnected")
     assert [(d["outcome"], d["error"]) for d in log] == [("FAILED", "127.0.0.1 resolves to a private address")]
+
+
+async def test_the_awaiting_approval_notification_carries_links_that_decide_once(
+    api: httpx.AsyncClient,
+    org: Org,
+    pool: asyncpg.Pool,
+    receiver: HttpReceiver,
+    smtp: SmtpReceiver,
+    temporal_client: Client,
+) -> None:
+    created = await api.put(
+        "/v1/notifications/integrations/webhook",
+        json={"config": {"webhookUrl": receiver.url("/approvals")}},
+        headers=org.headers(),
+    )
+    secret = created.json()["data"]["signingSecret"]
+    await api.put(
+        "/v1/notifications/integrations/slack",
+        json={"config": {"webhookUrl": receiver.url("/slack/T1/B1/YYYY")}},
+        headers=org.headers(),
+    )
+    await api.put(
+        "/v1/notifications/integrations/email",
+        json={"config": {"addresses": ["owners@example.com"]}},
+        headers=org.headers(),
+    )
+    subscribed = await api.put(
+        "/v1/notifications/subscriptions/operation.awaiting_approval",
+        json={"channels": ["webhook", "slack", "email"]},
+        headers=org.headers(),
+    )
+    assert subscribed.status_code == 200, subscribed.text
+    deployed = (await api.post("/v1/clusters", json=deploy_document("linked"), headers=org.headers())).json()["data"]
+    assert (await wait_for_operation(api, org.headers(), deployed["operationId"]))["status"] == "SUCCEEDED"
+    _, editor = await create_api_key(pool, org.id, "editor", "editor")
+    _, other_owner = await create_api_key(pool, org.id, "second owner", "owner")
+    accepted = (await api.delete(f"/v1/clusters/{deployed['clusterId']}", headers=org.headers(editor))).json()["data"]
+    operation_id = accepted["operationId"]
+
+    await eventually(lambda: receiver.at("/approvals") and receiver.at("/slack/T1/B1/YYYY") and smtp.messages)
+    hook = receiver.at("/approvals")[0]
+    verify_signature(secret, hook.headers[SIGNATURE_HEADER], hook.body)
+    event = json.loads(hook.body)
+    assert event["type"] == "dev.clusterflow.operation.awaiting_approval"
+    links = event["data"]["approval"]
+    record = (await api.get(f"/v1/operations/{operation_id}", headers=org.headers())).json()["data"]
+    assert links["expiresAt"][:19] == record["approval"]["expiresAt"][:19]  # the link expires with the window
+    approve, reject = urlsplit(links["approveUrl"]), urlsplit(links["rejectUrl"])
+    assert approve.path == f"/v1/organizations/{org.id}/clusters/linked/approval" == reject.path
+    assert "action=APPROVE" in approve.query and "action=REJECT" in reject.query
+    # Slack and email carry the same links.
+    slack_text = json.loads(receiver.at("/slack/T1/B1/YYYY")[0].body)["text"]
+    assert links["approveUrl"] in slack_text and links["rejectUrl"] in slack_text
+    mail = smtp.messages[0].get_payload()
+    assert links["approveUrl"] in mail and links["rejectUrl"] in mail
+
+    # A link decides only with an owner's key, only for its own action, and a forged one nothing.
+    token = approve.query.split("token=")[1].split("&")[0]
+    assert (await api.post(f"{approve.path}?{approve.query}", headers=org.headers(editor))).status_code == 403
+    swapped = await api.post(approve.path, params={"token": token, "action": "reject"}, headers=org.headers())
+    assert swapped.status_code == 403 and swapped.json()["error"]["code"] == "INVALID_APPROVAL_TOKEN"
+    forged = await api.post(
+        approve.path, params={"token": token[:-2] + "xx", "action": "APPROVE"}, headers=org.headers()
+    )
+    assert forged.status_code == 403
+    history = await temporal_client.get_workflow_handle(operation_id).fetch_history()
+    assert not any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED for e in history.events)
+
+    # `action` in any case; the link works once, for any owner.
+    first = await api.post(approve.path, params={"token": token, "action": "approve"}, headers=org.headers())
+    assert first.status_code == 200, first.text
+    assert first.json()["data"]["status"] == "RUNNING"
+    again = await api.post(f"{approve.path}?{approve.query}", headers=org.headers(other_owner))
+    assert again.status_code == 409, again.text
+    late_reject = await api.post(f"{reject.path}?{reject.query}", headers=org.headers(other_owner))
+    assert late_reject.status_code == 409
+    done = await wait_for_operation(api, org.headers(), operation_id)
+    assert done["status"] == "SUCCEEDED" and done["approval"]["decision"] == "APPROVE"
+
+    # The links are never stored or logged: not in the outbox, the delivery log or the audit log.
+    stored = await pool.fetch(
+        """SELECT data::text AS t FROM notification_outbox WHERE organization_id = $1
+           UNION ALL SELECT coalesce(error, '') FROM notification_deliveries WHERE organization_id = $1
+           UNION ALL SELECT details::text FROM audit_events WHERE organization_id = $1""",
+        org.id,
+    )
+    assert stored and not any(token in r["t"] for r in stored)
+
+
+async def test_two_owners_may_not_share_one_approval_link(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, receiver: HttpReceiver
+) -> None:
+    await api.put(
+        "/v1/notifications/integrations/webhook",
+        json={"config": {"webhookUrl": receiver.url("/two")}},
+        headers=org.headers(),
+    )
+    await api.put(
+        "/v1/notifications/subscriptions/operation.awaiting_approval",
+        json={"channels": ["webhook"]},
+        headers=org.headers(),
+    )
+    policy = await api.put(
+        f"/v1/organizations/{org.id}/approval-policy", json={"approvalsRequired": 2}, headers=org.headers()
+    )
+    assert policy.status_code == 200, policy.text
+    deployed = (await api.post("/v1/clusters", json=deploy_document("shared-link"), headers=org.headers())).json()[
+        "data"
+    ]
+    assert (await wait_for_operation(api, org.headers(), deployed["operationId"]))["status"] == "SUCCEEDED"
+    accepted = (await api.delete(f"/v1/clusters/{deployed['clusterId']}", headers=org.headers())).json()["data"]
+    await eventually(lambda: receiver.at("/two"))
+    approve = urlsplit(json.loads(receiver.at("/two")[0].body)["data"]["approval"]["approveUrl"])
+    _, second = await create_api_key(pool, org.id, "second owner", "owner")
+
+    first = await api.post(f"{approve.path}?{approve.query}", headers=org.headers())
+    assert first.status_code == 200 and first.json()["data"]["status"] == "AWAITING_APPROVAL", first.text
+    reused = await api.post(f"{approve.path}?{approve.query}", headers=org.headers(second))
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "APPROVAL_LINK_USED", reused.text
+    # The second owner decides through the API instead.
+    own = await api.post(
+        f"/v1/operations/{accepted['operationId']}/approval", json={"action": "APPROVE"}, headers=org.headers(second)
+    )
+    assert own.status_code == 200 and own.json()["data"]["status"] == "RUNNING", own.text

@@ -15,6 +15,11 @@ Channels:
   (RFC 8058 one-click) pointing at the unsubscribe link.
 Secrets (the signing secret, the webhook and Slack URLs) are opened from their sealed form only
 here, for the request, and never logged.
+
+`operation.awaiting_approval` events also carry signed approve and reject links
+(`clusterflow.approval_links`) on every channel: in the CloudEvent's `data.approval`, in the
+Slack text and in the email body. They are signed here, when the message is built, and are
+never stored (the outbox row holds the event without them) or logged.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from clusterflow import __version__, metrics, vault, webhooks
+from clusterflow import __version__, approval_links, metrics, vault, webhooks
 from clusterflow.contracts.notifications import DeliveryResult, DeliveryTarget
 from clusterflow.records import notifications
 from clusterflow.records.db import DbPool
@@ -62,8 +67,54 @@ def unsubscribe_url(settings: Settings, subscription_id: str, channel: str | Non
     return f"{settings.api_url}/v1/notifications/unsubscribe?{urlencode(query)}"
 
 
+@dataclass(frozen=True)
+class DecisionLinks:
+    """An awaiting-approval event's signed links, one per action, and when they expire."""
+
+    approve_url: str
+    reject_url: str
+    expires_at: datetime
+
+
+def decision_links(settings: Settings, event: EventRow) -> DecisionLinks | None:
+    """The links for an `operation.awaiting_approval` event; None for other events, or when no
+    vault key is configured to sign them (the event then goes out without links)."""
+    data = event.data or {}
+    if event.topic != "operation.awaiting_approval" or not data.get("approvalExpiresAt"):
+        return None
+    operation_id, cluster = str(data.get("operationId") or ""), str(data.get("clusterName") or "")
+    if not operation_id or not cluster:
+        return None
+    expires_at = datetime.fromisoformat(str(data["approvalExpiresAt"]))
+    try:
+        urls = {
+            action: approval_links.url(
+                settings,
+                event.organization_id,
+                cluster,
+                approval_links.token(settings, operation_id, action, expires_at),
+                action,
+            )
+            for action in approval_links.ACTIONS
+        }
+    except vault.VaultNotConfigured:
+        logger.warning("approval links for %s left out: no vault key is configured", operation_id)
+        return None
+    return DecisionLinks(urls["APPROVE"], urls["REJECT"], expires_at)
+
+
 def cloud_event(settings: Settings, event: EventRow) -> dict[str, Any]:
     created: datetime = event.created_at
+    data = dict(event.data or {})
+    links = decision_links(settings, event)
+    if links is not None:
+        data["approval"] = {
+            "approveUrl": links.approve_url,
+            "rejectUrl": links.reject_url,
+            "expiresAt": links.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "method": "POST",
+            "authorization": "an owner's API key",
+        }
     return {
         "specversion": "1.0",
         "id": event.id,
@@ -73,7 +124,7 @@ def cloud_event(settings: Settings, event: EventRow) -> dict[str, Any]:
         "time": created.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "datacontenttype": "application/json",
         "organizationid": event.organization_id,
-        "data": event.data,
+        "data": data,
     }
 
 
@@ -194,7 +245,14 @@ class NotifyActivities:
         if channel == "slack":
             secret = self._secret(integration)
             link = unsubscribe_url(self.settings, subscription.id, "slack")
-            text = f"{summary(event)}\n<{link}|Unsubscribe from {event.topic}>"
+            text = summary(event)
+            links = decision_links(self.settings, event)
+            if links is not None:
+                text += (
+                    f"\nOwners (POST with an owner's API key, once, before {links.expires_at:%Y-%m-%d %H:%M} UTC): "
+                    f"<{links.approve_url}|Approve> · <{links.reject_url}|Reject>"
+                )
+            text += f"\n<{link}|Unsubscribe from {event.topic}>"
             payload: dict[str, Any] = {"text": text}
             if integration.config.get("channel"):
                 payload["channel"] = integration.config["channel"]
@@ -249,7 +307,15 @@ class NotifyActivities:
         message["List-Unsubscribe"] = f"<{link}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         details = json.dumps(event.data, indent=2, sort_keys=True, default=str)
-        message.set_content(f"{summary(event)}\n\n{details}\n\nUnsubscribe from {event.topic}: {link}\n")
+        decide = ""
+        links = decision_links(settings, event)
+        if links is not None:
+            decide = (
+                f"Owners decide by POSTing one of these with an owner's API key; each works once and "
+                f"expires at {links.expires_at:%Y-%m-%d %H:%M} UTC:\n"
+                f"Approve: {links.approve_url}\nReject: {links.reject_url}\n\n"
+            )
+        message.set_content(f"{summary(event)}\n\n{details}\n\n{decide}Unsubscribe from {event.topic}: {link}\n")
 
         def send() -> None:
             password = settings.smtp_password.get_secret_value() if settings.smtp_password else None

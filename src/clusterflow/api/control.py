@@ -3,8 +3,9 @@
 Both are mutations on a running workflow, so they talk to Temporal (read paths never do):
 cancel asks the workflow to cancel, which runs its own cleanup; force waits a grace period for
 that, then terminates the workflow and records that cleanup may be incomplete. A decision is a
-Workflow Update whose validator is the authority on the token, its expiry and the role; the API
-checks the role first as well, so a viewer never reaches the workflow.
+Workflow Update whose validator is the authority on the token, its expiry, the role, four eyes
+and repeated approvers; the API checks the role first as well, so a viewer never reaches the
+workflow.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from clusterflow.api.errors import ApiError
+from clusterflow.approval_links import ApprovalLink
 from clusterflow.contracts.operations import (
     TERMINAL_STATUSES,
     ClusterState,
@@ -44,6 +46,9 @@ _DECISION_ERRORS = {
     "NOT_AWAITING_APPROVAL": 409,
     "APPROVAL_PLAN_CHANGED": 409,
     "INVALID_ACTION": 422,
+    "APPROVER_IS_REQUESTER": 403,
+    "ALREADY_DECIDED": 409,
+    "APPROVAL_LINK_USED": 409,
 }
 
 
@@ -148,11 +153,17 @@ async def decide(
     principal: Principal,
     row: OperationRow,
     action: str,
-    token: str,
+    token: str | None,
     comment: str | None,
     plan_hash: str | None,
-) -> str:
-    """Send the decision to the workflow; returns the operation's status after it."""
+    *,
+    link: ApprovalLink | None = None,
+) -> DecisionResult:
+    """Send the decision to the workflow; returns the operation's status after it and the
+    approvals still needed.
+
+    An owner decides with their key alone (`token` None); a token, when given, must be the
+    operation's; a signed notification link (checked by the caller) is accepted once."""
     if not principal.has_role("owner"):
         raise ApiError(403, "FORBIDDEN", f"approving needs the owner role; the key has {principal.role}")
     if row.status != OperationStatus.AWAITING_APPROVAL:
@@ -163,12 +174,13 @@ async def decide(
             {"operationId": row.id, "status": row.status},
         )
     decision = DecideInput(
-        token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+        token_sha256=hashlib.sha256(token.encode()).hexdigest() if token is not None else None,
         action=action,
         actor=principal.key_id,
         actor_role=principal.role,
         comment=comment,
         plan_hash=plan_hash,
+        link_sha256=link.sha256 if link is not None else None,
     )
     try:
         result: DecisionResult = await temporal.get_workflow_handle(row.id).execute_update(
@@ -193,4 +205,4 @@ async def decide(
             await operations.record_decision(conn, row.id, action, principal.key_id, comment)
     except (OSError, DatabaseError) as err:
         log.warning("decision on %s taken; its record is left to the workflow (%s)", row.id, type(err).__name__)
-    return result.status
+    return result

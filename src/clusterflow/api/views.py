@@ -7,6 +7,8 @@ from typing import Any
 
 from clusterflow.api.schemas.clusters import ClusterStatusDetail, ClusterView
 from clusterflow.api.schemas.operations import (
+    ApprovalReceived,
+    ApprovalRuleView,
     ApprovalView,
     CancellationView,
     Operation,
@@ -30,6 +32,33 @@ def _ts(value: datetime) -> str:
     out = timestamp(value)
     assert out is not None
     return out
+
+
+def approval_view(row: OperationRow) -> ApprovalView | None:
+    """The approval part of an operation record: the rules fixed at enqueue and every decision."""
+    if not row.approval_required_role:
+        return None
+    required = row.approval_required_count or 1
+    received = [
+        ApprovalReceived(by=r.by, at=_ts(r.at), decision=r.decision, comment=r.comment) for r in row.approval_received
+    ]
+    approvals = sum(1 for r in row.approval_received if r.decision == "APPROVE")
+    waiting = row.status == OperationStatus.AWAITING_APPROVAL
+    rule = row.approval_rule
+    return ApprovalView(
+        requiredRole=row.approval_required_role,
+        expiresAt=timestamp(row.approval_expires_at),
+        planHash=row.approval_plan_hash,
+        decision=row.approval_decision,
+        decidedBy=row.approval_decided_by,
+        decidedAt=timestamp(row.approval_decided_at),
+        comment=row.approval_comment,
+        required=required,
+        received=received,
+        remaining=max(required - approvals, 0) if waiting else 0,
+        requireDifferentApprover=row.approval_require_different_approver,
+        rule=ApprovalRuleView(name=rule.name, labelSelector=rule.label_selector) if rule else None,
+    )
 
 
 def event_view(row: EventRow) -> OperationEvent:
@@ -70,17 +99,7 @@ def operation_view(row: OperationRow, events: list[EventRow] | None = None) -> O
         completedAt=timestamp(row.completed_at),
         isCancelable=status in CANCELABLE,
         isApprovable=status == OperationStatus.AWAITING_APPROVAL,
-        approval=ApprovalView(
-            requiredRole=row.approval_required_role,
-            expiresAt=timestamp(row.approval_expires_at),
-            planHash=row.approval_plan_hash,
-            decision=row.approval_decision,
-            decidedBy=row.approval_decided_by,
-            decidedAt=timestamp(row.approval_decided_at),
-            comment=row.approval_comment,
-        )
-        if row.approval_required_role
-        else None,
+        approval=approval_view(row),
         cancellation=CancellationView(
             requestedAt=_ts(row.cancel_requested_at),
             requestedBy=row.cancel_requested_by,

@@ -4,8 +4,8 @@ Server commands: `dev` (the whole local stack), `api`, `worker`, `migrate`, and 
 (`cli/admin.py`: the first organization and owner key of an installation). Each reads the
 same Settings, so one environment configures every process.
 
-Client commands (REST over httpx, one module each): `clusters` (`cli/clusters.py`), `ops` and
-`approve` (`cli/ops.py`), `keys` (`cli/keys.py`); shared plumbing and exit codes in
+Client commands (REST over httpx, one module each): `clusters` (`cli/clusters.py`), `ops`,
+`approve` and `reject` (`cli/ops.py`), `keys` (`cli/keys.py`); shared plumbing and exit codes in
 `cli/client.py`, live following in `cli/follow.py`.
 """
 

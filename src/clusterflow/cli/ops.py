@@ -1,4 +1,8 @@
-"""`clusterflow ops list|get|watch|cancel` and `clusterflow approve`: operations from the shell.
+"""`clusterflow ops list|get|watch|cancel`, `clusterflow approve` and `reject`: operations from
+the shell.
+
+`approve OP` / `reject OP` decide with the caller's own (owner) key; `--token` is only for a
+token handed over out of band. `ops list --awaiting-approval` lists what the caller may decide.
 
 `watch` (and `--follow` on `cancel`) stays until the operation ends and exits with its code:
 0 SUCCEEDED, 1 FAILED, 3 CANCELLED, 4 REJECTED (see `client.ExitCode`).
@@ -25,7 +29,42 @@ COLUMNS = [
 ]
 
 
+APPROVAL_COLUMNS = [
+    ("ID", "operationId"),
+    ("TYPE", "operationType"),
+    ("CLUSTER", "clusterName"),
+    ("REQUESTED BY", "userId"),
+    ("APPROVALS", "approvals"),
+    ("RULE", "rule"),
+    ("EXPIRES", "expiresAt"),
+]
+
+
+def _awaiting(args: argparse.Namespace) -> int:
+    with Api(args) as api:
+        _, data = api.call("GET", "/v1/approvals", params={"limit": min(args.limit, 100)})
+    if args.output == "json":
+        print_json(data)
+        return int(ExitCode.OK)
+    rows = []
+    for op in data["operations"]:
+        approval = op.get("approval") or {}
+        received = len([r for r in approval.get("received", []) if r.get("decision") == "APPROVE"])
+        rows.append(
+            op
+            | {
+                "approvals": f"{received}/{approval.get('required', 1)}",
+                "rule": (approval.get("rule") or {}).get("name", ""),
+                "expiresAt": approval.get("expiresAt"),
+            }
+        )
+    print_table(rows, APPROVAL_COLUMNS, title=f"{data['totalCount']} operations awaiting your decision")
+    return int(ExitCode.OK)
+
+
 def _list(args: argparse.Namespace) -> int:
+    if args.awaiting_approval:
+        return _awaiting(args)
     params = {
         "clusterId": args.cluster,
         "status": args.status,
@@ -75,8 +114,10 @@ def _cancel(args: argparse.Namespace) -> int:
         return follow_operation(api, args.operation_id, args.output) if args.follow else int(ExitCode.OK)
 
 
-def _approve(args: argparse.Namespace) -> int:
-    body = {"action": "REJECT" if args.reject else "APPROVE", "token": args.token, "comment": args.comment}
+def _decide(args: argparse.Namespace, action: str) -> int:
+    body = {"action": action, "comment": args.comment}
+    if args.token:
+        body["token"] = args.token
     with Api(args) as api:
         _, data = api.call("POST", f"/v1/operations/{args.operation_id}/approval", body=body)
     if args.output == "json":
@@ -84,6 +125,14 @@ def _approve(args: argparse.Namespace) -> int:
     else:
         print_fields(data if isinstance(data, dict) else {"result": data})
     return int(ExitCode.OK)
+
+
+def _approve(args: argparse.Namespace) -> int:
+    return _decide(args, "REJECT" if args.reject else "APPROVE")
+
+
+def _reject(args: argparse.Namespace) -> int:
+    return _decide(args, "REJECT")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -96,6 +145,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("--type", help="only this operation type (e.g. CLUSTER_DEPLOY)")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--page-token")
+    p.add_argument(
+        "--awaiting-approval", action="store_true", help="only operations awaiting a decision this key may make"
+    )
     p.set_defaults(func=_list)
 
     p = verbs.add_parser("get", parents=[common], help="one operation with its recent events")
@@ -112,9 +164,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("--follow", action="store_true", help="watch the operation to its end")
     p.set_defaults(func=_cancel)
 
-    p = sub.add_parser("approve", parents=[common], help="approve (or --reject) an operation awaiting approval")
+    p = sub.add_parser("approve", parents=[common], help="approve an operation awaiting approval (owner key)")
     p.add_argument("operation_id")
-    p.add_argument("--token", required=True, help="the approval token of the operation")
+    p.add_argument("--token", help="an approval token handed over out of band (not needed with an owner key)")
     p.add_argument("--reject", action="store_true", help="reject instead of approve")
     p.add_argument("--comment", help="kept with the decision")
     p.set_defaults(func=_approve)
+
+    p = sub.add_parser("reject", parents=[common], help="reject an operation awaiting approval (owner key)")
+    p.add_argument("operation_id")
+    p.add_argument("--token", help="an approval token handed over out of band (not needed with an owner key)")
+    p.add_argument("--comment", help="kept with the decision")
+    p.set_defaults(func=_reject)

@@ -123,6 +123,8 @@ class ApprovalRequirement:
     """An operation that waits for a decision before doing anything.
 
     Only the token's SHA-256 travels here; the token itself is shown once to the requester.
+    The policy is evaluated once, at enqueue, and carried here whole, so the workflow's validator
+    decides by the rules the operation was accepted under, whatever the policy says later.
     """
 
     token_sha256: str
@@ -130,6 +132,10 @@ class ApprovalRequirement:
     required_role: str = "owner"
     plan_hash: str | None = None
     reason: str = ""
+    approvals_required: int = 1  # distinct approvers needed; one rejection ends the operation
+    require_different_approver: bool = False  # four eyes: the requester cannot decide
+    requested_by: str | None = None  # the requesting key, refused under four eyes
+    rule: str = "default"  # the name of the policy rule that asked for the approval
 
 
 @dataclass
@@ -203,20 +209,24 @@ class DecideInput:
     """An approval decision, as the API forwards it (the actor's role comes from their key).
 
     The API sends the presented token's SHA-256, never the token: update inputs are kept in
-    the workflow history, which must hold no secret.
+    the workflow history, which must hold no secret. An owner deciding with their own key sends
+    no token (None). A signed notification link is checked by the API (its signature needs the
+    vault key) and arrives as `link_sha256`, which the workflow accepts once.
     """
 
-    token_sha256: str
+    token_sha256: str | None
     action: str  # APPROVE or REJECT
     actor: str
     actor_role: str
     comment: str | None = None
     plan_hash: str | None = None
+    link_sha256: str | None = None
 
 
 @dataclass
 class DecisionResult:
-    status: str
+    status: str  # AWAITING_APPROVAL while approvals remain, then RUNNING or REJECTED
+    remaining: int = 0  # approvals still needed after this decision
 
 
 @dataclass

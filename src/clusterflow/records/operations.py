@@ -26,9 +26,44 @@ _COLUMNS = """id, organization_id, cluster_id, cluster_name, operation_type, sta
     progress_percentage, message, error, attempt, requested_by, idempotency_key, metadata, result,
     workflow_type, workflow_started_at, event_count, created_at, started_at, last_update, completed_at,
     approval_expires_at, approval_required_role, approval_plan_hash, approval_decision, approval_decided_by,
-    approval_decided_at, approval_comment, cancel_requested_at, cancel_requested_by, cancel_forced"""
+    approval_decided_at, approval_comment, approval_required_count, approval_require_different_approver,
+    approval_rule, approval_received, cancel_requested_at, cancel_requested_by, cancel_forced"""
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """The policy rule an operation's approval was asked under (`approval_rule`)."""
+
+    name: str
+    label_selector: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalReceipt:
+    """One decision on an operation (`approval_received`): who, when, what, and why."""
+
+    by: str
+    at: datetime
+    decision: str
+    """APPROVE or REJECT."""
+    comment: str | None
+
+
+def _rule(value: dict[str, Any] | None) -> ApprovalRule | None:
+    if value is None:
+        return None
+    return ApprovalRule(name=str(value.get("name", "default")), label_selector=value.get("labelSelector"))
+
+
+def _receipt(value: dict[str, Any]) -> ApprovalReceipt:
+    return ApprovalReceipt(
+        by=str(value["by"]),
+        at=datetime.fromisoformat(value["at"]),
+        decision=str(value["decision"]),
+        comment=value.get("comment"),
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +102,11 @@ class OperationRow:
     approval_decided_by: str | None
     approval_decided_at: datetime | None
     approval_comment: str | None
+    approval_required_count: int | None
+    approval_require_different_approver: bool
+    approval_rule: ApprovalRule | None
+    approval_received: tuple[ApprovalReceipt, ...]
+    """Every decision taken on the operation, in order (`approval_decision` is the last word)."""
     cancel_requested_at: datetime | None
     cancel_requested_by: str | None
     cancel_forced: bool
@@ -103,6 +143,10 @@ def _operation(record: Record) -> OperationRow:
         approval_decided_by=record["approval_decided_by"],
         approval_decided_at=record["approval_decided_at"],
         approval_comment=record["approval_comment"],
+        approval_required_count=record["approval_required_count"],
+        approval_require_different_approver=record["approval_require_different_approver"],
+        approval_rule=_rule(record["approval_rule"]),
+        approval_received=tuple(_receipt(r) for r in record["approval_received"] or ()),
         cancel_requested_at=record["cancel_requested_at"],
         cancel_requested_by=record["cancel_requested_by"],
         cancel_forced=record["cancel_forced"],
@@ -179,6 +223,9 @@ class Approval:
     expires_at: datetime | None = None
     required_role: str | None = None
     plan_hash: str | None = None
+    required_count: int | None = None
+    require_different_approver: bool = False
+    rule: ApprovalRule | None = None
 
 
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
@@ -192,6 +239,15 @@ _TOPIC_OF: dict[str, str] = {
     OperationStatus.CANCELLED: Topic.OPERATION_CANCELLED,
     OperationStatus.REJECTED: Topic.OPERATION_REJECTED,
 }
+
+
+def _rule_json(rule: ApprovalRule | None) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    value: dict[str, Any] = {"name": rule.name}
+    if rule.label_selector is not None:
+        value["labelSelector"] = rule.label_selector
+    return value
 
 
 async def insert(
@@ -217,8 +273,9 @@ async def insert(
     inserted = await conn.fetchval(
         """INSERT INTO operations (id, organization_id, cluster_id, cluster_name, operation_type,
                status, requested_by, idempotency_key, workflow_type, workflow_input, metadata, message,
-               approval_token_hash, approval_expires_at, approval_required_role, approval_plan_hash)
-           VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+               approval_token_hash, approval_expires_at, approval_required_role, approval_plan_hash,
+               approval_required_count, approval_require_different_approver, approval_rule)
+           VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
            ON CONFLICT DO NOTHING RETURNING true""",
         operation_id,
         organization_id,
@@ -235,6 +292,9 @@ async def insert(
         approval.expires_at,
         approval.required_role,
         approval.plan_hash,
+        approval.required_count,
+        approval.require_different_approver,
+        _rule_json(approval.rule),
     )
     if not inserted:
         active = await conn.fetchval(
@@ -424,41 +484,73 @@ async def record_decision(
 ) -> str | None:
     """Record an approval decision (APPROVE, REJECT or EXPIRED) on an operation awaiting one.
 
-    APPROVE moves it to RUNNING; REJECT and EXPIRED end it REJECTED. Returns the new status, or
-    None if it was not awaiting approval (a repeated write after a retry changes nothing).
+    Every APPROVE and REJECT joins `approval_received` (who, when, comment) once per decider.
+    An APPROVE that leaves approvals still needed keeps the operation AWAITING_APPROVAL; the one
+    that completes them moves it to RUNNING; REJECT and EXPIRED end it REJECTED. Returns the
+    status after, or None when nothing changed: the operation was not awaiting approval or this
+    decider's decision is already recorded (the API and the workflow write the same decision).
     """
-    status = OperationStatus.RUNNING if decision == "APPROVE" else OperationStatus.REJECTED
     async with conn.transaction():
-        row = await conn.fetchrow(
-            """UPDATE operations SET status = $2, approval_decision = $3, approval_decided_by = $4,
-                      approval_decided_at = now(), approval_comment = $5, last_update = now(),
-                      completed_at = CASE WHEN $2 = 'REJECTED' THEN now() ELSE NULL END
-                WHERE id = $1 AND status = 'AWAITING_APPROVAL'
-                RETURNING id, operation_type, extract(epoch FROM now() - created_at)::float8 AS seconds""",
+        current = await conn.fetchrow(
+            """SELECT status, operation_type, approval_received, COALESCE(approval_required_count, 1) AS needed,
+                      extract(epoch FROM now() - created_at)::float8 AS seconds, now() AS now
+                 FROM operations WHERE id = $1 FOR UPDATE""",
             operation_id,
-            status,
-            decision,
-            decided_by,
-            comment,
         )
-        if row is None:
+        if current is None or current["status"] != OperationStatus.AWAITING_APPROVAL:
             return None
+        received: list[dict[str, Any]] = list(current["approval_received"] or [])
+        if decision != "EXPIRED" and any(r.get("by") == decided_by for r in received):
+            return None
+        if decision != "EXPIRED":
+            entry = {"by": decided_by, "at": current["now"].isoformat(), "decision": decision, "comment": comment}
+            received.append(entry)
+        approvals = sum(1 for r in received if r.get("decision") == "APPROVE")
+        if decision != "APPROVE":
+            status = OperationStatus.REJECTED
+        elif approvals >= current["needed"]:
+            status = OperationStatus.RUNNING
+        else:
+            status = OperationStatus.AWAITING_APPROVAL
+        if status == OperationStatus.AWAITING_APPROVAL:
+            await conn.execute(
+                "UPDATE operations SET approval_received = $2, last_update = now() WHERE id = $1",
+                operation_id,
+                received,
+            )
+        else:
+            await conn.execute(
+                """UPDATE operations SET status = $2, approval_decision = $3, approval_decided_by = $4,
+                          approval_decided_at = now(), approval_comment = $5, approval_received = $6,
+                          last_update = now(),
+                          completed_at = CASE WHEN $2 = 'REJECTED' THEN now() ELSE NULL END
+                    WHERE id = $1""",
+                operation_id,
+                status,
+                decision,
+                decided_by,
+                comment,
+                received,
+            )
         verb = {"APPROVE": "approved", "REJECT": "rejected", "EXPIRED": "rejected: the approval window expired"}
         message = f"{verb[decision]} by {decided_by}" if decision != "EXPIRED" else verb[decision]
+        if decision == "APPROVE" and status == OperationStatus.AWAITING_APPROVAL:
+            message += f" ({approvals} of {current['needed']} approvals)"
         if comment:
             message += f": {comment}"
         await append_event(
             conn,
             operation_id,
-            f"approval/{decision.lower()}",
+            f"approval/{decision.lower()}" + (f"/{decided_by}" if decision != "EXPIRED" else ""),
             message,
             kind="status",
             level="INFO" if decision == "APPROVE" else "WARN",
             labels={"status": status, "decision": decision},
         )
-        await notifications.enqueue_for_operation(conn, operation_id, _TOPIC_OF[status])
-        terminal = status == OperationStatus.REJECTED
-        metrics.operation_transition(row["operation_type"], status, row["seconds"] if terminal else None)
+        if status != OperationStatus.AWAITING_APPROVAL:
+            await notifications.enqueue_for_operation(conn, operation_id, _TOPIC_OF[status])
+            terminal = status == OperationStatus.REJECTED
+            metrics.operation_transition(current["operation_type"], status, current["seconds"] if terminal else None)
         return status
 
 
@@ -594,6 +686,35 @@ async def cluster_of(db: Executor, operation_id: str) -> str | None:
     """The cluster the operation acts on (None for organization-wide operations or no such operation)."""
     value = await db.fetchval("SELECT cluster_id FROM operations WHERE id = $1", operation_id)
     return str(value) if value is not None else None
+
+
+async def awaiting_decision_by(db: Executor, organization_id: str, actor: str, limit: int = 100) -> list[OperationRow]:
+    """Operations awaiting approval that `actor` (a key) may still decide, oldest first: ones it
+    has not decided yet, and not its own when the operation requires a different approver."""
+    records = await db.fetch(
+        f"""SELECT {_COLUMNS} FROM operations
+             WHERE organization_id = $1 AND status = 'AWAITING_APPROVAL'
+               AND NOT approval_received @> jsonb_build_array(jsonb_build_object('by', $2::text))
+               AND NOT (approval_require_different_approver AND requested_by IS NOT DISTINCT FROM $2)
+             ORDER BY id LIMIT $3""",
+        organization_id,
+        actor,
+        limit,
+    )
+    return [_operation(r) for r in records]
+
+
+async def recent_ids_by_cluster_name(
+    db: Executor, organization_id: str, cluster_name: str, limit: int = 5
+) -> list[str]:
+    """IDs of the newest operations on clusters of this name, deleted clusters included."""
+    rows = await db.fetch(
+        "SELECT id FROM operations WHERE organization_id = $1 AND cluster_name = $2 ORDER BY id DESC LIMIT $3",
+        organization_id,
+        cluster_name,
+        limit,
+    )
+    return [str(r["id"]) for r in rows]
 
 
 async def awaiting_approval_on_cluster(db: Executor, cluster_id: str) -> str | None:

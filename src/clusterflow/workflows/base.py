@@ -1,8 +1,11 @@
 """What every operation workflow shares: the approval gate, phase runs, and cleanup on cancel.
 
 Approval is a Workflow Update, `decide`, whose validator refuses a wrong token, an expired
-window or a role below the one required before anything is written: refused attempts never
-enter the workflow history. A durable timer rejects the operation when the window passes.
+window, a role below the one required, the requester under four eyes, an owner deciding twice,
+a notification link used before and a changed plan before anything is written: refused
+attempts never enter the workflow history. What it checks against (`ApprovalRequirement`) was
+fixed at enqueue, so a later policy change never alters an operation already waiting. A durable
+timer rejects the operation when the window passes.
 
 The Update answers as soon as the workflow has taken the decision; the workflow then records it
 (an activity, before any phase runs). The API writes the same record before it answers its
@@ -50,7 +53,9 @@ class OperationWorkflow:
         self.steps: OperationSteps | None = None
         self.approval: ApprovalRequirement | None = None
         self._awaiting_decision = False
-        self._decision: DecideInput | None = None
+        self._decisions: list[DecideInput] = []  # accepted decisions, in order
+        self._used_links: set[str] = set()
+        self._recorded = 0  # decisions `begin` has recorded
         self._phase: str | None = None
         self.removed: list[str] = []  # what teardown removed so far, kept if it is interrupted
 
@@ -64,15 +69,29 @@ class OperationWorkflow:
     @workflow.update
     def decide(self, decision: DecideInput) -> DecisionResult:
         # Nothing is awaited here: the workflow task that accepts the Update completes it, so the
-        # caller waits for Temporal alone. `begin` records the decision right after.
-        self._decision = decision
-        approved = decision.action == "APPROVE"
-        return DecisionResult(OperationStatus.RUNNING if approved else OperationStatus.REJECTED)
+        # caller waits for Temporal alone. `begin` records each decision right after.
+        assert self.approval is not None
+        self._decisions.append(decision)
+        if decision.link_sha256 is not None:
+            self._used_links.add(decision.link_sha256)
+        if decision.action != "APPROVE":
+            return DecisionResult(OperationStatus.REJECTED)
+        remaining = self._remaining()
+        return DecisionResult(OperationStatus.AWAITING_APPROVAL if remaining else OperationStatus.RUNNING, remaining)
+
+    def _remaining(self) -> int:
+        assert self.approval is not None
+        approvals = sum(1 for d in self._decisions if d.action == "APPROVE")
+        return max(self.approval.approvals_required - approvals, 0)
+
+    def _decided(self) -> bool:
+        """True once a rejection or the last approval needed has arrived."""
+        return any(d.action != "APPROVE" for d in self._decisions) or self._remaining() == 0
 
     @decide.validator
     def _validate_decide(self, decision: DecideInput) -> None:
         approval = self.approval
-        if approval is None or not self._awaiting_decision or self._decision is not None:
+        if approval is None or not self._awaiting_decision or self._decided():
             raise ApplicationError("the operation is not awaiting approval", type="NOT_AWAITING_APPROVAL")
         if workflow.now() >= datetime.fromisoformat(approval.expires_at):
             raise ApplicationError("the approval window has expired", type="APPROVAL_EXPIRED")
@@ -80,8 +99,20 @@ class OperationWorkflow:
             raise ApplicationError("action must be APPROVE or REJECT", type="INVALID_ACTION")
         if ROLE_ORDER.index(decision.actor_role) < ROLE_ORDER.index(approval.required_role):
             raise ApplicationError(f"deciding needs the {approval.required_role} role", type="APPROVAL_ROLE_TOO_LOW")
-        if not hmac.compare_digest(decision.token_sha256, approval.token_sha256):
+        if approval.require_different_approver and decision.actor == approval.requested_by:
+            raise ApplicationError(
+                "the organization requires a different approver: the requester cannot decide their own operation",
+                type="APPROVER_IS_REQUESTER",
+            )
+        if any(d.actor == decision.actor for d in self._decisions):
+            raise ApplicationError(
+                f"{decision.actor} has already decided on this operation; another owner must",
+                type="ALREADY_DECIDED",
+            )
+        if decision.token_sha256 is not None and not hmac.compare_digest(decision.token_sha256, approval.token_sha256):
             raise ApplicationError("the approval token is not valid for this operation", type="INVALID_APPROVAL_TOKEN")
+        if decision.link_sha256 is not None and decision.link_sha256 in self._used_links:
+            raise ApplicationError("this approval link has already been used", type="APPROVAL_LINK_USED")
         if decision.plan_hash is not None and decision.plan_hash != approval.plan_hash:
             raise ApplicationError(
                 "the plan changed since it was reviewed; review the new plan", type="APPROVAL_PLAN_CHANGED"
@@ -89,7 +120,11 @@ class OperationWorkflow:
 
     async def begin(self, steps: OperationSteps, approval: ApprovalRequirement | None) -> str | None:
         """Start the record; wait for approval if needed. Returns None to proceed, otherwise the
-        status the operation ended with (REJECTED, or whatever it already was)."""
+        status the operation ended with (REJECTED, or whatever it already was).
+
+        Each decision is recorded as it arrives (who, when, comment), in the order the Updates
+        were accepted; the operation proceeds once `approvals_required` distinct owners approved
+        and ends REJECTED at the first rejection or when the window passes."""
         self.steps, self.approval = steps, approval
         begun = await steps.begin(awaiting_approval=approval is not None)
         if not begun.proceed and begun.status != OperationStatus.AWAITING_APPROVAL:
@@ -97,18 +132,25 @@ class OperationWorkflow:
         if approval is None:
             return None
         self._awaiting_decision = True
-        window = datetime.fromisoformat(approval.expires_at) - workflow.now()
-        try:
-            await workflow.wait_condition(lambda: self._decision is not None, timeout=max(window, timedelta(seconds=0)))
-        except TimeoutError:
-            self._awaiting_decision = False
-            await steps.record_decision("EXPIRED", "approval timer", None)
-            return OperationStatus.REJECTED
-        self._awaiting_decision = False
-        decision = self._decision
-        assert decision is not None
-        await steps.record_decision(decision.action, decision.actor, decision.comment)
-        return None if decision.action == "APPROVE" else OperationStatus.REJECTED
+        expires_at = datetime.fromisoformat(approval.expires_at)
+        while True:
+            window = max(expires_at - workflow.now(), timedelta(seconds=0))
+            try:
+                await workflow.wait_condition(lambda: len(self._decisions) > self._recorded, timeout=window)
+            except TimeoutError:
+                self._awaiting_decision = False
+                await steps.record_decision("EXPIRED", "approval timer", None)
+                return OperationStatus.REJECTED
+            # Decisions accepted while one is being recorded are recorded in the same pass; once
+            # decided, the validator accepts nothing more.
+            while self._recorded < len(self._decisions):
+                decision = self._decisions[self._recorded]
+                self._recorded += 1
+                await steps.record_decision(decision.action, decision.actor, decision.comment)
+            if self._decided():
+                self._awaiting_decision = False
+                rejected = any(d.action != "APPROVE" for d in self._decisions)
+                return OperationStatus.REJECTED if rejected else None
 
     # --- phases -----------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ async def issue_approval(
         operation_type,
         ctx.settings.approval_window_seconds,
         caches=ctx.caches,
+        requested_by=ctx.principal.key_id,
         **requirement,
     )
 

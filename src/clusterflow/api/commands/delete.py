@@ -35,7 +35,7 @@ class DeleteCluster(ClusterCommand):
         row = locked.row
         if is_registered(row):
             raise registered_cluster_delete_refused(row)
-        approval = await issue_approval(self, conn, self.operation_type)
+        approval = await issue_approval(self, conn, self.operation_type, labels=row.labels)
         return OperationPlan(
             operation_type=self.operation_type,
             workflow_type=WORKFLOW_TYPES[self.operation_type],
@@ -47,5 +47,5 @@ class DeleteCluster(ClusterCommand):
             accepted_message="delete accepted",
             metadata={"preempts": locked.preempts} if locked.preempts else None,
             approval=approval,
-            show_token=self.ctx.principal.has_role("owner"),
+            show_token=approval is not None and approval.shown_to(self.ctx.principal),
         )

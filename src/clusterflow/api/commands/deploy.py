@@ -184,7 +184,8 @@ class DeployCluster(OperationCommand):
         definition = self.definition
         # After the idempotency lookup (a replay answers as the first call did), before any write.
         await deploy_checks(conn, ctx.organization_id, self.spec, ctx.settings)
-        approval = await issue_approval(self, conn, OperationType.CLUSTER_DEPLOY)
+        labels = dict(self.parsed.metadata.labels) if self.parsed.metadata else {}
+        approval = await issue_approval(self, conn, OperationType.CLUSTER_DEPLOY, labels=labels)
         topology = self.spec["clusterSpec"]
         await clusters.insert(
             conn,
@@ -221,7 +222,7 @@ class DeployCluster(OperationCommand):
             cluster_name=name,
             accepted_message="deploy accepted",
             approval=approval,
-            show_token=ctx.principal.has_role("owner"),
+            show_token=approval is not None and approval.shown_to(ctx.principal),
         )
 
     async def abandon(self, conn: Conn) -> None:

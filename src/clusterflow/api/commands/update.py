@@ -86,7 +86,12 @@ class UpdateCluster(ClusterCommand):
                 {"errors": update.errors, "preflightChecks": [c.view() for c in update.checks]},
             )
         approval = await issue_approval(
-            self, conn, self.operation_type, minor_upgrade=update.is_minor_upgrade, plan_hash=update.plan_hash
+            self,
+            conn,
+            self.operation_type,
+            minor_upgrade=update.is_minor_upgrade,
+            plan_hash=update.plan_hash,
+            labels=row.labels,
         )
         return OperationPlan(
             operation_type=self.operation_type,
@@ -97,5 +102,5 @@ class UpdateCluster(ClusterCommand):
             accepted_message="update accepted",
             metadata={"planHash": update.plan_hash, "targetVersion": update.target_version or ""},
             approval=approval,
-            show_token=self.ctx.principal.has_role("owner"),
+            show_token=approval is not None and approval.shown_to(self.ctx.principal),
         )

@@ -34,14 +34,39 @@ class OperationEvent(BaseModel):
 Role = Literal["viewer", "editor", "admin", "owner"]
 
 
+class ApprovalReceived(BaseModel):
+    """One owner's decision on the operation."""
+
+    by: str = Field(description="The API key that decided")
+    at: str
+    decision: Literal["APPROVE", "REJECT"]
+    comment: str | None = None
+
+
+class ApprovalRuleView(BaseModel):
+    """The policy rule that asked for the approval, fixed when the operation was accepted."""
+
+    name: str = Field(description="`default` (the organization's flags) or the name of a label-scoped rule")
+    labelSelector: str | None = None
+
+
 class ApprovalView(BaseModel):
     requiredRole: Role
     expiresAt: str | None
     planHash: str | None = None
-    decision: Literal["APPROVE", "REJECT", "EXPIRED"] | None = None
+    decision: Literal["APPROVE", "REJECT", "EXPIRED"] | None = Field(
+        default=None, description="The final word: the approval that completed the count, a rejection, or expiry"
+    )
     decidedBy: str | None = None
     decidedAt: str | None = None
     comment: str | None = None
+    required: int = Field(default=1, description="Distinct owners' approvals the operation needs")
+    received: list[ApprovalReceived] = Field(default=[], description="Every decision so far, in order")
+    remaining: int = Field(default=0, description="Approvals still needed (0 once decided)")
+    requireDifferentApprover: bool = Field(
+        default=False, description="Four eyes: the requester (`userId`) cannot decide this operation"
+    )
+    rule: ApprovalRuleView | None = None
 
 
 class CancellationView(BaseModel):
@@ -134,6 +159,11 @@ class Operation(BaseModel):
     approval: ApprovalView | None = None
     cancellation: CancellationView | None = None
     recentEvents: list[OperationEvent] = []
+    eventsRetiredAt: str | None = Field(
+        default=None,
+        description="When retention removed this finished operation's event log; the record keeps its summary "
+        "and final status (`CLUSTERFLOW_RETENTION_EVENTS_DAYS`)",
+    )
 
 
 class OperationPage(BaseModel):
@@ -147,11 +177,21 @@ class EventPage(BaseModel):
     nextCursor: int = Field(description="Pass as ?cursor= to continue after the last event")
     status: OperationStatus
     terminal: bool
+    eventsRetiredAt: str | None = Field(
+        default=None,
+        description="Set when retention removed the operation's events: the page is empty for every cursor, "
+        "and the operation record keeps its summary and final status",
+    )
 
 
 class ApprovalDecision(Strict):
     action: Literal["APPROVE", "REJECT"]
-    token: str = Field(min_length=1, max_length=200)
+    token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Optional: an owner decides with their own key; a token given must be the operation's",
+    )
     comment: str | None = Field(default=None, max_length=1000)
     planHash: str | None = Field(
         default=None, max_length=100, description="The plan the approver reviewed; refused if the plan changed"
@@ -160,8 +200,9 @@ class ApprovalDecision(Strict):
 
 class DecisionOutcome(BaseModel):
     operationId: str
-    status: OperationStatus
+    status: OperationStatus = Field(description="AWAITING_APPROVAL while approvals remain, then RUNNING or REJECTED")
     decision: Literal["APPROVE", "REJECT"]
+    remaining: int = Field(default=0, description="Approvals still needed after this decision")
 
 
 class CancelOutcome(BaseModel):
