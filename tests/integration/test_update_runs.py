@@ -10,6 +10,10 @@ cluster however the run was interrupted.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -19,13 +23,15 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import yaml
 
+from clusterflow.devstack.postgres import free_port
 from clusterflow.records import local_cloud
 from clusterflow.records.organizations import create_api_key
 from clusterflow.settings import Settings
 from tests.conftest import Org, Services
 from tests.helpers import all_events, deploy_document, wait_for_operation
-from tests.processes import kill_hard, settings_env, spawn, stop
+from tests.processes import kill_hard, settings_env, spawn, stop, wait_http
 
 
 async def _deploy(api: httpx.AsyncClient, org: Org, names: list[str], version: str = "1.31") -> dict[str, str]:
@@ -230,7 +236,7 @@ async def test_a_run_upgrades_stages_in_order_with_a_soak_an_approval_gate_and_a
             "groups": [{"name": "eu", "clusterIds": [ids["prod-1"], ids["prod-2"]], "maxConcurrency": 2}],
         },
     ]
-    response = await api.post("/v1/update-runs", json=_run(stages), headers=org.headers())
+    response = await api.post("/v1/update-runs", json=_run(stages, phase_seconds=0.1), headers=org.headers())
     assert response.status_code == 202, response.text
     accepted = response.json()["data"]
     run_id = accepted["operationId"]
@@ -371,7 +377,7 @@ async def test_cancel_mid_run_rolls_back_the_running_children_only(
             ],
         },
     ]
-    response = await api.post("/v1/update-runs", json=_run(stages, phase_seconds=1.0), headers=org.headers())
+    response = await api.post("/v1/update-runs", json=_run(stages, phase_seconds=0.6), headers=org.headers())
     run_id = response.json()["data"]["operationId"]
 
     def two_running(run: dict[str, Any]) -> bool:
@@ -451,9 +457,9 @@ async def test_a_worker_killed_mid_run_updates_no_cluster_twice(
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
                 await _no_approval(api, org)
-                ids = await _deploy(api, org, [f"k-{n}" for n in range(5)])
+                ids = await _deploy(api, org, [f"k-{n}" for n in range(4)])
                 group = {"name": "g", "clusterIds": list(ids.values()), "maxConcurrency": 2}
-                body = _run([{"name": "one", "groups": [group]}], phase_seconds=0.4)
+                body = _run([{"name": "one", "groups": [group]}], phase_seconds=0.3)
                 response = await api.post("/v1/update-runs", json=body, headers=org.headers())
                 run_id = response.json()["data"]["operationId"]
                 await _wait_run(
@@ -489,3 +495,66 @@ async def test_a_worker_killed_mid_run_updates_no_cluster_twice(
     for cluster_id in ids.values():
         control_plane = await local_cloud.describe(pool, cluster_id, "control_plane", "control-plane")
         assert control_plane is not None and control_plane.spec["kubernetesVersion"] == "1.32"
+
+
+def _cli(url: str, org: Org, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERFLOW_", "DATABASE_URL", "TEMPORAL_"))}
+    env.update(CLUSTERFLOW_URL=url, CLUSTERFLOW_API_KEY=org.owner_key, COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "clusterflow.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+@pytest.mark.usefixtures("worker")
+async def test_the_cli_creates_follows_and_approves_a_run(
+    api: httpx.AsyncClient, org: Org, settings: Settings, tmp_path: Path
+) -> None:
+    await _no_approval(api, org)
+    ids = await _deploy(api, org, ["cli-1", "cli-2"])
+    stages = [
+        {"name": "dev", "groups": [{"name": "g", "clusterIds": [ids["cli-1"]]}]},
+        {
+            "name": "prod",
+            "beforeGates": [{"type": "approval"}],
+            "groups": [{"name": "g", "clusterIds": [ids["cli-2"]]}],
+        },
+    ]
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump(_run(stages, phase_seconds=0.1)))
+    api_settings = settings.model_copy(update={"api_port": free_port()})
+    server = spawn("api", settings_env(api_settings), tmp_path / "api.log")
+    url = f"http://127.0.0.1:{api_settings.api_port}"
+    try:
+        wait_http(f"{url}/healthz", server)
+        planned = await asyncio.to_thread(_cli, url, org, "runs", "create", "-f", str(run_file), "--dry-run")
+        assert planned.returncode == 0, planned.stderr
+        assert "stage 2 prod" in planned.stdout and "cli-2" in planned.stdout
+        follow = asyncio.create_task(
+            asyncio.to_thread(_cli, url, org, "runs", "create", "-f", str(run_file), "--follow")
+        )
+        runs: list[dict[str, Any]] = []
+        for _ in range(300):
+            runs = (await api.get("/v1/update-runs", headers=org.headers())).json()["data"]["runs"]
+            if runs:
+                break
+            await asyncio.sleep(0.1)
+        run_id = runs[0]["runId"]
+        await _wait_run(api, org, run_id, lambda r: r["stages"][1]["beforeGates"][0]["status"] == "WAITING", "gate")
+        approved = await asyncio.to_thread(_cli, url, org, "runs", "approve", run_id, "g1", "--comment", "ok")
+        assert approved.returncode == 0, approved.stderr
+        followed = await follow
+        assert followed.returncode == 0, followed.stderr
+        assert f"update run {run_id} accepted" in followed.stdout
+        assert "stage prod         [####################] 1/1 SUCCEEDED" in followed.stdout
+        assert "g/cli-2" in followed.stdout and "gate g1 WAITING" in followed.stdout
+        listed = await asyncio.to_thread(_cli, url, org, "runs", "list", "-o", "json")
+        assert [r["runId"] for r in json.loads(listed.stdout)["runs"]] == [run_id]
+        late = await asyncio.to_thread(_cli, url, org, "runs", "pause", run_id)
+        assert late.returncode == 5 and "RUN_NOT_ACTIVE" in late.stderr
+    finally:
+        stop(server)

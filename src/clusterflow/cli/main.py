@@ -5,7 +5,7 @@ Server commands: `dev` (the whole local stack), `api`, `worker`, `migrate`, and 
 same Settings, so one environment configures every process.
 
 Client commands (REST over httpx, one module each): `clusters` (`cli/clusters.py`), `ops`,
-`approve` and `reject` (`cli/ops.py`), `keys` (`cli/keys.py`); shared plumbing and exit codes in
+`approve` and `reject` (`cli/ops.py`), `keys` (`cli/keys.py`), `runs` (`cli/runs.py`); shared plumbing and exit codes in
 `cli/client.py`, live following in `cli/follow.py`.
 """
 
@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import sys
 
-from clusterflow.cli import admin, clusters, keys, ops
+from clusterflow.cli import admin, clusters, keys, ops, runs
 from clusterflow.cli.client import CliError, common_options
 from clusterflow.logs import configure_logging
 from clusterflow.settings import get_settings
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     clusters.register(sub, common)
     ops.register(sub, common)
     keys.register(sub, common)
+    runs.register(sub, common)
     return parser
 
 
