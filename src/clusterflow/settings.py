@@ -199,6 +199,19 @@ class Settings(BaseSettings):
         "its API and stored; until the first refresh, and for what a refresh cannot read, the shipped snapshot "
         "is served.",
     )
+    catalog_regions: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Regions the catalog refresh reads and offers, per provider (JSON, e.g. {"aws": ["us-east-1", '
+        '"eu-west-1"]}); a provider not listed keeps the shipped snapshot\'s regions.',
+    )
+    catalog_aws_instance_families: list[str] = Field(
+        default_factory=lambda: [
+            *("t3", "t3a", "t4g", "m5", "m6i", "m6a", "m6g", "m7i", "m7a", "m7g", "c5", "c6i", "c6a", "c6g"),
+            *("c7i", "c7g", "r5", "r6i", "r6a", "r6g", "r7i", "r7g", "g5", "g6", "p4d", "p5", "inf2", "trn1"),
+        ],
+        description="EC2 instance families the live AWS catalog offers (JSON list); EC2 lists hundreds of types, "
+        "most of them unsuited to Kubernetes nodes.",
+    )
     registration_token_ttl_seconds: float = Field(
         default=3600.0, gt=0, description="How long a cluster registration's one-time agent token stays usable."
     )

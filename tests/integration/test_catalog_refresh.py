@@ -28,14 +28,21 @@ from clusterflow.records import catalog as stored_catalog
 from clusterflow.settings import Settings
 from clusterflow.worker.main import build_worker
 from clusterflow.worker.schedules import catalog_schedule_id, ensure_schedules
-from tests.aws_support import REGION, EksAuditor, aws_document, aws_worker, connect, gaps, settings
+from tests.aws_support import REGION, EksAuditor, aws_document, aws_settings, aws_worker, connect, gaps
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.arm import FakeArm
 from tests.fakes.aws import EksGaps, MotoAws, new_account_id
 from tests.fakes.gke import FakeGke
 from tests.helpers import wait_for_operation
 
-__all__ = ["aws_worker", "gaps", "settings"]  # fixtures, used by name
+__all__ = ["aws_worker", "gaps"]  # fixtures, used by name
+AWS_REGIONS = [REGION, "eu-west-1"]
+
+
+@pytest.fixture
+def settings(services: Services, moto_aws: MotoAws) -> Settings:
+    """AWS on moto; the refresh reads two regions (every EC2 offering listing is a second or so)."""
+    return aws_settings(services, moto_aws, catalog_regions={"aws": AWS_REGIONS})
 
 
 async def refresh(client: Client, settings: Settings) -> CatalogRefreshResult:
@@ -101,6 +108,8 @@ async def test_eks_versions_follow_the_cloud_and_a_failed_refresh_keeps_the_last
     assert live["data"]["defaultVersion"] == "1.32"
     assert {"fromVersion": "1.33", "toVersion": "1.34"}.items() <= live["data"]["upgradePaths"][-1].items()
     # Regions, zones and machine types come from EC2 too.
+    regions = (await api.get("/v1/providers/aws/regions", headers=org.headers())).json()
+    assert (regions["source"], regions["data"]) == ("live", AWS_REGIONS)
     zones = (await api.get(f"/v1/providers/aws/regions/{REGION}/zones", headers=org.headers())).json()
     ec2 = moto_aws.client("ec2")
     assert zones["source"] == "live"
@@ -135,10 +144,31 @@ async def test_eks_versions_follow_the_cloud_and_a_failed_refresh_keeps_the_last
     assert "cat-old" not in [c["clusterName"] for c in listed]
     assert EksAuditor(moto_aws, account).cluster("cat-old") is None
 
+    # The update planner reads the same catalog: 1.35 is refused until EKS publishes it and a
+    # refresh stores it.
+    cluster_id = accepted.json()["data"]["clusterId"]
+
+    async def plan_to(version: str) -> dict[str, Any]:
+        update = {
+            "apiVersion": "clusterflow.dev/v1",
+            "kind": "K8sClusterUpdate",
+            "spec": {"kubernetesVersion": version, "updateConfig": {"dryRun": True}},
+        }
+        response = await api.patch(f"/v1/clusters/{cluster_id}", json=update, headers=org.headers())
+        assert response.status_code == 200, response.text
+        checks = {c["name"]: c["status"] for c in response.json()["data"]["preflightChecks"]}
+        return {"passed": response.json()["data"]["validationPassed"], "supported": checks["version-supported"]}
+
+    gaps.publish_version("1.35")
+    assert await plan_to("1.35") == {"passed": False, "supported": "FAIL"}
+    await refresh(temporal_client, settings)
+    assert await plan_to("1.35") == {"passed": True, "supported": "PASS"}
+    live = await versions(api, org, cloudProvider="aws", provisionerType="eks")
+
     # EKS fails: the last good catalog stays, and the failure is counted.
     failed_before = failures("aws")
     gaps.failures["DescribeClusterVersions"] = "AccessDeniedException"
-    gaps.publish_version("1.35")
+    gaps.publish_version("1.36")
     result = await refresh(temporal_client, settings)
     assert result.results[0].provider == "aws"
     assert "not authorized to perform DescribeClusterVersions" in result.results[0].error
@@ -147,6 +177,7 @@ async def test_eks_versions_follow_the_cloud_and_a_failed_refresh_keeps_the_last
     assert kept["refreshedAt"] == live["refreshedAt"]
     assert kept["data"]["supportedVersions"] == live["data"]["supportedVersions"]
     assert failures("aws") == failed_before + 1
+    assert (await plan_to("1.36"))["supported"] == "FAIL"
 
 
 # --- GKE and AKS ------------------------------------------------------------------------------

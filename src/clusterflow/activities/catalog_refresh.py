@@ -54,11 +54,13 @@ class CatalogRefreshActivities:
 
     async def _read(self, provider: str) -> list[RegionCatalog]:
         snapshot = CATALOGS[provider]
+        regions = self.settings.catalog_regions.get(provider) or [r.id for r in snapshot.regions]
         if provider == "aws":
-            return await read_aws_catalog(self.aws_clients, snapshot)
+            families = self.settings.catalog_aws_instance_families
+            return await read_aws_catalog(self.aws_clients, snapshot, regions, families)
         if provider == "gcp":
-            return await read_gke_catalog(self.settings, snapshot)
-        return await read_aks_catalog(self.settings, snapshot)
+            return await read_gke_catalog(self.settings, snapshot, regions)
+        return await read_aks_catalog(self.settings, snapshot, regions)
 
     @activity.defn(name=REFRESH_ACTIVITY)
     async def refresh_provider(self, inp: ProviderRefreshInput) -> ProviderRefreshResult:

@@ -2,14 +2,16 @@
 
 - Versions: EKS `DescribeClusterVersions` (standard and extended support; `UNSUPPORTED` ones are
   not offered), its `defaultVersion` the default. They are the same in every region.
-- Regions: the snapshot's regions (the ones this control plane is set up for) that EC2
-  `DescribeRegions` still lists for the account; zones from `DescribeAvailabilityZones`
-  (availability zones only, not Local or Wavelength zones).
-- Machine types: every x86_64 or arm64 instance type (`DescribeInstanceTypes`; previous
-  generations too, since EKS still runs them) that `DescribeInstanceTypeOfferings` offers in the
-  region, in the zones it names. AWS publishes list prices through another API (Pricing), so prices come from
-  the snapshot where it has the type and are empty otherwise; categories follow the family
-  letter as AWS names them.
+- Regions: the configured ones (`CLUSTERFLOW_CATALOG_REGIONS`, else the snapshot's) that EC2
+  `DescribeRegions` lists for the account; zones from `DescribeAvailabilityZones` (availability
+  zones only, not Local or Wavelength zones).
+- Machine types: the x86_64 and arm64 instance types of the configured families
+  (`CLUSTERFLOW_CATALOG_AWS_INSTANCE_FAMILIES`: EC2 lists hundreds of types, most of them
+  unsuited to Kubernetes nodes) that `DescribeInstanceTypeOfferings` offers in the region, in
+  the zones it names, with vCPU, memory and architectures from `DescribeInstanceTypes` (by name:
+  one call per hundred types, not a scan of every type). AWS publishes list prices through
+  another API (Pricing), so prices come from the snapshot where it has the type and are empty
+  otherwise; categories follow the family letter as AWS names them.
 """
 
 from __future__ import annotations
@@ -74,8 +76,11 @@ def _category(name: str) -> str:
     return "GeneralPurpose"
 
 
-async def _instance_types(ec2: Any, snapshot: ProviderCatalog) -> dict[str, MachineType]:
-    described = await _pages(ec2, "describe_instance_types", "InstanceTypes")
+async def _instance_types(ec2: Any, names: list[str], snapshot: ProviderCatalog) -> dict[str, MachineType]:
+    described: list[dict[str, Any]] = []
+    for start in range(0, len(names), 100):
+        page = await aws_call(ec2, "describe_instance_types", InstanceTypes=names[start : start + 100])
+        described.extend(page.get("InstanceTypes") or [])
     known = {m.name: m for m in snapshot.machine_types}
     types: dict[str, MachineType] = {}
     for item in described:
@@ -98,14 +103,16 @@ async def _instance_types(ec2: Any, snapshot: ProviderCatalog) -> dict[str, Mach
     return types
 
 
-async def read_aws_catalog(clients: AwsClients, snapshot: ProviderCatalog) -> list[RegionCatalog]:
-    """Every region's catalog as AWS answers it now (see the module doc)."""
+async def read_aws_catalog(
+    clients: AwsClients, snapshot: ProviderCatalog, region_ids: list[str], families: list[str]
+) -> list[RegionCatalog]:
+    """Each region's catalog as AWS answers it now (see the module doc)."""
     versions = await eks_versions(clients)
     platform_ec2 = clients.platform_client("ec2")
     listed = {r["RegionName"] for r in (await aws_call(platform_ec2, "describe_regions")).get("Regions") or []}
-    types = await _instance_types(platform_ec2, snapshot)
-    regions: list[RegionCatalog] = []
-    for region_id in (r.id for r in snapshot.regions if r.id in listed):
+    wanted = set(families)
+    found: list[tuple[str, tuple[str, ...], dict[str, list[str]]]] = []
+    for region_id in (r for r in region_ids if r in listed):
         ec2 = clients.platform_client("ec2", region_id)
         zones = tuple(
             sorted(
@@ -118,8 +125,13 @@ async def read_aws_catalog(clients: AwsClients, snapshot: ProviderCatalog) -> li
         for offer in await _pages(
             ec2, "describe_instance_type_offerings", "InstanceTypeOfferings", LocationType="availability-zone"
         ):
-            if offer.get("Location") in zones and offer.get("InstanceType") in types:
-                offered.setdefault(str(offer["InstanceType"]), []).append(str(offer["Location"]))
+            name = str(offer.get("InstanceType"))
+            if offer.get("Location") in zones and name.split(".")[0] in wanted:
+                offered.setdefault(name, []).append(str(offer["Location"]))
+        found.append((region_id, zones, offered))
+    types = await _instance_types(platform_ec2, sorted({n for *_, offered in found for n in offered}), snapshot)
+    regions: list[RegionCatalog] = []
+    for region_id, zones, offered in found:
         machines = tuple(
             MachineType(
                 m.name,

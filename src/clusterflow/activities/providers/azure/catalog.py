@@ -1,6 +1,7 @@
 """What AKS offers, read through azure-mgmt-containerservice: versions and VM sizes per region.
 
-For each of the snapshot's regions, in the settings' subscription
+For each configured region (`CLUSTERFLOW_CATALOG_REGIONS`, else the snapshot's), in the settings'
+subscription
 (`CLUSTERFLOW_AZURE_DEFAULT_SUBSCRIPTION_ID`) with the control plane's own credential:
 
 - versions: `managedClusters.list_kubernetes_versions(location)`; preview versions are not
@@ -100,8 +101,8 @@ def vm_sizes(
     return Region(region, tuple(sorted(zones))), tuple(machines)
 
 
-async def read_aks_catalog(settings: Settings, snapshot: ProviderCatalog) -> list[RegionCatalog]:
-    """Every snapshot region with AKS's versions and VM sizes there now (see the module doc)."""
+async def read_aks_catalog(settings: Settings, snapshot: ProviderCatalog, region_ids: list[str]) -> list[RegionCatalog]:
+    """Each region with AKS's versions and VM sizes there now (see the module doc)."""
     subscription = settings.azure_default_subscription_id
     if not subscription:
         raise ValueError(
@@ -109,7 +110,7 @@ async def read_aks_catalog(settings: Settings, snapshot: ProviderCatalog) -> lis
         )
     client = make_client(settings, make_credential(settings), subscription)
     regions: list[RegionCatalog] = []
-    for region in snapshot.regions:
+    for region in (snapshot.region(r) or Region(r, ()) for r in region_ids):
         what = f"read AKS's catalog in {region.id}"
         try:
             listed = await asyncio.to_thread(

@@ -1,11 +1,13 @@
 """What GKE offers, read through google-cloud-container: versions per location.
 
-`GetServerConfig` for each of the snapshot's regions (in the settings' project,
+`GetServerConfig` for each configured region (`CLUSTERFLOW_CATALOG_REGIONS`, else the snapshot's;
+in the settings' project,
 `CLUSTERFLOW_GCP_DEFAULT_PROJECT`, with the control plane's own credentials) gives the master
 versions GKE accepts there, its default, and each release channel's default and valid versions.
 Versions are kept at minor granularity, as the catalog offers them (GKE resolves a minor to its
 newest patch). The container API publishes neither zones nor machine types (those belong to the
-Compute Engine API), so they stay the snapshot's, and so does the Autopilot floor.
+Compute Engine API), so they stay the snapshot's (a region the snapshot lacks offers none), and
+so does the Autopilot floor.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from google.cloud import container_v1
 
 from clusterflow.activities.providers.gcp.clients import make_client
 from clusterflow.activities.providers.gcp.errors import classify_google_error
-from clusterflow.catalog.model import ChannelVersions, KubernetesVersions, ProviderCatalog, RegionCatalog, version_key
+from clusterflow.catalog.model import (
+    ChannelVersions,
+    KubernetesVersions,
+    ProviderCatalog,
+    Region,
+    RegionCatalog,
+    version_key,
+)
 from clusterflow.catalog.upstream import UPGRADE_WARNINGS
 from clusterflow.settings import Settings
 
@@ -53,14 +62,14 @@ def gke_versions(config: container_v1.ServerConfig, snapshot: KubernetesVersions
     )
 
 
-async def read_gke_catalog(settings: Settings, snapshot: ProviderCatalog) -> list[RegionCatalog]:
-    """Every snapshot region with GKE's versions there now (see the module doc)."""
+async def read_gke_catalog(settings: Settings, snapshot: ProviderCatalog, region_ids: list[str]) -> list[RegionCatalog]:
+    """Each region with GKE's versions there now (see the module doc)."""
     project = settings.gcp_default_project
     if not project:
         raise ValueError("no GCP project to read GKE's versions in: set CLUSTERFLOW_GCP_DEFAULT_PROJECT")
     client = make_client(settings)
     regions: list[RegionCatalog] = []
-    for region in snapshot.regions:
+    for region in (snapshot.region(r) or Region(r, ()) for r in region_ids):
         name = f"projects/{project}/locations/{region.id}"
         try:
             config = await asyncio.to_thread(functools.partial(client.get_server_config, name=name, retry=None))
