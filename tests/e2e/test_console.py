@@ -188,16 +188,18 @@ async def test_a_deploy_streams_into_the_list_and_its_bar_reaches_100(
     assert not page.errors  # type: ignore[attr-defined]
 
 
-async def test_an_owner_approves_a_pending_delete_from_the_console(
-    console: Callable[[str], Awaitable[Page]], live: LiveApi, client: httpx.AsyncClient, org: Org
+async def test_an_owner_approves_an_editors_delete_from_the_cluster_page(
+    console: Callable[[str], Awaitable[Page]], live: LiveApi, client: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
 ) -> None:
     accepted = await deploy(client, org, "console-2")
     await wait_for_operation(client, org.headers(), accepted["operationId"])
-    response = await client.delete(f"/v1/clusters/{accepted['clusterId']}", headers=org.headers())
+    _, editor = await create_api_key(pool, org.id, "console editor", "editor")
+    response = await client.delete(f"/v1/clusters/{accepted['clusterId']}", headers=org.headers(editor))
     assert response.status_code == 202, response.text
     pending = response.json()["data"]
-    assert pending["approvalRequired"] and pending["approvalToken"]
+    assert pending["approvalRequired"] and "approvalToken" not in pending  # the editor gets no token
     delete_id = pending["operationId"]
+    await wait_for_operation(client, org.headers(), delete_id, until={"AWAITING_APPROVAL"})
 
     page = await console(org.owner_key)
     await expect(page.locator("#approval-count")).to_have_text("1")
@@ -205,26 +207,67 @@ async def test_an_owner_approves_a_pending_delete_from_the_console(
     row = page.locator(f'tr[data-operation="{delete_id}"]')
     await expect(row.locator(".badge")).to_have_text("AWAITING APPROVAL")
     await shot(page, "approvals")
-    await row.get_by_role("link", name=delete_id).click()
+    await row.get_by_role("link", name="console-2").click()
+    card = page.locator("#active-operation")
+    await expect(card).to_contain_text("0 of 1 approval")
+    await expect(card.get_by_role("button", name="Approve")).to_be_enabled()
+    await card.get_by_label("Comment (optional)").fill("maintenance window, approved by on-call")
+    await shot(page, "cluster-awaiting-approval")
+    await card.get_by_role("button", name="Approve").click()
+    await expect(page.locator("#card-feedback")).to_contain_text("now RUNNING")
+    await expect(page.locator("#approval-count")).to_have_text("0")
+    record = await wait_for_operation(client, org.headers(), delete_id)
+    assert record["status"] == "SUCCEEDED", record
+    assert [(r["decision"], r["comment"]) for r in record["approval"]["received"]] == [
+        ("APPROVE", "maintenance window, approved by on-call")
+    ]
+    await expect(page.locator("h1 .badge")).to_have_text("DELETED", timeout=20_000)
+    await shot(page, "cluster-approved")
+    assert not page.errors  # type: ignore[attr-defined]
+
+
+async def test_under_four_eyes_the_requester_cannot_decide_and_another_owner_approves_by_keyboard(
+    console: Callable[[str], Awaitable[Page]], live: LiveApi, client: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    accepted = await deploy(client, org, "console-5")
+    await wait_for_operation(client, org.headers(), accepted["operationId"])
+    policy = await client.put(
+        f"/v1/organizations/{org.id}/approval-policy", json={"requireDifferentApprover": True}, headers=org.headers()
+    )
+    assert policy.status_code == 200, policy.text
+    _, second = await create_api_key(pool, org.id, "second owner", "owner")
+    pending = (await client.delete(f"/v1/clusters/{accepted['clusterId']}", headers=org.headers())).json()["data"]
+    delete_id = pending["operationId"]
+    await wait_for_operation(client, org.headers(), delete_id, until={"AWAITING_APPROVAL"})
+
+    requester = await console(org.owner_key)
+    await expect(requester.locator("#approval-count")).to_have_text("0")  # nothing this owner may decide
+    await requester.goto(f"{live.url}/console/#/operations/{delete_id}")
+    await expect(requester.locator("#approve-button")).to_be_disabled()
+    await expect(requester.locator("#action-decide")).to_contain_text("requires a different approver")
+    await shot(requester, "operation-four-eyes")
+
+    page = await console(second)
+    await expect(page.locator("#approval-count")).to_have_text("1")
+    await page.goto(f"{live.url}/console/#/operations/{delete_id}")
     await expect(page.get_by_role("button", name="Approve")).to_be_enabled()
+    await page.get_by_label(re.compile("Approval token")).fill("not-the-token")
     await page.get_by_role("button", name="Approve").click()
-    await expect(page.locator("#action-feedback")).to_contain_text("approval token")  # refused without one
-    await page.get_by_label("Approval token").fill("not-the-token")
-    await page.get_by_role("button", name="Approve").click()
-    await expect(page.locator("#action-feedback")).to_contain_text("refused")
-    await page.get_by_label("Approval token").fill(pending["approvalToken"])
-    await page.get_by_label("Comment (optional)").fill("maintenance window, approved by on-call")
-    await shot(page, "operation-awaiting-approval")
-    # By keyboard: from the comment, Tab reaches Approve and Enter presses it.
+    await expect(page.locator("#action-feedback")).to_contain_text("INVALID_APPROVAL_TOKEN")
+    await page.get_by_label(re.compile("Approval token")).fill("")
+    await page.get_by_label("Comment (optional)").fill("second pair of eyes")
+    # By keyboard: from the comment, Tab passes the token field and reaches Approve; Enter presses it.
+    await page.get_by_label("Comment (optional)").focus()
+    await page.keyboard.press("Tab")
     await page.keyboard.press("Tab")
     await expect(page.get_by_role("button", name="Approve")).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.locator("h1 .badge")).to_have_text("SUCCEEDED", timeout=20_000)
-    await expect(page.locator("#main")).to_contain_text("maintenance window, approved by on-call")
+    await expect(page.locator("#main")).to_contain_text("second pair of eyes")
     await expect(page.locator("#approval-count")).to_have_text("0")
-    assert pending["approvalToken"] not in page.url
     await shot(page, "operation-approved")
     assert not page.errors  # type: ignore[attr-defined]
+    assert not requester.errors  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("settings", [{"stream_retry_ms": 200}], indirect=True)

@@ -135,7 +135,11 @@ async function refreshApprovalCount() {
   clearTimeout(approvalTimer);
   if (!me) return;
   try {
-    const page = await api("/v1/operations", { query: { status: "AWAITING_APPROVAL", limit: 1 } });
+    // Owners count what they may still decide; other roles, everything waiting.
+    const page =
+      me.role === "owner"
+        ? await api("/v1/approvals", { query: { limit: 100 } })
+        : await api("/v1/operations", { query: { status: "AWAITING_APPROVAL", limit: 1 } });
     const count = $("approval-count");
     count.textContent = String(page.totalCount);
     count.classList.toggle("hot", page.totalCount > 0);
@@ -298,8 +302,37 @@ async function clusterPage(clusterId, signal) {
   if (cluster.activeOperationId) {
     const bar = progressBar(`Progress of ${cluster.activeOperationId}`);
     const line = h("p", { class: "muted", "aria-live": "polite" });
-    page.append(h("div", { class: "card" }, h("h2", { text: "Active operation" }), bar, line));
-    const live = { status: "RUNNING", progressPercentage: 0 };
+    const card = h("div", { class: "card", id: "active-operation" }, h("h2", {}, "Active operation ", opLink(cluster.activeOperationId)), bar, line);
+    page.append(card);
+    const active = await api(`/v1/operations/${encodeURIComponent(cluster.activeOperationId)}`, { signal });
+    if (active.status === "AWAITING_APPROVAL") {
+      const reasons = actionReasons(active, me.role, me.keyId);
+      const feedback = h("p", { role: "status", id: "card-feedback" });
+      const rerender = () => {
+        if (!signal.aborted) render();
+      };
+      line.textContent = `AWAITING APPROVAL · ${active.message || ""}`;
+      card.append(
+        decisionForm(active, {
+          prefix: "card-",
+          reason: reasons.decide,
+          onDecided: (action, outcome) => {
+            const verb = action === "APPROVE" ? "Approved" : "Rejected";
+            feedback.className = "";
+            feedback.textContent = `${verb}; the operation is now ${outcome.status}${outcome.remaining ? `, ${outcome.remaining} more approval${outcome.remaining === 1 ? "" : "s"} needed` : ""}.`;
+            announce(feedback.textContent);
+            refreshApprovalCount();
+            setTimeout(rerender, 1500);
+          },
+          onRefused: (action, error) => {
+            feedback.className = "error";
+            feedback.textContent = `${action === "APPROVE" ? "Approve" : "Reject"} refused: ${error instanceof ApiFailure ? `${error.code}: ` : ""}${error.message}`;
+          },
+        }),
+        feedback,
+      );
+    }
+    const live = { status: active.status, progressPercentage: active.progressPercentage };
     followOperation(cluster.activeOperationId, {
       signal,
       onEvent: (event) => {
@@ -418,7 +451,17 @@ async function operationsPage(query, signal, approvalsOnly) {
     status: approvalsOnly ? "AWAITING_APPROVAL" : query.get("status") || "",
     clusterId: query.get("cluster") || "",
   };
-  const load = () => api("/v1/operations", { signal, query: { ...filters, limit: 100 } });
+  // The approvals view lists what this key may decide (`/v1/approvals`): not its own operations
+  // under four eyes, nor ones it has decided. Other roles see everything waiting, read-only.
+  const mine = approvalsOnly && me.role === "owner";
+  const load = async () => {
+    if (!mine) return api("/v1/operations", { signal, query: { ...filters, limit: 100 } });
+    const page = await api("/v1/approvals", { signal, query: { limit: 100 } });
+    const keep = page.operations.filter(
+      (op) => (!filters.operationType || op.operationType === filters.operationType) && (!filters.clusterId || op.clusterId === filters.clusterId),
+    );
+    return { ...page, operations: keep, totalCount: keep.length };
+  };
   const first = await load();
   const list = operationsTable(first.operations);
   const streams = new Map(); // operationId -> AbortController
@@ -445,6 +488,16 @@ async function operationsPage(query, signal, approvalsOnly) {
     });
   };
   const sync = (page) => {
+    if (mine) {
+      // Decided elsewhere (another owner, a link): it is no longer this key's to decide.
+      const listed = new Set(page.operations.map((op) => op.operationId));
+      for (const [id, row] of list.rows) {
+        if (!listed.has(id)) {
+          row.tr.remove();
+          list.rows.delete(id);
+        }
+      }
+    }
     total.textContent = `${page.totalCount} operation${page.totalCount === 1 ? "" : "s"}${streams.size ? `, ${streams.size} streaming live` : ""}`;
     for (const op of page.operations) {
       const known = list.rows.get(op.operationId);
@@ -496,7 +549,12 @@ async function operationsPage(query, signal, approvalsOnly) {
     {},
     h("h1", { text: approvalsOnly ? "Awaiting approval" : "Operations" }),
     approvalsOnly
-      ? h("p", { class: "muted", text: "Operations waiting for an owner's decision. Open one to approve or reject it with its token." })
+      ? h("p", {
+          class: "muted",
+          text: mine
+            ? "Operations waiting for a decision you may make: not your own requests when the policy requires a different approver, nor ones you have already decided. Open one to approve or reject it."
+            : "Operations waiting for an owner's decision. Only owners approve or reject them.",
+        })
       : null,
     form,
     total,
@@ -507,7 +565,7 @@ async function operationsPage(query, signal, approvalsOnly) {
 // ---------- one operation ----------
 
 // Why an action is unavailable to this key on this record; null when it is available.
-export function actionReasons(op, role) {
+export function actionReasons(op, role, keyId = null) {
   const rank = ROLES.indexOf(role);
   const state = TERMINAL.has(op.status)
     ? `has ended (${op.status.toLowerCase()})`
@@ -534,8 +592,51 @@ export function actionReasons(op, role) {
         ? needs(approver)
         : !op.isApprovable
           ? `Only an operation awaiting approval can be decided; this one ${state}.`
-          : null,
+          : keyId && op.approval?.requireDifferentApprover && op.userId === keyId
+            ? "The organization requires a different approver: another owner must decide the operation you requested."
+            : keyId && (op.approval?.received || []).some((r) => r.by === keyId)
+              ? `You have already decided; ${op.approval.remaining} more approval${op.approval.remaining === 1 ? "" : "s"} from other owners needed.`
+              : null,
   };
+}
+
+// How far an operation's approval has come, in words: "1 of 2 approvals (rule prod)".
+function approvalProgress(approval) {
+  const approvals = (approval.received || []).filter((r) => r.decision === "APPROVE").length;
+  const rule = approval.rule ? ` · rule ${approval.rule.name}${approval.rule.labelSelector ? ` (${approval.rule.labelSelector})` : ""}` : "";
+  const eyes = approval.requireDifferentApprover ? " · requester may not decide" : "";
+  return `${approvals} of ${approval.required || 1} approval${(approval.required || 1) === 1 ? "" : "s"}${rule}${eyes}`;
+}
+
+// Approve / Reject with an optional comment (and token, for one handed over out of band).
+// `prefix` keeps element IDs unique when a page shows more than one; `onDecided` gets the outcome.
+function decisionForm(op, { prefix = "", reason, onDecided, onRefused, withToken = false }) {
+  const path = `/v1/operations/${encodeURIComponent(op.operationId)}/approval`;
+  const id = (name) => `${prefix}${name}`;
+  const comment = h("textarea", { id: id("approval-comment"), name: "comment", rows: "2", maxlength: "1000" });
+  const token = withToken ? h("input", { id: id("approval-token"), name: "token", type: "password", autocomplete: "off", spellcheck: "false" }) : null;
+  const decide = (action) => async () => {
+    const body = { action, comment: comment.value.trim() || null, planHash: op.approval?.planHash || null };
+    if (token && token.value.trim()) body.token = token.value.trim();
+    try {
+      const outcome = await api(path, { method: "POST", body });
+      if (token) token.value = "";
+      onDecided(action, outcome);
+    } catch (error) {
+      onRefused(action, error);
+    }
+  };
+  const approve = h("button", { type: "button", id: id("approve-button"), text: "Approve", onclick: decide("APPROVE") });
+  const reject = h("button", { type: "button", class: "danger", id: id("reject-button"), text: "Reject", onclick: decide("REJECT") });
+  return actionBox(
+    id("action-decide"),
+    "Approve or reject (owner)",
+    reason,
+    op.approval ? h("p", { class: "muted", text: approvalProgress(op.approval) }) : null,
+    h("div", {}, h("label", { for: id("approval-comment"), text: "Comment (optional)" }), comment),
+    token ? h("div", {}, h("label", { for: id("approval-token"), text: "Approval token (optional: only one handed to you)" }), token) : null,
+    h("div", { class: "row" }, approve, reject),
+  );
 }
 
 function splitRemedy(message) {
@@ -605,6 +706,10 @@ async function operationPage(operationId, signal) {
     ];
     if (op.approval) {
       facts.push(["Approval", `needs ${op.approval.requiredRole}; expires ${when(op.approval.expiresAt)}`]);
+      facts.push(["Approvals", approvalProgress(op.approval)]);
+      for (const r of op.approval.received || []) {
+        facts.push([r.decision === "APPROVE" ? "Approved" : "Rejected", `by ${r.by} at ${when(r.at)}${r.comment ? ` — “${r.comment}”` : ""}`]);
+      }
       if (op.approval.planHash) facts.push(["Plan hash", h("span", { class: "mono", text: op.approval.planHash })]);
       if (op.approval.decision) facts.push(["Decision", `${op.approval.decision} by ${op.approval.decidedBy || "?"} at ${when(op.approval.decidedAt)}${op.approval.comment ? ` — “${op.approval.comment}”` : ""}`]);
     }
@@ -651,7 +756,7 @@ async function operationPage(operationId, signal) {
   };
 
   const paintActions = () => {
-    const reasons = actionReasons({ ...op, status: live.status, isCancelable: op.isCancelable && !TERMINAL.has(live.status) && live.status !== "CANCELLING", isApprovable: op.isApprovable && live.status === "AWAITING_APPROVAL" }, me.role);
+    const reasons = actionReasons({ ...op, status: live.status, isCancelable: op.isCancelable && !TERMINAL.has(live.status) && live.status !== "CANCELLING", isApprovable: op.isApprovable && live.status === "AWAITING_APPROVAL" }, me.role, me.keyId);
     const cancel = h("button", {
       type: "button", class: "danger", id: "cancel-button", text: "Cancel operation",
       onclick: async () => {
@@ -668,32 +773,15 @@ async function operationPage(operationId, signal) {
         }
       },
     });
-    const token = h("input", { id: "approval-token", name: "token", type: "password", autocomplete: "off", spellcheck: "false" });
-    const comment = h("textarea", { id: "approval-comment", name: "comment", rows: "2", maxlength: "1000" });
-    const decide = (action) => async () => {
-      if (!token.value.trim()) {
-        feedback.className = "error";
-        feedback.textContent = "Enter the approval token shown to the requester.";
-        token.focus();
-        return;
-      }
-      const body = { action, token: token.value.trim(), comment: comment.value.trim() || null, planHash: op.approval?.planHash || null };
-      await act(action === "APPROVE" ? "Approve" : "Reject", () => api(`${path}/approval`, { method: "POST", body }));
-      token.value = "";
-    };
-    const approve = h("button", { type: "button", id: "approve-button", text: "Approve", onclick: decide("APPROVE") });
-    const reject = h("button", { type: "button", class: "danger", id: "reject-button", text: "Reject", onclick: decide("REJECT") });
     actions.replaceChildren(
       actionBox("action-cancel", "Cancel", reasons.cancel, cancel),
       actionBox("action-force", "Force cancel (admin)", reasons.force, force),
-      actionBox(
-        "action-decide",
-        "Approve or reject (owner)",
-        reasons.decide,
-        h("div", {}, h("label", { for: "approval-token", text: "Approval token" }), token),
-        h("div", {}, h("label", { for: "approval-comment", text: "Comment (optional)" }), comment),
-        h("div", { class: "row" }, approve, reject),
-      ),
+      decisionForm(op, {
+        reason: reasons.decide,
+        withToken: true,
+        onDecided: (action, outcome) => act(action === "APPROVE" ? "Approve" : "Reject", async () => outcome),
+        onRefused: (action, error) => act(action === "APPROVE" ? "Approve" : "Reject", async () => { throw error; }),
+      }),
     );
   };
 
