@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -9,8 +10,18 @@ import pytest
 
 from clusterflow.activities.providers import local as local_provider
 from clusterflow.api.app import create_app
-from clusterflow.catalog import CATALOGS, parse_cpu, parse_memory_mb, version_key
+from clusterflow.catalog import (
+    CATALOGS,
+    KubernetesVersions,
+    MachineType,
+    Region,
+    RegionCatalog,
+    parse_cpu,
+    parse_memory_mb,
+    version_key,
+)
 from clusterflow.catalog import local as local_catalog
+from clusterflow.catalog.stored import merged_catalog, region_catalog, region_document
 from tests.conftest import Org, Services, test_settings
 
 
@@ -152,6 +163,56 @@ async def test_kubernetes_versions_with_channels_autopilot_and_upgrade_paths(
         response = await catalog_api.get("/v1/kubernetes-versions", params=params, headers=org.headers())
         assert response.status_code == 422, params
         assert response.json()["error"]["details"][0]["field"] == field
+
+
+async def test_until_a_refresh_every_answer_says_it_is_the_shipped_snapshot(
+    catalog_api: httpx.AsyncClient, org: Org
+) -> None:
+    providers = (await catalog_api.get("/v1/providers", headers=org.headers())).json()
+    assert providers["catalogs"] == [
+        {"provider": p, "refreshedAt": CATALOGS[p].time_generated, "source": "snapshot"}
+        for p in ("local", "aws", "gcp", "azure")
+    ]
+    for path, params in (
+        ("/v1/providers/aws/regions", {}),
+        ("/v1/providers/aws/regions/us-east-1/zones", {}),
+        ("/v1/providers/aws/regions/us-east-1/machine-types", {}),
+        ("/v1/providers/aws/regions/us-east-1/machine-types/m5.large", {}),
+        ("/v1/kubernetes-versions", {"cloudProvider": "aws", "provisionerType": "eks"}),
+    ):
+        body = (await catalog_api.get(path, params=params, headers=org.headers())).json()
+        assert (body["source"], body["refreshedAt"]) == ("snapshot", CATALOGS["aws"].time_generated), path
+
+
+def test_stored_regions_make_a_provider_catalog_over_the_snapshot() -> None:
+    """What a refresh stores per region reads back as one provider catalog: the regions read,
+    machine types in exactly the zones the cloud named, versions per region, and the default
+    region's versions provider-wide; a provisioner not read (self-hosted) keeps the snapshot's."""
+    snapshot = CATALOGS["azure"]
+    east = RegionCatalog(
+        Region("eastus", ("eastus-1", "eastus-2")),
+        (MachineType("Standard_D2s_v5", 2, 8192, "GeneralPurpose", zones=("eastus-1",)),),
+        {"aks": KubernetesVersions("1.33", ("1.32", "1.33", "1.34"))},
+    )
+    west = RegionCatalog(
+        Region("westus2", ("westus2-1",)),
+        (MachineType("Standard_D2s_v5", 2, 8192, "GeneralPurpose", zones=("westus2-1",)),),
+        {"aks": KubernetesVersions("1.32", ("1.31", "1.32"))},
+    )
+    stored = [region_catalog(r.region.id, json.loads(json.dumps(region_document(r)))) for r in (west, east)]
+    merged = merged_catalog(snapshot, stored, "2026-11-24T06:00:00Z")
+    assert (merged.source, merged.refreshed_at) == ("live", "2026-11-24T06:00:00Z")
+    assert [r.id for r in merged.regions] == ["eastus", "westus2"]  # the snapshot's order
+    assert merged.machine_types[0].zones == ("eastus-1", "westus2-1")
+    assert [m.name for m in merged.machine_types_in("westus2")] == ["Standard_D2s_v5"]
+    in_west, everywhere = merged.versions("aks", "westus2"), merged.versions("aks")
+    assert in_west is not None and everywhere is not None
+    assert (in_west.default_version, in_west.supported_versions) == ("1.32", ("1.31", "1.32"))
+    # The default region's versions provider-wide, with upstream's upgrade warnings.
+    assert (everywhere.default_version, everywhere.supported_versions) == ("1.33", ("1.32", "1.33", "1.34"))
+    assert everywhere.upgrade_path("1.33", "1.34") is not None
+    assert merged.kubernetes["selfHosted"] is snapshot.kubernetes["selfHosted"]
+    assert merged_catalog(snapshot, [], "now") is snapshot
 
 
 async def test_catalog_needs_an_api_key(catalog_api: httpx.AsyncClient) -> None:
