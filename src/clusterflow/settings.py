@@ -219,7 +219,13 @@ class Settings(BaseSettings):
         default=1800.0, gt=0, description="How long a registration waits for its agent to connect before failing."
     )
     agent_image: str = Field(
-        default="ghcr.io/clusterflow/agent:0.1.0", description="Container image the agent manifest deploys."
+        default="ghcr.io/clusterflow/agent:0.1.0",
+        # name:tag, name@sha256:<digest> or both (deploy/agent.Dockerfile builds it); a bare name
+        # would mean `latest`, which is refused.
+        pattern=r"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+        r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+        r"(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127}(?:@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})$",
+        description="Container image the agent manifest deploys: `name:tag` or, pinned, `name@sha256:<digest>`.",
     )
     agent_namespace: str = Field(
         default="clusterflow-agent", description="Namespace the agent manifest installs the agent into."

@@ -134,6 +134,7 @@ def test_checkov_finds_nothing_unjustified(tmp_path: Path) -> None:
     for index, doc in enumerate(render(OVERLAY)):
         (tmp_path / f"{index:02d}-{doc['kind'].lower()}-{doc['metadata']['name']}.yaml").write_text(yaml.safe_dump(doc))
     shutil.copy(ROOT / "deploy" / "Dockerfile", tmp_path / "Dockerfile")
+    shutil.copy(ROOT / "deploy" / "agent.Dockerfile", tmp_path / "agent.Dockerfile")
     result = subprocess.run(
         [
             checkov_binary() or "",
@@ -143,7 +144,6 @@ def test_checkov_finds_nothing_unjustified(tmp_path: Path) -> None:
             "kubernetes",
             "dockerfile",
             "--skip-download",
-            "--quiet",
             "-o",
             "json",
         ],
@@ -160,3 +160,6 @@ def test_checkov_finds_nothing_unjustified(tmp_path: Path) -> None:
         assert failed == [], failed
         assert report["summary"]["parsing_errors"] == 0
         assert report["summary"]["passed"] > 0
+        if report["check_type"] == "dockerfile":  # both images were read
+            files = {c["file_path"] for c in report["results"]["passed_checks"]}
+            assert files == {"/Dockerfile", "/agent.Dockerfile"}, files

@@ -3,11 +3,14 @@
 Configuration (the manifest sets all of it):
 
 - `CLUSTERFLOW_URL`: the control plane's URL (http(s); the socket is ws(s) on the same host).
-- `CLUSTERFLOW_REGISTRATION_TOKEN`: the one-time token, spent on the first connection.
+- `CLUSTERFLOW_REGISTRATION_TOKEN_FILE` (the manifest mounts the registration Secret there) or
+  `CLUSTERFLOW_REGISTRATION_TOKEN`: the one-time token, spent on the first connection.
 - `CLUSTERFLOW_AGENT_NAMESPACE`: where the agent keeps its credential Secret.
 - the in-cluster service account, or `KUBECONFIG` outside a pod.
 - `CLUSTERFLOW_AGENT_BACKOFF_MAX_SECONDS` (default 30): longest pause between redials.
 - `CLUSTERFLOW_AGENT_REPORT_SECONDS` (default 60): how often heartbeats carry a fresh report.
+- `CLUSTERFLOW_AGENT_HEALTH_PORT` (default 8081, 0: off): the probes' `/healthz` and `/readyz`
+  (`agent/health.py`; ready while connected to the control plane).
 
 The long-lived credential it receives for the token is kept in a Secret (and in memory), so a
 restarted pod reconnects without a new token. A refused token or credential, a revocation or an
@@ -27,6 +30,7 @@ import random
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import websockets
@@ -34,7 +38,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from clusterflow import __version__
-from clusterflow.agent import protocol
+from clusterflow.agent import health, protocol
 from clusterflow.agent.kube import Cluster
 
 log = logging.getLogger("clusterflow.agent")
@@ -60,6 +64,7 @@ class AgentConfig:
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
     report_seconds: float = 60.0
+    health_port: int = health.DEFAULT_PORT
 
     @classmethod
     def from_env(cls) -> AgentConfig:
@@ -68,10 +73,11 @@ class AgentConfig:
             raise SystemExit("CLUSTERFLOW_URL is not set")
         return cls(
             url=url,
-            registration_token=os.environ.get("CLUSTERFLOW_REGISTRATION_TOKEN") or None,
+            registration_token=_registration_token(),
             namespace=os.environ.get("CLUSTERFLOW_AGENT_NAMESPACE") or None,
             backoff_max_seconds=float(os.environ.get("CLUSTERFLOW_AGENT_BACKOFF_MAX_SECONDS", "30")),
             report_seconds=float(os.environ.get("CLUSTERFLOW_AGENT_REPORT_SECONDS", "60")),
+            health_port=int(os.environ.get("CLUSTERFLOW_AGENT_HEALTH_PORT", str(health.DEFAULT_PORT))),
         )
 
     @property
@@ -82,6 +88,21 @@ class AgentConfig:
         elif base.startswith("http://"):
             base = "ws://" + base.removeprefix("http://")
         return base + protocol.PATH
+
+
+def _registration_token() -> str | None:
+    """From the mounted Secret file (the manifest's way: a file is not in the pod's environment,
+    which `kubectl describe` and crash dumps show), else the variable (agents installed earlier).
+    The Secret is optional in the pod, so after registration a missing file is no error."""
+    path = os.environ.get("CLUSTERFLOW_REGISTRATION_TOKEN_FILE")
+    if path:
+        try:
+            token = Path(path).read_text().strip()
+        except FileNotFoundError:
+            token = ""
+        if token:
+            return token
+    return os.environ.get("CLUSTERFLOW_REGISTRATION_TOKEN") or None
 
 
 class Backoff:
@@ -104,6 +125,8 @@ class Agent:
         self.cfg = cfg
         self.cluster = cluster
         self.credential: str | None = None
+        self.connected = False
+        """True while a session with the control plane is up (welcomed): the readiness probe."""
 
     async def _kube(self, fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -163,12 +186,14 @@ class Agent:
         log.info("connected to the control plane as cluster %s", first.get("clusterName"))
         await self._send(ws, {"type": protocol.REPORT, **await self._report()})
         backoff.reset()
+        self.connected = True
         heartbeats = asyncio.create_task(self._heartbeat(ws, heartbeat_seconds))
         try:
             while True:
                 message = await self._receive(ws)
                 await self._handle(ws, message)
         finally:
+            self.connected = False
             heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await heartbeats
@@ -249,6 +274,12 @@ async def _main() -> int:
     cfg = AgentConfig.from_env()
     cluster = await asyncio.to_thread(Cluster, cfg.namespace)
     agent = Agent(cfg, cluster)
+    probes = None
+    if cfg.health_port:
+        try:
+            probes = await health.serve(cfg.health_port, lambda: agent.connected)
+        except OSError as err:  # keep the cluster connected; the failing liveness probe shows this
+            log.error("probe endpoint not started on port %s: %s", cfg.health_port, err)
     task = asyncio.create_task(agent.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -258,6 +289,9 @@ async def _main() -> int:
     except asyncio.CancelledError:
         log.info("agent stopped by signal")
         return EXIT_DONE
+    finally:
+        if probes is not None:
+            probes.close()
 
 
 def main() -> None:
