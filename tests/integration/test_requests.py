@@ -425,3 +425,27 @@ async def test_a_last_event_id_that_is_not_an_ascii_sequence_number_is_refused_n
     response = await api.get(f"/v1/operations/{operation_id}/events", headers=headers | {"Accept": "text/event-stream"})
     assert response.status_code in (400, 422), response.text
     assert response.json()["error"]["details"][0]["field"] == "Last-Event-ID"
+
+
+@pytest.mark.parametrize("settings", [{"max_workflow_input_bytes": 64 * 1024 * 1024}], indirect=True)
+@pytest.mark.parametrize("groups", [25, 50])
+async def test_a_start_temporal_refuses_for_good_is_not_a_retryable_503_and_leaves_nothing(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, settings: Settings, groups: int
+) -> None:
+    """With the payload limit set above Temporal's own, Temporal refuses the start itself (25
+    groups: its 2 MB blob limit, INVALID_ARGUMENT; 50: gRPC's 4 MB message limit,
+    RESOURCE_EXHAUSTED): an error with its cause, not 503 + Retry-After."""
+    doc = deploy_document("blob")
+    labels = {f"k{i}": "\U0001f680" * 63 for i in range(64)}
+    doc["spec"]["clusterSpec"]["dataPlane"]["nodeGroups"] = [
+        {"name": f"g{i}", "machineTypes": ["medium"], "minNode": 1, "maxNode": 3, "labels": labels}
+        for i in range(groups)
+    ]
+    response = await api.post("/v1/clusters", json=doc, headers=org.headers() | {"Idempotency-Key": "blob"})
+    assert response.status_code == 500, response.text
+    assert "Retry-After" not in response.headers
+    assert response.json()["error"]["code"] == "WORKFLOW_START_REFUSED"
+    assert "RPCError: " in response.json()["message"]  # Temporal's cause, passed on
+    assert await _operation_count(pool, org) == 0
+    assert await pool.fetchval("SELECT count(*) FROM clusters WHERE organization_id = $1", org.id) == 0
+    assert await pool.fetchval("SELECT count(*) FROM idempotency_keys WHERE organization_id = $1", org.id) == 0

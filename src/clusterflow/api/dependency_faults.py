@@ -75,7 +75,12 @@ class DependencyUnavailable(Exception):
 
 def temporal_unavailable(err: BaseException) -> bool:
     if isinstance(err, RPCError):
-        return err.status in _TEMPORAL_TRANSIENT
+        # gRPC says RESOURCE_EXHAUSTED for a message over its size limit too: that never passes.
+        message = err.message.lower()
+        too_large = err.status == RPCStatusCode.RESOURCE_EXHAUSTED and (
+            "too large" in message or "larger than max" in message
+        )
+        return err.status in _TEMPORAL_TRANSIENT and not too_large
     if isinstance(err, RPCTimeoutOrCancelledError):
         return True
     # The lazy client's first call, while the server cannot be reached.
