@@ -380,7 +380,33 @@ class Settings(BaseSettings):
         default=False, description="Allow webhook and Slack URLs that resolve to private or loopback addresses."
     )
     notification_retention_days: int = Field(
-        default=30, ge=1, description="Days notification events and their delivery log are kept."
+        default=30,
+        ge=1,
+        description="Days notification events and their delivery log are kept (an organization may override it).",
+    )
+    retention_events_days: int = Field(
+        default=90,
+        ge=1,
+        description="Days after an operation finishes that its event log is kept; the operation keeps its "
+        "summary and final status (an organization may override it).",
+    )
+    retention_audit_days: int = Field(
+        default=400, ge=1, description="Days audit events are kept (an organization may override it)."
+    )
+    retention_operations_days: int = Field(
+        default=400,
+        ge=1,
+        description="Days finished operations are kept, unless another record (a cloud account, a kubeconfig) "
+        "refers to them (an organization may override it).",
+    )
+    retention_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the HistoryRetention schedule retires old history."
+    )
+    retention_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Rows (or events of operations) retention deletes per short transaction.",
     )
     smtp_host: str | None = Field(default=None, description="SMTP server for email notifications (unset: none).")
     smtp_port: int = Field(default=25, description="SMTP server port.")

@@ -108,6 +108,7 @@ def operation_view(row: OperationRow, events: list[EventRow] | None = None) -> O
         if row.cancel_requested_at
         else None,
         recentEvents=[event_view(e) for e in events or []],
+        eventsRetiredAt=timestamp(row.events_retired_at),
     )
 
 

@@ -27,7 +27,8 @@ _COLUMNS = """id, organization_id, cluster_id, cluster_name, operation_type, sta
     workflow_type, workflow_started_at, event_count, created_at, started_at, last_update, completed_at,
     approval_expires_at, approval_required_role, approval_plan_hash, approval_decision, approval_decided_by,
     approval_decided_at, approval_comment, approval_required_count, approval_require_different_approver,
-    approval_rule, approval_received, cancel_requested_at, cancel_requested_by, cancel_forced"""
+    approval_rule, approval_received, cancel_requested_at, cancel_requested_by, cancel_forced,
+    events_retired_at"""
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
@@ -110,6 +111,8 @@ class OperationRow:
     cancel_requested_at: datetime | None
     cancel_requested_by: str | None
     cancel_forced: bool
+    events_retired_at: datetime | None = None
+    """When retention removed the finished operation's event log (the summary stays)."""
 
 
 def _operation(record: Record) -> OperationRow:
@@ -150,6 +153,7 @@ def _operation(record: Record) -> OperationRow:
         cancel_requested_at=record["cancel_requested_at"],
         cancel_requested_by=record["cancel_requested_by"],
         cancel_forced=record["cancel_forced"],
+        events_retired_at=record["events_retired_at"],
     )
 
 

@@ -46,6 +46,7 @@ from clusterflow.activities.providers.gcp import (
     GcpProvider,
 )
 from clusterflow.activities.providers.local import LocalProvider
+from clusterflow.activities.retention import RetentionActivities
 from clusterflow.activities.update_runs import UpdateRunActivities
 from clusterflow.logs import configure_logging
 from clusterflow.records.db import DbPool, create_pool
@@ -91,6 +92,7 @@ def activities_for(pool: DbPool, settings: Settings, aws_sessions: SessionFactor
     gcp_kubeconfig = GcpKubeconfigActivities(pool, settings, gcp)
     azure_kubeconfig = AzureKubeconfigActivities(pool, settings, azure)
     catalog_refresh = CatalogRefreshActivities(pool, settings, aws_clients)
+    retention = RetentionActivities(pool, settings)
     runs = UpdateRunActivities(pool)
     return [
         records.begin_operation,
@@ -126,6 +128,10 @@ def activities_for(pool: DbPool, settings: Settings, aws_sessions: SessionFactor
         gcp_kubeconfig.issue_gcp,
         azure_kubeconfig.issue_azure,
         catalog_refresh.refresh_provider,
+        retention.retire_events,
+        retention.retire_audit,
+        retention.retire_deliveries,
+        retention.retire_operations,
         runs.open_child,
         runs.save_snapshot,
         runs.close_children,

@@ -57,13 +57,10 @@ async def dispatch_once(pool: DbPool, client: Client, settings: Settings, task_q
 
 
 async def run_dispatcher(pool: DbPool, client: Client, settings: Settings, task_queue: str) -> None:
-    passes = 0
+    # Old events and their delivery log are retired by the HistoryRetention schedule.
     while True:
         try:
             await dispatch_once(pool, client, settings, task_queue)
-            if passes % 600 == 0:  # now and then, not every pass: old events and their log go
-                await notifications.prune(pool, settings.notification_retention_days)
-            passes += 1
         except asyncio.CancelledError:
             raise
         except Exception:  # the next pass retries; one bad pass must not stop the loop

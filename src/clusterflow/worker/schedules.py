@@ -27,6 +27,7 @@ from temporalio.client import (
 
 from clusterflow.catalog.refresh import REFRESH_WORKFLOW, REFRESHABLE, CatalogRefreshInput
 from clusterflow.contracts.cloud_accounts import ReverifyInput
+from clusterflow.contracts.retention import RETENTION_WORKFLOW, RetentionInput
 from clusterflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,25 @@ def _catalog_schedule(settings: Settings) -> Schedule:
     )
 
 
+def retention_schedule_id(settings: Settings) -> str:
+    return f"history-retention-{settings.task_queue}"
+
+
+def _retention_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RETENTION_WORKFLOW,
+            RetentionInput(),
+            id=f"{retention_schedule_id(settings)}-run",
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.retention_interval_seconds))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
 async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
     try:
         await client.create_schedule(schedule_id, schedule)
@@ -85,6 +105,7 @@ async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
     await _ensure(client, reverify_schedule_id(settings), _reverify_schedule(settings))
+    await _ensure(client, retention_schedule_id(settings), _retention_schedule(settings))
     # Nothing to refresh when only the local simulator is enabled.
     if any(p in REFRESHABLE for p in settings.enabled_providers):
         await _ensure(client, catalog_schedule_id(settings), _catalog_schedule(settings))

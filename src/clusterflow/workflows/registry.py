@@ -31,6 +31,7 @@ from clusterflow.workflows.register import (
     ClusterUnregisterWorkflow,
     KubeconfigGenerateWorkflow,
 )
+from clusterflow.workflows.retention import HistoryRetentionWorkflow
 from clusterflow.workflows.update import ClusterUpdateWorkflow
 from clusterflow.workflows.update_run import UpdateRunWorkflow
 
@@ -64,6 +65,7 @@ ALL_WORKFLOWS: list[type] = [
     NotificationDispatchWorkflow,
     UpdateRunWorkflow,
     CatalogRefreshWorkflow,
+    HistoryRetentionWorkflow,
 ]
 
 

@@ -18,7 +18,7 @@ from clusterflow.api.read_caches import CachedOperation, ReadCaches
 from clusterflow.api.schemas.common import ERRORS, Envelope, envelope_json
 from clusterflow.api.schemas.operations import EventPage, Operation, OperationPage
 from clusterflow.api.streams import EventStreamResponse, StreamRequest, parse_last_event_id, sse_frames
-from clusterflow.api.views import event_view, operation_view
+from clusterflow.api.views import event_view, operation_view, timestamp
 from clusterflow.contracts.operations import TERMINAL_STATUSES, OperationStatus, OperationType
 from clusterflow.records import operations
 
@@ -147,5 +147,12 @@ async def operation_events(
         nextCursor=events[-1].sequence if events else cursor,
         status=row.status,
         terminal=row.status in TERMINAL_STATUSES,
+        eventsRetiredAt=timestamp(row.events_retired_at),
     )
-    return Envelope(id=request_id_of(request), message=f"{len(events)} events", data=page)
+    message = f"{len(events)} events"
+    if page.eventsRetiredAt is not None:
+        message = (
+            f"the events of this operation were retired by retention at {page.eventsRetiredAt}; "
+            "the record keeps its summary and final status"
+        )
+    return Envelope(id=request_id_of(request), message=message, data=page)
