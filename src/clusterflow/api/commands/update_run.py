@@ -409,7 +409,7 @@ class StartUpdateRun(OperationCommand):
             accepted_message=f"update run accepted: {len(resolved.children)} clusters",
             metadata={"updateRun": self.document.name, "targetVersion": self.document.change.kubernetesVersion},
             approval=approval,
-            show_token=ctx.principal.has_role("owner"),
+            show_token=approval is not None and approval.shown_to(ctx.principal),
         )
 
     async def abandon(self, conn: Conn) -> None:

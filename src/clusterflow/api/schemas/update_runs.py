@@ -24,7 +24,7 @@ from clusterflow.contracts.update_runs import ChildStatus, GateStatus, RunStatus
 
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
 Weekday = Literal["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
-ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
+ClockTime = Annotated[str, Field(max_length=5, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
 _PERCENT = re.compile(r"^([1-9][0-9]?|100)%$")
 
 
@@ -160,13 +160,13 @@ class LocalRunDoc(Strict):
     phaseSeconds: Annotated[float, Field(ge=0, le=3600)] | None = None
     failAt: PhaseName | None = None
     failTimes: Annotated[int, Field(ge=0, le=100)] | None = None
-    clusterIds: Annotated[list[str], Field(max_length=1000)] | None = Field(
+    clusterIds: Annotated[list[Annotated[str, Field(max_length=80)]], Field(max_length=1000)] | None = Field(
         default=None, description="inject the failure into these clusters only (all when absent)"
     )
 
 
 class RunChangeDoc(Strict):
-    kubernetesVersion: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")] = Field(
+    kubernetesVersion: Annotated[str, Field(max_length=16, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")] = Field(
         description="the version every cluster moves to, one minor version above the one it runs; "
         "node groups follow it (their node image moves with the version)"
     )

@@ -3,7 +3,8 @@
 -- writes as it goes (stages, groups, gates and children with status).
 CREATE TABLE update_runs (
     -- Deferred: the API writes the run's rows and its operation row in one transaction.
-    operation_id    text PRIMARY KEY REFERENCES operations(id) DEFERRABLE INITIALLY DEFERRED,
+    -- Cascade: history retention that removes the run's operation removes its plan with it.
+    operation_id    text PRIMARY KEY REFERENCES operations(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     organization_id text NOT NULL REFERENCES organizations(id),
     name            text NOT NULL,
     request         jsonb NOT NULL,
@@ -19,7 +20,7 @@ CREATE INDEX update_runs_org ON update_runs (organization_id, operation_id DESC)
 -- cluster's CLUSTER_UPDATE operation, chosen when the run is planned: opening the operation is
 -- keyed by (run, cluster), so a worker killed around it can never create or start it twice.
 CREATE TABLE update_run_clusters (
-    run_id          text NOT NULL REFERENCES update_runs(operation_id),
+    run_id          text NOT NULL REFERENCES update_runs(operation_id) ON DELETE CASCADE,
     cluster_id      text NOT NULL REFERENCES clusters(id),
     cluster_name    text NOT NULL,
     stage           text NOT NULL,
