@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     reconcile_grace_seconds: float = Field(
         default=10.0, ge=0, description="Age after which a PENDING operation with no workflow is restarted."
     )
+    reconcile_abandoned_after_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Idle time after which workers ask Temporal whether an unfinished operation's workflow still "
+        "runs; one that ended without recording it is marked FAILED.",
+    )
     worker_max_concurrent_activities: int = Field(default=200, ge=1, description="Activity slots per worker.")
     worker_max_concurrent_workflow_tasks: int = Field(default=200, ge=1, description="Workflow task slots per worker.")
 

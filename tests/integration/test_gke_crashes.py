@@ -98,7 +98,8 @@ async def test_worker_killed_mid_deploy_creates_exactly_one_gke_cluster(
 
                 async def retried() -> bool:
                     events = await all_events(api, org.headers(), operation_id)
-                    return any(e["message"].startswith("re-checking CONTROL_PLANE after a worker restart") for e in events)
+                    rechecked = "re-checking CONTROL_PLANE after a worker restart"
+                    return any(e["message"].startswith(rechecked) for e in events)
 
                 for _ in range(600):
                     if await retried():

@@ -2,20 +2,27 @@
 of leaving it RUNNING while the write retries forever (issue 20, item 7).
 
 The fault is real: a trigger in the test's PostgreSQL refuses one write of one operation, the
-way a constraint refuses a value, and the real worker meets it.
+way a constraint refuses a value, and the real worker meets it. A record that refuses even the
+failure is ended by the worker's reconciler once the database takes writes again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
-from tests.conftest import Org
+from tests.conftest import Org, Services, test_settings
 from tests.helpers import all_events, deploy_document, wait_for_operation
+from tests.processes import settings_env, spawn, stop
 
 
 @asynccontextmanager
@@ -79,3 +86,40 @@ async def test_a_cluster_row_the_database_refuses_still_ends_the_operation(
     assert record["status"] == "FAILED", record
     assert record["error"]["code"] == "RECORD_WRITE_FAILED"
     assert state not in ("ACTIVE", "FAILED")  # the refused row kept what it had
+
+
+async def test_a_record_that_refuses_even_the_failure_is_ended_by_the_reconciler_once_it_takes_writes(
+    services: Services, org: Org, pool: asyncpg.Pool, temporal_client: Client, tmp_path: Path
+) -> None:
+    """Every status change of the operation is refused: its workflow cannot record its end at
+    all and fails saying so. Once the database takes writes again, the real worker's
+    reconciler ends the record FAILED with the workflow's code."""
+    from clusterflow.api.app import create_app
+
+    settings = test_settings(services)
+    env = settings_env(settings, CLUSTERFLOW_RECONCILE_ABANDONED_AFTER_SECONDS="1")
+    worker = spawn("worker", env, tmp_path / "worker.log")
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+                doc = deploy_document("refused-3", phaseSeconds=0.3)
+                accepted = (await api.post("/v1/clusters", json=doc, headers=org.headers())).json()["data"]
+                operation_id = accepted["operationId"]
+                condition = f"NEW.id = {quoted(operation_id)} AND OLD.status = 'RUNNING' AND NEW.status <> 'RUNNING'"
+                async with refused(pool, "operations", condition):
+                    handle = temporal_client.get_workflow_handle(operation_id)
+                    with pytest.raises(WorkflowFailureError) as failure:
+                        await asyncio.wait_for(handle.result(), 60)
+                    assert isinstance(failure.value.cause, ApplicationError)
+                    assert failure.value.cause.type == "RECORD_WRITE_FAILED"
+                    await asyncio.sleep(2)  # past the idle time: the reconciler finds it refused too
+                    assert await pool.fetchval("SELECT status FROM operations WHERE id = $1", operation_id) == "RUNNING"
+                record = await wait_for_operation(api, org.headers(), operation_id, timeout=30)
+    finally:
+        stop(worker)
+    assert record["status"] == "FAILED", record
+    assert record["error"]["code"] == "RECORD_WRITE_FAILED"
+    assert "reconciler" in record["error"]["message"]
+    assert await pool.fetchval("SELECT state FROM clusters WHERE id = $1", accepted["clusterId"]) == "FAILED"

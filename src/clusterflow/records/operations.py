@@ -648,6 +648,21 @@ async def unstarted(conn: Conn, older_than_seconds: float, limit: int = 100) -> 
     return [UnstartedOperation(r["id"], r["workflow_type"], r["workflow_input"]) for r in rows]
 
 
+async def idle_active(db: Executor, idle_seconds: float, limit: int = 20) -> list[str]:
+    """Operations not finished, whose workflow started, whose record has not changed for
+    `idle_seconds`: the reconciler asks Temporal whether their workflow still runs."""
+    rows = await db.fetch(
+        """SELECT id FROM operations
+            WHERE status = ANY($1::text[]) AND workflow_started_at IS NOT NULL
+              AND last_update < now() - make_interval(secs => $2)
+            ORDER BY last_update LIMIT $3""",
+        _ACTIVE,
+        idle_seconds,
+        limit,
+    )
+    return [str(r["id"]) for r in rows]
+
+
 async def mark_workflow_started(db: Executor, operation_id: str) -> None:
     await db.execute(
         "UPDATE operations SET workflow_started_at = COALESCE(workflow_started_at, now()) WHERE id = $1",

@@ -192,7 +192,12 @@ async def run(settings: Settings) -> None:
     await ensure_schedules(client, settings)
     reconciler = asyncio.create_task(
         run_reconciler(
-            pool, client, settings.task_queue, settings.reconcile_interval_seconds, settings.reconcile_grace_seconds
+            pool,
+            client,
+            settings.task_queue,
+            settings.reconcile_interval_seconds,
+            settings.reconcile_grace_seconds,
+            settings.reconcile_abandoned_after_seconds,
         )
     )
     monitor = asyncio.create_task(

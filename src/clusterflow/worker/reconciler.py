@@ -1,9 +1,16 @@
-"""Starts the workflows of operations whose start never happened.
+"""Starts the workflows of operations whose start never happened, and ends the records of
+operations whose workflow ended without saying so.
 
 The API commits the operation row, then starts its workflow. If it dies in between, the row
 stays PENDING with no workflow. Every worker runs this loop; rows are claimed with
 `FOR UPDATE SKIP LOCKED`, and a start that finds the workflow already exists (the API's start
 did happen, the record just had not been marked yet) only marks the row.
+
+A workflow ends its record itself, retrying until the database takes the write; one the
+database refused even as RECORD_WRITE_FAILED (or a workflow that failed or was terminated
+before writing) leaves the record active with nothing left to finish it. The loop asks Temporal
+about records idle for `abandoned_after_seconds` and ends those whose workflow is closed FAILED,
+with the workflow's own error code (RECORD_WRITE_FAILED) or OPERATION_ABANDONED.
 """
 
 from __future__ import annotations
@@ -11,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
-from clusterflow.records import operations
+from clusterflow.contracts.operations import ClusterState, ErrorCode, OperationStatus
+from clusterflow.records import clusters, operations
 from clusterflow.records.db import DbPool
+from clusterflow.records.errors import DatabaseError
 from clusterflow.workflows.registry import start_operation_workflow
 
 log = logging.getLogger(__name__)
@@ -36,10 +46,70 @@ async def reconcile_once(pool: DbPool, client: Client, task_queue: str, grace_se
     return started
 
 
-async def run_reconciler(pool: DbPool, client: Client, task_queue: str, interval: float, grace_seconds: float) -> None:
+async def _ended_with(client: Client, operation_id: str) -> tuple[str, str] | None:
+    """(error code, reason) if the operation's workflow is closed; None while it runs or if
+    Temporal does not know it."""
+    handle = client.get_workflow_handle(operation_id)
+    try:
+        description = await handle.describe()
+    except RPCError:
+        return None
+    status = description.status
+    if status is None or status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+        return None
+    code = ErrorCode.OPERATION_ABANDONED.value
+    reason = f"its workflow ended {status.name} without recording the operation's end"
+    if status == WorkflowExecutionStatus.FAILED:
+        try:
+            await handle.result(follow_runs=False)
+        except WorkflowFailureError as failure:
+            cause = failure.cause
+            if isinstance(cause, ApplicationError) and cause.type:
+                code = cause.type
+            reason = f"its workflow failed without recording it: {cause}"
+        except RPCError:
+            return None
+    return code, reason
+
+
+async def repair_abandoned(pool: DbPool, client: Client, abandoned_after_seconds: float) -> int:
+    """One pass; returns how many records it ended."""
+    repaired = 0
+    for operation_id in await operations.idle_active(pool, abandoned_after_seconds):
+        ended = await _ended_with(client, operation_id)
+        if ended is None:
+            continue
+        code, reason = ended
+        message = f"operation marked FAILED by the reconciler: {reason}"
+        error = {"code": code, "message": message, "retryable": False}
+        try:  # the cluster FAILED too, unless its row is what refuses the write
+            async with pool.acquire() as conn, conn.transaction():
+                changed = await operations.finish(conn, operation_id, OperationStatus.FAILED, message, error=error)
+                cluster_id = await operations.cluster_of(conn, operation_id) if changed else None
+                if cluster_id:
+                    await clusters.set_state(conn, cluster_id, ClusterState.FAILED, None)
+        except DatabaseError:
+            async with pool.acquire() as conn:
+                changed = await operations.finish(conn, operation_id, OperationStatus.FAILED, message, error=error)
+        if changed:
+            repaired += 1
+            log.warning("reconciler ended operation %s: %s", operation_id, reason)
+    return repaired
+
+
+async def run_reconciler(
+    pool: DbPool,
+    client: Client,
+    task_queue: str,
+    interval: float,
+    grace_seconds: float,
+    abandoned_after_seconds: float | None = None,
+) -> None:
     while True:
         try:
             await reconcile_once(pool, client, task_queue, grace_seconds)
+            if abandoned_after_seconds is not None:
+                await repair_abandoned(pool, client, abandoned_after_seconds)
         except asyncio.CancelledError:
             raise
         except Exception:  # the next pass retries; one bad pass must not stop the loop

@@ -212,7 +212,13 @@ class OperationWorkflow:
             # instead of the workflow failing with its record left RUNNING.
             if self.steps is None or not record_write_failed(err):
                 raise
-            await asyncio.shield(self.steps.finish_record_write_failed(err))
+            try:
+                await asyncio.shield(self.steps.finish_record_write_failed(err))
+            except ActivityError as again:
+                # The record refuses even that: the workflow fails saying why, and the worker's
+                # reconciler ends the record once the database takes the write.
+                if not record_write_failed(again):
+                    raise
             raise ApplicationError(str(err.cause), type=ErrorCode.RECORD_WRITE_FAILED, non_retryable=True) from err
 
     async def finish(self, finish: FinishInput) -> None:
