@@ -27,7 +27,7 @@ from clusterflow.catalog.refresh import CatalogRefreshResult
 from clusterflow.records import catalog as stored_catalog
 from clusterflow.settings import Settings
 from clusterflow.worker.main import build_worker
-from clusterflow.worker.schedules import catalog_schedule_id, ensure_schedules
+from clusterflow.worker.schedules import catalog_schedule_id, ensure_schedules, reverify_schedule_id
 from tests.aws_support import REGION, EksAuditor, aws_document, aws_settings, aws_worker, connect, gaps
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.arm import FakeArm
@@ -61,6 +61,15 @@ async def refresh(client: Client, settings: Settings) -> CatalogRefreshResult:
     return result
 
 
+async def delete_schedules(client: Client, settings: Settings) -> None:
+    """Every schedule `ensure_schedules` made for this test's task queue (the listing may lag)."""
+    ids = {catalog_schedule_id(settings), reverify_schedule_id(settings)}
+    ids |= {s.id async for s in await client.list_schedules() if s.id.endswith(settings.task_queue)}
+    for schedule_id in ids:
+        with contextlib.suppress(RPCError):  # not created, or deleted meanwhile
+            await client.get_schedule_handle(schedule_id).delete()
+
+
 @pytest.fixture
 async def forget_catalogs(pool: asyncpg.Pool, temporal_client: Client, settings: Settings) -> AsyncIterator[None]:
     """The stored catalog is global: put every provider back on the snapshot afterwards."""
@@ -68,8 +77,7 @@ async def forget_catalogs(pool: asyncpg.Pool, temporal_client: Client, settings:
     async with pool.acquire() as conn:
         for provider in ("aws", "gcp", "azure"):
             await stored_catalog.forget(conn, provider)
-    with contextlib.suppress(RPCError):  # never created
-        await temporal_client.get_schedule_handle(catalog_schedule_id(settings)).delete()
+    await delete_schedules(temporal_client, settings)
 
 
 def failures(provider: str) -> float:
@@ -235,8 +243,7 @@ async def clouds(
         async with pool.acquire() as conn:
             for provider in ("gcp", "azure"):
                 await stored_catalog.forget(conn, provider)
-        with contextlib.suppress(RPCError):  # never created
-            await temporal_client.get_schedule_handle(catalog_schedule_id(clouds_settings)).delete()
+        await delete_schedules(temporal_client, clouds_settings)
 
 
 async def test_gke_and_aks_versions_and_vm_sizes_follow_the_clouds(

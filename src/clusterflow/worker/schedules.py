@@ -9,6 +9,7 @@ interval, so changing the setting and restarting workers applies it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.service import RPCError
 
 from clusterflow.catalog.refresh import REFRESH_WORKFLOW, REFRESHABLE, CatalogRefreshInput
 from clusterflow.contracts.cloud_accounts import ReverifyInput
@@ -106,6 +108,8 @@ async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
 async def ensure_schedules(client: Client, settings: Settings) -> None:
     await _ensure(client, reverify_schedule_id(settings), _reverify_schedule(settings))
     await _ensure(client, retention_schedule_id(settings), _retention_schedule(settings))
-    # Nothing to refresh when only the local simulator is enabled.
     if any(p in REFRESHABLE for p in settings.enabled_providers):
         await _ensure(client, catalog_schedule_id(settings), _catalog_schedule(settings))
+    else:  # only the local simulator: nothing to refresh (any earlier schedule goes)
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(catalog_schedule_id(settings)).delete()
