@@ -339,6 +339,7 @@ async def test_a_failure_threshold_halts_the_run_and_resume_finishes_it(
     assert len(await _children(pool, run_id)) == 1
     operation = (await api.get(f"/v1/operations/{run_id}", headers=org.headers())).json()["data"]
     assert operation["status"] == "RUNNING"
+    assert operation["progressPercentage"] == 25  # one cluster of four is done (it failed)
 
     resumed = await api.post(f"/v1/update-runs/{run_id}/resume", headers=org.headers())
     assert resumed.status_code == 200, resumed.text

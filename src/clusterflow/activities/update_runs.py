@@ -102,6 +102,7 @@ class UpdateRunActivities:
                     inp.event_key,
                     inp.event_message,
                     level=inp.event_level,
+                    progress_percentage=inp.progress_percentage,
                     labels={"runStatus": inp.snapshot.status},
                 )
 

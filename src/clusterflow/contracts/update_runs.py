@@ -387,6 +387,7 @@ class SaveSnapshot:
     event_key: str | None = None  # an event on the run's operation, when the change is news
     event_message: str | None = None
     event_level: str = "INFO"
+    progress_percentage: int | None = None  # clusters finished of those planned, for the run's record
 
 
 @dataclass(frozen=True)

@@ -327,7 +327,7 @@ class UpdateRunWorkflow(OperationWorkflow):
 
     async def _apply_failure_policy(self, stage: PlannedStage) -> None:
         failed = self._units[stage_key(stage.name)].failed
-        if self._status != RunStatus.RUNNING or failed - self._acknowledged <= stage.failure_threshold:
+        if self._status == RunStatus.HALTED or failed - self._acknowledged <= stage.failure_threshold:
             return
         self._status = RunStatus.HALTED
         self._message = (
@@ -506,6 +506,14 @@ class UpdateRunWorkflow(OperationWorkflow):
             controls=self._controls,
         )
 
+    def _progress(self) -> int:
+        """Clusters finished (updated, failed or skipped) of those planned, as a percentage."""
+        assert self._inp is not None
+        stages = [self._units[stage_key(s.name)] for s in self._inp.plan.stages if stage_key(s.name) in self._units]
+        total = sum(s.size for s in self._inp.plan.stages)
+        done = sum(u.succeeded + u.failed + u.skipped for u in stages)
+        return min(99, (done * 100) // total) if total else 0
+
     def _restore(self, snapshot: RunSnapshot) -> None:
         self._status = snapshot.status
         self._stage_index = snapshot.stage_index
@@ -523,7 +531,7 @@ class UpdateRunWorkflow(OperationWorkflow):
         async with self._save_lock:
             await workflow.execute_activity(
                 SAVE_SNAPSHOT,
-                SaveSnapshot(self._inp.operation_id, self._snapshot(), event_key, message, level),
+                SaveSnapshot(self._inp.operation_id, self._snapshot(), event_key, message, level, self._progress()),
                 start_to_close_timeout=timedelta(seconds=self._inp.policy.record_timeout_seconds),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
             )
