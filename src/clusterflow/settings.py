@@ -196,7 +196,9 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Interval between AWS describe calls while waiting for a resource."
     )
     aws_reverify_interval_seconds: float = Field(
-        default=3600.0, gt=0, description="How often connected AWS accounts are re-verified (DEGRADED on failure)."
+        default=3600.0,
+        gt=0,
+        description="How often connected cloud accounts (AWS, GCP, Azure) are re-verified (DEGRADED on failure).",
     )
     catalog_refresh_interval_seconds: float = Field(
         default=6 * 3600.0,

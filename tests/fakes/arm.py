@@ -83,6 +83,7 @@ _AKS_VERSIONS = re.compile(
     r"^/subscriptions/[^/]+/providers/Microsoft\.ContainerService/locations/([^/]+)/kubernetesVersions$",
     re.IGNORECASE,
 )
+_SUBSCRIPTION = re.compile(r"^/subscriptions/([^/]+)$", re.IGNORECASE)
 _SKUS = re.compile(r"^/subscriptions/[^/]+/providers/Microsoft\.Compute/skus$", re.IGNORECASE)
 
 AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"  # the AKS API server's Entra ID application
@@ -154,6 +155,8 @@ class FakeArm:
     # client id -> (issuer, subject) a federated assertion must carry
     federated: dict[str, tuple[str, str]] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
+    # subscriptions whose role assignments the customer removed: reading them is refused (trust break)
+    revoked_subscriptions: set[str] = field(default_factory=set)
     # tokens issued for the AKS API server application: what a cluster's API server accepts, not ARM
     aks_tokens: set[str] = field(default_factory=set)
     # What the catalog reads answer: minor -> is it a preview; VM size -> (vCPUs, GiB, architecture)
@@ -393,6 +396,18 @@ class FakeArm:
         if _SKUS.match(path):
             found = re.search(r"location eq '([^']+)'", urllib.parse.unquote_plus(query))
             return self._skus(found.group(1) if found else "eastus")
+        if match := _SUBSCRIPTION.match(path):
+            subscription = match.group(1)
+            if subscription in self.revoked_subscriptions:
+                raise _ArmError(
+                    403,
+                    "AuthorizationFailed",
+                    f"The client does not have authorization to perform action "
+                    f"'Microsoft.Resources/subscriptions/read' over scope '/subscriptions/{subscription}'.",
+                )
+            return JSONResponse(
+                {"id": f"/subscriptions/{subscription}", "subscriptionId": subscription, "state": "Enabled"}
+            )
         if match := _ASYNC_OP.match(path):
             op = self.operations.get(match.group(1))
             if op is None:

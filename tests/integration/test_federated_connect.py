@@ -306,12 +306,18 @@ async def test_platform_oidc_discovery_is_public(api: httpx.AsyncClient) -> None
 
 
 async def connect_gcp(
-    api: httpx.AsyncClient, org: Org, gke: FakeGke, cluster_name: str, project: str
+    api: httpx.AsyncClient,
+    org: Org,
+    gke: FakeGke,
+    cluster_name: str,
+    project: str,
+    account: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Connect (or, given the POST's `account`, finish connecting) a project, as its owner would."""
     body = {"clusterName": cluster_name, "targetProjectId": project, "targetProjectNumber": "555666777888"}
-    account: dict[str, Any] = (await api.post("/v1/cloud-accounts/gcp", json=body, headers=org.headers())).json()[
-        "data"
-    ]
+    if account is None:
+        account = (await api.post("/v1/cloud-accounts/gcp", json=body, headers=org.headers())).json()["data"]
+        assert account is not None
     script = account["cloudShellScript"]
     pool_id, provider_id = one(r"POOL_ID=(\S+)", script), one(r"PROVIDER_ID=(\S+)", script)
     audience = (

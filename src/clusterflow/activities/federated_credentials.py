@@ -27,7 +27,6 @@ from clusterflow.records import federated_accounts
 from clusterflow.records.db import DbPool
 from clusterflow.records.federated_accounts import FederatedAccountRow
 from clusterflow.settings import Settings
-from clusterflow.workflows.federated_connect import AccountStatus
 
 
 def exchange_failed(err: federation.ExchangeFailed) -> ApplicationError:
@@ -47,7 +46,7 @@ def sealed(inp: IssueCredentialsInput, document: dict[str, Any]) -> IssueCredent
 
 async def connected_account(pool: DbPool, inp: IssueCredentialsInput, provider: str) -> FederatedAccountRow:
     row = await federated_accounts.get(pool, inp.organization_id, provider, inp.cloud_account_id)
-    if row is None or row.status != AccountStatus.CONNECTED:
+    if row is None or row.status not in federated_accounts.USABLE:  # DEGRADED stays usable, as in AWS
         raise ApplicationError(
             f"{provider} account {inp.cloud_account_id} is not connected",
             type=CloudErrorCode.CLOUD_ACCOUNT_NOT_CONNECTED,

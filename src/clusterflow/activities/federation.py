@@ -8,12 +8,12 @@ of the worker uses:
   `generateAccessToken` for the connected service account.
 - Azure: platform token as a client assertion -> Entra ID client-credentials token for ARM.
 
-Only the credential-vending activities (`credentials.py` and `kubeconfig.py` of
-`providers/gcp` and `providers/azure`) use it: the API never calls a cloud (import-linter holds
-that), and the tokens they obtain travel sealed. Shared by both clouds' federation, so it is
-named by what it does rather than by either cloud.
+The credential-vending activities (`credentials.py` and `kubeconfig.py` of `providers/gcp`
+and `providers/azure`) and the scheduled re-verification (`federated_connect.py`) use it: the
+API never calls a cloud (import-linter holds that), and the tokens they obtain travel sealed.
+Shared by both clouds' federation, so it is named by what it does rather than by either cloud.
 A refusal by the cloud (4xx: the federation was removed or changed) is `ExchangeFailed` with
-`retryable=False`; throttling, 5xx and network errors are retryable.
+`retryable=False` and the `step` that failed; throttling, 5xx and network errors are retryable.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ TIMEOUT_SECONDS = 10.0
 class ExchangeFailed(Exception):
     """The exchange failed: refused by the cloud (not retryable), or the cloud is unavailable."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, step: str = "token exchange") -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.step = step
+        """Which part of the federation failed: token exchange, impersonation, subscription read."""
 
 
 @dataclass
@@ -72,10 +74,11 @@ def _detail(response: httpx.Response) -> str:
     return str(body.get("error_description") or nested or error or "")[:500]
 
 
-def _refused(response: httpx.Response, what: str) -> ExchangeFailed:
+def _refused(response: httpx.Response, what: str, step: str = "token exchange") -> ExchangeFailed:
     retryable = response.status_code == 429 or response.status_code >= 500
     verb = "failed" if retryable else "refused"
-    return ExchangeFailed(f"{what} {verb} ({response.status_code}): {_detail(response)}", retryable=retryable)
+    message = f"{what} {verb} ({response.status_code}): {_detail(response)}"
+    return ExchangeFailed(message, retryable=retryable, step=step)
 
 
 def _field(response: httpx.Response, key: str, what: str) -> str:
@@ -123,7 +126,7 @@ async def gcp_access_token(
         except httpx.HTTPError as err:
             raise ExchangeFailed(f"GCP token exchange failed: {type(err).__name__}", retryable=True) from err
     if generated.status_code != 200:
-        raise _refused(generated, "impersonating the connected service account")
+        raise _refused(generated, "impersonating the connected service account", "impersonation")
     what = "IAM Credentials"
     return IssuedToken(_field(generated, "accessToken", what), _field(generated, "expireTime", what))
 
@@ -158,3 +161,22 @@ async def azure_access_token(
         expires_in = 3600
     expires = datetime.fromtimestamp(time.time() + expires_in, UTC)
     return IssuedToken(token, expires.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+async def azure_read_subscription(settings: Settings, access_token: str, subscription_id: str) -> None:
+    """Read the subscription with an ARM token: proves the app still has a role in it (the
+    re-verification's second step; a token alone says nothing about role assignments)."""
+    arm = settings.azure_arm_endpoint.rstrip("/")
+    verify: Any = ssl.create_default_context(cafile=str(settings.azure_ca_bundle)) if settings.azure_ca_bundle else True
+    async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, verify=verify) as client:
+        try:
+            response = await client.get(
+                f"{arm}/subscriptions/{subscription_id}",
+                params={"api-version": "2022-12-01"},
+                headers={"Authorization": f"Bearer {access_token}"},
+            )
+        except httpx.HTTPError as err:
+            message = f"reading subscription {subscription_id} failed: {type(err).__name__}"
+            raise ExchangeFailed(message, retryable=True, step="subscription read") from err
+    if response.status_code != 200:
+        raise _refused(response, f"reading subscription {subscription_id}", "subscription read")

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from clusterflow.records.db import Conn, Executor, Record
+from clusterflow.contracts.notifications import Topic
+from clusterflow.records import notifications
+from clusterflow.records.db import Conn, DbPool, Executor, Record
 
 WAITING_FOR_ROLE = "WAITING_FOR_ROLE"
 CONNECTED = "CONNECTED"
@@ -259,6 +261,43 @@ async def record_check(
         verified,
         operation_id,
     )
+
+
+async def record_reverify(pool: DbPool, row: CloudAccountRow, *, healthy: bool, message: str | None) -> str | None:
+    """Store one re-verification; on a transition (CONNECTED <-> DEGRADED) queue a
+    `cloud_account.disconnected` event in the same transaction and return the new status."""
+    status = CONNECTED if healthy else DEGRADED
+    async with pool.acquire() as conn, conn.transaction():
+        previous = await conn.fetchval(
+            "SELECT status FROM cloud_accounts WHERE id = $1 AND status = ANY($2::text[]) FOR UPDATE",
+            row.id,
+            list(USABLE),
+        )
+        if previous is None:  # a connect settled it otherwise meanwhile
+            return None
+        await record_check(
+            conn, row.id, status=status, error=None if healthy else {"message": message}, verified=healthy
+        )
+        if previous == status:
+            return None
+        await notifications.enqueue(
+            conn,
+            row.organization_id,
+            Topic.CLOUD_ACCOUNT_DISCONNECTED,
+            row.id,
+            {
+                "cloudAccountId": row.id,
+                "provider": row.provider,
+                "accountId": row.account_id,
+                "clusterName": row.cluster_name,
+                "status": status,
+                "previousStatus": previous,
+                "step": None if healthy else "assume role",
+                "message": None if healthy else message,
+                "remedy": None if healthy else "Create (or update) the stack from the latest template unchanged.",
+            },
+        )
+        return status
 
 
 async def cluster_hint(db: Executor, organization_id: str, cluster_name: str) -> ClusterHint | None:

@@ -118,6 +118,7 @@ def activities_for(pool: DbPool, settings: Settings, aws_sessions: SessionFactor
         agent.await_kubeconfig,
         agent.withdraw,
         federated.set_status,
+        federated.reverify_accounts,
         gcp_connect.check_gcp,
         azure_connect.check_azure,
         notify.targets,

@@ -1,5 +1,6 @@
-"""Temporal schedules the workers keep in place: re-verifying connected AWS accounts, and
-refreshing the enabled clouds' catalogs (`CatalogRefresh`).
+"""Temporal schedules the workers keep in place: re-verifying connected cloud accounts (AWS
+roles, GCP and Azure federations; the schedule and its workflow keep their first, AWS-only,
+names), and refreshing the enabled clouds' catalogs (`CatalogRefresh`).
 
 A schedule (rather than a timer loop in some worker) runs once per interval whatever the
 number of workers, survives restarts, and is visible and pausable in Temporal's UI. Every

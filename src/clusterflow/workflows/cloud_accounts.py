@@ -10,13 +10,14 @@ so one definition keeps them from drifting apart. `AwsIssueCredentials` is the o
 type, kept registered so API processes of the previous release are still served during a
 rolling upgrade; nothing starts it any more.
 
-The re-verification runs from a Temporal schedule the worker keeps in place
-(`worker/schedules.py`), so it survives restarts and runs once per interval however many
-workers there are.
+The re-verification (AWS roles, GCP and Azure federations, side by side) runs from a Temporal
+schedule the worker keeps in place (`worker/schedules.py`), so it survives restarts and runs
+once per interval however many workers there are.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -87,16 +88,38 @@ class IssueManagedKubeconfigWorkflow:
         return result
 
 
+REVERIFY_ACTIVITIES = ("aws.reverify_accounts", "federated_connect.reverify_accounts")
+
+
 @workflow.defn(name="AwsReverifyAccounts")
 class AwsReverifyAccountsWorkflow:
+    """Re-verify every connected cloud account: AWS roles, and GCP and Azure federations. The
+    type keeps its first (AWS-only) name so the schedule that existing deployments keep in
+    place runs it unchanged. One cloud's trouble does not stop the others' checks."""
+
     @workflow.run
     async def run(self, inp: ReverifyInput) -> ReverifyResult:
-        result: ReverifyResult = await workflow.execute_activity(
-            "aws.reverify_accounts",
-            inp,
-            result_type=ReverifyResult,
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=RetryPolicy(maximum_attempts=3),
+        outcomes = await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    name,
+                    inp,
+                    result_type=ReverifyResult,
+                    start_to_close_timeout=timedelta(minutes=30),
+                    heartbeat_timeout=timedelta(minutes=2),
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                )
+                for name in REVERIFY_ACTIVITIES
+            ),
+            return_exceptions=True,
         )
-        return result
+        total = ReverifyResult()
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        for outcome in outcomes:
+            if isinstance(outcome, ReverifyResult):
+                total.checked += outcome.checked
+                total.degraded.extend(outcome.degraded)
+                total.recovered.extend(outcome.recovered)
+        if failed:
+            raise failed[0]
+        return total

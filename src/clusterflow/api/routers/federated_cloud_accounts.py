@@ -57,7 +57,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _error(row: FederatedAccountRow) -> AccountError | None:
-    return AccountError(message=row.error) if row.error else None
+    return AccountError(message=row.error, step=row.error_step, remedy=row.remedy) if row.error else None
 
 
 def _script_url(settings: Settings, provider: str, account_id: str) -> str:
@@ -85,6 +85,7 @@ def gcp_view(settings: Settings, row: FederatedAccountRow) -> GcpCloudAccount:
         serviceAccountEmail=identity["serviceAccountEmail"],
         createdAt=row.created_at.isoformat(),
         connectedAt=_iso(row.connected_at),
+        lastCheckedAt=_iso(row.last_checked_at),
         permissions=[
             CloudPermission.of(
                 g, [f"projects/{params['targetProjectId']}" if r == "project" else r for r in g.resources]
@@ -112,6 +113,7 @@ def azure_view(settings: Settings, row: FederatedAccountRow) -> AzureCloudAccoun
         clientId=identity.get("clientId"),
         createdAt=row.created_at.isoformat(),
         connectedAt=_iso(row.connected_at),
+        lastCheckedAt=_iso(row.last_checked_at),
         permissions=[
             CloudPermission.of(
                 g, [f"/subscriptions/{params['subscriptionId']}/resourceGroups/{params['resourceGroup']}"]
@@ -162,7 +164,9 @@ async def _new_account_id(ctx: OperationContext, provider: str, body: GcpConnect
     connected for the cluster (unless `forceUpdate`)."""
     _check_region(provider, body.targetRegion)
     if not body.forceUpdate:
-        existing = await federated_accounts.latest_connected(ctx.pool, ctx.organization_id, provider, body.clusterName)
+        existing = await federated_accounts.latest_connected(
+            ctx.pool, ctx.organization_id, provider, body.clusterName, statuses=(federated_accounts.CONNECTED,)
+        )
         if existing is not None:
             raise ApiError(
                 409,

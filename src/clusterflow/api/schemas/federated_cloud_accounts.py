@@ -45,12 +45,19 @@ class AzureCallback(Strict):
 
 class AccountError(BaseModel):
     message: str
+    step: str | None = Field(
+        default=None, description="Re-verification: the step that failed (token exchange, impersonation, ...)"
+    )
+    remedy: str | None = Field(default=None, description="What the customer should do to repair the connection")
 
 
 class GcpCloudAccount(BaseModel):
     id: str = Field(description="Cloud account operation ID")
     operationId: str
-    status: str = Field(description="PENDING, WAITING_FOR_SETUP, CONNECTED or FAILED")
+    status: str = Field(
+        description="PENDING, WAITING_FOR_SETUP, CONNECTED, DEGRADED (re-verification found the federation "
+        "broken; still used) or FAILED"
+    )
     cloudShellScript: str
     cloudShellScriptURL: str
     error: AccountError | None = None
@@ -62,6 +69,7 @@ class GcpCloudAccount(BaseModel):
     serviceAccountEmail: str
     createdAt: str
     connectedAt: str | None = None
+    lastCheckedAt: str | None = Field(default=None, description="When re-verification last checked the federation")
     permissions: list[CloudPermission] = Field(
         default=[], description="What the setup script grants at this level, before anything is run"
     )
@@ -70,7 +78,10 @@ class GcpCloudAccount(BaseModel):
 class AzureCloudAccount(BaseModel):
     id: str = Field(description="Cloud account operation ID")
     operationId: str
-    status: str = Field(description="PENDING, WAITING_FOR_SETUP, CONNECTED or FAILED")
+    status: str = Field(
+        description="PENDING, WAITING_FOR_SETUP, CONNECTED, DEGRADED (re-verification found the federation "
+        "broken; still used) or FAILED"
+    )
     setupScript: str
     setupScriptURL: str
     error: AccountError | None = None
@@ -83,6 +94,7 @@ class AzureCloudAccount(BaseModel):
     clientId: str | None = None
     createdAt: str
     connectedAt: str | None = None
+    lastCheckedAt: str | None = Field(default=None, description="When re-verification last checked the federation")
     permissions: list[CloudPermission] = Field(
         default=[], description="What the setup script grants at this level, before anything is run"
     )

@@ -387,16 +387,9 @@ class AwsCloudConnect:
                     continue  # AWS trouble says nothing about the trust; try next round
                 verdict = Verdict(ConnectState.MISCONFIGURED, err.message)
             healthy = verdict.state == ConnectState.CONNECTED
-            status = cloud_accounts.CONNECTED if healthy else cloud_accounts.DEGRADED
-            await cloud_accounts.record_check(
-                self.pool,
-                row.id,
-                status=status,
-                error=None if healthy else {"message": verdict.message},
-                verified=healthy,
-            )
+            changed = await cloud_accounts.record_reverify(self.pool, row, healthy=healthy, message=verdict.message)
             result.checked += 1
-            if status != row.status:
+            if changed is not None:
                 (result.recovered if healthy else result.degraded).append(row.id)
         return result
 
