@@ -254,6 +254,7 @@ async def test_gke_and_aks_versions_and_vm_sizes_follow_the_clouds(
     arm.aks_versions["1.34"] = False  # generally available
     arm.aks_versions["1.35"] = True  # preview: not offered
     del arm.aks_versions["1.30"]
+    del arm.aks_versions["1.32"]  # the snapshot's default, which a deploy naming no version gets
     arm.vm_skus["Standard_D16s_v6"] = (16, 64, "x64")
     result = await refresh(temporal_client, clouds_settings)
     assert sorted((r.provider, r.error) for r in result.results) == [("azure", ""), ("gcp", "")]
@@ -266,7 +267,7 @@ async def test_gke_and_aks_versions_and_vm_sizes_follow_the_clouds(
 
     aks_versions = await versions(clouds, org, cloudProvider="azure", provisionerType="aks", region="eastus")
     assert aks_versions["source"] == "live"
-    assert aks_versions["data"]["supportedVersions"] == ["1.31", "1.32", "1.33", "1.34"]
+    assert aks_versions["data"]["supportedVersions"] == ["1.31", "1.33", "1.34"]
     sizes = (await clouds.get("/v1/providers/azure/regions/eastus/machine-types", headers=org.headers())).json()
     assert sizes["source"] == "live"
     assert {m["name"] for m in sizes["data"]} == set(arm.vm_skus)
@@ -298,3 +299,32 @@ async def test_gke_and_aks_versions_and_vm_sizes_follow_the_clouds(
     old = await clouds.post("/v1/clusters?dryRun=true", json=gke_spec("1.29"), headers=org.headers())
     assert old.status_code == 422, old.text
     assert [d["field"] for d in old.json()["error"]["details"]] == ["spec.provisioner.gke.kubernetesVersion"]
+
+    # AKS: a deploy naming no version gets the default the provider sends (the snapshot's 1.32),
+    # which AKS no longer offers: refused by field before anything runs; 1.34 is accepted.
+    def aks_spec(**aks: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "clusterflow.dev/v1",
+            "kind": "K8sCluster",
+            "spec": {
+                "clusterName": "cat-aks",
+                "provider": "azure",
+                "region": "eastus",
+                "provisioner": {"type": "aks", "aks": {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg", **aks}},
+                "clusterSpec": {
+                    "dataPlane": {
+                        "nodeGroups": [
+                            {"name": "workers", "machineTypes": ["Standard_D16s_v6"], "minNode": 1, "maxNode": 2}
+                        ]
+                    }
+                },
+            },
+        }
+
+    unnamed = await clouds.post("/v1/clusters?dryRun=true", json=aks_spec(), headers=org.headers())
+    assert unnamed.status_code == 422, unnamed.text
+    assert [d["field"] for d in unnamed.json()["error"]["details"]] == ["spec.provisioner.aks.kubernetesVersion"]
+    named = await clouds.post(
+        "/v1/clusters?dryRun=true", json=aks_spec(kubernetesVersion="1.34"), headers=org.headers()
+    )
+    assert named.status_code == 200, named.text

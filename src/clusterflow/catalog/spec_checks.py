@@ -223,9 +223,14 @@ def _versions(catalog: ProviderCatalog, provisioner: str, spec: dict[str, Any]) 
     return found or CATALOGS[catalog.provider].kubernetes[provisioner]
 
 
-def deploy_kubernetes_version(spec: dict[str, Any], catalog: Catalog | None = None) -> str | None:
+def deploy_kubernetes_version(spec: dict[str, Any]) -> str | None:
     """The Kubernetes version a deploy of `spec` asks for, defaults applied as its provider
-    applies them (GKE: the release channel's default); None for an unknown provider."""
+    applies them (GKE: the release channel's default); None for an unknown provider.
+
+    The defaults are the shipped snapshot's, not the live catalog's: they are what the providers'
+    CONTROL_PLANE phases send (`requested_version`, `DEFAULT_KUBERNETES_VERSION`), so the version
+    judged here is the version created. When a cloud retires a snapshot default, a deploy that
+    names no version is refused here by field, never by the cloud half-way through."""
     provider = spec.get("provider")
     if provider == "local":
         return _text(_block(spec, "local").get("kubernetesVersion")) or local.DEFAULT_KUBERNETES_VERSION
@@ -233,7 +238,7 @@ def deploy_kubernetes_version(spec: dict[str, Any], catalog: Catalog | None = No
         return _text(_block(spec, "eks").get("kubernetesVersion")) or aws.DEFAULT_KUBERNETES_VERSION
     if provider == "gcp":
         gke = _block(spec, "gke")
-        versions = _versions(_provider_catalog(catalog, "gcp"), "gke", spec)
+        versions = CATALOGS["gcp"].kubernetes["gke"]
         channel = gke.get("releaseChannel")
         if _text(gke.get("kubernetesVersion")):
             return str(gke["kubernetesVersion"])
@@ -242,8 +247,7 @@ def deploy_kubernetes_version(spec: dict[str, Any], catalog: Catalog | None = No
         return versions.default_version
     if provider == "azure":
         aks = _block(spec, "aks")
-        default = _versions(_provider_catalog(catalog, "azure"), "aks", spec).default_version
-        return _text(aks.get("kubernetesVersion")) or default
+        return _text(aks.get("kubernetesVersion")) or CATALOGS["azure"].kubernetes["aks"].default_version
     return None
 
 
@@ -280,7 +284,7 @@ def _check_eks(spec: dict[str, Any], problems: list[SpecProblem], everything: Ca
     catalog = _provider_catalog(everything, "aws")
     eks = _block(spec, "eks")
     region = _region(catalog, spec, "an AWS", problems)
-    version = deploy_kubernetes_version(spec, everything)
+    version = deploy_kubernetes_version(spec)
     offered = _versions(catalog, "eks", spec).supported_versions
     if version not in offered:
         problems.append(
@@ -360,7 +364,7 @@ def _check_gke(spec: dict[str, Any], problems: list[SpecProblem], everything: Ca
             )
         )
     else:
-        version = deploy_kubernetes_version(spec, everything) or ""
+        version = deploy_kubernetes_version(spec) or ""
         offered = versions.versions(channel, autopilot)
         if _minor(version) not in offered:
             where = f"the {channel} channel" if channel else "GKE"
@@ -400,7 +404,7 @@ def _check_aks(spec: dict[str, Any], problems: list[SpecProblem], everything: Ca
     versions = _versions(catalog, "aks", spec)
     aks = _block(spec, "aks")
     region = _region(catalog, spec, "an AKS", problems)
-    version = deploy_kubernetes_version(spec, everything) or ""
+    version = deploy_kubernetes_version(spec) or ""
     if _minor(version) not in versions.supported_versions:
         problems.append(
             SpecProblem(
