@@ -147,6 +147,13 @@ async def test_bad_arguments_name_the_option_and_create_nothing(empty_db: str, b
     assert await _count(empty_db, "SELECT count(*) FROM pg_tables WHERE tablename = 'organizations'") == 0
 
 
+def test_an_unreachable_database_is_named_without_its_password() -> None:
+    result = bootstrap("postgresql://admin:s3cret-pw@127.0.0.1:1/none", "--org", "x", "--owner-email", "a@b.c")
+    assert result.returncode == 1, result.stderr
+    assert "PostgreSQL at 127.0.0.1:1 failed" in result.stderr and "Nothing was created" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
 async def test_the_job_writes_the_key_to_a_secret_only_if_absent(services: Services, tmp_path: Path) -> None:
     with FakeKubeApi() as kube:
         kube.add_namespace("clusterflow")

@@ -23,10 +23,12 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from clusterflow.cli.client import CliError, ExitCode
 from clusterflow.logs import configure_logging
 from clusterflow.records.db import connect
+from clusterflow.records.errors import ConnectionUnusable, DatabaseError
 from clusterflow.records.migrate import migrate
 from clusterflow.records.organizations import OwnerKeyIssue, ensure_organization_owner_key
 from clusterflow.settings import get_settings
@@ -79,17 +81,27 @@ class KeySecret:
                     "should get a new key.",
                     ExitCode.FAILED,
                 ) from err
-            raise
+            raise self._refused(err) from err
+
+    def _refused(self, err: Any) -> CliError:
+        return CliError(
+            f"the Kubernetes API refused to write Secret {self.namespace}/{self.name} ({err.status} {err.reason}): "
+            "nothing was created. The Job's service account needs create on Secrets and update on this one.",
+            ExitCode.FAILED,
+        )
 
     def replace(self, issued: OwnerKeyIssue) -> None:
         from kubernetes.client.rest import ApiException
 
         try:
-            self.core.replace_namespaced_secret(self.name, self.namespace, self._body(issued))
+            try:
+                self.core.replace_namespaced_secret(self.name, self.namespace, self._body(issued))
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                self.core.create_namespaced_secret(self.namespace, self._body(issued))
         except ApiException as err:
-            if err.status != 404:
-                raise
-            self.core.create_namespaced_secret(self.namespace, self._body(issued))
+            raise self._refused(err) from err
 
 
 async def bootstrap(
@@ -128,9 +140,17 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
     if not settings.database_url:
         raise CliError("DATABASE_URL is not set: bootstrap needs the installation's PostgreSQL", ExitCode.USAGE)
     secret = KeySecret(args.key_secret, args.key_secret_namespace) if args.key_secret else None
-    applied, issued = asyncio.run(
-        bootstrap(settings.database_url, args.org, args.owner_email, rotate=args.rotate, secret=secret)
-    )
+    try:
+        applied, issued = asyncio.run(
+            bootstrap(settings.database_url, args.org, args.owner_email, rotate=args.rotate, secret=secret)
+        )
+    except (OSError, DatabaseError, ConnectionUnusable) as err:
+        where = urlsplit(settings.database_url)  # named by host and port: the DSN holds a password
+        raise CliError(
+            f"PostgreSQL at {where.hostname}:{where.port or 5432} failed: {type(err).__name__}: {err}. "
+            "Nothing was created.",
+            ExitCode.FAILED,
+        ) from err
     if args.output == "json":
         print(
             json.dumps(
