@@ -559,3 +559,61 @@ async def test_the_cli_creates_follows_and_approves_a_run(
         assert late.returncode == 5 and "RUN_NOT_ACTIVE" in late.stderr
     finally:
         stop(server)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_saved_strategies_are_reused_by_id_and_runs_keep_their_copy(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    ids = await _deploy(api, org, ["s-1", "s-2"])
+    strategy = {
+        "stages": [
+            {"name": "first", "groups": [{"name": "g", "clusterIds": [ids["s-1"]]}], "afterStageWaitSeconds": 60},
+            {"name": "second", "groups": [{"name": "g", "clusterIds": [ids["s-2"]]}]},
+        ]
+    }
+    saved = await api.post(
+        "/v1/update-strategies", json={"name": "two-step", "strategy": strategy}, headers=org.headers()
+    )
+    assert saved.status_code == 201, saved.text
+    strategy_id = saved.json()["data"]["id"]
+    again = await api.post(
+        "/v1/update-strategies", json={"name": "two-step", "strategy": strategy}, headers=org.headers()
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "STRATEGY_NAME_TAKEN"
+    listed = (await api.get("/v1/update-strategies", headers=org.headers())).json()["data"]["strategies"]
+    assert [(s["id"], s["name"]) for s in listed] == [(strategy_id, "two-step")]
+
+    run = {"name": "by-id", "change": {"kubernetesVersion": "1.32"}, "strategyId": strategy_id}
+    plan = await api.post("/v1/update-runs", params={"dryRun": "true"}, json=run, headers=org.headers())
+    assert plan.status_code == 200, plan.text
+    assert [s["name"] for s in plan.json()["data"]["stages"]] == ["first", "second"]
+    both = await api.post(
+        "/v1/update-runs", params={"dryRun": "true"}, json=run | {"strategy": strategy}, headers=org.headers()
+    )
+    assert both.status_code == 422
+    unknown = await api.post(
+        "/v1/update-runs", params={"dryRun": "true"}, json=run | {"strategyId": "ust_nope"}, headers=org.headers()
+    )
+    assert unknown.status_code == 422 and unknown.json()["error"]["details"][0]["field"] == "strategyId"
+
+    started = await api.post("/v1/update-runs", json=run, headers=org.headers())
+    assert started.status_code == 202, started.text
+    run_id = started.json()["data"]["operationId"]
+    renamed = strategy | {"stages": strategy["stages"][:1]}
+    replaced = await api.put(
+        f"/v1/update-strategies/{strategy_id}", json={"name": "one-step", "strategy": renamed}, headers=org.headers()
+    )
+    assert replaced.status_code == 200 and replaced.json()["data"]["name"] == "one-step"
+    assert (await api.delete(f"/v1/update-strategies/{strategy_id}", headers=org.headers())).status_code == 204
+    assert (await api.get(f"/v1/update-strategies/{strategy_id}", headers=org.headers())).status_code == 404
+    # The run planned from the saved strategy keeps both stages whatever happened to it since.
+    view = await _get_run(api, org, run_id)
+    assert [s["name"] for s in view["stages"]] == ["first", "second"]
+    stored = await pool.fetchval(
+        "SELECT request->'strategy'->'stages' FROM update_runs WHERE operation_id = $1", run_id
+    )
+    assert len(stored) == 2
+    cancel = await api.post(f"/v1/update-runs/{run_id}/cancel", headers=org.headers())
+    assert cancel.status_code == 200, cancel.text
+    assert (await wait_for_operation(api, org.headers(), run_id))["status"] == "CANCELLED"

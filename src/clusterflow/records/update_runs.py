@@ -14,7 +14,9 @@ import base64
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+import asyncpg
 
 from clusterflow.contracts.operations import OperationStatus, OperationType
 from clusterflow.contracts.update_runs import RunPlan, RunSnapshot, plan_from_json, snapshot_from_json
@@ -283,3 +285,93 @@ async def cancel_unbegun(conn: Conn, run_id: str, cluster_ids: list[str], reason
         ):
             ended.append(str(record["operation_id"]))
     return ended
+
+
+# --- saved strategies -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StrategyRow:
+    id: str
+    name: str
+    strategy: dict[str, Any]
+    """The strategy document (`api.schemas.update_runs.StrategyDoc`, as JSON)."""
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _strategy(record: Any) -> StrategyRow:
+    return StrategyRow(
+        id=record["id"],
+        name=record["name"],
+        strategy=record["strategy"],
+        created_by=record["created_by"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+    )
+
+
+_STRATEGY_COLUMNS = "id, name, strategy, created_by, created_at, updated_at"
+
+
+async def insert_strategy(
+    db: Executor, organization_id: str, strategy_id: str, name: str, strategy: dict[str, Any], created_by: str
+) -> StrategyRow | None:
+    """The saved strategy, or None when the organization already has one of that name."""
+    record = await db.fetchrow(
+        f"""INSERT INTO update_strategies (id, organization_id, name, strategy, created_by)
+            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organization_id, name) DO NOTHING
+            RETURNING {_STRATEGY_COLUMNS}""",
+        strategy_id,
+        organization_id,
+        name,
+        strategy,
+        created_by,
+    )
+    return _strategy(record) if record is not None else None
+
+
+async def get_strategy(db: Executor, organization_id: str, strategy_id: str) -> StrategyRow | None:
+    record = await db.fetchrow(
+        f"SELECT {_STRATEGY_COLUMNS} FROM update_strategies WHERE organization_id = $1 AND id = $2",
+        organization_id,
+        strategy_id,
+    )
+    return _strategy(record) if record is not None else None
+
+
+async def list_strategies(db: Executor, organization_id: str) -> list[StrategyRow]:
+    records = await db.fetch(
+        f"SELECT {_STRATEGY_COLUMNS} FROM update_strategies WHERE organization_id = $1 ORDER BY name LIMIT 1000",
+        organization_id,
+    )
+    return [_strategy(r) for r in records]
+
+
+async def replace_strategy(
+    db: Executor, organization_id: str, strategy_id: str, name: str, strategy: dict[str, Any]
+) -> StrategyRow | Literal[False] | None:
+    """The strategy after the change; None if there is no such strategy, False if the name is
+    another strategy's."""
+    try:
+        record = await db.fetchrow(
+            f"""UPDATE update_strategies SET name = $3, strategy = $4, updated_at = now()
+                 WHERE organization_id = $1 AND id = $2 RETURNING {_STRATEGY_COLUMNS}""",
+            organization_id,
+            strategy_id,
+            name,
+            strategy,
+        )
+    except asyncpg.UniqueViolationError:
+        return False
+    return _strategy(record) if record is not None else None
+
+
+async def delete_strategy(db: Executor, organization_id: str, strategy_id: str) -> bool:
+    deleted = await db.fetchval(
+        "DELETE FROM update_strategies WHERE organization_id = $1 AND id = $2 RETURNING true",
+        organization_id,
+        strategy_id,
+    )
+    return bool(deleted)

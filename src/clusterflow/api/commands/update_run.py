@@ -37,6 +37,7 @@ from clusterflow.api.schemas.update_runs import (
     PreflightCheckView,
     RunPlanView,
     SkippedClusterView,
+    StrategyDoc,
     UpdateRunRequest,
 )
 from clusterflow.contracts.cluster import ClusterDefinition
@@ -139,7 +140,7 @@ class _Resolver:
         return tuple(gates)
 
     async def _select(self, stage_index: int, group_index: int) -> list[ClusterRow]:
-        group = self.document.strategy.stages[stage_index].groups[group_index]
+        group = self.document.plan_strategy.stages[stage_index].groups[group_index]
         where = f"strategy.stages[{stage_index}].groups[{group_index}]"
         if group.clusterIds is not None:
             rows = []
@@ -184,7 +185,7 @@ class _Resolver:
         catalog = await current_catalog(self.conn)
         stages = []
         position = 0
-        for s_index, stage_doc in enumerate(self.document.strategy.stages):
+        for s_index, stage_doc in enumerate(self.document.plan_strategy.stages):
             stage_gates = self._gates(stage_doc.beforeGates, GateTiming.BEFORE)
             groups = []
             for g_index, group_doc in enumerate(stage_doc.groups):
@@ -236,7 +237,7 @@ class _Resolver:
                     failure.threshold(size),
                 )
             )
-        busy = self.document.strategy.busyCluster
+        busy = self.document.plan_strategy.busyCluster
         self.resolved.plan = RunPlan(
             stages=tuple(stages),
             skipped=tuple(self.skipped),
@@ -276,6 +277,17 @@ class _Resolver:
         )
         self.resolved.updates[row.id] = update
         self.resolved.rows[row.id] = row
+
+
+async def with_saved_strategy(conn: Conn, organization_id: str, document: UpdateRunRequest) -> UpdateRunRequest:
+    """The request with its saved strategy copied in (a later change to the saved one never
+    changes this run); a `strategyId` the organization does not have is a 422 naming it."""
+    if document.strategyId is None:
+        return document
+    saved = await update_runs.get_strategy(conn, organization_id, document.strategyId)
+    if saved is None:
+        raise _field_error("strategyId", f"no saved strategy {document.strategyId} in this organization")
+    return document.model_copy(update={"strategy": StrategyDoc.model_validate(saved.strategy)})
 
 
 async def resolve_run(conn: Conn, organization_id: str, document: UpdateRunRequest, settings: Any) -> ResolvedRun:
@@ -373,7 +385,8 @@ class StartUpdateRun(OperationCommand):
 
     async def prepare(self, conn: Conn) -> OperationPlan:
         ctx = self.ctx
-        resolved = await resolve_run(conn, ctx.organization_id, self.document, ctx.settings)
+        document = await with_saved_strategy(conn, ctx.organization_id, self.document)
+        resolved = await resolve_run(conn, ctx.organization_id, document, ctx.settings)
         approval = await issue_approval(
             self,
             conn,
@@ -396,7 +409,7 @@ class StartUpdateRun(OperationCommand):
             run_id=self.operation_id,
             organization_id=ctx.organization_id,
             name=self.document.name,
-            request=self.document.model_dump(mode="json", exclude_none=True),
+            request=document.model_dump(mode="json", exclude_none=True),
             plan=asdict(resolved.plan),
             children=resolved.children,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -21,8 +21,22 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from clusterflow.api import control
 from clusterflow.api.approvals import issue_if_required
-from clusterflow.api.commands.update_run import StartUpdateRun, gate_view, plan_view, resolve_run
-from clusterflow.api.deps import EditorControl, EditorOperation, OperationContext, Pool, Viewer, operation_context
+from clusterflow.api.commands.update_run import (
+    StartUpdateRun,
+    gate_view,
+    plan_view,
+    resolve_run,
+    with_saved_strategy,
+)
+from clusterflow.api.deps import (
+    Editor,
+    EditorControl,
+    EditorOperation,
+    OperationContext,
+    Pool,
+    Viewer,
+    operation_context,
+)
 from clusterflow.api.enqueue import accepted_response, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.schemas.common import ERRORS, Envelope, OperationAccepted
@@ -34,8 +48,12 @@ from clusterflow.api.schemas.update_runs import (
     RunPlanView,
     RunStageView,
     RunSummary,
+    SavedStrategyInput,
+    SavedStrategyList,
+    SavedStrategyView,
     SkippedClusterView,
     SkipRequest,
+    StrategyDoc,
     UpdateRunList,
     UpdateRunListItem,
     UpdateRunRequest,
@@ -55,8 +73,9 @@ from clusterflow.contracts.update_runs import (
     group_key,
     stage_key,
 )
+from clusterflow.ids import new_id
 from clusterflow.records import update_runs
-from clusterflow.records.update_runs import RunChildRow, RunRow
+from clusterflow.records.update_runs import RunChildRow, RunRow, StrategyRow
 
 router = APIRouter(prefix="/v1", tags=["update-runs"])
 
@@ -99,6 +118,7 @@ _CHILD_STATUS = {
 async def create_update_run(body: UpdateRunRequest, ctx: EditorOperation, dryRun: DryRun = False) -> JSONResponse:
     if dryRun:
         async with ctx.pool.acquire() as conn:
+            body = await with_saved_strategy(conn, ctx.organization_id, body)
             resolved = await resolve_run(conn, ctx.organization_id, body, ctx.settings)
             approval = await issue_if_required(
                 conn,
@@ -386,3 +406,97 @@ async def cancel_update_run(runId: str, ctx: EditorControl) -> Envelope[RunContr
         runId=runId, status=RunStatus.CANCELLED if status == "CANCELLED" else _run_status(run), message=message
     )
     return Envelope(id=request_id_of(ctx.request), message=message, data=outcome)
+
+
+# --- saved strategies ---------------------------------------------------------------------------
+
+
+def _strategy_view(row: StrategyRow) -> SavedStrategyView:
+    return SavedStrategyView(
+        id=row.id,
+        name=row.name,
+        strategy=StrategyDoc.model_validate(row.strategy),
+        createdBy=row.created_by,
+        createdAt=row.created_at,
+        updatedAt=row.updated_at,
+    )
+
+
+def _name_taken(name: str) -> ApiError:
+    return ApiError(409, "STRATEGY_NAME_TAKEN", f"a strategy named {name!r} already exists", {"name": name})
+
+
+@router.post(
+    "/update-strategies",
+    response_model=Envelope[SavedStrategyView],
+    status_code=201,
+    responses=ERRORS,
+    summary="Save an update strategy for later runs (`strategyId` in POST /v1/update-runs)",
+)
+async def create_update_strategy(
+    request: Request, body: SavedStrategyInput, principal: Editor, pool: Pool
+) -> Envelope[SavedStrategyView]:
+    strategy = body.strategy.model_dump(mode="json", exclude_none=True)
+    row = await update_runs.insert_strategy(
+        pool, principal.organization_id, new_id("ust"), body.name, strategy, principal.key_id
+    )
+    if row is None:
+        raise _name_taken(body.name)
+    return Envelope(id=request_id_of(request), message="strategy saved", data=_strategy_view(row))
+
+
+@router.get(
+    "/update-strategies",
+    response_model=Envelope[SavedStrategyList],
+    responses=ERRORS,
+    summary="The organization's saved update strategies, by name",
+)
+async def list_update_strategies(request: Request, principal: Viewer, pool: Pool) -> Envelope[SavedStrategyList]:
+    rows = await update_runs.list_strategies(pool, principal.organization_id)
+    data = SavedStrategyList(strategies=[_strategy_view(r) for r in rows])
+    return Envelope(id=request_id_of(request), message=f"{len(rows)} strategies", data=data)
+
+
+@router.get(
+    "/update-strategies/{strategyId}",
+    response_model=Envelope[SavedStrategyView],
+    responses=ERRORS,
+    summary="One saved update strategy",
+)
+async def get_update_strategy(
+    request: Request, strategyId: str, principal: Viewer, pool: Pool
+) -> Envelope[SavedStrategyView]:
+    row = await update_runs.get_strategy(pool, principal.organization_id, strategyId)
+    if row is None:
+        raise not_found("update strategy", strategyId)
+    return Envelope(id=request_id_of(request), message=row.name, data=_strategy_view(row))
+
+
+@router.put(
+    "/update-strategies/{strategyId}",
+    response_model=Envelope[SavedStrategyView],
+    responses=ERRORS,
+    summary="Replace a saved update strategy (runs already made keep the copy they were planned with)",
+)
+async def replace_update_strategy(
+    request: Request, strategyId: str, body: SavedStrategyInput, principal: Editor, pool: Pool
+) -> Envelope[SavedStrategyView]:
+    strategy = body.strategy.model_dump(mode="json", exclude_none=True)
+    row = await update_runs.replace_strategy(pool, principal.organization_id, strategyId, body.name, strategy)
+    if row is False:
+        raise _name_taken(body.name)
+    if row is None:
+        raise not_found("update strategy", strategyId)
+    return Envelope(id=request_id_of(request), message="strategy replaced", data=_strategy_view(row))
+
+
+@router.delete(
+    "/update-strategies/{strategyId}",
+    status_code=204,
+    responses=ERRORS,
+    summary="Delete a saved update strategy (runs already made keep their copy)",
+)
+async def delete_update_strategy(strategyId: str, principal: Editor, pool: Pool) -> Response:
+    if not await update_runs.delete_strategy(pool, principal.organization_id, strategyId):
+        raise not_found("update strategy", strategyId)
+    return Response(status_code=204)

@@ -176,7 +176,40 @@ class RunChangeDoc(Strict):
 class UpdateRunRequest(Strict):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     change: RunChangeDoc
+    strategy: StrategyDoc | None = None
+    strategyId: (
+        Annotated[str, Field(max_length=80, description="a saved strategy (`/v1/update-strategies`)")] | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _one_strategy(self) -> UpdateRunRequest:
+        if (self.strategy is None) == (self.strategyId is None):
+            raise ValueError("give exactly one of `strategy` and `strategyId`")
+        return self
+
+    @property
+    def plan_strategy(self) -> StrategyDoc:
+        """The strategy the run follows (a saved one is copied in when the run is planned)."""
+        assert self.strategy is not None
+        return self.strategy
+
+
+class SavedStrategyInput(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
     strategy: StrategyDoc
+
+
+class SavedStrategyView(BaseModel):
+    id: str
+    name: str
+    strategy: StrategyDoc
+    createdBy: str | None = None
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class SavedStrategyList(BaseModel):
+    strategies: list[SavedStrategyView]
 
 
 # --- answers ------------------------------------------------------------------------------------

@@ -32,3 +32,17 @@ CREATE TABLE update_run_clusters (
     update_input    jsonb NOT NULL,
     PRIMARY KEY (run_id, cluster_id)
 );
+
+-- Saved strategies (`/v1/update-strategies`): a strategy document reused by name or ID, as
+-- Fleet Manager keeps update strategies. A run copies the strategy into its request when it
+-- is planned, so changing or deleting a saved strategy never changes a run already made.
+CREATE TABLE update_strategies (
+    id              text PRIMARY KEY,
+    organization_id text NOT NULL REFERENCES organizations(id),
+    name            text NOT NULL,
+    strategy        jsonb NOT NULL,
+    created_by      text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (organization_id, name)
+);
