@@ -87,11 +87,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _full_version(version: str | None, default: str = "1.32") -> str:
+def _full_version(version: str | None, default: str = "1.32", offered: dict[str, str] | None = None) -> str:
     if not version or version in ("latest", "-"):
         version = default
     minor = ".".join(version.split(".")[:2])
-    return PATCHES.get(minor, version) if version.count(".") == 1 else version
+    return (offered or PATCHES).get(minor, version) if version.count(".") == 1 else version
 
 
 def _minor(version: str) -> tuple[int, int]:
@@ -103,10 +103,11 @@ def _text_minor(key: tuple[int, int]) -> str:
     return f"{key[0]}.{key[1]}"
 
 
-def _offered(version: str | None) -> str:
-    """The full version GKE resolves `version` to; refuses one it does not offer."""
-    full = _full_version(version)
-    if ".".join(full.split(".")[:2]) not in PATCHES:
+def _offered(version: str | None, offered: dict[str, str], default: str) -> str:
+    """The full version GKE resolves `version` to; refuses one it does not offer (`offered`:
+    what serverConfig lists now)."""
+    full = _full_version(version, default, offered)
+    if ".".join(full.split(".")[:2]) not in offered:
         raise _GoogleError(_INVALID, f"Version {version!r} is invalid or not supported.")
     return full
 
@@ -360,6 +361,9 @@ class FakeGke:
             self.service_account_tokens[token] = email
         return JSONResponse({"accessToken": token, "expireTime": expire})
 
+    def _offers(self, version: str | None) -> str:
+        return _offered(version, self.server_versions, self.default_version)
+
     def _server_config(self) -> Response:
         minors = sorted(self.server_versions, key=_minor)
         full = [self.server_versions[m] for m in reversed(minors)]  # newest first, as GKE lists them
@@ -458,7 +462,7 @@ class FakeGke:
         key = (project, location, spec["name"])
         if key in self.clusters:
             raise _GoogleError(409, f"Already exists: projects/{project}/locations/{location}/clusters/{spec['name']}.")
-        version = _offered(spec.get("initialClusterVersion"))
+        version = self._offers(spec.get("initialClusterVersion"))
         pools = []
         names: set[str] = set()
         for pool in spec.get("nodePools") or []:
@@ -503,7 +507,7 @@ class FakeGke:
         problem = _autoscaling_problem(pool.get("autoscaling"))
         if problem:
             raise _GoogleError(_INVALID, f"Node pool {pool['name']}: {problem}")
-        version = _offered(pool["version"]) if pool.get("version") else master
+        version = self._offers(pool["version"]) if pool.get("version") else master
         self._not_newer(pool["name"], version, master)
         return {
             **pool,
@@ -577,13 +581,12 @@ class FakeGke:
     def _running(resource: dict[str, Any]) -> None:
         resource["status"] = "RUNNING"
 
-    @staticmethod
-    def _master_upgrade(cluster: dict[str, Any], desired: str | None) -> str | None:
+    def _master_upgrade(self, cluster: dict[str, Any], desired: str | None) -> str | None:
         """The master version an update moves to; GKE refuses a downgrade or a skipped minor."""
         if desired is None:
             return None
         current = cluster["currentMasterVersion"]
-        version = cluster["currentMasterVersion"] if desired == "-" else _offered(desired)
+        version = cluster["currentMasterVersion"] if desired == "-" else self._offers(desired)
         have, want = _minor(current), _minor(version)
         if want < have:
             raise _GoogleError(
@@ -673,7 +676,7 @@ class FakeGke:
             version = None
             if body.get("nodeVersion"):
                 master = cluster["currentMasterVersion"]
-                version = master if body["nodeVersion"] == "-" else _offered(body["nodeVersion"])
+                version = master if body["nodeVersion"] == "-" else self._offers(body["nodeVersion"])
                 self._not_newer(name, version, master)
             pool["status"] = "RECONCILING"
 

@@ -218,6 +218,7 @@ def clouds_settings(services: Services, gke: FakeGke, arm: FakeArm) -> Settings:
         gcp_endpoint=gke.url,
         gcp_access_token=gke.token,
         gcp_default_project=PROJECT,
+        gcp_poll_seconds=0.05,
         azure_arm_endpoint=arm.url,
         azure_authority_host=arm.url,
         azure_tenant_id=arm.tenant_id,
@@ -294,11 +295,17 @@ async def test_gke_and_aks_versions_and_vm_sizes_follow_the_clouds(
             },
         }
 
-    ok = await clouds.post("/v1/clusters?dryRun=true", json=gke_spec("1.34"), headers=org.headers())
-    assert ok.status_code == 200, ok.text
     old = await clouds.post("/v1/clusters?dryRun=true", json=gke_spec("1.29"), headers=org.headers())
     assert old.status_code == 422, old.text
     assert [d["field"] for d in old.json()["error"]["details"]] == ["spec.provisioner.gke.kubernetesVersion"]
+    ok = await clouds.post("/v1/clusters?dryRun=true", json=gke_spec("1.34"), headers=org.headers())
+    assert ok.status_code == 200, ok.text
+    accepted = await clouds.post("/v1/clusters", json=gke_spec("1.34"), headers=org.headers())
+    assert accepted.status_code == 202, accepted.text
+    record = await wait_for_operation(clouds, org.headers(), accepted.json()["data"]["operationId"], timeout=60)
+    assert record["status"] == "SUCCEEDED", record
+    created = gke.cluster(PROJECT, "us-central1", "cat-gke")
+    assert created is not None and created["currentMasterVersion"] == "1.34.0-gke.1000"
 
     # AKS: a deploy naming no version gets the default the provider sends (the snapshot's 1.32),
     # which AKS no longer offers: refused by field before anything runs; 1.34 is accepted.
