@@ -5,8 +5,6 @@ passes checkov's Kubernetes and Dockerfile checks, each remaining skip justified
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.deploy.checkov import checkov_binary, run_checkov
 from tests.deploy.kustomize import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,39 +120,13 @@ def test_production_rules_hold_in_the_overlay() -> None:
     assert 'ENTRYPOINT ["clusterflow"]' in dockerfile
 
 
-def checkov_binary() -> str | None:
-    configured = os.environ.get("CHECKOV")
-    if configured:
-        return configured
-    local = ROOT / ".venv-checkov" / "bin" / "checkov"
-    return str(local) if local.exists() else None
-
-
 @pytest.mark.skipif(checkov_binary() is None, reason="checkov not installed: run `make deploy-check`")
 def test_checkov_finds_nothing_unjustified(tmp_path: Path) -> None:
     for index, doc in enumerate(render(OVERLAY)):
         (tmp_path / f"{index:02d}-{doc['kind'].lower()}-{doc['metadata']['name']}.yaml").write_text(yaml.safe_dump(doc))
     shutil.copy(ROOT / "deploy" / "Dockerfile", tmp_path / "Dockerfile")
     shutil.copy(ROOT / "deploy" / "agent.Dockerfile", tmp_path / "agent.Dockerfile")
-    result = subprocess.run(
-        [
-            checkov_binary() or "",
-            "-d",
-            str(tmp_path),
-            "--framework",
-            "kubernetes",
-            "dockerfile",
-            "--skip-download",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ | {"BC_SKIP_MAPPING": "TRUE"},
-    )
-    reports = json.loads(result.stdout)
-    reports = reports if isinstance(reports, list) else [reports]
+    reports = run_checkov(tmp_path, "kubernetes", "dockerfile")
     assert {r["check_type"] for r in reports} == {"kubernetes", "dockerfile"}
     for report in reports:
         failed = [(c["check_id"], c["resource"], c["check_name"]) for c in report["results"]["failed_checks"]]

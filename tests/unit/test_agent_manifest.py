@@ -6,10 +6,7 @@ set CHECKOV, as for tests/deploy); the image setting accepts only a tag or a dig
 from __future__ import annotations
 
 import base64
-import json
-import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +17,7 @@ from pydantic import ValidationError
 
 from clusterflow.api.agent_manifest import agent_manifest, install_script, manifest_yaml
 from clusterflow.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deploy.checkov import checkov_binary, run_checkov
 
 TOKEN = "cfreg_test-token"
 PINNED = "registry.example.com/platform/clusterflow-agent@sha256:" + "0123456789abcdef" * 4
@@ -177,27 +173,11 @@ def test_the_agent_image_setting_refuses_anything_else(image: str) -> None:
         Settings(agent_image=image)
 
 
-def checkov_binary() -> str | None:
-    configured = os.environ.get("CHECKOV")
-    if configured:
-        return configured
-    local = ROOT / ".venv-checkov" / "bin" / "checkov"
-    return str(local) if local.exists() else None
-
-
 @pytest.mark.skipif(checkov_binary() is None, reason="checkov not installed: run `make deploy-check`")
 def test_checkov_finds_nothing_unjustified_in_the_manifest(tmp_path: Path) -> None:
     for index, doc in enumerate(_docs()):
         (tmp_path / f"{index:02d}-{doc['kind'].lower()}.yaml").write_text(yaml.safe_dump(doc))
-    command = [checkov_binary() or "", "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download"]
-    result = subprocess.run(
-        [*command, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ | {"BC_SKIP_MAPPING": "TRUE"},
-    )
-    report = json.loads(result.stdout)
+    (report,) = run_checkov(tmp_path, "kubernetes")
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert failed == []
     skipped = {c["check_id"] for c in report["results"]["skipped_checks"]}
