@@ -1,8 +1,9 @@
 """A phase's attempts are spent by the cloud, not by us (issue 20, item 6).
 
-The worker is the real `clusterflow worker` process, killed with SIGKILL while a phase runs:
-its runs lost that way are re-checked without spending the phase's attempts, while failures
-the cloud reports still end the deploy once the attempts are spent.
+The worker is the real `clusterflow worker` process, killed with SIGKILL while a phase runs, or
+left without its PostgreSQL (stopped for real): runs lost that way are re-checked without
+spending the phase's attempts, while failures the cloud reports still end the deploy once the
+attempts are spent.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 import asyncpg
 import httpx
 
+from clusterflow.devstack.postgres import EmbeddedPostgres, free_port
 from clusterflow.records import local_cloud
+from clusterflow.records.migrate import migrate
+from clusterflow.records.organizations import create_api_key, create_organization
 from clusterflow.settings import Settings
 from tests.conftest import Org, Services, test_settings
 from tests.helpers import all_events, deploy_document, wait_for_operation
@@ -127,3 +131,57 @@ async def test_a_cloud_failure_still_fails_after_the_normal_attempts(
     assert not [e for e in events if e["message"].startswith("re-checking")]
     assert not [e for e in events if e["phase"] == "CONTROL_PLANE"]
     assert cluster["data"]["state"] == "FAILED"
+
+
+async def test_a_database_outage_during_a_phase_spends_none_of_its_attempts(services: Services, tmp_path: Path) -> None:
+    """The operation's PostgreSQL (a server of the test's own) stops for longer than the phase's
+    whole retry budget: the runs that meet it are re-checked once it is back, and the deploy
+    succeeds. Under a policy that counted them, the deploy ended FAILED."""
+    from clusterflow.api.app import create_app
+
+    postgres = EmbeddedPostgres(tmp_path / "pg" / "data", free_port())
+    postgres.start()
+    worker = None
+    try:
+        await migrate(postgres.dsn)
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            org_id = await create_organization(conn, "outage")
+            _, key = await create_api_key(conn, org_id, "owner", "owner")
+        finally:
+            await conn.close()
+        # Three attempts 0.1 s and 0.2 s apart: spent within a second of the outage.
+        settings = test_settings(services, database_url=postgres.dsn, activity_max_attempts=3)
+        worker = spawn("worker", settings_env(settings), tmp_path / "worker.log")
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+                doc = deploy_document("outage", phaseSeconds=1.0)
+                headers = {"Authorization": f"Bearer {key}"}
+                accepted = (await api.post("/v1/clusters", json=doc, headers=headers)).json()["data"]
+                operation_id = accepted["operationId"]
+                conn = await asyncpg.connect(postgres.dsn)
+                try:
+                    deadline = time.monotonic() + 60
+                    query = "SELECT current_phase FROM operations WHERE id = $1"
+                    while await conn.fetchval(query, operation_id) != "CONTROL_PLANE":
+                        assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+                        await asyncio.sleep(0.02)
+                finally:
+                    await conn.close()
+                await asyncio.to_thread(postgres.stop)
+                await asyncio.sleep(6)
+                await asyncio.to_thread(postgres.start)
+                record = await wait_for_operation(api, headers, operation_id, timeout=120)
+                events = await all_events(api, headers, operation_id)
+    finally:
+        if worker is not None:
+            stop(worker)
+        postgres.stop()
+
+    assert record["status"] == "SUCCEEDED", (record, (tmp_path / "worker.log").read_text()[-3000:])
+    messages = [e["message"] for e in events]
+    assert "re-checking CONTROL_PLANE after the database was unavailable" in messages, messages
+    assert not [m for m in messages if m.startswith("retrying")], messages
+    assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))

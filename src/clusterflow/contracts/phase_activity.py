@@ -61,6 +61,7 @@ class PhaseInput:
     max_attempts: int = 0
     run: int = 0
     recheck: bool = False
+    recheck_reason: str = ""  # what lost the run before ("" for a worker restart)
 
     @property
     def cluster(self) -> ClusterDefinition:

@@ -7,8 +7,9 @@ A phase's runs are counted here rather than by Temporal's retry policy, which ca
 cloud failing from our own infrastructure failing: a run that raised (the cloud refused, or the
 provider failed) spends one of the policy's `max_attempts`; a run lost to a heartbeat,
 start-to-close or schedule-to-start timeout (a worker that died, Temporal away past the
-heartbeat timeout) is re-run without spending it, up to `max_infrastructure_retries` times and
-within `phase_deadline_seconds`. Histories started before this counting replay through the old
+heartbeat timeout), or failed because the operation's database did not answer, is re-run
+without spending it, up to `max_infrastructure_retries` times and within
+`phase_deadline_seconds`. Histories started before this counting replay through the old
 single activity call (`workflow.patched`).
 
 Record writes retry while the database is away, up to `record_deadline_seconds`; one the
@@ -64,6 +65,13 @@ INFRASTRUCTURE_TIMEOUTS = frozenset({TimeoutType.HEARTBEAT, TimeoutType.START_TO
 def lost_to_infrastructure(err: ActivityError) -> bool:
     cause = err.cause
     return isinstance(cause, TimeoutError) and cause.type in INFRASTRUCTURE_TIMEOUTS
+
+
+def database_was_away(err: ActivityError) -> bool:
+    """The run failed because the operation's database could not be reached (the activity
+    checked that it did not answer): ours to wait out, not the cloud's."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == ErrorCode.DATABASE_UNAVAILABLE
 
 
 def record_write_failed(err: BaseException) -> bool:
@@ -215,7 +223,7 @@ class OperationSteps:
         policy = self.policy
         deadline = workflow.now() + timedelta(seconds=policy.phase_deadline_seconds)
         cloud_failures = lost_runs = 0
-        recheck = False
+        recheck, recheck_reason = False, ""
         while True:
             run_input = replace(
                 phase_input,
@@ -223,6 +231,7 @@ class OperationSteps:
                 max_attempts=policy.max_attempts,
                 run=cloud_failures + lost_runs + 1,
                 recheck=recheck,
+                recheck_reason=recheck_reason,
             )
             try:
                 result: PhaseResult = await workflow.execute_activity(
@@ -245,8 +254,16 @@ class OperationSteps:
                     lost_runs += 1
                     if lost_runs > policy.max_infrastructure_retries:
                         raise
-                    recheck = True
+                    recheck, recheck_reason = True, ""
                     continue  # the lost run's worker is gone; the next free one takes it now
+                if database_was_away(err):
+                    lost_runs += 1
+                    if lost_runs > policy.max_infrastructure_retries:
+                        raise
+                    recheck, recheck_reason = True, "the database was unavailable"
+                    delay = policy.retry_initial_seconds * 2.0 ** min(lost_runs - 1, 16)
+                    await workflow.sleep(min(delay, policy.retry_max_interval_seconds))
+                    continue
                 cause = err.cause
                 if not isinstance(cause, ApplicationError) or cause.non_retryable:
                     raise

@@ -22,11 +22,11 @@ from collections.abc import Awaitable, Callable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from clusterflow.contracts.operations import EventInput
+from clusterflow.contracts.operations import ErrorCode, EventInput
 from clusterflow.contracts.phase_activity import PhaseInput, PhaseResult
 from clusterflow.records import operations
-from clusterflow.records.db import DbPool
-from clusterflow.records.errors import ConnectionUnusable, DatabaseError
+from clusterflow.records.db import DbPool, ping
+from clusterflow.records.errors import ConnectionUnusable, DatabaseError, database_unavailable
 
 
 class ProviderError(Exception):
@@ -137,16 +137,40 @@ PhaseBody = Callable[[PhaseReporter], Awaitable[PhaseResult]]
 
 
 async def run_phase(pool: DbPool, inp: PhaseInput, body: PhaseBody) -> PhaseResult:
+    try:
+        return await _run_phase(pool, inp, body)
+    except ApplicationError:
+        raise
+    except Exception as err:
+        # The operation's database away is our fault, not the cloud's: the workflow re-runs the
+        # phase without spending an attempt. Told apart from a cloud endpoint that cannot be
+        # reached (the same socket errors) by asking the database itself.
+        if not database_unavailable(err) or await _database_answers(pool):
+            raise
+        raise ApplicationError(
+            f"the operation's database is unavailable ({type(err).__name__})", type=ErrorCode.DATABASE_UNAVAILABLE
+        ) from err
+
+
+async def _database_answers(pool: DbPool) -> bool:
+    try:
+        async with asyncio.timeout(2):
+            await ping(pool)
+    except Exception:
+        return False
+    return True
+
+
+async def _run_phase(pool: DbPool, inp: PhaseInput, body: PhaseBody) -> PhaseResult:
     reporter = PhaseReporter(pool, inp)
     label = reporter.label
     if reporter.run == 1:
         await reporter.event("started", f"{label} started", fraction=0.0, kind="phase")
     elif reporter.recheck:
-        # The run before was lost with its worker, perhaps after its work was done: this one
-        # finds what exists, so it neither counts as an attempt nor reads as a retry.
-        await reporter.event(
-            f"attempt-{reporter.run}/started", f"re-checking {label} after a worker restart", kind="phase"
-        )
+        # The run before was lost with its worker (or its database), perhaps after its work was
+        # done: this one finds what exists, so it neither counts as an attempt nor reads as a retry.
+        after = inp.recheck_reason or "a worker restart"
+        await reporter.event(f"attempt-{reporter.run}/started", f"re-checking {label} after {after}", kind="phase")
     else:
         await reporter.event(
             f"attempt-{reporter.run}/started",
