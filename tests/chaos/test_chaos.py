@@ -426,7 +426,6 @@ async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack
                 n += 1
                 name = f"pgl-{i}-{n}"
                 kind = ("enqueue", "list clusters", "list operations")[n % 3]
-                bucket = codes[window[0]]
                 try:
                     if kind == "enqueue":
                         response = await http.post("/v1/clusters", json=deploy_document(name, phaseSeconds=0.2))
@@ -435,9 +434,9 @@ async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack
                     else:
                         response = await http.get("/v1/operations")
                 except httpx.HTTPError:
-                    bucket[(-1, kind)] += 1
+                    codes[window[0]][(-1, kind)] += 1
                     continue
-                bucket[(response.status_code, kind)] += 1
+                codes[window[0]][(response.status_code, kind)] += 1  # by when the answer came
                 if response.status_code == 503 and not response.headers.get("Retry-After"):
                     missing_retry_after += 1
                 if kind == "enqueue":
@@ -559,9 +558,10 @@ async def test_temporal_frozen_answers_each_kind_of_call_503_within_the_bound(sh
         still_waiting = await stack.pool.fetchval(
             "SELECT count(*) FROM operations WHERE organization_id = $1 AND status = 'AWAITING_APPROVAL'", org
         )
-        new_ones = await stack.pool.fetchval(
-            "SELECT count(*) FROM operations WHERE organization_id = $1 AND cluster_name LIKE 'tf-new-%'", org
+        left = await stack.pool.fetch(
+            "SELECT status FROM operations WHERE organization_id = $1 AND cluster_name LIKE 'tf-new-%'", org
         )
+        new_ones = len(left)
         # After the thaw every kind of call works again.
         approved = await http.post(
             f"/v1/operations/{to_approve[0]['operationId']}/approval",
@@ -592,8 +592,8 @@ async def test_temporal_frozen_answers_each_kind_of_call_503_within_the_bound(sh
             f"{per_kind} {kind}: {dict(counts.get(kind, {}))} (slowest {slowest.get(kind, 0):.1f} s)"
             for kind in ("enqueue", "cancel", "approve")
         )
-        + f"; bound {bound:.0f} s; still waiting {still_waiting}/{len(waiting)}, enqueued while frozen {new_ones}; "
-        f"after the thaw approve/cancel/enqueue {after}",
+        + f"; bound {bound:.0f} s; still waiting {still_waiting}/{len(waiting)}, enqueued while frozen {new_ones} "
+        f"{dict(Counter(r['status'] for r in left))}; after the thaw approve/cancel/enqueue {after}",
     )
     assert ok
 
