@@ -1,5 +1,6 @@
 """Requests are read strictly: a body in a media type the route does not take is a 415, a query
-parameter the route does not declare is a 400 naming it.
+parameter the route does not declare is a 400 naming it, and a `Last-Event-ID` that is not an
+event's sequence number in ASCII digits is a 422 naming the header.
 
 Read loosely, `POST /v1/clusters?dryrun=true` (a misspelt `dryRun`) deploys a real cluster and
 a form or a UTF-16 document is parsed as JSON. Both checks run once, for every route, as an
@@ -22,6 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import HTTPConnection
 
 from clusterflow.api.errors import ApiError
+from clusterflow.api.streams import parse_last_event_id
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -115,11 +117,26 @@ def check_query(connection: HTTPConnection, route: APIRoute) -> None:
         )
 
 
+def check_last_event_id(connection: HTTPConnection) -> None:
+    """An SSE client's resume point: the ASCII sequence number of an event, or nothing."""
+    try:
+        parse_last_event_id(connection.headers.get("last-event-id"))
+    except ValueError as err:
+        # 422 as the stream routes have always answered it (clients may branch on it).
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            str(err),
+            [{"field": "Last-Event-ID", "message": str(err), "type": "value_error"}],
+        ) from err
+
+
 async def check(connection: HTTPConnection) -> None:
-    """The app-wide dependency: 400 for undeclared query parameters, 415 for a body this route
-    does not take."""
+    """The app-wide dependency: 400 for undeclared query parameters, 422 for a malformed
+    `Last-Event-ID`, 415 for a body this route does not take."""
     route: Any = connection.scope.get("route")
     if not isinstance(route, APIRoute):
         return
     check_query(connection, route)
+    check_last_event_id(connection)
     check_media_type(connection, route)
