@@ -14,7 +14,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from clusterflow.contracts.retention import HistoryKind, RetentionInput, RetentionResult
+from clusterflow.contracts.retention import HistoryKind, RetentionDays, RetentionInput, RetentionResult
 from clusterflow.records import audit, notifications, retention
 from clusterflow.records.audit import AuditEvent
 from clusterflow.records.organizations import create_api_key, create_organization
@@ -260,3 +260,72 @@ async def test_the_workers_keep_a_retention_schedule(temporal_client: Client, se
     assert getattr(action, "workflow", None) == "HistoryRetention"
     assert described.schedule.spec.intervals[0].every == timedelta(seconds=settings.retention_interval_seconds)
     await temporal_client.get_schedule_handle(retention_schedule_id(settings)).delete()
+
+
+async def test_an_owner_sets_the_organization_retention_through_the_api(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    url = f"/v1/organizations/{org.id}/retention"
+    initial = (await api.get(url, headers=org.headers())).json()["data"]
+    assert initial["overrides"] == {
+        "eventsDays": None,
+        "auditDays": None,
+        "deliveriesDays": None,
+        "operationsDays": None,
+    }
+    assert (
+        initial["effective"]
+        == initial["defaults"]
+        == {
+            "eventsDays": settings.retention_events_days,
+            "auditDays": settings.retention_audit_days,
+            "deliveriesDays": settings.notification_retention_days,
+            "operationsDays": settings.retention_operations_days,
+        }
+    )
+
+    changed = await api.put(url, json={"eventsDays": 30, "auditDays": 2000}, headers=org.headers())
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["data"]["effective"]["eventsDays"] == 30
+    assert changed.json()["data"]["effective"]["operationsDays"] == settings.retention_operations_days
+    row = await pool.fetchrow(
+        """SELECT retention_events_days, retention_audit_days, retention_deliveries_days, retention_operations_days
+             FROM organizations WHERE id = $1""",
+        org.id,
+    )
+    assert tuple(row) == (30, 2000, None, None)
+    # What the schedule will apply: the organization's days, defaults elsewhere.
+    [mine] = [
+        o
+        for o in await retention.organizations(pool, defaults_of(settings), limit=100_000)
+        if o.organization_id == org.id
+    ]
+    assert (mine.days.events, mine.days.audit, mine.days.operations) == (30, 2000, settings.retention_operations_days)
+
+    for body, field in (({"eventsDays": 0}, "eventsDays"), ({"auditDays": "30"}, "auditDays"), ({"days": 3}, "days")):
+        bad = await api.put(url, json=body, headers=org.headers())
+        assert bad.status_code == 422, bad.text
+        assert field in [d["field"] for d in bad.json()["error"]["details"]]
+    _, editor_key = await create_api_key(pool, org.id, "editor", "editor")
+    assert (await api.put(url, json={"eventsDays": 1}, headers=org.headers(editor_key))).status_code == 403
+    other_id = await create_organization(pool, "retention-foreign")
+    assert (await api.get(f"/v1/organizations/{other_id}/retention", headers=org.headers())).status_code == 404
+    assert (await api.put(f"/v1/organizations/{other_id}/retention", json={}, headers=org.headers())).status_code == 404
+    assert tuple(
+        await pool.fetchrow(
+            "SELECT retention_events_days, retention_audit_days FROM organizations WHERE id = $1", org.id
+        )
+    ) == (30, 2000)
+
+    reset = await api.put(url, json={}, headers=org.headers())
+    assert reset.json()["data"]["overrides"]["eventsDays"] is None
+    assert await pool.fetchval("SELECT retention_events_days FROM organizations WHERE id = $1", org.id) is None
+
+
+def defaults_of(settings: Settings) -> RetentionDays:
+    return RetentionDays(
+        events=settings.retention_events_days,
+        audit=settings.retention_audit_days,
+        deliveries=settings.notification_retention_days,
+        operations=settings.retention_operations_days,
+    )

@@ -45,6 +45,7 @@ from clusterflow.api.routers import (
     organizations,
     progress_stream,
     registration,
+    retention,
     update_runs,
     vault,
 )
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cluster_changes.router)
     app.include_router(operator_control.router)
     app.include_router(organizations.router)
+    app.include_router(retention.router)
     app.include_router(api_keys.router)
     app.include_router(audit.router)
     app.include_router(catalog.router)

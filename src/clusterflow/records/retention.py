@@ -210,3 +210,30 @@ async def retire_operations(conn: Conn, organization_id: str, days: int, limit: 
         deleted = await conn.execute("DELETE FROM operations WHERE id = ANY($1::text[])", chosen)
     more = len(chosen) < len(candidates) or len(candidates) == limit
     return Retired(rows=_count(events) + _count(deleted), operations=_count(deleted), more=more)
+
+
+@dataclass(frozen=True)
+class RetentionOverrides:
+    """An organization's own retention in days; None where it follows the default."""
+
+    events: int | None
+    audit: int | None
+    deliveries: int | None
+    operations: int | None
+
+
+async def organization_overrides(db: Executor, organization_id: str) -> RetentionOverrides | None:
+    """The organization's own retention, or None if there is no such organization."""
+    record = await db.fetchrow(
+        """SELECT retention_events_days, retention_audit_days, retention_deliveries_days, retention_operations_days
+             FROM organizations WHERE id = $1""",
+        organization_id,
+    )
+    if record is None:
+        return None
+    return RetentionOverrides(
+        events=record["retention_events_days"],
+        audit=record["retention_audit_days"],
+        deliveries=record["retention_deliveries_days"],
+        operations=record["retention_operations_days"],
+    )
