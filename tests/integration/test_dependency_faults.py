@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -36,6 +37,7 @@ from clusterflow.settings import Settings
 from clusterflow.worker.main import build_worker
 from tests.conftest import Org, Services, test_settings
 from tests.helpers import deploy_document, wait_for_operation
+from tests.processes import settings_env, spawn, stop
 
 
 @asynccontextmanager
@@ -157,6 +159,64 @@ async def test_postgres_down_answers_503_database_unavailable_logged_once_and_re
     assert "database" in outage_warnings[0].getMessage()
     tracebacks = [r for r in caplog.records if r.exc_info is not None and r.name.startswith("clusterflow.api")]
     assert tracebacks == [], [r.getMessage() for r in tracebacks]
+
+
+async def test_an_enqueue_whose_start_and_withdrawal_both_fail_is_accepted_and_run_by_the_reconciler(
+    services: Services, own_database: OwnDatabase, tmp_path: Path
+) -> None:
+    """Temporal hangs, and PostgreSQL goes down before the API can withdraw the committed
+    operation: the row is the operation's outbox, so the answer is 202, not a 503 claiming
+    nothing was enqueued, and a worker's reconciler runs it once both are back."""
+    postgres, org = own_database.postgres, own_database.org
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # accepts connections, never answers
+    settings = test_settings(
+        services,
+        database_url=postgres.dsn,
+        temporal_address=f"127.0.0.1:{hole.getsockname()[1]}",
+        temporal_call_timeout_seconds=5.0,
+    )
+    try:
+        async with _serve(settings) as api:
+            request = asyncio.create_task(
+                api.post("/v1/clusters", json=deploy_document("outbox"), headers=org.headers())
+            )
+            watcher = await asyncpg.connect(postgres.dsn)
+            try:
+
+                async def committed() -> bool:
+                    return bool(await watcher.fetchval("SELECT count(*) FROM operations WHERE cluster_name = 'outbox'"))
+
+                await _until(committed, timeout=10)
+            finally:
+                await watcher.close()
+            postgres.stop()  # while the start still hangs
+            try:
+                response = await request
+            finally:
+                postgres.start()
+    finally:
+        hole.close()
+    assert response.status_code == 202, response.text
+    operation_id = response.json()["data"]["operationId"]
+
+    worker_settings = test_settings(services, database_url=postgres.dsn, task_queue=settings.task_queue)
+    worker = spawn("worker", settings_env(worker_settings), tmp_path / "worker.log")
+    try:
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+
+            async def finished() -> bool:
+                status = await conn.fetchval("SELECT status FROM operations WHERE id = $1", operation_id)
+                return status in {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+            await _until(finished, timeout=90)
+            assert await conn.fetchval("SELECT status FROM operations WHERE id = $1", operation_id) == "SUCCEEDED"
+        finally:
+            await conn.close()
+    finally:
+        stop(worker)
 
 
 async def test_an_exhausted_pool_answers_503_database_unavailable_within_the_acquire_timeout(

@@ -21,8 +21,9 @@ per kind, whose `prepare` locks, reads, refuses and returns the `OperationPlan`)
    client gets 503 + Retry-After when Temporal was unavailable, or a 500 naming Temporal's
    refusal otherwise. A workflow that did start after all finds no record and ends without
    doing anything (`records.begin_operation`). If the workflow began first, the client gets
-   its 202. If this process dies before either, the worker's reconciler starts the workflow
-   from the committed row.
+   its 202; so it does if the database is down too, so that the withdrawal fails: the committed
+   row is then the operation's outbox. If this process dies before either, the worker's
+   reconciler starts the workflow from the committed row.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pydantic import BaseModel
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from clusterflow.api.approvals import IssuedApproval
-from clusterflow.api.dependency_faults import DependencyUnavailable
+from clusterflow.api.dependency_faults import DependencyUnavailable, classify
 from clusterflow.api.deps import OperationContext
 from clusterflow.api.errors import ApiError, request_id_of
 from clusterflow.api.schemas.common import OperationAccepted
@@ -212,7 +213,21 @@ async def enqueue(command: OperationCommand, fingerprint: bytes) -> Accepted:
     except WorkflowAlreadyStartedError:
         pass  # an earlier try of this very start reached Temporal: it started
     except Exception as err:
-        if await _abandon(command):
+        try:
+            withdrawn = await _abandon(command)
+        except Exception as undo_err:
+            if not isinstance(err, DependencyUnavailable) or classify(undo_err) is None:
+                raise
+            # Neither the start nor the withdrawal went through: the committed row is the
+            # operation's outbox, and a worker's reconciler starts it once Temporal answers.
+            log.warning(
+                "operation %s stays enqueued for the reconciler (start: %s; withdrawal: %s)",
+                operation_id,
+                err.reason,
+                type(undo_err).__name__,
+            )
+            withdrawn = False
+        if withdrawn:
             if isinstance(err, DependencyUnavailable):
                 raise
             log.error("Temporal refused the workflow start of operation %s: %s", operation_id, err)
