@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,13 @@ async def test_a_dry_run_answers_the_resolved_plan_and_bad_strategies_are_422_na
         json={"metadata": {"labels": {"env": "prod"}}},
         headers=org.headers() | {"Content-Type": "application/merge-patch+json"},
     )
+    registered = await api.post(
+        "/v1/clusters/edge-lab/register",
+        json={"architecture": "amd64", "labels": {"env": "prod"}},
+        headers=org.headers(),
+    )
+    assert registered.status_code == 202, registered.text
+    registration = registered.json()["data"]
     body = _run(
         [
             {
@@ -159,15 +166,26 @@ async def test_a_dry_run_answers_the_resolved_plan_and_bad_strategies_are_422_na
     # The soak pushes the next stage's earliest start.
     gap = datetime.fromisoformat(prod["earliestStart"]) - datetime.fromisoformat(dev["earliestStart"])
     assert gap.total_seconds() >= 600
-    assert plan["skipped"] == [
+    assert sorted(plan["skipped"], key=lambda s: s["clusterName"]) == [
+        {
+            "clusterId": registration["clusterId"],
+            "clusterName": "edge-lab",
+            "stage": "prod",
+            "group": "eu",
+            "reason": "registered through an agent: its owners upgrade it",
+        },
         {
             "clusterId": current["prod-new"],
             "clusterName": "prod-new",
             "stage": "prod",
             "group": "eu",
             "reason": "already on 1.32",
-        }
+        },
     ]
+    # No agent will connect: end the registration rather than leave it waiting.
+    await wait_for_operation(api, org.headers(), registration["operationId"], until={"RUNNING"})
+    cancelled = await api.post(f"/v1/operations/{registration['operationId']}/cancel", headers=org.headers())
+    assert cancelled.status_code == 200, cancelled.text
 
     def bad(mutate: Any) -> dict[str, Any]:
         document = _run([{"name": "dev", "groups": [{"name": "all", "clusterIds": [ids["dev-1"]]}]}])
@@ -617,3 +635,87 @@ async def test_saved_strategies_are_reused_by_id_and_runs_keep_their_copy(
     cancel = await api.post(f"/v1/update-runs/{run_id}/cancel", headers=org.headers())
     assert cancel.status_code == 200, cancel.text
     assert (await wait_for_operation(api, org.headers(), run_id))["status"] == "CANCELLED"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_pause_holds_new_clusters_resume_continues_and_skip_skips_a_stage(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    await _no_approval(api, org)
+    ids = await _deploy(api, org, ["p-1", "p-2", "p-3", "later"])
+    stages = [
+        {"name": "first", "groups": [{"name": "g", "clusterIds": [ids["p-1"], ids["p-2"], ids["p-3"]]}]},
+        {"name": "second", "groups": [{"name": "g", "clusterIds": [ids["later"]]}]},
+    ]
+    response = await api.post("/v1/update-runs", json=_run(stages, phase_seconds=0.2), headers=org.headers())
+    run_id = response.json()["data"]["operationId"]
+    await _wait_run(api, org, run_id, lambda r: _clusters(r)[ids["p-1"]]["status"] == "RUNNING", "p-1 running")
+    paused = await api.post(f"/v1/update-runs/{run_id}/pause", headers=org.headers())
+    assert paused.status_code == 200 and paused.json()["data"]["status"] == "PAUSED", paused.text
+    twice = await api.post(f"/v1/update-runs/{run_id}/pause", headers=org.headers())
+    assert twice.status_code == 409 and twice.json()["error"]["code"] == "RUN_NOT_RUNNING"
+    # The running cluster finishes; the next one does not start while the run is paused.
+    await _wait_run(api, org, run_id, lambda r: _clusters(r)[ids["p-1"]]["status"] == "SUCCEEDED", "p-1 done")
+    await asyncio.sleep(1.0)
+    held = await _get_run(api, org, run_id)
+    assert held["status"] == "PAUSED" and _clusters(held)[ids["p-2"]]["status"] == "PLANNED", held
+    assert len(await _children(pool, run_id)) == 1
+    unknown = await api.post(f"/v1/update-runs/{run_id}/skip", json={"stage": "third"}, headers=org.headers())
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "UNKNOWN_STAGE"
+    skipped = await api.post(f"/v1/update-runs/{run_id}/skip", json={"stage": "second"}, headers=org.headers())
+    assert skipped.status_code == 200, skipped.text
+    resumed = await api.post(f"/v1/update-runs/{run_id}/resume", headers=org.headers())
+    assert resumed.status_code == 200 and resumed.json()["data"]["status"] == "RUNNING"
+
+    record = await wait_for_operation(api, org.headers(), run_id, timeout=60)
+    assert record["status"] == "SUCCEEDED", record
+    run = await _get_run(api, org, run_id)
+    later = _clusters(run)[ids["later"]]
+    assert later["status"] == "SKIPPED" and later["reason"] == "skipped by an operator"
+    assert run["stages"][1]["status"] == "SKIPPED"
+    assert [c["cluster_id"] for c in sorted(await _children(pool, run_id), key=lambda c: c["started_at"])] == [
+        ids["p-1"],
+        ids["p-2"],
+        ids["p-3"],
+    ]
+    cluster = (await api.get(f"/v1/clusters/{ids['later']}", headers=org.headers())).json()["data"]
+    assert cluster["kubernetesVersion"] == "1.31"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_not_before_gates_wait_for_their_time_and_window(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    await _no_approval(api, org)
+    ids = await _deploy(api, org, ["t-1", "t-2"])
+    opens = datetime.now(UTC) + timedelta(seconds=2)
+    always = {"weekdays": ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"], "start": "00:00", "end": "00:00"}
+    stages = [
+        {
+            "name": "timed",
+            "beforeGates": [{"type": "notBefore", "at": opens.isoformat()}],
+            "groups": [{"name": "g", "clusterIds": [ids["t-1"]]}],
+        },
+        {
+            "name": "windowed",
+            "groups": [
+                {
+                    "name": "g",
+                    "clusterIds": [ids["t-2"]],
+                    "beforeGates": [{"type": "notBefore", "window": always | {"timeZone": "Europe/Berlin"}}],
+                }
+            ],
+        },
+    ]
+    response = await api.post("/v1/update-runs", json=_run(stages, phase_seconds=0.05), headers=org.headers())
+    assert response.status_code == 202, response.text
+    run_id = response.json()["data"]["operationId"]
+    record = await wait_for_operation(api, org.headers(), run_id, timeout=60)
+    assert record["status"] == "SUCCEEDED", record
+    started = {c["cluster_id"]: c["started_at"] for c in await _children(pool, run_id)}
+    assert started[ids["t-1"]] >= opens
+    run = await _get_run(api, org, run_id)
+    timed = run["stages"][0]["beforeGates"][0]
+    assert timed["status"] == "PASSED" and datetime.fromisoformat(timed["opensAt"]) == opens
+    windowed = run["stages"][1]["groups"][0]["beforeGates"][0]
+    assert windowed["status"] == "PASSED" and windowed["opensAt"] is not None

@@ -332,6 +332,7 @@ class RunSnapshot:
     # Failures the stage already tolerated when an operator resumed a halted run.
     acknowledged_failures: int = 0
     controls: int = 0  # operator actions taken so far (numbers their events)
+    skip_requested: tuple[str, ...] = ()  # stage and group keys an operator skipped
 
 
 # --- workflow and activity contracts --------------------------------------------------------

@@ -212,6 +212,11 @@ class UpdateRunWorkflow(OperationWorkflow):
     async def _run_group(self, stage: PlannedStage, group: PlannedGroup) -> None:
         key = group_key(stage.name, group.name)
         if self._skipped(stage.name, group.name):
+            for cluster_id in group.cluster_ids:
+                self._notes[cluster_id] = ChildState(
+                    cluster_id, stage.name, group.name, ChildStatus.SKIPPED, reason="skipped by an operator"
+                )
+                self._count(stage.name, group.name, "skipped")
             self._set_unit(key, UnitStatus.SKIPPED)
             return
         self._set_unit(key, UnitStatus.RUNNING)
@@ -504,6 +509,7 @@ class UpdateRunWorkflow(OperationWorkflow):
             children=tuple(self._notes.values()),
             acknowledged_failures=self._acknowledged,
             controls=self._controls,
+            skip_requested=tuple(sorted(self._skip)),
         )
 
     def _progress(self) -> int:
@@ -523,6 +529,7 @@ class UpdateRunWorkflow(OperationWorkflow):
         self._notes = {c.cluster_id: c for c in snapshot.children}
         self._acknowledged = snapshot.acknowledged_failures
         self._controls = snapshot.controls
+        self._skip = set(snapshot.skip_requested)
 
     async def _save(self, event_key: str | None = None, message: str | None = None, level: str = "INFO") -> None:
         """Write the snapshot (and an event on the run's operation). Serialized, and the snapshot
