@@ -10,7 +10,6 @@ cluster however the run was interrupted.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -571,8 +570,6 @@ async def test_the_cli_creates_follows_and_approves_a_run(
         assert f"update run {run_id} accepted" in followed.stdout
         assert "stage prod         [####################] 1/1 SUCCEEDED" in followed.stdout
         assert "g/cli-2" in followed.stdout and "gate g1 WAITING" in followed.stdout
-        listed = await asyncio.to_thread(_cli, url, org, "runs", "list", "-o", "json")
-        assert [r["runId"] for r in json.loads(listed.stdout)["runs"]] == [run_id]
         late = await asyncio.to_thread(_cli, url, org, "runs", "pause", run_id)
         assert late.returncode == 5 and "RUN_NOT_ACTIVE" in late.stderr
     finally:
