@@ -142,6 +142,7 @@ async def create_update_run(body: UpdateRunRequest, ctx: EditorOperation, dryRun
     summary="The organization's update runs, newest first",
 )
 async def list_update_runs(
+    request: Request,
     principal: Viewer,
     pool: Pool,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -170,7 +171,9 @@ async def list_update_runs(
         for run in page.rows
     ]
     return Envelope(
-        id="list", message=f"{len(items)} runs", data=UpdateRunList(runs=items, nextPageToken=page.next_page_token)
+        id=request_id_of(request),
+        message=f"{len(items)} runs",
+        data=UpdateRunList(runs=items, nextPageToken=page.next_page_token),
     )
 
 
@@ -318,10 +321,10 @@ async def _load(pool: Pool, organization_id: str, run_id: str) -> RunRow:
     responses=ERRORS,
     summary="A run with its stages, groups, gates and clusters, each with its status",
 )
-async def get_update_run(runId: str, principal: Viewer, pool: Pool) -> Envelope[UpdateRunView]:
+async def get_update_run(request: Request, runId: str, principal: Viewer, pool: Pool) -> Envelope[UpdateRunView]:
     run = await _load(pool, principal.organization_id, runId)
     view = run_view(run, await update_runs.children(pool, runId))
-    return Envelope(id=runId, message=view.message or view.status, data=view)
+    return Envelope(id=request_id_of(request), message=view.message or view.status, data=view)
 
 
 async def _control(ctx: OperationContext, run_id: str, action: RunControl) -> Envelope[RunControlOutcome]:
