@@ -49,7 +49,13 @@ async def refresh(client: Client, settings: Settings) -> CatalogRefreshResult:
     """Trigger the worker's catalog schedule once and wait for the workflow it starts."""
     await ensure_schedules(client, settings)
     handle = client.get_schedule_handle(catalog_schedule_id(settings))
-    before = len((await handle.describe()).info.recent_actions)
+    # A new schedule runs once at creation: let that run end first (the schedule skips overlaps).
+    for _ in range(400):
+        info = (await handle.describe()).info
+        if not info.running_actions:
+            break
+        await asyncio.sleep(0.05)
+    before = len(info.recent_actions)
     await handle.trigger()
     for _ in range(400):
         actions = (await handle.describe()).info.recent_actions
