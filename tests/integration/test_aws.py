@@ -25,7 +25,7 @@ from clusterflow.activities.providers.aws import AwsClients, AwsCloudConnect
 from clusterflow.api.app import create_app
 from clusterflow.contracts.cloud_accounts import CloudConnectInput, ReverifyInput
 from clusterflow.ids import operation_id as new_operation_id
-from clusterflow.records import cloud_accounts, operations
+from clusterflow.records import cloud_accounts, notifications, operations
 from clusterflow.settings import Settings
 from clusterflow.worker.main import build_worker
 from clusterflow.worker.schedules import ensure_schedules, reverify_schedule_id
@@ -158,6 +158,7 @@ async def test_connect_then_deploy_then_credentials_then_reverify(
         url_seconds=60,
         credentials_max_seconds=3600,
     )
+    await notifications.save_subscription(pool, org.id, "cloud_account.disconnected", ["webhook"], True)
     customer = moto_aws.customer_session(account_id)
     moto_aws.client("cloudformation", customer).delete_stack(StackName="clusterflow-connect")
     result = await ActivityEnvironment().run(connector.reverify_accounts, ReverifyInput())
@@ -165,6 +166,17 @@ async def test_connect_then_deploy_then_credentials_then_reverify(
     assert row is not None
     assert row.status == "DEGRADED"
     assert row.id in result.degraded
+    # The transition is announced once (a second round that finds it still broken is not).
+    await ActivityEnvironment().run(connector.reverify_accounts, ReverifyInput())
+    announced = await pool.fetch(
+        "SELECT subject, data FROM notification_outbox WHERE organization_id = $1 AND topic = $2",
+        org.id,
+        "cloud_account.disconnected",
+    )
+    assert [(a["subject"], a["data"]["status"], a["data"]["previousStatus"]) for a in announced] == [
+        (row.id, "DEGRADED", "CONNECTED")
+    ]
+    assert announced[0]["data"]["accountId"] == account_id
 
 
 async def test_access_denied_is_permanent_and_names_the_remedy(
