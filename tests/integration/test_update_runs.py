@@ -10,11 +10,13 @@ cluster however the run was interrupted.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,18 @@ import httpx
 import pytest
 import yaml
 
+from clusterflow.contracts.update_runs import (
+    Concurrency,
+    FailurePolicy,
+    Gate,
+    GateKind,
+    GateTiming,
+    MaintenanceWindow,
+    PlannedGroup,
+    PlannedStage,
+    RunPlan,
+    plan_from_json,
+)
 from clusterflow.devstack.postgres import free_port
 from clusterflow.records import local_cloud
 from clusterflow.records.organizations import create_api_key
@@ -716,3 +730,35 @@ async def test_not_before_gates_wait_for_their_time_and_window(
     assert timed["status"] == "PASSED" and datetime.fromisoformat(timed["opensAt"]) == opens
     windowed = run["stages"][1]["groups"][0]["beforeGates"][0]
     assert windowed["status"] == "PASSED" and windowed["opensAt"] is not None
+
+
+# --- the strategy's arithmetic, as a user reads it -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        # Saturday 22:00 to Sunday 04:00 Berlin time (UTC+1 in November).
+        ("2026-11-24T06:00:00+00:00", "2026-11-28T21:00:00+00:00"),  # Tuesday: the next Saturday evening
+        ("2026-11-29T01:00:00+00:00", "2026-11-29T01:00:00+00:00"),  # inside the window past midnight: now
+        ("2026-11-29T03:00:00+00:00", "2026-12-05T21:00:00+00:00"),  # just after it closed: a week later
+    ],
+)
+def test_a_maintenance_window_opens_at_its_next_start_or_now_inside_it(after: str, expected: str) -> None:
+    window = MaintenanceWindow(("SAT",), "22:00", "04:00", "Europe/Berlin")
+    assert window.next_opening(datetime.fromisoformat(after)) == datetime.fromisoformat(expected)
+
+
+def test_concurrency_and_failure_thresholds_resolve_against_the_group_and_stage() -> None:
+    assert Concurrency(50, percent=True).resolve(2) == 1
+    assert Concurrency(25, percent=True).resolve(10) == 2
+    assert Concurrency(1, percent=True).resolve(3) == 1  # at least one
+    assert Concurrency(2).resolve(30) == 2
+    assert FailurePolicy(10, percent=True).threshold(30) == 3
+    assert FailurePolicy(0).threshold(30) == 0
+    plan = RunPlan(
+        stages=(
+            PlannedStage("s", (PlannedGroup("g", ("cl_1",), 1, (Gate("g1", GateKind.APPROVAL, GateTiming.AFTER),)),)),
+        )
+    )
+    assert plan_from_json(json.loads(json.dumps(asdict(plan)))) == plan
