@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,15 @@ async def forget_catalogs(pool: asyncpg.Pool, temporal_client: Client, settings:
 
 def failures(provider: str) -> float:
     return REGISTRY.get_sample_value("clusterflow_catalog_refresh_failures_total", {"provider": provider}) or 0.0
+
+
+def refreshed_metric(provider: str) -> float | None:
+    """The worker's gauge of when it last stored the provider's catalog (its /metrics)."""
+    return REGISTRY.get_sample_value("clusterflow_catalog_refreshed_timestamp_seconds", {"provider": provider})
+
+
+def timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 async def versions(api: httpx.AsyncClient, org: Org, **params: str) -> dict[str, Any]:
@@ -178,6 +188,7 @@ async def test_eks_versions_follow_the_cloud_and_a_failed_refresh_keeps_the_last
     await refresh(temporal_client, settings)
     assert await plan_to("1.35") == {"passed": True, "supported": "PASS"}
     live = await versions(api, org, cloudProvider="aws", provisionerType="eks")
+    assert refreshed_metric("aws") == pytest.approx(timestamp(live["refreshedAt"]))
 
     # EKS fails: the last good catalog stays, and the failure is counted.
     failed_before = failures("aws")
@@ -191,6 +202,7 @@ async def test_eks_versions_follow_the_cloud_and_a_failed_refresh_keeps_the_last
     assert kept["refreshedAt"] == live["refreshedAt"]
     assert kept["data"]["supportedVersions"] == live["data"]["supportedVersions"]
     assert failures("aws") == failed_before + 1
+    assert refreshed_metric("aws") == pytest.approx(timestamp(live["refreshedAt"]))
     assert (await plan_to("1.36"))["supported"] == "FAIL"
 
 
