@@ -87,7 +87,7 @@ elif tool == "az":
     elif joined.startswith("role assignment create"):
         state["created"].append("role:" + args[args.index("--role") + 1]); save()
     elif joined.startswith("rest"):
-        print(os.environ.get("STUB_AZ_ACTIONS", "*"))
+        print(os.environ.get("STUB_AZ_GRANTS", "*\t"))
 elif tool == "kubectl":
     if os.environ.get("STUB_KUBECTL_FAIL"):
         sys.exit(1)
@@ -273,6 +273,19 @@ def test_azure_script_assigns_roles_on_the_resource_group_then_calls_back(stubs:
     assert len(again.called(re.escape(CALLBACK))) == 1
 
 
+@pytest.mark.parametrize(
+    "grants",
+    [
+        "*\t",  # Owner
+        "Microsoft.Authorization/roleAssignments/*\t",  # User Access Administrator
+        "*\tMicrosoft.Authorization/*/Write\nMicrosoft.Authorization/*\t",  # Contributor and User Access Admin
+    ],
+)
+def test_azure_callers_who_may_assign_roles_pass_the_check(stubs: Stubs, grants: str) -> None:
+    run = stubs.run(azure("read"), env={"STUB_AZ_GRANTS": grants})
+    assert run.returncode == 0, run.stderr
+
+
 def test_azure_a_refused_role_assignment_stops_the_script_before_the_callback(stubs: Stubs) -> None:
     run = stubs.run(azure("manage"), env={"STUB_REFUSE": r"role assignment create .*Contributor"})
     assert run.returncode != 0
@@ -286,7 +299,9 @@ def test_azure_a_refused_role_assignment_stops_the_script_before_the_callback(st
     [
         ({"STUB_REFUSE": r"^az account show$"}, "not logged in"),
         ({"STUB_REFUSE": r"^az group show"}, "resource group rg-prod does not exist"),
-        ({"STUB_AZ_ACTIONS": "Microsoft.ContainerService/*"}, "may not assign roles"),
+        ({"STUB_AZ_GRANTS": "Microsoft.ContainerService/*\t"}, "may not assign roles"),
+        # Contributor: every action but Microsoft.Authorization writes
+        ({"STUB_AZ_GRANTS": "*\tMicrosoft.Authorization/*/Delete,Microsoft.Authorization/*/Write"}, "may not assign"),
     ],
 )
 def test_azure_prerequisites_fail_before_any_change(stubs: Stubs, env: dict[str, str], says: str) -> None:

@@ -208,13 +208,33 @@ az account set --subscription "${{SUBSCRIPTION_ID}}" >/dev/null 2>&1 ||
   fail "subscription ${{SUBSCRIPTION_ID}} does not exist or the signed-in user cannot use it."
 az group show --name "${{RESOURCE_GROUP}}" >/dev/null 2>&1 ||
   fail "resource group ${{RESOURCE_GROUP}} does not exist in subscription ${{SUBSCRIPTION_ID}}: create it first."
-PERMISSIONS=$(az rest --method get \\
+# Each of the user's role assignments on the group: its actions and notActions, comma-separated.
+GRANTS=$(az rest --method get \\
   --url "https://management.azure.com${{SCOPE}}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01" \\
-  --query "value[].actions[]" -o tsv)
-case "${{PERMISSIONS}}" in
-  *"Microsoft.Authorization/roleAssignments/write"* | *"Microsoft.Authorization/*"* | "*" | *$'\n'"*" | "*"$'\n'*) ;;
-  *) fail "the signed-in user may not assign roles on ${{SCOPE}}: ask an Owner or User Access Administrator." ;;
-esac
+  --query "value[].[join(',', actions), join(',', notActions)]" -o tsv)
+MAY_ASSIGN=no
+while IFS=$'\t' read -r ACTIONS NOT_ACTIONS; do
+  GRANTS_IT=no
+  IFS=',' read -r -a ACTION_LIST <<<"${{ACTIONS}}"
+  IFS=',' read -r -a NOT_ACTION_LIST <<<"${{NOT_ACTIONS}}"
+  for ACTION in "${{ACTION_LIST[@]}}"; do
+    case "${{ACTION,,}}" in
+      "*" | "microsoft.authorization/*" | "microsoft.authorization/roleassignments/*" | \\
+        "microsoft.authorization/roleassignments/write") GRANTS_IT=yes ;;
+      *) ;;
+    esac
+  done
+  for ACTION in "${{NOT_ACTION_LIST[@]}}"; do
+    case "${{ACTION,,}}" in
+      "microsoft.authorization/*" | "microsoft.authorization/*/write" | "microsoft.authorization/roleassignments/*" | \\
+        "microsoft.authorization/roleassignments/write") GRANTS_IT=no ;;
+      *) ;;
+    esac
+  done
+  [[ "${{GRANTS_IT}}" == no ]] || MAY_ASSIGN=yes
+done <<<"${{GRANTS}}"
+[[ "${{MAY_ASSIGN}}" == yes ]] ||
+  fail "the signed-in user may not assign roles on ${{SCOPE}}: ask an Owner or User Access Administrator."
 
 # 2. Changes, each looked up first so a second run changes nothing.
 APP_ID=$(az ad app list --display-name "${{APP_NAME}}" --query "[0].appId" -o tsv)
