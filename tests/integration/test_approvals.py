@@ -318,3 +318,40 @@ async def test_label_scoped_rules_make_prod_deletes_wait_and_dev_deletes_run(
     other = await delete(api, org, unlabelled, editor)
     record = (await api.get(f"/v1/operations/{other['operationId']}", headers=org.headers())).json()["data"]
     assert record["approval"]["rule"]["name"] == "default" and record["approval"]["required"] == 1
+
+
+async def test_a_prod_minor_upgrade_waits_under_its_rule_and_a_dev_one_runs(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    prod = await deployed(api, org, "upgrade-prod", {"env": "prod"})
+    dev = await deployed(api, org, "upgrade-dev", {"env": "dev"})
+    await put_policy(
+        api,
+        org,
+        minorVersionUpgrade=False,  # the organization's own flag says no; the prod rule says yes
+        rules=[
+            {"name": "prod", "environment": "prod", "operations": ["clusterDelete", "minorVersionUpgrade"]},
+            {"name": "dev", "environment": "dev", "operations": []},
+        ],
+    )
+    upgrade = {"apiVersion": "clusterflow.dev/v1", "kind": "K8sClusterUpdate", "spec": {"kubernetesVersion": "1.32"}}
+    editor = await key(pool, org, "editor", "editor")
+
+    ran = await api.patch(f"/v1/clusters/{dev}", json=upgrade, headers=org.headers(editor))
+    assert ran.status_code == 202 and ran.json()["data"]["approvalRequired"] is False, ran.text
+    assert (await wait_for_operation(api, org.headers(), ran.json()["data"]["operationId"]))["status"] == "SUCCEEDED"
+    dev_view = (await api.get(f"/v1/clusters/{dev}", headers=org.headers())).json()["data"]
+    assert dev_view["kubernetesVersion"] == "1.32"
+
+    waits = await api.patch(f"/v1/clusters/{prod}", json=upgrade, headers=org.headers(editor))
+    assert waits.status_code == 202 and waits.json()["data"]["approvalRequired"] is True, waits.text
+    operation_id = waits.json()["data"]["operationId"]
+    record = await wait_for_operation(api, org.headers(), operation_id, until={"AWAITING_APPROVAL"})
+    assert record["approval"]["rule"] == {"name": "prod", "labelSelector": "env=prod"}
+    prod_view = (await api.get(f"/v1/clusters/{prod}", headers=org.headers())).json()["data"]
+    assert prod_view["kubernetesVersion"] == "1.31"  # nothing upgraded before the decision
+    approved = await decide(api, org, operation_id, org.owner_key, planHash=record["approval"]["planHash"])
+    assert approved.status_code == 200, approved.text
+    assert (await wait_for_operation(api, org.headers(), operation_id))["status"] == "SUCCEEDED"
+    prod_view = (await api.get(f"/v1/clusters/{prod}", headers=org.headers())).json()["data"]
+    assert prod_view["kubernetesVersion"] == "1.32"
