@@ -50,7 +50,7 @@ async def refresh(client: Client, settings: Settings) -> CatalogRefreshResult:
     """Trigger the worker's catalog schedule once and wait for the workflow it starts."""
     await ensure_schedules(client, settings)
     handle = client.get_schedule_handle(catalog_schedule_id(settings))
-    # A new schedule runs once at creation: let that run end first (the schedule skips overlaps).
+    # A run still going (the schedule skips overlaps) ends first.
     for _ in range(400):
         info = (await handle.describe()).info
         if not info.running_actions:
