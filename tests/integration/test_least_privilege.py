@@ -14,13 +14,17 @@ from typing import Any
 
 import asyncpg
 import httpx
+from temporalio.testing import ActivityEnvironment
 
+from clusterflow.activities.providers.aws import AwsClients, AwsCloudConnect
 from clusterflow.activities.providers.aws.connect import boundary_policy, level_policy
+from clusterflow.contracts.cloud_accounts import ReverifyInput
 from clusterflow.contracts.cloud_permissions import AWS_BOUNDARY, AWS_EKS_POLICIES, PERMISSIONS, aws_boundary_arn
 from clusterflow.records import cloud_accounts
+from clusterflow.settings import Settings
 from tests.aws_support import REGION, aws_document, aws_settings, aws_worker, connect, gaps, settings
 from tests.conftest import Org
-from tests.fakes.aws import MotoAws, new_account_id
+from tests.fakes.aws import EksGaps, MotoAws, new_account_id
 from tests.helpers import wait_for_operation
 
 __all__ = ["aws_settings", "aws_worker", "gaps", "settings"]
@@ -46,6 +50,9 @@ def test_manage_confines_iam_to_clusterflow_roles_with_a_boundary() -> None:
             if resource == f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/*":  # EKS's own, by service name
                 assert statement["Action"] == ["iam:CreateServiceLinkedRole"]
                 assert "iam:AWSServiceName" in statement["Condition"]["StringEquals"]
+                continue
+            if resource == aws_boundary_arn(ACCOUNT, ROLE):  # reading the boundary, nothing more
+                assert statement["Action"] == ["iam:GetPolicy", "iam:GetPolicyVersion"]
                 continue
             assert resource in (f"arn:aws:iam::{ACCOUNT}:role/clusterflow-*", f"arn:aws:iam::{ACCOUNT}:role/{ROLE}")
     by_action = {a: s for s in iam for a in s["Action"]}
@@ -121,7 +128,13 @@ def test_the_readme_tables_list_every_grant() -> None:
 
 
 async def test_a_deploy_creates_only_bounded_clusterflow_roles_with_eks_policies(
-    api: httpx.AsyncClient, aws_worker: None, org: Org, moto_aws: MotoAws, pool: asyncpg.Pool
+    api: httpx.AsyncClient,
+    aws_worker: None,
+    org: Org,
+    moto_aws: MotoAws,
+    pool: asyncpg.Pool,
+    gaps: EksGaps,
+    settings: Settings,
 ) -> None:
     account_id = new_account_id()
     await connect(api, org, moto_aws, account_id)
@@ -145,3 +158,19 @@ async def test_a_deploy_creates_only_bounded_clusterflow_roles_with_eks_policies
         assert described["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary
         attached = iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
         assert {p["PolicyArn"] for p in attached} <= set(AWS_EKS_POLICIES)
+
+    # The customer widens the boundary: re-verification notices, the account is DEGRADED.
+    widened = boundary_policy(account_id)
+    widened["Statement"].append({"Sid": "Everything", "Effect": "Allow", "Action": "*", "Resource": "*"})
+    iam.create_policy_version(PolicyArn=boundary, PolicyDocument=json.dumps(widened), SetAsDefault=True)
+    connector = AwsCloudConnect(
+        pool,
+        AwsClients(gaps.session_factory(), moto_aws.url, REGION),
+        bucket=settings.aws_connect_bucket,
+        url_seconds=60,
+        credentials_max_seconds=3600,
+    )
+    await ActivityEnvironment().run(connector.reverify_accounts, ReverifyInput())
+    row = await cloud_accounts.find_usable(pool, org.id, "aws", account_id)
+    assert row is not None and row.status == "DEGRADED"
+    assert row.error is not None and "permissions boundary" in row.error["message"]

@@ -88,6 +88,13 @@ _AWS_READ = (
 _AWS_MANAGE = (
     *_AWS_READ,
     Grant(
+        "BoundaryInspection",
+        ("iam:GetPolicy", "iam:GetPolicyVersion"),
+        ("{boundary}",),
+        "The connect check and re-verification read the permissions boundary to prove it is exactly the "
+        "template's before any role is created with it.",
+    ),
+    Grant(
         "CreateTaggedNetworks",
         ("ec2:CreateVpc", "ec2:CreateSubnet", "ec2:CreateInternetGateway", "ec2:CreateRouteTable"),
         (_EC2,),

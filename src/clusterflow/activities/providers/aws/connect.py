@@ -328,6 +328,8 @@ class AwsCloudConnect:
                         row.level,
                     )
                 )
+            if problem is None and row.level == "manage":
+                problem = await self._boundary_problem(iam, row)
         except ProviderError as err:
             if err.code == CloudErrorCode.CLOUD_ACCESS_DENIED:
                 return Verdict(ConnectState.MISCONFIGURED, f"the role cannot inspect itself: {err.message}")
@@ -338,6 +340,22 @@ class AwsCloudConnect:
                 f"{problem}. Remedy: create (or update) the stack from the latest template unchanged.",
             )
         return Verdict(ConnectState.CONNECTED, f"role {row.role_arn} assumed and verified for level {row.level}")
+
+    @staticmethod
+    async def _boundary_problem(iam: Any, row: CloudAccountRow) -> str | None:
+        """The permissions boundary must exist and be exactly the template's: every role the
+        connection creates carries it, so it is what limits them."""
+        arn = aws_boundary_arn(row.account_id, row.role_name)
+        policy = await aws_call(iam, "get_policy", PolicyArn=arn, missing=("NoSuchEntity",))
+        if policy is None:
+            return f"the permissions boundary {arn} does not exist"
+        version = await aws_call(
+            iam, "get_policy_version", PolicyArn=arn, VersionId=policy["Policy"]["DefaultVersionId"]
+        )
+        document = _as_document(version["PolicyVersion"]["Document"])
+        if permission_problem(document, boundary_policy(row.account_id), "boundary") is not None:
+            return f"the permissions boundary {arn} is not the template's"
+        return None
 
     @activity.defn(name="aws.check_connect")
     async def check_connect(self, inp: ConnectCheckInput) -> ConnectCheckResult:
