@@ -79,6 +79,8 @@ def record_write_failed(err: BaseException) -> bool:
     or still failing at its deadline."""
     if not isinstance(err, ActivityError) or not err.activity_type.startswith("records."):
         return False
+    if err.activity_type == WAIT_FOR_OPERATIONS:  # a wait, not a write
+        return False
     cause = err.cause
     if isinstance(cause, ApplicationError):
         return cause.type == ErrorCode.RECORD_WRITE_FAILED
