@@ -248,6 +248,7 @@ async def test_azure_connect_ends_connected_after_the_script_reports_back(
     assert {p["actions"][0]: p["resources"] for p in account["permissions"]} == {
         "Reader": [scope],
         "Azure Kubernetes Service Contributor Role": [scope],
+        "Network Contributor": [scope],
     }
     assert "__CLUSTERFLOW_CALLBACK_TOKEN__" not in script
     assert account["setupScriptURL"].endswith(f"/v1/cloud-accounts/azure/{account['id']}/script")

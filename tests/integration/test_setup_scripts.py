@@ -256,12 +256,13 @@ def test_azure_script_assigns_roles_on_the_resource_group_then_calls_back(stubs:
     first = stubs.run(azure("manage"))
     assert first.returncode == 0, first.stderr
     assignments = first.called(r"role assignment create")
-    assert len(assignments) == 2
+    assert len(assignments) == 3
     scope = "/subscriptions/0c0c0c0c-0000-4000-8000-000000000001/resourceGroups/rg-prod"
     assert all(c.endswith(f"--scope {scope}") for c in assignments), assignments
     assert {re.search(r"--role (.+) --scope", c).group(1) for c in assignments} == {  # type: ignore[union-attr]
         "Reader",
         "Azure Kubernetes Service Contributor Role",
+        "Network Contributor",
     }
     callbacks = first.called(re.escape(CALLBACK))
     assert len(callbacks) == 1

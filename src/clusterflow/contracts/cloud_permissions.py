@@ -323,6 +323,13 @@ _AZURE_MANAGE = (
         "Deploy, update, scale and delete AKS clusters and agent pools in the resource group (no role "
         "assignments, no other resource types).",
     ),
+    Grant(
+        "Network Contributor",
+        ("Network Contributor",),
+        ("resource group",),
+        "Deploy with `aks.vnetSubnetID`: join the cluster to the customer's subnet in this resource group "
+        "(AKS's own network otherwise lives in its node resource group, managed by AKS).",
+    ),
 )
 
 PERMISSIONS: dict[str, dict[str, tuple[Grant, ...]]] = {
