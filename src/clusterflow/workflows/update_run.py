@@ -33,7 +33,13 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError, is_cance
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from clusterflow.contracts.operations import ROLE_ORDER, FinishInput, OperationOutcome, OperationStatus
+    from clusterflow.contracts.operations import (
+        ROLE_ORDER,
+        EventInput,
+        FinishInput,
+        OperationOutcome,
+        OperationStatus,
+    )
     from clusterflow.contracts.update_runs import (
         BusyBehaviour,
         ChildState,
@@ -544,4 +550,10 @@ class UpdateRunWorkflow(OperationWorkflow):
             )
 
     async def _event(self, event_key: str, message: str, level: str = "INFO") -> None:
-        await self._save(event_key, message, level)
+        """An event on the run's operation without a snapshot: a cluster starting or ending changes
+        no stage, group or gate (the record reads clusters from their own operations), and a run
+        of 1,000 clusters should not carry 2,000 snapshots in its history."""
+        assert self._inp is not None and self.steps is not None
+        await self.steps.event(
+            EventInput(self._inp.operation_id, event_key, message, level=level, progress_percentage=self._progress())
+        )
