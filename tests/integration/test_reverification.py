@@ -27,6 +27,7 @@ from clusterflow.worker.schedules import ensure_schedules, reverify_schedule_id
 from tests.agent_support import VAULT_KEY
 from tests.conftest import Org, Services, test_settings
 from tests.fakes.arm import FakeArm
+from tests.fakes.aws import MotoAws
 from tests.fakes.gke import FakeGke
 from tests.fakes.receivers import HttpReceiver
 from tests.integration.test_federated_connect import ISSUER, arm, connect_azure, connect_gcp, gke, signing_key
@@ -46,9 +47,11 @@ def receiver() -> Iterator[HttpReceiver]:
 
 
 @pytest.fixture
-def settings(services: Services, gke: FakeGke, arm: FakeArm, signing_key: str) -> Settings:
+def settings(services: Services, gke: FakeGke, arm: FakeArm, signing_key: str, moto_aws: MotoAws) -> Settings:
+    # The schedule re-verifies AWS accounts in the same run: against moto, never a real endpoint.
     return test_settings(
         services,
+        aws_endpoint_url=moto_aws.url,
         enabled_providers=["local", "gcp", "azure"],
         public_url=ISSUER,
         platform_oidc_signing_key=signing_key,
