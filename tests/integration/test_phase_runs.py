@@ -67,7 +67,7 @@ async def test_five_worker_kills_in_one_phase_do_not_spend_its_attempts(
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
-                doc = deploy_document("five-kills", phaseSeconds=2.0, failAt="VALIDATE", failTimes=2)
+                doc = deploy_document("five-kills", phaseSeconds=3.0, failAt="VALIDATE", failTimes=2)
                 accepted = (await api.post("/v1/clusters", json=doc, headers=org.headers())).json()["data"]
                 operation_id = accepted["operationId"]
                 for kill in range(5):
