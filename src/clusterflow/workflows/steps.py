@@ -272,7 +272,7 @@ class OperationSteps:
                 cloud_failures += 1
                 if cloud_failures >= policy.max_attempts:
                     raise
-                recheck = False
+                recheck, recheck_reason = False, ""
                 delay = policy.retry_initial_seconds * 2.0 ** (cloud_failures - 1)
                 await workflow.sleep(min(delay, policy.retry_max_interval_seconds))
 
