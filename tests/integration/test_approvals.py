@@ -355,3 +355,39 @@ async def test_a_prod_minor_upgrade_waits_under_its_rule_and_a_dev_one_runs(
     assert (await wait_for_operation(api, org.headers(), operation_id))["status"] == "SUCCEEDED"
     prod_view = (await api.get(f"/v1/clusters/{prod}", headers=org.headers())).json()["data"]
     assert prod_view["kubernetesVersion"] == "1.32"
+
+
+async def test_an_editor_cannot_relabel_a_cluster_out_of_its_approval_rule(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    prod = await deployed(api, org, "relabel-prod", {"env": "prod"})
+    await put_policy(
+        api,
+        org,
+        clusterDelete=False,
+        rules=[{"name": "prod", "environment": "prod", "operations": ["clusterDelete"], "approvalsRequired": 2}],
+    )
+    editor = await key(pool, org, "editor", "editor")
+    merge = {"Content-Type": "application/merge-patch+json"}
+
+    async def relabel(labels: dict[str, str | None], api_key: str) -> httpx.Response:
+        return await api.patch(
+            f"/v1/clusters/{prod}", json={"metadata": {"labels": labels}}, headers=org.headers(api_key) | merge
+        )
+
+    async def stored_labels() -> dict[str, str]:
+        return dict(await pool.fetchval("SELECT labels FROM clusters WHERE id = $1", prod))
+
+    # Moving it to env=dev, or dropping env, would let the editor's delete skip both owners.
+    for labels in ({"env": "dev"}, {"env": None}):
+        refused = await relabel(labels, editor)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "LABEL_CHANGE_NEEDS_OWNER"
+        assert refused.json()["error"]["details"] == {"field": "metadata.labels", "operations": ["clusterDelete"]}
+        assert await stored_labels() == {"env": "prod"}
+
+    # A label the policy does not look at is the editor's to set; an owner may move the cluster.
+    assert (await relabel({"team": "payments"}, editor)).status_code == 200
+    assert await stored_labels() == {"env": "prod", "team": "payments"}
+    assert (await relabel({"env": "dev"}, org.owner_key)).status_code == 200
+    assert await stored_labels() == {"env": "dev", "team": "payments"}

@@ -112,6 +112,23 @@ class Policy:
             require_different_approver=self.require_different_approver,
         )
 
+    def loosened_by(self, before: dict[str, str], after: dict[str, str]) -> list[str]:
+        """The operation kinds that would need less approval on a cluster relabelled from `before`
+        to `after` (none, fewer approvals, or no four eyes): an editor may not relabel a cluster
+        out of a rule that holds them to an owner's decision."""
+        loosened = []
+        for kind in OPERATION_KINDS:
+            was, now = self.evaluate(kind, before), self.evaluate(kind, after)
+            if was is None:
+                continue
+            if (
+                now is None
+                or now.approvals_required < was.approvals_required
+                or (was.require_different_approver and not now.require_different_approver)
+            ):
+                loosened.append(kind)
+        return loosened
+
 
 _WHAT = {
     "clusterDeploy": "deploying a cluster",
@@ -237,6 +254,11 @@ async def _policy(conn: Conn, organization_id: str, caches: ReadCaches | None) -
         policy = await approval_policy(conn, organization_id)
         read.store(policy)
     return policy
+
+
+async def current_policy(conn: Conn, organization_id: str, caches: ReadCaches | None = None) -> Policy:
+    """The organization's approval policy as it stands now."""
+    return parse_policy(await _policy(conn, organization_id, caches))
 
 
 def operation_kind(operation_type: str, minor_upgrade: bool = False) -> str | None:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from clusterflow.api.approvals import current_policy
 from clusterflow.api.body import read_json_object
 from clusterflow.api.commands.delete import DeleteCluster
 from clusterflow.api.commands.update import UpdateCluster, planned_update
@@ -70,6 +71,25 @@ def _unpatchable(body: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+async def _refuse_approval_escape(ctx: OperationContext, row: ClusterRow, changes: dict[str, str | None]) -> None:
+    """Labels scope approval rules, so a relabel that would let this cluster's operations skip an
+    owner's decision (or need fewer of them) is itself an owner's decision."""
+    if ctx.principal.has_role("owner"):
+        return
+    after = {k: v for k, v in ({**row.labels, **changes}).items() if v is not None}
+    async with ctx.pool.acquire() as conn:
+        policy = await current_policy(conn, ctx.organization_id, ctx.caches)
+    loosened = policy.loosened_by(dict(row.labels), after)
+    if loosened:
+        raise ApiError(
+            403,
+            "LABEL_CHANGE_NEEDS_OWNER",
+            f"this label change would lower the approval the approval policy requires for {', '.join(loosened)} "
+            f"on cluster {row.id}; only an owner may make it",
+            {"field": "metadata.labels", "operations": loosened},
+        )
+
+
 async def _patch_labels(ctx: OperationContext, cluster_id: str, body: dict[str, Any]) -> JSONResponse:
     refused = _unpatchable(body)
     if refused:
@@ -89,6 +109,7 @@ async def _patch_labels(ctx: OperationContext, cluster_id: str, body: dict[str, 
     if metadata is not None and "labels" in metadata.model_fields_set:
         # RFC 7386: `labels: null` removes the member, that is every label.
         changes = dict(metadata.labels) if metadata.labels is not None else dict.fromkeys(row.labels)
+        await _refuse_approval_escape(ctx, row, changes)
         if changes and await clusters.patch_labels(ctx.pool, org, cluster_id, changes, max_labels=MAX_LABELS) is None:
             row = await clusters.get(ctx.pool, org, cluster_id)
             if row is None:
