@@ -68,6 +68,8 @@ def test_settings(services: Services, **overrides: Any) -> Settings:
         "reconcile_interval_seconds": 0.2,
         "reconcile_grace_seconds": 0.5,
         "state_dir": services.state_dir,
+        # One stored catalog serves every test in the session; only the refresh tests rewrite it.
+        "catalog_refresh_when_created": False,
     }
     values.update(overrides)
     return Settings(**values)

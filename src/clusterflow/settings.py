@@ -207,6 +207,11 @@ class Settings(BaseSettings):
         "its API and stored; until the first refresh, and for what a refresh cannot read, the shipped snapshot "
         "is served.",
     )
+    catalog_refresh_when_created: bool = Field(
+        default=True,
+        description="Refresh the catalogs once as soon as the refresh schedule is first created (a new "
+        "installation), instead of serving the shipped snapshot until the first interval ends.",
+    )
     catalog_regions: dict[str, list[str]] = Field(
         default_factory=dict,
         description='Regions the catalog refresh reads and offers, per provider (JSON, e.g. {"aws": ["us-east-1", '

@@ -353,3 +353,30 @@ async def test_gke_and_aks_versions_and_vm_sizes_follow_the_clouds(
         "/v1/clusters?dryRun=true", json=aks_spec(kubernetesVersion="1.34"), headers=org.headers()
     )
     assert named.status_code == 200, named.text
+
+
+@pytest.mark.usefixtures("aws_worker", "forget_catalogs")
+async def test_a_new_installation_reads_the_catalog_when_its_schedule_is_created(
+    api: httpx.AsyncClient, org: Org, gaps: EksGaps, temporal_client: Client, settings: Settings
+) -> None:
+    assert (await versions(api, org, cloudProvider="aws", provisionerType="eks"))["source"] == "snapshot"
+    gaps.publish_version("1.34")
+
+    # The worker's start-up with the production default: no trigger by anyone.
+    await ensure_schedules(temporal_client, settings.model_copy(update={"catalog_refresh_when_created": True}))
+    handle = temporal_client.get_schedule_handle(catalog_schedule_id(settings))
+    for _ in range(400):
+        actions = (await handle.describe()).info.recent_actions
+        if actions:
+            break
+        await asyncio.sleep(0.05)
+    assert len(actions) == 1
+    run = temporal_client.get_workflow_handle(actions[0].action.workflow_id, result_type=CatalogRefreshResult)
+    assert [(r.provider, r.error) for r in (await run.result()).results] == [("aws", "")]
+    live = await versions(api, org, cloudProvider="aws", provisionerType="eks")
+    assert live["source"] == "live" and "1.34" in live["data"]["supportedVersions"]
+
+    # A worker restarting finds the schedule in place and does not read the clouds again.
+    await ensure_schedules(temporal_client, settings.model_copy(update={"catalog_refresh_when_created": True}))
+    await asyncio.sleep(0.5)
+    assert len((await handle.describe()).info.recent_actions) == 1
