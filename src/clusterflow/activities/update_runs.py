@@ -89,6 +89,15 @@ class UpdateRunActivities:
             except ClusterBusy as err:
                 return OpenedChild(OpenOutcome.BUSY, reason=f"operation {err.active_operation_id} is in flight")
             await operations.mark_workflow_started(conn, child.operation_id)
+            # The run's event in the same transaction: one activity per cluster fewer in the run's
+            # history (the key makes a repeat after a retry a no-op).
+            await operations.append_event(
+                conn,
+                inp.run_id,
+                f"child/{inp.cluster_id}/started",
+                f"cluster {child.cluster_name}: update {child.operation_id} started",
+                labels={"clusterId": inp.cluster_id, "operationId": child.operation_id},
+            )
         return OpenedChild(OpenOutcome.OPENED, child.operation_id, update)
 
     @activity.defn(name="update_runs.save_snapshot")

@@ -303,9 +303,6 @@ class UpdateRunWorkflow(OperationWorkflow):
             self._notes.pop(cluster_id, None)
             assert opened.operation_id is not None and opened.update is not None
             self._opened.append(cluster_id)
-            await self._event(
-                f"child/{cluster_id}/started", f"cluster {cluster_id}: update {opened.operation_id} started"
-            )
             handle: workflow.ChildWorkflowHandle[object, OperationOutcome] = await workflow.start_child_workflow(
                 CHILD_WORKFLOW,
                 opened.update,
