@@ -27,6 +27,7 @@ from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from clusterflow.contracts.operations import ErrorCode
+from clusterflow.records.db import connection_broken
 from clusterflow.records.errors import database_unavailable
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def classify(err: BaseException) -> Dependency | None:
     if temporal_unavailable(err):
         return Dependency.TEMPORAL
     # Temporal's errors are classified first: every other socket the API opens is PostgreSQL's.
-    if database_unavailable(err):
+    if database_unavailable(err) or connection_broken(err):
         return Dependency.DATABASE
     return None
 

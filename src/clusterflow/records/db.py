@@ -7,7 +7,9 @@ the API answers as 503 instead of a request that waits forever; workers' pools w
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -84,6 +86,21 @@ async def connect(dsn: str) -> asyncpg.Connection[Any]:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn)
     await _init_connection(conn)
     return conn
+
+
+_BROKEN_CONNECTION: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.InternalClientError,  # "cannot switch to state 12": the server left mid-exchange
+    asyncio.IncompleteReadError,  # the socket closed inside a message
+    socket.gaierror,  # the database's host name does not resolve (DNS down)
+)
+
+
+def connection_broken(err: BaseException) -> bool:
+    """Whether `err` is the driver's own report of a connection the server dropped or never
+    opened, besides its classes of connection errors (`records.errors.database_unavailable`): a
+    query on a connection whose server shut down between two messages of one exchange raises
+    an internal state error, not a connection error. A stale schema cache is not an outage."""
+    return isinstance(err, _BROKEN_CONNECTION) and not isinstance(err, asyncpg.exceptions.OutdatedSchemaCacheError)
 
 
 async def ping(db: Executor) -> None:
