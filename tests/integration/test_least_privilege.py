@@ -2,30 +2,44 @@
 (IAM only on clusterflow-* roles, PassRole to EKS/EC2 only, a permissions boundary on every role
 clusterflow creates, only the EKS-managed policies, EC2/EKS writes tied to clusterflow's tag;
 `read` read-only), the roles a real deploy leaves in the account (moto, read through boto3),
-and the README's tables, which must list every grant the code makes.
+every request a deploy and a delete send with the connected role's credentials (each within the
+policy, conditions included), and the README's tables, which must list every grant the code makes.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import boto3
 import httpx
+from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from clusterflow.activities.providers.aws import AwsClients, AwsCloudConnect
+from clusterflow.activities.providers.aws import AwsClients, AwsCloudConnect, AwsCredentials
 from clusterflow.activities.providers.aws.connect import boundary_policy, level_policy
+from clusterflow.api.app import create_app
 from clusterflow.contracts.cloud_accounts import ReverifyInput
-from clusterflow.contracts.cloud_permissions import AWS_BOUNDARY, AWS_EKS_POLICIES, PERMISSIONS, aws_boundary_arn
+from clusterflow.contracts.cloud_permissions import (
+    AWS_BOUNDARY,
+    AWS_CLUSTER_TAG,
+    AWS_EKS_POLICIES,
+    PERMISSIONS,
+    aws_boundary_arn,
+)
 from clusterflow.records import cloud_accounts
 from clusterflow.settings import Settings
+from clusterflow.worker.main import build_worker
 from tests.aws_support import REGION, aws_document, aws_settings, aws_worker, connect, gaps, settings
-from tests.conftest import Org
+from tests.conftest import Org, Services
 from tests.fakes.aws import EksGaps, MotoAws, new_account_id
 from tests.helpers import wait_for_operation
+from tests.integration.test_eks_journey import approve_if_asked
 
 __all__ = ["aws_settings", "aws_worker", "gaps", "settings"]
 
@@ -174,3 +188,80 @@ async def test_a_deploy_creates_only_bounded_clusterflow_roles_with_eks_policies
     row = await cloud_accounts.find_usable(pool, org.id, "aws", account_id)
     assert row is not None and row.status == "DEGRADED"
     assert row.error is not None and "permissions boundary" in row.error["message"]
+
+
+@dataclass
+class Call:
+    action: str
+    params: dict[str, Any]
+
+
+def _allowed_by(policy: dict[str, Any], call: Call) -> list[str]:
+    """Sids of the Allow statements whose actions cover the call's."""
+    return [
+        s["Sid"]
+        for s in _allowed(policy)
+        if any(fnmatch.fnmatchcase(call.action.lower(), a.lower()) for a in s["Action"])
+    ]
+
+
+async def test_every_call_a_deploy_and_delete_make_is_within_the_manage_policy(
+    services: Services, moto_aws: MotoAws, org: Org, pool: asyncpg.Pool, temporal_client: Client, gaps: EksGaps
+) -> None:
+    """Every AWS request the provider sends with the connected role's credentials, through a
+    deploy and a delete, is one the `manage` policy allows: its action is granted, and what the
+    grant's condition asks of the request holds (roles named clusterflow-*, the boundary on each
+    created role, only EKS policies attached, clusterflow's tag on every EC2/EKS create)."""
+    calls: list[Call] = []
+    base = gaps.session_factory()
+
+    def recording(credentials: AwsCredentials | None, region: str) -> boto3.Session:
+        session = base(credentials, region)
+        if credentials is not None:  # the customer's role, not the platform's own calls
+
+            def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+                calls.append(Call(f"{model.service_model.signing_name}:{model.name}", dict(params)))
+
+            session.events.register("before-parameter-build.*.*", record)
+        return session
+
+    settings = aws_settings(services, moto_aws)
+    account_id = new_account_id()
+    app = create_app(settings)
+    async with (
+        build_worker(temporal_client, pool, settings, aws_sessions=recording),
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api,
+    ):
+        await connect(api, org, moto_aws, account_id)
+        deployed = (
+            await api.post("/v1/clusters", json=aws_document("lp-2", account_id), headers=org.headers())
+        ).json()["data"]
+        record = await wait_for_operation(api, org.headers(), deployed["operationId"], timeout=90)
+        assert record["status"] == "SUCCEEDED", record
+        deleted = (await api.delete(f"/v1/clusters/{deployed['clusterId']}", headers=org.headers())).json()["data"]
+        await approve_if_asked(api, org, deleted)
+        record = await wait_for_operation(api, org.headers(), deleted["operationId"], timeout=90)
+        assert record["status"] == "SUCCEEDED", record
+
+    role_name = cloud_accounts.aws_role_name(org.id)
+    policy = level_policy(account_id, role_name, "manage")
+    boundary = aws_boundary_arn(account_id, role_name)
+    actions = {c.action for c in calls}
+    assert {"eks:CreateCluster", "eks:DeleteCluster", "ec2:CreateVpc", "iam:CreateRole", "iam:DeleteRole"} <= actions
+    refused = sorted({c.action for c in calls if c.action != "sts:GetCallerIdentity" and not _allowed_by(policy, c)})
+    assert refused == [], f"calls the manage policy does not grant: {refused}"
+    for call in calls:
+        service, name = call.action.split(":")
+        if "RoleName" in call.params:
+            assert fnmatch.fnmatchcase(call.params["RoleName"], "clusterflow-*"), call
+            assert call.params["RoleName"] != role_name or name.startswith(("Get", "List")), call
+        if name == "CreateRole":
+            assert call.params["PermissionsBoundary"] == boundary, call
+        if name in ("AttachRolePolicy", "DetachRolePolicy"):
+            assert call.params["PolicyArn"] in AWS_EKS_POLICIES, call
+        if service == "ec2" and name.startswith("Create") and name != "CreateRoute":
+            tags = {t["Key"] for spec in call.params.get("TagSpecifications", []) for t in spec["Tags"]}
+            assert AWS_CLUSTER_TAG in tags, call
+        if service == "eks" and name.startswith("Create"):
+            assert AWS_CLUSTER_TAG in call.params.get("tags", {}), call
