@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.client import Client
 
 from clusterflow.api.app import create_app
+from clusterflow.devstack.postgres import free_port
 from clusterflow.records.organizations import create_api_key, create_organization
 from clusterflow.settings import Settings
 from tests.cloud import cloud_document
@@ -34,6 +37,7 @@ from tests.conftest import Org, Services, test_settings
 from tests.fakes.arm import FakeArm
 from tests.fakes.gke import FakeGke
 from tests.helpers import history_text, wait_for_operation
+from tests.processes import settings_env, spawn, stop, wait_http
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -505,3 +509,34 @@ async def test_a_credentials_request_no_worker_answers_is_a_bounded_503(
     assert response.json()["error"]["code"] == "CREDENTIALS_UNAVAILABLE"
     assert response.headers["Retry-After"]
     assert "accessToken" not in response.text
+
+
+async def test_the_cli_shows_what_a_connection_grants_before_the_script_runs(
+    api: httpx.AsyncClient, org: Org, settings: Settings, tmp_path: Path
+) -> None:
+    subscription = str(uuid.uuid4())
+    body = {"clusterName": "cli-aks", "subscriptionId": subscription, "resourceGroup": "rg-cli", "level": "read"}
+    account = (await api.post("/v1/cloud-accounts/azure", json=body, headers=org.headers())).json()["data"]
+    api_settings = settings.model_copy(update={"api_port": free_port()})
+    server = spawn("api", settings_env(api_settings), tmp_path / "api.log")
+    url = f"http://127.0.0.1:{api_settings.api_port}"
+    try:
+        wait_http(f"{url}/healthz", server)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERFLOW_", "DATABASE_URL", "TEMPORAL_"))}
+        env.update(CLUSTERFLOW_URL=url, CLUSTERFLOW_API_KEY=org.owner_key, COLUMNS="250")
+        shown = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "clusterflow.cli.main", "cloud-accounts", "show", "azure", account["id"]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        stop(server)
+    assert shown.returncode == 0, shown.stderr
+    assert "What level read grants" in shown.stdout
+    assert "Azure Kubernetes Service Cluster User Role" in shown.stdout
+    assert f"/subscriptions/{subscription}/resourceGroups/rg-cli" in shown.stdout
+    assert "Contributor" not in shown.stdout  # read: no role that changes anything

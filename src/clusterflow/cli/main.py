@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import sys
 
-from clusterflow.cli import admin, clusters, keys, ops, runs
+from clusterflow.cli import admin, cloud_accounts, clusters, keys, ops, runs
 from clusterflow.cli.client import CliError, common_options
 from clusterflow.logs import configure_logging
 from clusterflow.settings import get_settings
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.register(sub, common)
     keys.register(sub, common)
     runs.register(sub, common)
+    cloud_accounts.register(sub, common)
     return parser
 
 
