@@ -99,6 +99,8 @@ class AwsReverifyAccountsWorkflow:
 
     @workflow.run
     async def run(self, inp: ReverifyInput) -> ReverifyResult:
+        # A run an older worker started (AWS only) replays without the federated check.
+        names = REVERIFY_ACTIVITIES if workflow.patched("reverify-federated-accounts") else REVERIFY_ACTIVITIES[:1]
         outcomes = await asyncio.gather(
             *(
                 workflow.execute_activity(
@@ -109,7 +111,7 @@ class AwsReverifyAccountsWorkflow:
                     heartbeat_timeout=timedelta(minutes=2),
                     retry_policy=RetryPolicy(maximum_attempts=3),
                 )
-                for name in REVERIFY_ACTIVITIES
+                for name in names
             ),
             return_exceptions=True,
         )
