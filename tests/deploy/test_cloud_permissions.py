@@ -4,15 +4,13 @@ CloudFormation checks, and the only findings left are skipped in the template wi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from clusterflow.activities.providers.aws.connect import connect_template
 from clusterflow.contracts.cloud_permissions import LEVELS
-from tests.deploy.test_manifests import checkov_binary
+from tests.deploy.checkov import checkov_binary, run_checkov
 
 
 @pytest.mark.skipif(checkov_binary() is None, reason="checkov not installed: run `make deploy-check`")
@@ -20,15 +18,7 @@ def test_checkov_passes_the_aws_connect_templates(tmp_path: Path) -> None:
     for level in LEVELS:
         template = connect_template("123456789012", "cf-external", "210987654321", "clusterflow-org-1", level, 3600)
         (tmp_path / f"connect-{level}.json").write_text(json.dumps(template, indent=2))
-    result = subprocess.run(
-        [checkov_binary() or "", "-d", str(tmp_path), "--framework", "cloudformation", "--skip-download", "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ | {"BC_SKIP_MAPPING": "TRUE"},
-    )
-    reports = json.loads(result.stdout)
-    report = reports[0] if isinstance(reports, list) else reports
+    [report] = run_checkov(tmp_path, "cloudformation")
     failed = [(c["check_id"], c["resource"], c["file_path"]) for c in report["results"]["failed_checks"]]
     assert failed == [], failed
     assert report["summary"]["parsing_errors"] == 0
