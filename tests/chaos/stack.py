@@ -83,7 +83,9 @@ class ChaosStack:
             "CLUSTERFLOW_ACTIVITY_RETRY_INITIAL_SECONDS": "0.2",
             "CLUSTERFLOW_ACTIVITY_HEARTBEAT_TIMEOUT_SECONDS": "2",
             "CLUSTERFLOW_RECONCILE_INTERVAL_SECONDS": "0.5",
-            "CLUSTERFLOW_RECONCILE_GRACE_SECONDS": "2",
+            # Above the API's enqueue window (the 2 s Temporal bound + the 5 s acquire timeout):
+            # a reconciler never takes a row whose enqueue the API is about to refuse.
+            "CLUSTERFLOW_RECONCILE_GRACE_SECONDS": "8",
             "CLUSTERFLOW_RATE_LIMIT_WRITES_PER_SECOND": "100000",
             "CLUSTERFLOW_RATE_LIMIT_DELETES_PER_SECOND": "100000",
             "CLUSTERFLOW_RATE_LIMIT_READS_PER_SECOND": "100000",

@@ -219,6 +219,55 @@ async def test_an_enqueue_whose_start_and_withdrawal_both_fail_is_accepted_and_r
         stop(worker)
 
 
+async def test_an_enqueue_whose_row_a_reconciler_holds_answers_within_the_bound_and_stays_to_run(
+    services: Services, own_database: OwnDatabase
+) -> None:
+    """Temporal hangs, and a worker's reconciler has locked the committed row to start it itself
+    (`operations.unstarted` holds the lock while its own start waits on Temporal). The API does
+    not wait for that lock to withdraw: it answers within its bound, 202, since the reconciler
+    owns the start now, and the row stays as the operation's outbox. (The full chaos run met
+    this: 30 enqueues against a frozen Temporal, the slowest answered after 32 s.)"""
+    postgres, org = own_database.postgres, own_database.org
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # accepts connections, never answers
+    bound = 2.0
+    settings = test_settings(
+        services,
+        database_url=postgres.dsn,
+        temporal_address=f"127.0.0.1:{hole.getsockname()[1]}",
+        temporal_call_timeout_seconds=bound,
+    )
+    name = f"claimed-{uuid.uuid4().hex[:8]}"
+    reconciler = await asyncpg.connect(postgres.dsn)
+    try:
+        async with _serve(settings) as api:
+            started = time.monotonic()
+            request = asyncio.create_task(api.post("/v1/clusters", json=deploy_document(name), headers=org.headers()))
+            claim = reconciler.transaction()
+            await claim.start()
+            row = None
+            while row is None:  # as the reconciler claims it: FOR UPDATE SKIP LOCKED, once committed
+                assert time.monotonic() - started < 10, "the operation was never committed"
+                row = await reconciler.fetchrow(
+                    "SELECT id, cluster_id FROM operations WHERE cluster_name = $1 FOR UPDATE SKIP LOCKED", name
+                )
+                await asyncio.sleep(0.02)
+            done, _ = await asyncio.wait({request}, timeout=bound + 8)
+            elapsed = time.monotonic() - started
+            await claim.rollback()  # the reconciler's own start failed: the row is still its outbox
+            response = await request
+        assert request in done, f"the enqueue waited for the reconciler's lock ({elapsed:.1f}s)"
+        assert response.status_code == 202, response.text
+        assert response.json()["data"]["operationId"] == row["id"]
+        assert await reconciler.fetchval("SELECT status FROM operations WHERE id = $1", row["id"]) == "PENDING"
+    finally:
+        hole.close()
+        await reconciler.execute("DELETE FROM operations WHERE cluster_name = $1", name)
+        await reconciler.execute("DELETE FROM clusters WHERE name = $1", name)
+        await reconciler.close()
+
+
 async def test_an_exhausted_pool_answers_503_database_unavailable_within_the_acquire_timeout(
     services: Services, org: Org
 ) -> None:

@@ -21,9 +21,13 @@ per kind, whose `prepare` locks, reads, refuses and returns the `OperationPlan`)
    client gets 503 + Retry-After when Temporal was unavailable, or a 500 naming Temporal's
    refusal otherwise. A workflow that did start after all finds no record and ends without
    doing anything (`records.begin_operation`). If the workflow began first, the client gets
-   its 202; so it does if the database is down too, so that the withdrawal fails: the committed
-   row is then the operation's outbox. If this process dies before either, the worker's
-   reconciler starts the workflow from the committed row.
+   its 202; so it does if the database is down too, so that the withdrawal fails, or if a
+   worker's reconciler holds the row to start it itself (the withdrawal never waits for that
+   lock, which lasts as long as Temporal hangs): the committed row is then the operation's
+   outbox. If this process dies before either, the worker's reconciler starts the workflow from
+   the committed row. Its grace (`reconcile_grace_seconds`) must exceed this whole window
+   (`temporal_call_timeout_seconds` + `db_acquire_timeout_seconds`), or it takes enqueues that
+   the API is about to refuse and they are answered 202 instead.
 """
 
 from __future__ import annotations

@@ -751,11 +751,19 @@ async def withdraw_unstarted(conn: Conn, operation_id: str) -> bool:
     For an enqueue the API refused after committing (the workflow start failed): the client was
     told nothing was enqueued, so nothing stays, not even a FAILED record in the cluster's
     history. A workflow that did start after all finds no record at `begin` and ends at once;
-    one that began first has marked the row started, and then it stays."""
+    one that began first has marked the row started, and then it stays.
+
+    A row locked by a worker's reconciler (`unstarted`, which holds it while its own start
+    call runs, however long Temporal takes) is not waited for: the reconciler owns its start
+    now, so it stays, and the caller answers as for a started operation. Waiting would hold
+    the request, and a pooled connection, for as long as Temporal hangs."""
     withdrawn = await conn.fetchval(
-        """DELETE FROM operations
-            WHERE id = $1 AND status = 'PENDING' AND workflow_started_at IS NULL
-              AND NOT EXISTS (SELECT 1 FROM operation_events WHERE operation_id = $1)
+        """WITH claimed AS (
+                SELECT id FROM operations
+                 WHERE id = $1 AND status = 'PENDING' AND workflow_started_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM operation_events WHERE operation_id = $1)
+                   FOR UPDATE SKIP LOCKED)
+            DELETE FROM operations o USING claimed WHERE o.id = claimed.id
             RETURNING true""",
         operation_id,
     )
