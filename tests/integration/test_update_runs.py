@@ -470,6 +470,36 @@ async def test_a_busy_cluster_is_skipped_when_the_strategy_says_so(
     assert held_record["status"] == "SUCCEEDED"
 
 
+@pytest.mark.usefixtures("worker")
+async def test_a_busy_cluster_is_waited_for_when_the_strategy_says_so(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    await _no_approval(api, org)
+    ids = await _deploy(api, org, ["held"])
+    update = {
+        "apiVersion": "clusterflow.dev/v1",
+        "kind": "K8sClusterUpdate",
+        "spec": {"tags": {"team": "b"}, "local": {"phaseSeconds": 1.0}},
+    }
+    held = await api.patch(f"/v1/clusters/{ids['held']}", json=update, headers=org.headers())
+    assert held.status_code == 202, held.text
+    body = _run([{"name": "only", "groups": [{"name": "g", "clusterIds": [ids["held"]]}]}], phase_seconds=0.05)
+    body["strategy"]["busyCluster"] = {"action": "wait", "maxWaitSeconds": 60}
+    response = await api.post("/v1/update-runs", json=body, headers=org.headers())
+    run_id = response.json()["data"]["operationId"]
+    waiting = await _wait_run(
+        api, org, run_id, lambda r: _clusters(r)[ids["held"]]["status"] == "WAITING_BUSY", "the cluster waiting"
+    )
+    assert held.json()["data"]["operationId"] in _clusters(waiting)[ids["held"]]["reason"]
+    record = await wait_for_operation(api, org.headers(), run_id, timeout=60)
+    assert record["status"] == "SUCCEEDED", record
+    first = await wait_for_operation(api, org.headers(), held.json()["data"]["operationId"])
+    (child,) = await _children(pool, run_id)
+    assert child["status"] == "SUCCEEDED" and child["started_at"] >= datetime.fromisoformat(first["completedAt"])
+    cluster = (await api.get(f"/v1/clusters/{ids['held']}", headers=org.headers())).json()["data"]
+    assert cluster["kubernetesVersion"] == "1.32" and cluster["tags"] == {"team": "b"}
+
+
 @pytest.fixture
 def crash_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"activity_heartbeat_timeout_seconds": 2.0})

@@ -12,13 +12,14 @@ starts top-level operations whose start was lost) leaves it to the run.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 
 from temporalio import activity
 from temporalio.converter import value_to_type
 from temporalio.exceptions import ApplicationError
 
+from clusterflow.contracts.cluster import NodeGroupSpec
 from clusterflow.contracts.operations import ClusterState, OperationType, UpdateInput
 from clusterflow.contracts.update_runs import (
     CloseChildren,
@@ -29,10 +30,29 @@ from clusterflow.contracts.update_runs import (
     WindowOpening,
 )
 from clusterflow.records import clusters, operations, update_runs
+from clusterflow.records.clusters import ClusterRow
 from clusterflow.records.db import DbPool
 from clusterflow.records.errors import ClusterBusy
 
 CHILD_WORKFLOW_TYPE = "ClusterUpdate"
+
+
+def _rebased(update: UpdateInput, row: ClusterRow) -> UpdateInput | None:
+    """The update planned at enqueue, on the cluster as it is recorded now.
+
+    A run's change moves versions only, so what another operation changed meanwhile (tags, most
+    often) is carried into the plan's before and after: the update must not write back the tags
+    the cluster had when the run was planned. Node groups that changed make the planned node
+    group upgrades wrong: None, and the cluster is skipped."""
+    plan = update.plan
+    groups = tuple(NodeGroupSpec.from_document(g) for g in row.worker_nodes or ())
+    if groups != plan.before.node_groups:
+        return None
+    tags = {str(k): str(v) for k, v in (row.tags or {}).items()}
+    if tags == dict(plan.before.tags):
+        return update
+    moved = replace(plan, before=replace(plan.before, tags=tags), after=replace(plan.after, tags=tags))
+    return replace(update, plan=moved)
 
 
 class UpdateRunActivities:
@@ -66,6 +86,17 @@ class UpdateRunActivities:
                     reason=f"the cluster runs {row.kubernetes_version}, not the {child.planned_version} "
                     "it was planned from: start a new run",
                 )
+            rebased = _rebased(update, row)
+            if rebased is None:
+                return OpenedChild(
+                    OpenOutcome.SKIPPED,
+                    reason="the cluster's node groups changed since the run was planned: start a new run",
+                )
+            if rebased is not update:
+                update = rebased
+                document = asdict(update)
+                await update_runs.set_child_input(conn, inp.run_id, inp.cluster_id, document)
+                child = replace(child, update_input=document)
             try:
                 await operations.insert(
                     conn,

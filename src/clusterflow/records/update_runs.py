@@ -265,6 +265,16 @@ async def lock_child(conn: Conn, run_id: str, cluster_id: str) -> ChildToOpen | 
     )
 
 
+async def set_child_input(conn: Conn, run_id: str, cluster_id: str, update_input: dict[str, Any]) -> None:
+    """Replace a planned cluster's update input (rebased on the cluster as recorded when its turn came)."""
+    await conn.execute(
+        "UPDATE update_run_clusters SET update_input = $3 WHERE run_id = $1 AND cluster_id = $2",
+        run_id,
+        cluster_id,
+        update_input,
+    )
+
+
 async def cancel_unbegun(conn: Conn, run_id: str, cluster_ids: list[str], reason: str) -> list[str]:
     """End the run's child operations that are still PENDING (their workflow never took its
     first step) as CANCELLED; returns the operation IDs ended."""
