@@ -161,6 +161,42 @@ async def test_postgres_down_answers_503_database_unavailable_logged_once_and_re
     assert tracebacks == [], [r.getMessage() for r in tracebacks]
 
 
+async def test_a_postgres_outage_is_one_warning_and_one_recovery_from_the_background_loops(
+    services: Services, own_database: OwnDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No request meets the outage: the API's own loops do (the guard heartbeat every 0.2 s, the
+    LISTEN connection, the pool refilling its floor). The log says the database is unavailable
+    once and available again once, with no traceback and no line per retry."""
+    postgres, org = own_database.postgres, own_database.org
+    settings = test_settings(services, database_url=postgres.dsn, instance_heartbeat_seconds=0.2, db_pool_min=2)
+    async with _serve(settings) as api:
+        assert (await api.get("/v1/clusters", headers=org.headers())).status_code == 200
+        caplog.clear()
+        caplog.set_level(logging.INFO)
+        postgres.stop()
+        try:
+            await asyncio.sleep(3)  # some 15 rounds of the guard loop
+        finally:
+            postgres.start()
+
+        async def recovered() -> bool:
+            said = any("database available again" in r.getMessage() for r in caplog.records)
+            return said and (await api.get("/v1/clusters", headers=org.headers())).status_code == 200
+
+        await _until(recovered)
+        await asyncio.sleep(1)  # a few more rounds, on the database that is back
+
+    tracebacks = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.exc_info]
+    assert tracebacks == []
+    messages = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    down = [m for name, _, m in messages if name == "clusterflow.api.dependency_faults" and "unavailable (" in m]
+    up = [m for name, _, m in messages if name == "clusterflow.api.dependency_faults" and "available again" in m]
+    assert len(down) == 1 and down[0].startswith("database"), down
+    assert len(up) == 1, up
+    retries = [m for _, level, m in messages if level >= logging.WARNING and "retrying" in m]
+    assert retries == []
+
+
 async def test_an_enqueue_whose_start_and_withdrawal_both_fail_is_accepted_and_run_by_the_reconciler(
     services: Services, own_database: OwnDatabase, tmp_path: Path
 ) -> None:

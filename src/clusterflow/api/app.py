@@ -20,7 +20,7 @@ from temporalio.client import Client
 from clusterflow import __version__, startup_checks
 from clusterflow.api import strict_requests
 from clusterflow.api.audit_log import AuditMiddleware, AuditWriter
-from clusterflow.api.dependency_faults import Dependency, Outages
+from clusterflow.api.dependency_faults import Dependency, Outages, quiet_background_loops
 from clusterflow.api.errors import install_error_handlers
 from clusterflow.api.middleware import ObservabilityMiddleware, RequestHygieneMiddleware, RequestIdMiddleware
 from clusterflow.api.openapi_extras import document_common_answers
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.outages = outages = Outages(
             {Dependency.DATABASE: lambda: ping(pool), Dependency.TEMPORAL: temporal.service_client.check_health}
         )
+        unquiet = quiet_background_loops(outages)
         app.state.guards = ApiGuards(settings)
         await app.state.guards.start(app.state.pool)
         app.state.audit = AuditWriter(app.state.pool)
@@ -115,9 +116,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            unquiet()
             hub.close()
-            await listener.stop()
             await outages.close()
+            await listener.stop()
             await app.state.guards.stop()
             await app.state.audit.stop()
             await app.state.pool.close()

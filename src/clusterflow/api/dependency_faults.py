@@ -9,7 +9,10 @@ to Temporal go through `api/orchestrator.py`, which bounds them and raises
 
 An outage is logged once, as a warning without a traceback, when the first request meets it;
 a probe in the background then asks the service every second and logs once more when it
-answers again. Every refused request is counted in
+answers again. The API's background loops (the guard heartbeat, the audit writer, the LISTEN
+connection, asyncpg's pool refilling its floor) log each failed round with its traceback; a
+filter on their loggers (`quiet_background_loops`) turns a round that failed because a
+dependency is down into that same one warning per outage. Every refused request is counted in
 `clusterflow_dependency_unavailable_total{dependency}`, so the rate of 503s is visible without
 a log line per request.
 """
@@ -112,6 +115,10 @@ class Outages:
 
     def refused(self, dependency: Dependency, err: BaseException) -> None:
         UNAVAILABLE_TOTAL.labels(dependency.value).inc()
+        self.noticed(dependency, err)
+
+    def noticed(self, dependency: Dependency, err: BaseException) -> None:
+        """The outage's one warning and its recovery probe, whoever meets it first."""
         if dependency in self._watching:
             return
         log.warning(
@@ -143,3 +150,45 @@ class Outages:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+# Loggers of loops that run beside the requests, each failing once a round while a dependency is down.
+BACKGROUND_LOGGERS = (
+    "clusterflow.api.security",
+    "clusterflow.api.audit_log",
+    "clusterflow.records.change_listener",
+    "asyncpg.pool",
+)
+
+
+class _QuietOutages(logging.Filter):
+    """Drops a record whose exception says a dependency is unavailable, after telling `Outages`
+    (one warning per outage, one on recovery); lets everything else through."""
+
+    def __init__(self, outages: Outages) -> None:
+        super().__init__()
+        self._outages = outages
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        dependency = classify(err) if err is not None else None
+        if err is None or dependency is None:
+            return True
+        with contextlib.suppress(RuntimeError):  # logged off the event loop: no probe, still quiet
+            self._outages.noticed(dependency, err)
+        return False
+
+
+def quiet_background_loops(outages: Outages) -> Callable[[], None]:
+    """While the app runs, its background loops report an outage through `outages`; returns
+    the undo, for the app's shutdown."""
+    quiet = _QuietOutages(outages)
+    loggers = [logging.getLogger(name) for name in BACKGROUND_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+
+    def undo() -> None:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+    return undo

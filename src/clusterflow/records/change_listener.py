@@ -10,7 +10,8 @@ revocation, expiry or role changed (migration 0009), for the API's key cache.
 
 The connection is dedicated (a pooled connection would lose its LISTEN when released). If it
 drops, the listener reconnects with backoff and then calls `on_reconnect`, because
-notifications sent while it was away are gone: subscribers must re-read from the table.
+notifications sent while it was away are gone: subscribers must re-read from the table. An
+outage is logged once when the connection is lost and once when it is back, not per retry.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
-from clusterflow.records.db import connect
+from clusterflow.records.db import connect, connection_broken
+from clusterflow.records.errors import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +122,19 @@ class EventListener:
             await self._lost.wait()
             log.warning("the LISTEN connection was lost; reconnecting")
             await self._close()
-            backoff = 0.1
+            backoff, failures, lost_at = 0.1, 0, time.monotonic()
             while True:
                 try:
                     await self._connect()
                     break
-                except (OSError, asyncpg.PostgresError) as err:
-                    log.warning("LISTEN reconnect failed (%s); retrying in %.1fs", type(err).__name__, backoff)
+                except Exception as err:  # never give up: the process has no other LISTEN
+                    failures += 1
+                    # The database being away was said once, above; anything else each time.
+                    level = logging.DEBUG if database_unavailable(err) or connection_broken(err) else logging.WARNING
+                    log.log(level, "LISTEN reconnect failed (%s); retrying in %.1fs", type(err).__name__, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self._max_backoff)
-            log.info("LISTEN connection restored")
+            log.warning(
+                "LISTEN connection restored after %.1fs (%d failed attempts)", time.monotonic() - lost_at, failures
+            )
             self._on_reconnect()
