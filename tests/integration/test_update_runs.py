@@ -792,3 +792,76 @@ def test_concurrency_and_failure_thresholds_resolve_against_the_group_and_stage(
         )
     )
     assert plan_from_json(json.loads(json.dumps(asdict(plan)))) == plan
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="no /usr/bin/chromium")
+async def test_the_console_run_page_shows_stages_as_columns_and_an_owner_approves_its_gate(
+    settings: Settings, worker: None, org: Org, pool: asyncpg.Pool
+) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from tests.live import live_api
+
+    async with live_api(settings) as live, httpx.AsyncClient(base_url=live.url, timeout=10) as api:
+        await _no_approval(api, org)
+        ids = await _deploy(api, org, ["web-1", "web-2", "web-3"])
+        stages = [
+            {"name": "dev", "groups": [{"name": "g", "clusterIds": [ids["web-1"]]}]},
+            {
+                "name": "prod",
+                "beforeGates": [{"type": "approval", "name": "go-live"}],
+                "groups": [{"name": "eu", "clusterIds": [ids["web-2"], ids["web-3"]], "maxConcurrency": 2}],
+            },
+        ]
+        response = await api.post("/v1/update-runs", json=_run(stages, phase_seconds=0.1), headers=org.headers())
+        run_id = response.json()["data"]["operationId"]
+        _, viewer_key = await create_api_key(pool, org.id, "viewer", "viewer")
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                pages = []
+                for key in (org.owner_key, viewer_key):
+                    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+                    page = await context.new_page()
+                    errors: list[str] = []
+                    page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
+                    await page.goto(f"{live.url}/console")
+                    await page.get_by_label("API key").fill(key)
+                    await page.get_by_role("button", name="Sign in").click()
+                    await page.get_by_role("link", name="Update runs").click()
+                    await page.get_by_role("link", name="monthly-1.32").click()
+                    pages.append((page, errors))
+                owner, viewer = pages[0][0], pages[1][0]
+                await expect(owner.get_by_role("heading", name="Update run monthly-1.32")).to_be_visible()
+                await expect(owner.get_by_role("region", name="stage dev")).to_be_visible()
+                await expect(owner.get_by_role("region", name="stage prod")).to_be_visible()
+                approve = owner.get_by_role("button", name="Approve g1")
+                await expect(approve).to_be_enabled(timeout=30_000)
+                await expect(viewer.get_by_role("button", name="Approve g1")).to_be_disabled()
+                await expect(owner.get_by_role("progressbar", name="cluster web-1")).to_have_attribute(
+                    "aria-valuenow", "100"
+                )
+                await approve.click()
+                for name in ("web-2", "web-3"):
+                    await expect(owner.get_by_role("progressbar", name=f"cluster {name}")).to_have_attribute(
+                        "aria-valuenow", "100", timeout=30_000
+                    )
+                await expect(owner.get_by_role("region", name="stage prod").locator(".badge").first).to_have_text(
+                    "SUCCEEDED", timeout=30_000
+                )
+                ARTIFACTS = Path(__file__).resolve().parents[2] / ".clusterflow" / "artifacts" / "console"
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                await owner.screenshot(path=str(ARTIFACTS / "update-run.png"), full_page=True)
+                assert "null" not in await owner.locator("#view").inner_text()
+                assert pages[0][1] == [] and pages[1][1] == []
+            finally:
+                await browser.close()
+        record = await wait_for_operation(api, org.headers(), run_id)
+        assert record["status"] == "SUCCEEDED"
+        run = await _get_run(api, org, run_id)
+        assert run["stages"][1]["beforeGates"][0]["decidedBy"]

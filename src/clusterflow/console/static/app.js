@@ -1,6 +1,7 @@
 // The operator console: hash-routed views over the public API (see api.js). No framework:
 // views build DOM with h(), never innerHTML, so nothing the API returns is parsed as markup.
 import { api, ApiFailure, followOperation, ROLES, session, TERMINAL } from "./api.js";
+import { runPage, runsPage } from "./runs.js";
 
 const OPERATION_TYPES = [
   "CLUSTER_DEPLOY", "CLUSTER_UPDATE", "CLUSTER_DELETE", "CLUSTER_REGISTER", "CLUSTER_UNREGISTER",
@@ -178,6 +179,8 @@ async function render(moveFocus = false) {
     else if (section === "operations" && parts[1]) content = await operationPage(parts[1], signal);
     else if (section === "operations") content = await operationsPage(query, signal, false);
     else if (section === "approvals") content = await operationsPage(query, signal, true);
+    else if (section === "runs" && parts[1]) content = await runPage(parts[1], signal, me.role);
+    else if (section === "runs") content = await runsPage(signal);
     else content = h("p", { text: "No such page." });
     if (signal.aborted) return;
     view.replaceChildren(content);
