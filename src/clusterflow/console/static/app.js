@@ -5,7 +5,7 @@ import { runPage, runsPage } from "./runs.js";
 
 const OPERATION_TYPES = [
   "CLUSTER_DEPLOY", "CLUSTER_UPDATE", "CLUSTER_DELETE", "CLUSTER_REGISTER", "CLUSTER_UNREGISTER",
-  "CLOUD_CONNECT", "KUBECONFIG_GENERATE", "CLUSTER_RESYNC",
+  "CLOUD_CONNECT", "KUBECONFIG_GENERATE", "CLUSTER_RESYNC", "UPDATE_RUN",
 ];
 const STATUSES = ["PENDING", "AWAITING_APPROVAL", "RUNNING", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED", "REJECTED"];
 // Browsers keep ~6 HTTP/1.1 connections per host: a list streams a few operations and polls the rest.
