@@ -267,7 +267,7 @@ async def test_a_run_upgrades_stages_in_order_with_a_soak_an_approval_gate_and_a
             "groups": [{"name": "eu", "clusterIds": [ids["prod-1"], ids["prod-2"]], "maxConcurrency": 2}],
         },
     ]
-    response = await api.post("/v1/update-runs", json=_run(stages, phase_seconds=0.1), headers=org.headers())
+    response = await api.post("/v1/update-runs", json=_run(stages, phase_seconds=0.2), headers=org.headers())
     assert response.status_code == 202, response.text
     accepted = response.json()["data"]
     run_id = accepted["operationId"]
