@@ -395,14 +395,25 @@ async def test_a_thousand_bad_requests_are_all_refused_and_enqueue_nothing(share
     assert ok
 
 
-def api_tracebacks(stack: ChaosStack) -> int:
-    """Tracebacks the API logged for a request (the log line before names its request_id)."""
+def api_tracebacks(stack: ChaosStack, *, requests_only: bool = True) -> int:
+    """Tracebacks the API logged for a request (the log line before names its request_id), or
+    any, its background loops' included."""
     found = 0
     for log in stack.root.glob("api*.log"):
         lines = log.read_text(errors="replace").splitlines()
         pairs = itertools.pairwise(lines)
-        found += sum(1 for before, line in pairs if line.startswith("Traceback") and "request_id=" in before)
+        found += sum(
+            1
+            for before, line in pairs
+            if line.startswith("Traceback") and (not requests_only or "request_id=" in before)
+        )
     return found
+
+
+def api_outage_warnings(stack: ChaosStack) -> tuple[int, int]:
+    """How many times the API's log said the database was unavailable, and available again."""
+    text = "".join(log.read_text(errors="replace") for log in stack.root.glob("api*.log"))
+    return text.count("database unavailable ("), text.count("database available again")
 
 
 async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack) -> None:
@@ -414,6 +425,7 @@ async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack
     codes: dict[str, Counter[tuple[int, str]]] = {"before": Counter(), "down": Counter(), "after": Counter()}
     window = ["before"]
     missing_retry_after = 0
+    unanswered: Counter[str] = Counter()
     accepted: list[str] = []
     refused: list[str] = []
     stop = asyncio.Event()
@@ -433,8 +445,9 @@ async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack
                         response = await http.get("/v1/clusters")
                     else:
                         response = await http.get("/v1/operations")
-                except httpx.HTTPError:
-                    codes[window[0]][(-1, kind)] += 1
+                except httpx.HTTPError as err:
+                    codes[window[0]][(-1, kind)] += 1  # no answer at all
+                    unanswered[f"{kind}: {type(err).__name__}"] += 1
                     continue
                 codes[window[0]][(response.status_code, kind)] += 1  # by when the answer came
                 if response.status_code == 503 and not response.headers.get("Retry-After"):
@@ -446,6 +459,8 @@ async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack
         load = [asyncio.create_task(client(i)) for i in range(clients)]
         await asyncio.sleep(2)
         tracebacks_before = api_tracebacks(stack)
+        all_tracebacks_before = api_tracebacks(stack, requests_only=False)
+        warnings_before = api_outage_warnings(stack)
         window[0] = "down"
         await asyncio.to_thread(stack.postgres.stop)
         await asyncio.sleep(outage)
@@ -459,6 +474,8 @@ async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack
         stop.set()
         await asyncio.gather(*load)
     tracebacks = api_tracebacks(stack) - tracebacks_before
+    background_tracebacks = api_tracebacks(stack, requests_only=False) - all_tracebacks_before - tracebacks
+    down_said, up_said = (now - then for now, then in zip(api_outage_warnings(stack), warnings_before, strict=True))
     assert stack.pool is not None
     for _ in range(50):  # the test's own pool reconnects too
         try:
@@ -488,6 +505,9 @@ async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack
         and len(ids) == len(accepted)
         and set(outcome) <= {"SUCCEEDED"}
         and tracebacks == 0
+        and background_tracebacks == 0
+        and not unanswered
+        and (down_said, up_said) == (1, 1)
     )
 
     def summary(counter: Counter[tuple[int, str]]) -> dict[int, int]:
@@ -502,7 +522,8 @@ async def test_postgres_down_under_load_answers_503_never_500(shared: ChaosStack
         f"{clients} clients, PostgreSQL stopped {outage} s: before {summary(codes['before'])}, while down "
         f"{summary(codes['down'])}, after {summary(codes['after'])}; 500s {server_errors}; 503 without Retry-After "
         f"{missing_retry_after}; {len(accepted)} enqueues accepted: {dict(outcome)}; {len(refused)} refused, "
-        f"left behind {phantoms}; request tracebacks in the API's log {tracebacks}",
+        f"left behind {phantoms}; request tracebacks in the API's log {tracebacks}, others {background_tracebacks}; "
+        f"the log said unavailable {down_said}, available again {up_said}; unanswered {dict(unanswered)}",
     )
     assert ok
 

@@ -32,6 +32,7 @@ from clusterflow.api.dependency_faults import (
     Outages,
     classify,
 )
+from clusterflow.records.db import BROKEN_CONNECTION
 from clusterflow.records.errors import DATABASE_UNREACHABLE, DatabaseError
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def install_error_handlers(app: FastAPI) -> None:
         RPCTimeoutOrCancelledError,
         DatabaseError,
         *DATABASE_UNREACHABLE,
+        *BROKEN_CONNECTION,
         Exception,
     ):
         app.add_exception_handler(cls, _unexpected)

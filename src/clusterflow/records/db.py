@@ -88,7 +88,7 @@ async def connect(dsn: str) -> asyncpg.Connection[Any]:
     return conn
 
 
-_BROKEN_CONNECTION: tuple[type[BaseException], ...] = (
+BROKEN_CONNECTION: tuple[type[Exception], ...] = (
     asyncpg.exceptions.InternalClientError,  # "cannot switch to state 12": the server left mid-exchange
     asyncio.IncompleteReadError,  # the socket closed inside a message
     socket.gaierror,  # the database's host name does not resolve (DNS down)
@@ -100,7 +100,7 @@ def connection_broken(err: BaseException) -> bool:
     opened, besides its classes of connection errors (`records.errors.database_unavailable`): a
     query on a connection whose server shut down between two messages of one exchange raises
     an internal state error, not a connection error. A stale schema cache is not an outage."""
-    return isinstance(err, _BROKEN_CONNECTION) and not isinstance(err, asyncpg.exceptions.OutdatedSchemaCacheError)
+    return isinstance(err, BROKEN_CONNECTION) and not isinstance(err, asyncpg.exceptions.OutdatedSchemaCacheError)
 
 
 async def ping(db: Executor) -> None:
