@@ -391,3 +391,23 @@ async def test_an_editor_cannot_relabel_a_cluster_out_of_its_approval_rule(
     assert await stored_labels() == {"env": "prod", "team": "payments"}
     assert (await relabel({"env": "dev"}, org.owner_key)).status_code == 200
     assert await stored_labels() == {"env": "dev", "team": "payments"}
+
+
+async def test_an_owner_who_approves_the_moment_a_delete_is_accepted_is_not_refused(
+    api: httpx.AsyncClient, org: Org, pool: asyncpg.Pool
+) -> None:
+    """The decision races the workflow beginning its record (PENDING, then AWAITING_APPROVAL):
+    it is taken either way, recorded once, and the delete runs."""
+    await put_policy(api, org, clusterDelete=True)
+    editor = await key(pool, org, "editor", "hasty editor")
+    names = [f"hasty-{i}" for i in range(4)]
+    for cluster_id in await asyncio.gather(*(deployed(api, org, name) for name in names)):
+        response = await api.delete(f"/v1/clusters/{cluster_id}", headers=org.headers(editor))
+        assert response.status_code == 202, response.text
+        operation_id = response.json()["data"]["operationId"]
+        approved = await decide(api, org, operation_id, org.owner_key)
+        assert approved.status_code == 200, approved.text
+        record = await wait_for_operation(api, org.headers(), operation_id)
+        assert record["status"] == "SUCCEEDED", record
+        assert [r["decision"] for r in record["approval"]["received"]] == ["APPROVE"]
+        assert await live(pool, cluster_id) == set()

@@ -166,7 +166,12 @@ async def decide(
     operation's; a signed notification link (checked by the caller) is accepted once."""
     if not principal.has_role("owner"):
         raise ApiError(403, "FORBIDDEN", f"approving needs the owner role; the key has {principal.role}")
-    if row.status != OperationStatus.AWAITING_APPROVAL:
+    # An operation accepted for approval is PENDING until its workflow has begun its record; the
+    # workflow takes decisions from its first task, so one sent at once is not refused.
+    awaiting = row.status == OperationStatus.AWAITING_APPROVAL or (
+        row.status == OperationStatus.PENDING and row.approval_expires_at is not None
+    )
+    if not awaiting:
         raise ApiError(
             409,
             "NOT_AWAITING_APPROVAL",

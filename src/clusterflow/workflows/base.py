@@ -59,6 +59,13 @@ class OperationWorkflow:
         self._phase: str | None = None
         self.removed: list[str] = []  # what teardown removed so far, kept if it is interrupted
 
+    def expect_decision(self, approval: ApprovalRequirement | None) -> None:
+        """Called from each subclass's `@workflow.init` constructor: an Update delivered with the
+        workflow's first task is validated before `run` starts, so an owner who approves the
+        moment the operation is accepted must find the requirement already in place."""
+        self.approval = approval
+        self._awaiting_decision = approval is not None
+
     @workflow.query
     def current_phase(self) -> str | None:
         """Live phase for operators with the Temporal UI; clients read the record instead."""
@@ -126,12 +133,13 @@ class OperationWorkflow:
         were accepted; the operation proceeds once `approvals_required` distinct owners approved
         and ends REJECTED at the first rejection or when the window passes."""
         self.steps, self.approval = steps, approval
+        self._awaiting_decision = approval is not None  # decisions are taken from the first task
         begun = await steps.begin(awaiting_approval=approval is not None)
         if not begun.proceed and begun.status != OperationStatus.AWAITING_APPROVAL:
+            self._awaiting_decision = False
             return begun.status
         if approval is None:
             return None
-        self._awaiting_decision = True
         expires_at = datetime.fromisoformat(approval.expires_at)
         while True:
             window = max(expires_at - workflow.now(), timedelta(seconds=0))

@@ -29,8 +29,10 @@ with workflow.unsafe.imports_passed_through():
 
 @workflow.defn(name="ClusterDelete")
 class ClusterDeleteWorkflow(OperationWorkflow):
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: DeleteInput) -> None:
         super().__init__()
+        self.expect_decision(inp.approval)
         self._teardown_started = False
 
     @workflow.run

@@ -39,6 +39,11 @@ def phase_input_factory(inp: DeployInput | UpdateInput | DeleteInput) -> PhaseIn
 
 @workflow.defn(name="ClusterDeploy")
 class ClusterDeployWorkflow(OperationWorkflow):
+    @workflow.init
+    def __init__(self, inp: DeployInput) -> None:
+        super().__init__()
+        self.expect_decision(inp.approval)
+
     @workflow.run
     async def run(self, inp: DeployInput) -> OperationOutcome:
         outcome: OperationOutcome = await self.guarded(lambda: self._deploy(inp), lambda: self._clean_up(inp))

@@ -53,8 +53,10 @@ class Rollback:
 
 @workflow.defn(name="ClusterUpdate")
 class ClusterUpdateWorkflow(OperationWorkflow):
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: UpdateInput) -> None:
         super().__init__()
+        self.expect_decision(inp.approval)
         self._touched: list[str] = []  # phases that started changing the cluster
         self._completed: dict[str, PhaseResult] = {}
         self._started: str | None = None

@@ -84,8 +84,11 @@ _DONE = (UnitStatus.SUCCEEDED, UnitStatus.COMPLETED_WITH_FAILURES, UnitStatus.SK
 
 @workflow.defn(name="UpdateRun")
 class UpdateRunWorkflow(OperationWorkflow):
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: UpdateRunInput) -> None:
         super().__init__()
+        if inp.progress is None:  # a run continued as new was decided before
+            self.expect_decision(inp.approval)
         self._inp: UpdateRunInput | None = None
         self._status = RunStatus.PENDING
         self._message = ""
