@@ -20,6 +20,8 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from clusterflow.ids import operation_id as new_operation_id
+from clusterflow.records import operations
 from tests.conftest import Org, Services, test_settings
 from tests.helpers import all_events, deploy_document, wait_for_operation
 from tests.processes import settings_env, spawn, stop
@@ -96,6 +98,28 @@ async def test_a_record_that_refuses_even_the_failure_is_ended_by_the_reconciler
     reconciler ends the record FAILED with the workflow's code."""
     from clusterflow.api.app import create_app
 
+    # Ahead of it in the reconciler's walk: more operations idle for an hour than one page holds,
+    # whose workflows still run (here: are unknown to Temporal), as a day of waiting approvals is.
+    async with pool.acquire() as conn:
+        for _ in range(45):
+            await operations.insert(
+                conn,
+                operation_id=new_operation_id(),
+                organization_id=org.id,
+                cluster_id=None,
+                cluster_name=None,
+                operation_type="CLUSTER_DEPLOY",
+                requested_by=None,
+                idempotency_key=None,
+                workflow_type="ClusterDeploy",
+                workflow_input={},
+            )
+        await conn.execute(
+            """UPDATE operations SET status = 'RUNNING', workflow_started_at = now() - interval '1 hour',
+                      last_update = now() - interval '1 hour'
+                WHERE organization_id = $1 AND status = 'PENDING' AND cluster_id IS NULL""",
+            org.id,
+        )
     settings = test_settings(services)
     env = settings_env(settings, CLUSTERFLOW_RECONCILE_ABANDONED_AFTER_SECONDS="1")
     worker = spawn("worker", env, tmp_path / "worker.log")

@@ -648,19 +648,37 @@ async def unstarted(conn: Conn, older_than_seconds: float, limit: int = 100) -> 
     return [UnstartedOperation(r["id"], r["workflow_type"], r["workflow_input"]) for r in rows]
 
 
-async def idle_active(db: Executor, idle_seconds: float, limit: int = 20) -> list[str]:
+@dataclass(frozen=True)
+class IdleCursor:
+    """Where a walk through idle operations stopped: (last_update, id) of the last one seen."""
+
+    last_update: datetime
+    operation_id: str
+
+
+async def idle_active(
+    db: Executor, idle_seconds: float, limit: int = 20, after: IdleCursor | None = None
+) -> tuple[list[str], IdleCursor | None]:
     """Operations not finished, whose workflow started, whose record has not changed for
-    `idle_seconds`: the reconciler asks Temporal whether their workflow still runs."""
+    `idle_seconds`: the reconciler asks Temporal whether their workflow still runs.
+
+    A page at a time, oldest first, after `after`; returns the page and the cursor for the next
+    one (None once the walk is through). Walking on matters: operations legitimately idle
+    (awaiting approval for a day, a long cloud wait) must not hide the abandoned ones behind them."""
     rows = await db.fetch(
-        """SELECT id FROM operations
+        """SELECT id, last_update FROM operations
             WHERE status = ANY($1::text[]) AND workflow_started_at IS NOT NULL
               AND last_update < now() - make_interval(secs => $2)
-            ORDER BY last_update LIMIT $3""",
+              AND ($4::timestamptz IS NULL OR (last_update, id) > ($4::timestamptz, $5::text))
+            ORDER BY last_update, id LIMIT $3""",
         _ACTIVE,
         idle_seconds,
         limit,
+        after.last_update if after else None,
+        after.operation_id if after else None,
     )
-    return [str(r["id"]) for r in rows]
+    cursor = IdleCursor(rows[-1]["last_update"], str(rows[-1]["id"])) if len(rows) == limit else None
+    return [str(r["id"]) for r in rows], cursor
 
 
 async def mark_workflow_started(db: Executor, operation_id: str) -> None:

@@ -72,10 +72,14 @@ async def _ended_with(client: Client, operation_id: str) -> tuple[str, str] | No
     return code, reason
 
 
-async def repair_abandoned(pool: DbPool, client: Client, abandoned_after_seconds: float) -> int:
-    """One pass; returns how many records it ended."""
+async def repair_abandoned(
+    pool: DbPool, client: Client, abandoned_after_seconds: float, after: operations.IdleCursor | None = None
+) -> tuple[int, operations.IdleCursor | None]:
+    """One pass over a page of idle operations after `after`; returns how many records it ended
+    and where the next pass goes on (None: start again from the oldest)."""
     repaired = 0
-    for operation_id in await operations.idle_active(pool, abandoned_after_seconds):
+    idle, cursor = await operations.idle_active(pool, abandoned_after_seconds, after=after)
+    for operation_id in idle:
         ended = await _ended_with(client, operation_id)
         if ended is None:
             continue
@@ -94,7 +98,7 @@ async def repair_abandoned(pool: DbPool, client: Client, abandoned_after_seconds
         if changed:
             repaired += 1
             log.warning("reconciler ended operation %s: %s", operation_id, reason)
-    return repaired
+    return repaired, cursor
 
 
 async def run_reconciler(
@@ -105,11 +109,12 @@ async def run_reconciler(
     grace_seconds: float,
     abandoned_after_seconds: float | None = None,
 ) -> None:
+    cursor: operations.IdleCursor | None = None
     while True:
         try:
             await reconcile_once(pool, client, task_queue, grace_seconds)
             if abandoned_after_seconds is not None:
-                await repair_abandoned(pool, client, abandoned_after_seconds)
+                _, cursor = await repair_abandoned(pool, client, abandoned_after_seconds, cursor)
         except asyncio.CancelledError:
             raise
         except Exception:  # the next pass retries; one bad pass must not stop the loop
