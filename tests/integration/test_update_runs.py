@@ -559,12 +559,16 @@ async def test_a_worker_killed_mid_run_updates_no_cluster_twice(
         assert control_plane is not None and control_plane.spec["kubernetesVersion"] == "1.32"
 
 
-def _cli(url: str, org: Org, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli_env(url: str, org: Org) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERFLOW_", "DATABASE_URL", "TEMPORAL_"))}
     env.update(CLUSTERFLOW_URL=url, CLUSTERFLOW_API_KEY=org.owner_key, COLUMNS="200")
+    return env
+
+
+def _cli(url: str, org: Org, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "clusterflow.cli.main", *args],
-        env=env,
+        env=_cli_env(url, org),
         capture_output=True,
         text=True,
         timeout=90,
@@ -596,24 +600,32 @@ async def test_the_cli_creates_follows_and_approves_a_run(
         planned = await asyncio.to_thread(_cli, url, org, "runs", "create", "-f", str(run_file), "--dry-run")
         assert planned.returncode == 0, planned.stderr
         assert "stage 2 prod" in planned.stdout and "cli-2" in planned.stdout
-        follow = asyncio.create_task(
-            asyncio.to_thread(_cli, url, org, "runs", "create", "-f", str(run_file), "--follow")
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "clusterflow.cli.main", "runs", "create", "-f", str(run_file), "--follow"],
+            env=_cli_env(url, org),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        runs: list[dict[str, Any]] = []
-        for _ in range(300):
-            runs = (await api.get("/v1/update-runs", headers=org.headers())).json()["data"]["runs"]
-            if runs:
-                break
-            await asyncio.sleep(0.1)
-        run_id = runs[0]["runId"]
-        await _wait_run(api, org, run_id, lambda r: r["stages"][1]["beforeGates"][0]["status"] == "WAITING", "gate")
+        assert follow.stdout is not None
+        # What the follower draws, read as it draws it: the gate is approved once it has shown
+        # the gate waiting, whatever the machine's load.
+        drawn: list[str] = []
+        while not any("gate g1 WAITING" in line for line in drawn):
+            line = await asyncio.wait_for(asyncio.to_thread(follow.stdout.readline), 60)
+            assert line, (
+                f"the follower ended before drawing the gate: {drawn} {follow.stderr.read() if follow.stderr else ''}"
+            )
+            drawn.append(line)
+        run_id = next(line.split()[2] for line in drawn if line.startswith("update run "))
         approved = await asyncio.to_thread(_cli, url, org, "runs", "approve", run_id, "g1", "--comment", "ok")
         assert approved.returncode == 0, approved.stderr
-        followed = await follow
-        assert followed.returncode == 0, followed.stderr
-        assert f"update run {run_id} accepted" in followed.stdout
-        assert "stage prod         [####################] 1/1 SUCCEEDED" in followed.stdout
-        assert "g/cli-2" in followed.stdout and "gate g1 WAITING" in followed.stdout
+        rest, errors = await asyncio.to_thread(follow.communicate, None, 90)
+        assert follow.returncode == 0, errors
+        followed = "".join(drawn) + rest
+        assert f"update run {run_id} accepted" in followed
+        assert "stage prod         [####################] 1/1 SUCCEEDED" in followed
+        assert "g/cli-2" in followed
         late = await asyncio.to_thread(_cli, url, org, "runs", "pause", run_id)
         assert late.returncode == 5 and "RUN_NOT_ACTIVE" in late.stderr
     finally:
