@@ -81,7 +81,10 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often workers look for operations whose workflow never started."
     )
     reconcile_grace_seconds: float = Field(
-        default=10.0, ge=0, description="Age after which a PENDING operation with no workflow is restarted."
+        default=15.0,
+        ge=0,
+        description="Age after which a PENDING operation with no workflow is restarted; keep it above "
+        "CLUSTERFLOW_TEMPORAL_CALL_TIMEOUT_SECONDS + CLUSTERFLOW_DB_ACQUIRE_TIMEOUT_SECONDS.",
     )
     reconcile_abandoned_after_seconds: float = Field(
         default=300.0,

@@ -199,6 +199,7 @@ async def run(settings: Settings) -> None:
             settings.reconcile_interval_seconds,
             settings.reconcile_grace_seconds,
             settings.reconcile_abandoned_after_seconds,
+            settings.temporal_call_timeout_seconds,
         )
     )
     monitor = asyncio.create_task(

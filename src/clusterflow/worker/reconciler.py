@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -24,20 +25,33 @@ from temporalio.service import RPCError
 
 from clusterflow.contracts.operations import ClusterState, ErrorCode, OperationStatus
 from clusterflow.records import clusters, operations
-from clusterflow.records.db import DbPool
+from clusterflow.records.db import DbPool, connection_broken
 from clusterflow.records.errors import DatabaseError
 from clusterflow.workflows.registry import start_operation_workflow
 
 log = logging.getLogger(__name__)
 
 
-async def reconcile_once(pool: DbPool, client: Client, task_queue: str, grace_seconds: float) -> int:
-    """One pass; returns how many workflows it started."""
+async def reconcile_once(
+    pool: DbPool, client: Client, task_queue: str, grace_seconds: float, call_timeout: float = 5.0
+) -> int:
+    """One pass; returns how many workflows it started. Each start is bounded by `call_timeout`,
+    since the claimed rows stay locked while it waits (an API withdrawing one answers 202)."""
     started = 0
     async with pool.acquire() as conn, conn.transaction():
         for row in await operations.unstarted(conn, grace_seconds):
             try:
-                await start_operation_workflow(client, task_queue, row.id, row.workflow_type, row.workflow_input)
+                await asyncio.wait_for(
+                    start_operation_workflow(
+                        client,
+                        task_queue,
+                        row.id,
+                        row.workflow_type,
+                        row.workflow_input,
+                        rpc_timeout=timedelta(seconds=call_timeout),
+                    ),
+                    call_timeout,
+                )
                 started += 1
                 log.warning("reconciler started operation %s, whose workflow had never started", row.id)
             except WorkflowAlreadyStartedError:
@@ -108,15 +122,28 @@ async def run_reconciler(
     interval: float,
     grace_seconds: float,
     abandoned_after_seconds: float | None = None,
+    call_timeout: float = 5.0,
 ) -> None:
     cursor: operations.IdleCursor | None = None
+    outage = False  # a dependency down is one warning, not a traceback per pass
     while True:
         try:
-            await reconcile_once(pool, client, task_queue, grace_seconds)
+            await reconcile_once(pool, client, task_queue, grace_seconds, call_timeout)
             if abandoned_after_seconds is not None:
                 _, cursor = await repair_abandoned(pool, client, abandoned_after_seconds, cursor)
+            if outage:
+                log.warning("reconciler: PostgreSQL and Temporal answer again")
+                outage = False
         except asyncio.CancelledError:
             raise
-        except Exception:  # the next pass retries; one bad pass must not stop the loop
-            log.exception("reconciler pass failed")
+        except (RPCError, TimeoutError, OSError, DatabaseError) as err:
+            if not outage:
+                log.warning("reconciler: a dependency is unavailable (%s); retrying every %gs", err, interval)
+                outage = True
+        except Exception as err:
+            if not connection_broken(err):
+                log.exception("reconciler pass failed")  # the next pass retries
+            elif not outage:
+                log.warning("reconciler: PostgreSQL dropped the connection (%s); retrying", err)
+                outage = True
         await asyncio.sleep(interval)
