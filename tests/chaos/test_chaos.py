@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from clusterflow.records import local_cloud
-from tests.chaos.stack import ChaosStack, chaos_stack, size, verdict
+from tests.chaos.stack import FULL, ChaosStack, chaos_stack, size, verdict
 from tests.helpers import deploy_document
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
@@ -111,6 +111,11 @@ async def validate_runs(stack: ChaosStack, operation_ids: list[str]) -> list[int
     return [int(r["runs"]) for r in rows]
 
 
+@pytest.mark.skipif(
+    not FULL,
+    reason="make test runs this case as tests/integration/test_phase_runs.py::"
+    "test_five_worker_kills_in_one_phase_do_not_spend_its_attempts; make chaos runs it at full size",
+)
 async def test_five_worker_kills_in_one_phase(shared: ChaosStack) -> None:
     """Five SIGKILLs of the worker while every deploy is in VALIDATE, with the default five
     attempts per phase: the lost runs are re-checked and spend none of them."""
