@@ -219,7 +219,9 @@ class ApprovalPolicyRule(Strict):
         default=None, max_length=4096, description="Kubernetes label selector, e.g. `env=prod,team in (a,b)`"
     )
     environment: str | None = Field(default=None, max_length=63, description="Short for `env=<environment>`")
-    operations: list[OperationKind] = Field(description="The kinds that wait on matching clusters; [] means none")
+    operations: list[OperationKind] = Field(
+        max_length=4, description="The kinds that wait on matching clusters; [] means none"
+    )
     approvalsRequired: int | None = Field(default=None, ge=1, le=MAX_APPROVALS)
     requireDifferentApprover: bool | None = None
 
