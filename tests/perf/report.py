@@ -23,6 +23,10 @@ def main() -> int:
         f"{'meets' if stream['meets_target'] else 'MISSES'}; `python tests/perf/bench_stream_latency.py`).",
         "",
     ]
+    runs = OUT / "update_runs.json"
+    if runs.exists():  # tests/perf/bench_update_runs.py
+        parts["update_runs"] = json.loads(runs.read_text())
+        lines += [(OUT / "update_runs.md").read_text().rstrip(), ""]
     (OUT / "report.json").write_text(json.dumps(parts, indent=2) + "\n")
     (OUT / "report.md").write_text("\n".join(lines))
     print("\n".join(lines))
