@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser shellcheck run test lint api-lint unit integration e2e bench chaos fuzz clean deploy-check
+.PHONY: install browser shellcheck run test lint api-lint unit integration e2e bench bench-growth chaos fuzz clean deploy-check
 
 # Installs the pinned project (pyproject.toml) with its transitive pins (constraints.txt).
 $(STAMP): pyproject.toml constraints.txt
@@ -82,8 +82,17 @@ e2e: $(STAMP) browser
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } \
 		|| echo "wrk is not installed: the enqueue and polling figures use httpx clients"
-	@for script in tests/perf/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in tests/perf/bench_*.py; do case $$script in *bench_growth.py) continue;; esac; \
+		echo "== $$script"; $(BIN)/python $$script || exit 1; done
 	$(BIN)/python tests/perf/report.py
+
+# Not part of `make test` or `make bench`: fills a database with 10k, 100k and 1M operations of history
+# (COPY) and measures the API's lists, reads, export and enqueue at each size beside the empty
+# database (tests/perf/bench_growth.py; about 20 min on 2 cores). BENCH_GROWTH_SIZES=2000,20000
+# for a quick run. Writes .clusterflow/bench/growth.{json,md} and one PNG chart per measure.
+BENCH_GROWTH_SIZES ?= 10000,100000,1000000
+bench-growth: $(STAMP)
+	$(BIN)/python tests/perf/bench_growth.py --sizes $(BENCH_GROWTH_SIZES)
 
 # Breaks the real processes at the sizes of issue 10; each scenario prints a VERDICT line.
 # (`make test` runs the short version of the same scripts.)

@@ -7,6 +7,9 @@ middleware records the route template and non-secret query parameters, never bod
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -124,30 +127,89 @@ class AuditFilter:
     start: datetime | None = None
     end: datetime | None = None
 
-    def args(self) -> list[Any]:
-        return [self.event_type, self.action, self.actor, self.start, self.end]
+
+def _where(organization_id: str, where: AuditFilter) -> tuple[str, list[Any]]:
+    """The organization and the filters given, as SQL and its parameters. Only the filters given
+    are in the SQL: a `($n IS NULL OR col = $n)` form would let a cached generic plan ignore the
+    keyset range and the filter, and read the organization's whole log."""
+    args: list[Any] = [organization_id]
+    conditions = ["organization_id = $1"]
+    for condition, value in (
+        ("event_type = $", where.event_type),
+        ("action = $", where.action),
+        ("actor = $", where.actor),
+        ("occurred_at >= $", where.start),
+        ("occurred_at <= $", where.end),
+    ):
+        if value is not None:
+            args.append(value)
+            conditions.append(f"{condition}{len(args)}")
+    return " AND ".join(conditions), args
 
 
-# $1 is the organization, $2..$6 the filter (AuditFilter.args order).
-_WHERE = """organization_id = $1 AND ($2::text IS NULL OR event_type = $2) AND ($3::text IS NULL OR action = $3)
-    AND ($4::text IS NULL OR actor = $4) AND ($5::timestamptz IS NULL OR occurred_at >= $5)
-    AND ($6::timestamptz IS NULL OR occurred_at <= $6)"""
+@dataclass(frozen=True)
+class AuditPage:
+    rows: list[AuditEventRow]
+    total: int
+    next_page_token: str | None
+    """Continues after the last row (keyset on occurred_at, id); None on the last page."""
+
+
+_AUDIT_ID = re.compile(r"aud_[0-9A-Za-z]{1,64}")
+
+
+def encode_page_token(row: AuditEventRow) -> str:
+    value = f"{row.occurred_at.astimezone(UTC).isoformat()}|{row.id}"
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[datetime, str]:
+    """The (occurred_at, id) a page token continues after; ValueError for a token this API did
+    not issue. The position needs no row to exist: a token outlives the rows retention retires."""
+    try:
+        value = base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()).decode()
+        when, _, event_id = value.partition("|")
+        occurred_at = datetime.fromisoformat(when)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
+        raise ValueError("not a page token") from err
+    if occurred_at.tzinfo is None or not _AUDIT_ID.fullmatch(event_id):
+        raise ValueError("not a page token")
+    return occurred_at, event_id
 
 
 async def page(
-    db: Executor, organization_id: str, where: AuditFilter, page_number: int, page_size: int
-) -> tuple[list[AuditEventRow], int]:
-    args = where.args()
-    total = await db.fetchval(f"SELECT count(*) FROM audit_events WHERE {_WHERE}", organization_id, *args)
-    rows = await db.fetch(
-        f"""SELECT {_COLUMNS} FROM audit_events WHERE {_WHERE}
-             ORDER BY occurred_at DESC, id DESC LIMIT $7 OFFSET $8""",
-        organization_id,
-        *args,
-        page_size,
-        (page_number - 1) * page_size,
-    )
-    return [_row(r) for r in rows], int(total)
+    db: Executor,
+    organization_id: str,
+    where: AuditFilter,
+    page_number: int,
+    page_size: int,
+    after: tuple[datetime, str] | None = None,
+) -> AuditPage:
+    """A page, newest first. With `after` (a decoded page token) a keyset page: its cost does
+    not grow with depth, and it is stable while new events arrive. Without it, the reference
+    API's page number: positional, so it costs the rows skipped, and shifts as events arrive."""
+    sql, args = _where(organization_id, where)
+    total = await db.fetchval(f"SELECT count(*) FROM audit_events WHERE {sql}", *args)
+    n = len(args)
+    if after is not None:
+        records = await db.fetch(
+            f"""SELECT {_COLUMNS} FROM audit_events WHERE {sql} AND (occurred_at, id) < (${n + 1}, ${n + 2})
+                 ORDER BY occurred_at DESC, id DESC LIMIT ${n + 3}""",
+            *args,
+            *after,
+            page_size + 1,
+        )
+    else:
+        records = await db.fetch(
+            f"""SELECT {_COLUMNS} FROM audit_events WHERE {sql}
+                 ORDER BY occurred_at DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}""",
+            *args,
+            page_size + 1,
+            (page_number - 1) * page_size,
+        )
+    rows = [_row(r) for r in records]
+    token = encode_page_token(rows[page_size - 1]) if len(rows) > page_size else None
+    return AuditPage(rows[:page_size], int(total), token)
 
 
 async def get(db: Executor, organization_id: str, event_id: str) -> AuditEventRow | None:
@@ -161,12 +223,10 @@ async def stream(
     conn: Conn, organization_id: str, where: AuditFilter, batch: int = 500
 ) -> AsyncIterator[AuditEventRow]:
     """Every matching event, oldest first, read with a server-side cursor (constant memory)."""
+    sql, args = _where(organization_id, where)
     async with conn.transaction():
         async for row in conn.cursor(
-            f"SELECT {_COLUMNS} FROM audit_events WHERE {_WHERE} ORDER BY occurred_at, id",
-            organization_id,
-            *where.args(),
-            prefetch=batch,
+            f"SELECT {_COLUMNS} FROM audit_events WHERE {sql} ORDER BY occurred_at, id", *args, prefetch=batch
         ):
             yield _row(row)
 

@@ -208,13 +208,18 @@ async def list_for_org(
 ) -> ClustersPage:
     """The organization's clusters that are not deleted and match the selector, newest first;
     `limit` rows at most after `after_id` (a keyset page), or all of them."""
-    args: list[Any] = [organization_id, provider, after_id]
-    labels = selector_sql(selector or Selector(), args)
+    # Only the conditions given are in the SQL, so a cached generic plan still reads a deep
+    # page as an index range (`id < $n`), not as a scan from the newest cluster.
+    args: list[Any] = [organization_id]
+    conditions = ["organization_id = $1", "state <> 'DELETED'"]
+    for condition, value in (("provider = $", provider), ("id < $", after_id)):
+        if value is not None:
+            args.append(value)
+            conditions.append(f"{condition}{len(args)}")
+    conditions.append(selector_sql(selector or Selector(), args))
     args.append(None if limit is None else limit + 1)
     records = await db.fetch(
-        f"""SELECT {_COLUMNS} FROM clusters
-             WHERE organization_id = $1 AND state <> 'DELETED' AND ($2::text IS NULL OR provider = $2)
-               AND ($3::text IS NULL OR id < $3) AND {labels}
+        f"""SELECT {_COLUMNS} FROM clusters WHERE {" AND ".join(conditions)}
              ORDER BY id DESC LIMIT ${len(args)}""",
         *args,
     )

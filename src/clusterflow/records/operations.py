@@ -358,16 +358,24 @@ async def list_page(
     """A keyset page of operations, newest first, with the total matching and the next page token.
 
     Keyset on the ULID operation ID (time ordered), so pages stay stable while new operations
-    are inserted at the head.
+    are inserted at the head, and a token outlives the row it names (retention).
+    The SQL names only the filters given: a `($n IS NULL OR col = $n)` form would let a cached
+    generic plan scan the whole organization for a deep token or a cluster's history.
     """
-    filters = """organization_id = $1 AND ($2::text IS NULL OR cluster_id = $2)
-        AND ($3::text IS NULL OR operation_type = $3) AND ($4::text IS NULL OR status = $4)"""
-    args = [organization_id, cluster_id, operation_type, status]
+    args: list[Any] = [organization_id]
+    conditions = ["organization_id = $1"]
+    for column, value in (("cluster_id", cluster_id), ("operation_type", operation_type), ("status", status)):
+        if value is not None:
+            args.append(value)
+            conditions.append(f"{column} = ${len(args)}")
+    filters = " AND ".join(conditions)
+    keyset = ""
+    if after_id is not None:
+        keyset = f" AND id < ${len(args) + 1}"
+    page_args = [*args, after_id] if after_id is not None else list(args)
     rows = await db.fetch(
-        f"""SELECT {_COLUMNS} FROM operations WHERE {filters} AND ($5::text IS NULL OR id < $5)
-             ORDER BY id DESC LIMIT $6""",
-        *args,
-        after_id,
+        f"SELECT {_COLUMNS} FROM operations WHERE {filters}{keyset} ORDER BY id DESC LIMIT ${len(page_args) + 1}",
+        *page_args,
         limit + 1,
     )
     total = await db.fetchval(f"SELECT count(*) FROM operations WHERE {filters}", *args)

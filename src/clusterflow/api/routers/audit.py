@@ -64,6 +64,8 @@ class Pagination(BaseModel):
     totalItems: int
     totalPages: int
     hasNext: bool
+    nextPageToken: str | None = None
+    """The `pageToken` of the next page (keyset: stable while events arrive, no cost for depth)."""
 
 
 class AuditPage(BaseModel):
@@ -155,8 +157,14 @@ async def list_events(
     request: Request,
     principal: Admin,
     pool: Pool,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page: Annotated[
+        int, Query(ge=1, le=100_000, description="Page number (positional; `pageToken` is stable and cheap)")
+    ] = 1,
     pageSize: Annotated[int, Query(ge=1, le=100)] = 50,
+    pageToken: Annotated[
+        str | None,
+        Query(max_length=300, description="`pagination.nextPageToken` of the previous page (replaces `page`)"),
+    ] = None,
     eventType: Text = None,
     action: Text = None,
     userId: Text = None,
@@ -164,11 +172,27 @@ async def list_events(
     endDate: Text = None,
 ) -> Envelope[AuditPage]:
     where = _filter(eventType, action, userId, startDate, endDate)
-    rows, total = await audit.page(pool, principal.organization_id, where, page, pageSize)
+    after = None
+    if pageToken:
+        try:
+            after = audit.decode_page_token(pageToken)
+        except ValueError as err:
+            raise ApiError(
+                400, "INVALID_PAGE_TOKEN", "pageToken was not issued by this API", {"field": "pageToken"}
+            ) from err
+    found = await audit.page(pool, principal.organization_id, where, page, pageSize, after)
+    total = found.total
     pages = (total + pageSize - 1) // pageSize
     result = AuditPage(
-        events=[event_view(r) for r in rows],
-        pagination=Pagination(page=page, pageSize=pageSize, totalItems=total, totalPages=pages, hasNext=page < pages),
+        events=[event_view(r) for r in found.rows],
+        pagination=Pagination(
+            page=page,
+            pageSize=pageSize,
+            totalItems=total,
+            totalPages=pages,
+            hasNext=found.next_page_token is not None,
+            nextPageToken=found.next_page_token,
+        ),
     )
     return Envelope(id=request_id_of(request), message=f"{total} audit events", data=result)
 
