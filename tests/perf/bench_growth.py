@@ -28,7 +28,7 @@ Goals (issue 21): p99 of every list and read at the largest size within 1.5x of 
 enqueue unchanged (p99 within 1.5x of the empty database's). Reports: `.clusterflow/bench/growth.*`
 and one PNG per measure (`growth-<measure>.png`).
 
-    python tests/perf/bench_growth.py [--sizes 10000,100000,1000000] [--requests 150]
+    python tests/perf/bench_growth.py [--sizes 10000,100000,1000000] [--requests 200]
 """
 
 from __future__ import annotations
@@ -792,7 +792,7 @@ def main() -> int:
     parser.add_argument(
         "--sizes", type=lambda v: [int(x) for x in v.split(",")], default=list(SIZES), help="comma-separated"
     )
-    parser.add_argument("--requests", type=int, default=150, help="requests per measure and size")
+    parser.add_argument("--requests", type=int, default=200, help="requests per measure and size")
     parser.add_argument("--out", type=Path, default=ROOT / ".clusterflow" / "bench")
     args = parser.parse_args()
     args.sizes = sorted(set(args.sizes))
@@ -814,7 +814,8 @@ def main() -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "requests": args.requests,
         "reproduce": "make bench-growth, or: python tests/perf/bench_growth.py --sizes "
-        + ",".join(str(s) for s in args.sizes),
+        + ",".join(str(s) for s in args.sizes)
+        + f" --requests {args.requests}",
         **report,
     }
     report["verdicts"] = verdicts(report)
