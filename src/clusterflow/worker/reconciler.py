@@ -26,7 +26,7 @@ from temporalio.service import RPCError
 from clusterflow.contracts.operations import ClusterState, ErrorCode, OperationStatus
 from clusterflow.records import clusters, operations
 from clusterflow.records.db import DbPool, connection_broken
-from clusterflow.records.errors import DatabaseError
+from clusterflow.records.errors import DatabaseError, database_unavailable
 from clusterflow.workflows.registry import start_operation_workflow
 
 log = logging.getLogger(__name__)
@@ -136,14 +136,10 @@ async def run_reconciler(
                 outage = False
         except asyncio.CancelledError:
             raise
-        except (RPCError, TimeoutError, OSError, DatabaseError) as err:
-            if not outage:
-                log.warning("reconciler: a dependency is unavailable (%s); retrying every %gs", err, interval)
-                outage = True
         except Exception as err:
-            if not connection_broken(err):
-                log.exception("reconciler pass failed")  # the next pass retries
+            if not (isinstance(err, RPCError) or database_unavailable(err) or connection_broken(err)):
+                log.exception("reconciler pass failed")  # a fault of ours: every pass says so
             elif not outage:
-                log.warning("reconciler: PostgreSQL dropped the connection (%s); retrying", err)
+                log.warning("reconciler: a dependency is unavailable (%s); retrying every %gs", err, interval)
                 outage = True
         await asyncio.sleep(interval)
