@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="Largest workflow input an enqueue hands to Temporal, as its data converter encodes it "
         "(Temporal refuses blobs over 2 MiB): larger answers 413 PAYLOAD_TOO_LARGE before anything is written.",
     )
+    exact_total_limit: int = Field(
+        default=10_000,
+        ge=1,
+        description="Lists count their total exactly up to this many matching rows and estimate it beyond "
+        "(`totalCountExact`, `totalItemsExact` false); positional audit pages (`page`) reach this many rows.",
+    )
     force_cancel_grace_seconds: float = Field(
         default=30.0, ge=0, description="How long a force cancel lets the graceful cancel run before terminating."
     )

@@ -63,6 +63,7 @@ from clusterflow.records import audit, clusters, operations
 from clusterflow.records.db import create_pool
 from clusterflow.records.migrate import migrate
 from clusterflow.records.organizations import create_api_key, create_organization
+from clusterflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = (10_000, 100_000, 1_000_000)
@@ -73,6 +74,10 @@ AUDIT_PER_OPERATION = 2
 LONG_OPERATION_EVENTS = 10_000
 HISTORY_DAYS = 730
 PAGE = 20  # page size of the list measures; "page 1,000" is 20,000 rows deep
+AUDIT_PAGE = 50
+WINDOW = Settings().exact_total_limit
+"""The API's bound on exact totals and positional audit pages (`CLUSTERFLOW_EXACT_TOTAL_LIMIT`,
+passed on to the API process): `audit_window_page` reads the deepest page it allows."""
 GOAL_RATIO = 1.5
 PHASES = ("VALIDATE", "NETWORK", "CONTROL_PLANE", "NODE_GROUPS", "ADDONS", "VERIFY")
 # (event_type, action, resource, status) of the audit row written beside an operation's own one.
@@ -96,7 +101,7 @@ LIST_MEASURES = (
     "events_deep_cursor",
     "audit_page1",
     "audit_filtered",
-    "audit_deep_page",
+    "audit_window_page",
     "audit_deep_token",
 )
 
@@ -418,8 +423,11 @@ async def measure(
     op_deep, op_depth = await deep_id(pool, "operations", org.id, 1000 * PAGE)
     cl_deep, cl_depth = await deep_id(pool, "clusters", org.id, 1000 * PAGE, live_only=True)
     audit_total = await pool.fetchval("SELECT count(*) FROM audit_events WHERE organization_id = $1", org.id)
-    audit_page = max(1, min(1000, audit_total // 50))
-    audit_token = await audit_deep_token(pool, org.id, (audit_page - 1) * 50)
+    # The deepest positional page the window allows (page x pageSize <= WINDOW: page 200 at
+    # 50 is 9,950 rows deep), or the log's last page; the token goes 1,000 pages deep.
+    audit_page = max(1, min(WINDOW, audit_total) // AUDIT_PAGE)
+    token_page = max(1, min(1000, audit_total // AUDIT_PAGE))
+    audit_token = await audit_deep_token(pool, org.id, (token_page - 1) * AUDIT_PAGE)
     op_token, cl_token = operations.encode_page_token(op_deep), clusters.encode_page_token(cl_deep)
     long_id = long_operation or (org.operation_ids[0] if org.operation_ids else "")
     long_cursor = max(
@@ -441,14 +449,16 @@ async def measure(
             "/v1/audit/events?pageSize=50&"
             + rng.choice(["eventType=OPERATION", "action=DELETE", f"userId={org.key_id}", "startDate=2026-01-01"])
         ),
-        "audit_deep_page": lambda i: f"/v1/audit/events?pageSize=50&page={audit_page}",
+        "audit_window_page": lambda i: f"/v1/audit/events?pageSize={AUDIT_PAGE}&page={audit_page}",
         "audit_deep_token": lambda i: f"/v1/audit/events?pageSize=50&pageToken={audit_token}",
     }
     result: dict[str, Any] = {
         "depths": {
             "operations_deep_page_rows": op_depth,
             "clusters_deep_page_rows": cl_depth,
-            "audit_deep_page": audit_page,
+            "audit_window_page": f"page {audit_page} x {AUDIT_PAGE}, {(audit_page - 1) * AUDIT_PAGE} rows deep "
+            f"(the deepest the {WINDOW}-row window allows)",
+            "audit_deep_token_page": token_page,
             "events_cursor": long_cursor,
         }
     }
@@ -518,22 +528,40 @@ async def explain_all(pool: Any, org: Org, long_operation: str | None) -> dict[s
     cluster = org.cluster_ids[len(org.cluster_ids) // 2]
     long_id = long_operation or org.operation_ids[0]
     token = audit.decode_page_token(await audit_deep_token(pool, org.id, 999 * 50))
+    deepest = max(1, WINDOW // 50)
     calls: dict[str, Callable[[Recorder], Any]] = {
-        "operations.list_page (page 1)": lambda r: operations.list_page(r, org.id, limit=PAGE),
-        "operations.list_page (deep token)": lambda r: operations.list_page(r, org.id, limit=PAGE, after_id=op_deep),
-        "operations.list_page (status)": lambda r: operations.list_page(r, org.id, status="FAILED", limit=PAGE),
-        "operations.list_page (type)": lambda r: operations.list_page(
-            r, org.id, operation_type="CLUSTER_DELETE", limit=PAGE
+        "operations.list_page (page 1)": lambda r: operations.list_page(
+            r, org.id, limit=PAGE, exact_total_limit=WINDOW
         ),
-        "operations.list_page (cluster)": lambda r: operations.list_page(r, org.id, cluster_id=cluster, limit=PAGE),
+        "operations.list_page (deep token)": lambda r: operations.list_page(
+            r, org.id, limit=PAGE, after_id=op_deep, exact_total_limit=WINDOW
+        ),
+        "operations.list_page (status)": lambda r: operations.list_page(
+            r, org.id, status="FAILED", limit=PAGE, exact_total_limit=WINDOW
+        ),
+        "operations.list_page (type)": lambda r: operations.list_page(
+            r, org.id, operation_type="CLUSTER_DELETE", limit=PAGE, exact_total_limit=WINDOW
+        ),
+        "operations.list_page (cluster)": lambda r: operations.list_page(
+            r, org.id, cluster_id=cluster, limit=PAGE, exact_total_limit=WINDOW
+        ),
         "operations.get": lambda r: operations.get(r, org.id, org.operation_ids[len(org.operation_ids) // 3]),
         "operations.events_after (deep cursor)": lambda r: operations.events_after(r, long_id, 9_500, 200),
         "clusters.list_for_org (page 1)": lambda r: clusters.list_for_org(r, org.id, limit=PAGE),
         "clusters.list_for_org (deep token)": lambda r: clusters.list_for_org(r, org.id, limit=PAGE, after_id=cl_deep),
-        "audit.page (page 1)": lambda r: audit.page(r, org.id, audit.AuditFilter(), 1, 50),
-        "audit.page (action filter)": lambda r: audit.page(r, org.id, audit.AuditFilter(action="DELETE"), 1, 50),
-        "audit.page (page 1,000)": lambda r: audit.page(r, org.id, audit.AuditFilter(), 1000, 50),
-        "audit.page (deep token)": lambda r: audit.page(r, org.id, audit.AuditFilter(), 1, 50, token),
+        "audit.page (page 1)": lambda r: audit.page(r, org.id, audit.AuditFilter(), 1, 50, exact_total_limit=WINDOW),
+        "audit.page (action filter)": lambda r: audit.page(
+            r, org.id, audit.AuditFilter(action="DELETE"), 1, 50, exact_total_limit=WINDOW
+        ),
+        f"audit.page (page {deepest}, the window's deepest)": lambda r: audit.page(
+            r, org.id, audit.AuditFilter(), deepest, 50, exact_total_limit=WINDOW
+        ),
+        "audit.page (event type filter, the window's deepest)": lambda r: audit.page(
+            r, org.id, audit.AuditFilter(event_type="OPERATION"), deepest, 50, exact_total_limit=WINDOW
+        ),
+        "audit.page (deep token)": lambda r: audit.page(
+            r, org.id, audit.AuditFilter(), 1, 50, token, exact_total_limit=WINDOW
+        ),
     }
     plans: dict[str, list[dict[str, Any]]] = {}
     for name, call in calls.items():
@@ -541,6 +569,12 @@ async def explain_all(pool: Any, org: Org, long_operation: str | None) -> dict[s
         await call(recorder)
         plans[name] = []
         for sql, args in recorder.queries:
+            if sql.startswith("EXPLAIN"):
+                # An estimated total's own EXPLAIN: it only plans, so its plan and planning time.
+                sql = "EXPLAIN (SUMMARY) " + sql.split(")", 1)[1].strip()
+                rows = await pool.fetch(sql, *args)
+                plans[name].append({"sql": " ".join(sql.split()), "plan": "\n".join(r[0] for r in rows)})
+                continue
             rows = await pool.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
             plans[name].append({"sql": " ".join(sql.split()), "plan": "\n".join(r[0] for r in rows)})
     recorder = Recorder(pool)

@@ -1,4 +1,8 @@
-"""Paged listings shared by routers (organization-wide and per-cluster operation history)."""
+"""Paged listings shared by routers (organization-wide and per-cluster operation history).
+
+Totals are exact up to `exact_total_limit` and estimated beyond (`records/totals.py`); the page
+says which (`totalCountExact`), and so does its message.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ async def operation_page(
     cluster_id: str | None = None,
     operation_type: str | None = None,
     status: str | None = None,
+    exact_total_limit: int,
 ) -> OperationPage:
     after_id = None
     if page_token:
@@ -35,7 +40,18 @@ async def operation_page(
         status=status,
         limit=limit,
         after_id=after_id,
+        exact_total_limit=exact_total_limit,
     )
     return OperationPage(
-        operations=[operation_view(r) for r in found.rows], totalCount=found.total, nextPageToken=found.next_page_token
+        operations=[operation_view(r) for r in found.rows],
+        totalCount=found.total.value,
+        totalCountExact=found.total.exact,
+        nextPageToken=found.next_page_token,
     )
+
+
+def operations_message(page: OperationPage) -> str:
+    """The envelope's message: the number, said as an estimate when it is one."""
+    if page.totalCountExact:
+        return f"{page.totalCount} operations"
+    return f"about {page.totalCount:,} operations"

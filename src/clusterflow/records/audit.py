@@ -17,6 +17,7 @@ from typing import Any
 
 from clusterflow.ids import new_id
 from clusterflow.records.db import Conn, Executor, Record
+from clusterflow.records.totals import Total, bounded_total
 
 _COLUMNS = """id, organization_id, occurred_at, event_type, action, resource, resource_id, actor, actor_role,
     request_id, ip_address, user_agent, success, status_code, details"""
@@ -150,7 +151,8 @@ def _where(organization_id: str, where: AuditFilter) -> tuple[str, list[Any]]:
 @dataclass(frozen=True)
 class AuditPage:
     rows: list[AuditEventRow]
-    total: int
+    total: Total
+    """How many events match the filters: exact up to the bound, else estimated (`totals`)."""
     next_page_token: str | None
     """Continues after the last row (keyset on occurred_at, id); None on the last page."""
 
@@ -177,6 +179,15 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
     return occurred_at, event_id
 
 
+def positional_window_allows(page_number: int, page_size: int, window: int) -> bool:
+    """Whether a positional page lies within the first `window` rows (page 1 always does): as
+    Elasticsearch's `max_result_window`, depth is for `pageToken`, whose cost does not grow."""
+    return page_number == 1 or page_number * page_size <= window
+
+
+_ALIASED_COLUMNS = ", ".join(f"a.{column.strip()}" for column in _COLUMNS.split(","))
+
+
 async def page(
     db: Executor,
     organization_id: str,
@@ -184,12 +195,17 @@ async def page(
     page_number: int,
     page_size: int,
     after: tuple[datetime, str] | None = None,
+    *,
+    exact_total_limit: int,
 ) -> AuditPage:
     """A page, newest first. With `after` (a decoded page token) a keyset page: its cost does
     not grow with depth, and it is stable while new events arrive. Without it, the reference
-    API's page number: positional, so it costs the rows skipped, and shifts as events arrive."""
+    API's page number: positional, it shifts as events arrive; callers keep it within the first
+    `exact_total_limit` rows (`positional_window_allows`). The rows it skips are read from the
+    index alone (a deferred join: the keys of the page by OFFSET, then the full rows of those
+    keys), so a skip costs index entries, not rows. The total is exact up to
+    `exact_total_limit` matching events, estimated beyond."""
     sql, args = _where(organization_id, where)
-    total = await db.fetchval(f"SELECT count(*) FROM audit_events WHERE {sql}", *args)
     n = len(args)
     if after is not None:
         records = await db.fetch(
@@ -201,15 +217,19 @@ async def page(
         )
     else:
         records = await db.fetch(
-            f"""SELECT {_COLUMNS} FROM audit_events WHERE {sql}
-                 ORDER BY occurred_at DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}""",
+            f"""SELECT {_ALIASED_COLUMNS} FROM (
+                   SELECT occurred_at, id FROM audit_events WHERE {sql}
+                    ORDER BY occurred_at DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}
+                 ) AS keys JOIN audit_events a ON a.id = keys.id
+                 ORDER BY keys.occurred_at DESC, keys.id DESC""",
             *args,
             page_size + 1,
             (page_number - 1) * page_size,
         )
+    total = await bounded_total(db, "audit_events", sql, args, exact_total_limit)
     rows = [_row(r) for r in records]
     token = encode_page_token(rows[page_size - 1]) if len(rows) > page_size else None
-    return AuditPage(rows[:page_size], int(total), token)
+    return AuditPage(rows[:page_size], total, token)
 
 
 async def get(db: Executor, organization_id: str, event_id: str) -> AuditEventRow | None:

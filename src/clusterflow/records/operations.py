@@ -19,6 +19,7 @@ from clusterflow.contracts.operations import ACTIVE_STATUSES, TERMINAL_STATUSES,
 from clusterflow.records import notifications
 from clusterflow.records.db import Conn, Executor, Record
 from clusterflow.records.errors import ClusterBusy
+from clusterflow.records.totals import Total, bounded_total
 
 RECENT_EVENTS = 20
 
@@ -195,8 +196,8 @@ class OperationsPage:
     """A keyset page of operations, newest first."""
 
     rows: list[OperationRow]
-    total: int
-    """How many operations match the filters, on every page."""
+    total: Total
+    """How many operations match the filters, on every page: exact up to the bound, else estimated."""
     next_page_token: str | None
 
 
@@ -354,6 +355,7 @@ async def list_page(
     status: str | None = None,
     limit: int = 100,
     after_id: str | None = None,
+    exact_total_limit: int,
 ) -> OperationsPage:
     """A keyset page of operations, newest first, with the total matching and the next page token.
 
@@ -361,6 +363,7 @@ async def list_page(
     are inserted at the head, and a token outlives the row it names (retention).
     The SQL names only the filters given: a `($n IS NULL OR col = $n)` form would let a cached
     generic plan scan the whole organization for a deep token or a cluster's history.
+    The total is exact up to `exact_total_limit` matching operations, estimated beyond (`totals`).
     """
     args: list[Any] = [organization_id]
     conditions = ["organization_id = $1"]
@@ -378,9 +381,9 @@ async def list_page(
         *page_args,
         limit + 1,
     )
-    total = await db.fetchval(f"SELECT count(*) FROM operations WHERE {filters}", *args)
+    total = await bounded_total(db, "operations", filters, args, exact_total_limit)
     next_token = encode_page_token(rows[limit - 1]["id"]) if len(rows) > limit else None
-    return OperationsPage(rows=[_operation(r) for r in rows[:limit]], total=int(total), next_page_token=next_token)
+    return OperationsPage(rows=[_operation(r) for r in rows[:limit]], total=total, next_page_token=next_token)
 
 
 async def recent_events(db: Executor, operation_id: str, limit: int = RECENT_EVENTS) -> list[EventRow]:

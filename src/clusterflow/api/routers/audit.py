@@ -17,9 +17,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from clusterflow.api.deps import Admin, Pool
+from clusterflow.api.deps import Admin, AppSettings, Pool
 from clusterflow.api.errors import ApiError, not_found, request_id_of
 from clusterflow.api.schemas.audit import AuditDetails, TopUser
 from clusterflow.api.schemas.common import ERRORS, Envelope
@@ -61,11 +61,21 @@ class AuditEventView(BaseModel):
 class Pagination(BaseModel):
     page: int
     pageSize: int
-    totalItems: int
-    totalPages: int
-    hasNext: bool
-    nextPageToken: str | None = None
-    """The `pageToken` of the next page (keyset: stable while events arrive, no cost for depth)."""
+    totalItems: int = Field(
+        description="Events matching the filters: exact up to CLUSTERFLOW_EXACT_TOTAL_LIMIT (10,000 by default), "
+        "beyond it the database planner's estimate (see `totalItemsExact`)"
+    )
+    totalItemsExact: bool = Field(
+        description="False when `totalItems` (and so `totalPages`) is an estimate: more events matched than are "
+        "counted exactly, and `totalItems` is above that limit"
+    )
+    totalPages: int = Field(description="`totalItems` in pages of `pageSize`, rounded up (an estimate with it)")
+    hasNext: bool = Field(description="Whether another page follows this one (from the rows read, never estimated)")
+    nextPageToken: str | None = Field(
+        default=None,
+        description="The `pageToken` of the next page (keyset: stable while events arrive, no cost for depth, "
+        "no depth limit)",
+    )
 
 
 class AuditPage(BaseModel):
@@ -157,8 +167,16 @@ async def list_events(
     request: Request,
     principal: Admin,
     pool: Pool,
+    settings: AppSettings,
     page: Annotated[
-        int, Query(ge=1, le=100_000, description="Page number (positional; `pageToken` is stable and cheap)")
+        int,
+        Query(
+            ge=1,
+            le=100_000,
+            description="Page number (positional). Positional pages reach the first CLUSTERFLOW_EXACT_TOTAL_LIMIT "
+            "events (10,000 by default; `page` x `pageSize` at most that, page 1 always): a deeper `page` is 400. "
+            "`pageToken` is stable while events arrive and continues to any depth.",
+        ),
     ] = 1,
     pageSize: Annotated[int, Query(ge=1, le=100)] = 50,
     pageToken: Annotated[
@@ -180,21 +198,32 @@ async def list_events(
             raise ApiError(
                 400, "INVALID_PAGE_TOKEN", "pageToken was not issued by this API", {"field": "pageToken"}
             ) from err
-    found = await audit.page(pool, principal.organization_id, where, page, pageSize, after)
+    window = settings.exact_total_limit
+    if after is None and not audit.positional_window_allows(page, pageSize, window):
+        raise ApiError(
+            400,
+            "PAGE_TOO_DEEP",
+            f"page: positional pages reach the first {window:,} events (page x pageSize at most {window:,}); "
+            "to read further, follow pagination.nextPageToken as pageToken, which continues without limit",
+            {"field": "page", "maxRows": window},
+        )
+    found = await audit.page(pool, principal.organization_id, where, page, pageSize, after, exact_total_limit=window)
     total = found.total
-    pages = (total + pageSize - 1) // pageSize
+    pages = (total.value + pageSize - 1) // pageSize
     result = AuditPage(
         events=[event_view(r) for r in found.rows],
         pagination=Pagination(
             page=page,
             pageSize=pageSize,
-            totalItems=total,
+            totalItems=total.value,
+            totalItemsExact=total.exact,
             totalPages=pages,
             hasNext=found.next_page_token is not None,
             nextPageToken=found.next_page_token,
         ),
     )
-    return Envelope(id=request_id_of(request), message=f"{total} audit events", data=result)
+    said = f"{total.value} audit events" if total.exact else f"about {total.value:,} audit events"
+    return Envelope(id=request_id_of(request), message=said, data=result)
 
 
 _CSV_FIELDS = list(AuditEventView.model_fields)

@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse, Response
 
 from clusterflow.api.body import read_json_object
 from clusterflow.api.commands.deploy import DeployCluster
-from clusterflow.api.deps import EditorOperation, Pool, Viewer
+from clusterflow.api.deps import AppSettings, EditorOperation, Pool, Viewer
 from clusterflow.api.enqueue import accepted_response, enqueue
 from clusterflow.api.errors import ApiError, not_found, request_id_of
-from clusterflow.api.listing import operation_page
+from clusterflow.api.listing import operation_page, operations_message
 from clusterflow.api.schemas.clusters import (
     ClusterSpecDocument,
     ClusterView,
@@ -195,14 +195,20 @@ async def cluster_operations(
     clusterId: str,
     principal: Viewer,
     pool: Pool,
+    settings: AppSettings,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     pageToken: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Envelope[OperationPage]:
     await _cluster_or_404(pool, principal.organization_id, clusterId)
     page = await operation_page(
-        pool, principal.organization_id, limit=limit, page_token=pageToken, cluster_id=clusterId
+        pool,
+        principal.organization_id,
+        limit=limit,
+        page_token=pageToken,
+        cluster_id=clusterId,
+        exact_total_limit=settings.exact_total_limit,
     )
-    return Envelope(id=request_id_of(request), message=f"{page.totalCount} operations", data=page)
+    return Envelope(id=request_id_of(request), message=operations_message(page), data=page)
 
 
 @router.get(

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from clusterflow.api.deps import AppSettings, Hub, Pool, Viewer
 from clusterflow.api.errors import ApiError, not_found, request_id_of
-from clusterflow.api.listing import operation_page
+from clusterflow.api.listing import operation_page, operations_message
 from clusterflow.api.read_caches import CachedOperation, ReadCaches
 from clusterflow.api.schemas.common import ERRORS, Envelope, envelope_json
 from clusterflow.api.schemas.operations import EventPage, Operation, OperationPage
@@ -30,6 +30,7 @@ async def list_operations(
     request: Request,
     principal: Viewer,
     pool: Pool,
+    settings: AppSettings,
     operationType: OperationType | None = None,
     status: OperationStatus | None = None,
     clusterId: Annotated[str | None, Query(max_length=64)] = None,
@@ -44,8 +45,9 @@ async def list_operations(
         cluster_id=clusterId,
         operation_type=operationType,
         status=status,
+        exact_total_limit=settings.exact_total_limit,
     )
-    return Envelope(id=request_id_of(request), message=f"{page.totalCount} operations", data=page)
+    return Envelope(id=request_id_of(request), message=operations_message(page), data=page)
 
 
 @router.get("/{operationId}", response_model=Envelope[Operation], responses=ERRORS, summary="One operation record")

@@ -168,7 +168,15 @@ class Operation(BaseModel):
 
 class OperationPage(BaseModel):
     operations: list[Operation]
-    totalCount: int
+    totalCount: int = Field(
+        description="Operations matching the filters: exact up to CLUSTERFLOW_EXACT_TOTAL_LIMIT (10,000 by "
+        "default), beyond it the database planner's estimate (see `totalCountExact`)"
+    )
+    totalCountExact: bool = Field(
+        default=True,
+        description="False when `totalCount` is an estimate: more operations matched than are counted exactly, "
+        "and `totalCount` is above that limit. Follow `nextPageToken` to read them all.",
+    )
     nextPageToken: str | None = None
 
 
