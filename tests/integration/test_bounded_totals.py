@@ -10,20 +10,30 @@ the tests run ANALYZE to make them current at once.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+import os
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from clusterflow.devstack.postgres import free_port
 from clusterflow.ids import operation_id
 from clusterflow.records import audit
 from clusterflow.records.audit import AuditEvent
 from clusterflow.records.organizations import create_api_key, create_organization
+from clusterflow.settings import Settings
 from tests.conftest import Org
 from tests.helpers import deploy_document
+from tests.processes import settings_env, spawn, stop, wait_http
 
 BOUND = 40
 pytestmark = pytest.mark.parametrize("settings", [{"exact_total_limit": BOUND}], indirect=True)
@@ -237,3 +247,39 @@ async def test_pages_inside_the_window_are_the_rows_of_the_keyset_walk(
             )
         ]
         assert by_page == expected
+
+
+def _cli(url: str, org: Org, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERFLOW_", "DATABASE_URL", "TEMPORAL_"))}
+    env.update(CLUSTERFLOW_URL=url, CLUSTERFLOW_API_KEY=org.owner_key, COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "clusterflow.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_cli_shows_an_estimated_total_as_one(
+    org: Org, pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    await _copy_operations(pool, org, 30, "FAILED")
+    await _copy_operations(pool, org, 70, "SUCCEEDED")
+    await pool.execute("ANALYZE operations")
+    api_settings = settings.model_copy(update={"api_port": free_port()})
+    server = spawn("api", settings_env(api_settings, CLUSTERFLOW_EXACT_TOTAL_LIMIT=str(BOUND)), tmp_path / "api.log")
+    url = f"http://127.0.0.1:{api_settings.api_port}"
+    try:
+        wait_http(f"{url}/healthz", server)
+        exact = await asyncio.to_thread(_cli, url, org, "ops", "list", "--status", "FAILED", "--limit", "5")
+        assert exact.returncode == 0, exact.stderr
+        assert "30 operations" in exact.stdout and "~" not in exact.stdout
+        estimated = await asyncio.to_thread(_cli, url, org, "ops", "list", "--limit", "5")
+        assert estimated.returncode == 0, estimated.stderr
+        assert re.search(r"~[0-9,]+ operations", estimated.stdout), estimated.stdout
+        as_json = await asyncio.to_thread(_cli, url, org, "ops", "list", "--limit", "5", "-o", "json")
+        assert json.loads(as_json.stdout)["totalCountExact"] is False
+    finally:
+        stop(server)

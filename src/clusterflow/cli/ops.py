@@ -40,6 +40,11 @@ APPROVAL_COLUMNS = [
 ]
 
 
+def _total(page: dict[str, object]) -> str:
+    """`totalCount` as the API means it: `~551,000` when it is an estimate (`totalCountExact`)."""
+    return str(page["totalCount"]) if page.get("totalCountExact", True) else f"~{page['totalCount']:,}"
+
+
 def _awaiting(args: argparse.Namespace) -> int:
     with Api(args) as api:
         _, data = api.call("GET", "/v1/approvals", params={"limit": min(args.limit, 100)})
@@ -58,7 +63,7 @@ def _awaiting(args: argparse.Namespace) -> int:
                 "expiresAt": approval.get("expiresAt"),
             }
         )
-    print_table(rows, APPROVAL_COLUMNS, title=f"{data['totalCount']} operations awaiting your decision")
+    print_table(rows, APPROVAL_COLUMNS, title=f"{_total(data)} operations awaiting your decision")
     return int(ExitCode.OK)
 
 
@@ -77,7 +82,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.output == "json":
         print_json(data)
     else:
-        print_table(data["operations"], COLUMNS, title=f"{data['totalCount']} operations")
+        print_table(data["operations"], COLUMNS, title=f"{_total(data)} operations")
         if data.get("nextPageToken"):
             stdout_console().print(f"more: --page-token {data['nextPageToken']}")
     return int(ExitCode.OK)

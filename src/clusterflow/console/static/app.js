@@ -34,6 +34,8 @@ function h(tag, attrs = {}, ...children) {
 }
 
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+// A list's totalCount, shown as an estimate ("~551,000") when the API says it is one.
+const countOf = (page) => (page.totalCountExact === false ? `~${page.totalCount.toLocaleString("en-US")}` : String(page.totalCount));
 const badge = (status) => h("span", { class: `badge s-${status}`, "data-status": status }, (status || "—").replaceAll("_", " "));
 const opLink = (id) => h("a", { href: `#/operations/${encodeURIComponent(id)}`, class: "mono" }, id);
 const clusterLink = (id, name) => h("a", { href: `#/clusters/${encodeURIComponent(id)}` }, name || id);
@@ -142,7 +144,7 @@ async function refreshApprovalCount() {
         ? await api("/v1/approvals", { query: { limit: 100 } })
         : await api("/v1/operations", { query: { status: "AWAITING_APPROVAL", limit: 1 } });
     const count = $("approval-count");
-    count.textContent = String(page.totalCount);
+    count.textContent = countOf(page);
     count.classList.toggle("hot", page.totalCount > 0);
   } catch {
     /* the next refresh tries again */
@@ -501,7 +503,7 @@ async function operationsPage(query, signal, approvalsOnly) {
         }
       }
     }
-    total.textContent = `${page.totalCount} operation${page.totalCount === 1 ? "" : "s"}${streams.size ? `, ${streams.size} streaming live` : ""}`;
+    total.textContent = `${countOf(page)} operation${page.totalCount === 1 ? "" : "s"}${streams.size ? `, ${streams.size} streaming live` : ""}`;
     for (const op of page.operations) {
       const known = list.rows.get(op.operationId);
       // A streamed row is fresher than the list; let the list only settle it.
