@@ -25,6 +25,12 @@ from clusterflow.records.db import Executor
 Table = Literal["operations", "audit_events"]
 """The tables whose lists answer a total (a fixed identifier, never client input)."""
 
+_LIST_ORDER: dict[Table, str] = {"operations": "id DESC", "audit_events": "occurred_at DESC, id DESC"}
+"""Each list's keyset order. The bounded count walks it: every filter's index ends in it (see
+migration 0021), so the count is an index-only walk of `bound + 1` entries. Without an order the
+planner may pick a sequential scan under the LIMIT, which reads the whole table when an
+organization's rows are not spread evenly through it."""
+
 
 @dataclass(frozen=True)
 class Total:
@@ -40,7 +46,8 @@ async def bounded_total(db: Executor, table: Table, filters: str, args: Sequence
     exact when at most `bound` match, else an estimate of at least `bound + 1`."""
     limit = f"${len(args) + 1}"
     counted = await db.fetchval(
-        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {filters} LIMIT {limit}) AS bounded",
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {filters} ORDER BY {_LIST_ORDER[table]} LIMIT {limit})"
+        " AS bounded",
         *args,
         bound + 1,
     )
