@@ -1,7 +1,9 @@
 """The audit log, for admins: filtered pages, one event, streamed exports, statistics.
 
 Fields keep the reference API's snake_case names. Exports stream from a server-side cursor, so
-an export of any size holds one batch in memory.
+an export of any size holds one batch in memory. Positional pages (`page`) stop at
+`CLUSTERFLOW_EXACT_TOTAL_LIMIT` rows deep, as Elasticsearch's `max_result_window`: depth is for
+`pageToken`, whose cost does not grow with it; totals are exact up to the same bound.
 """
 
 from __future__ import annotations
