@@ -54,6 +54,16 @@ async def update_events(client: Client, operation_id: str) -> int:
     return sum(1 for e in history.events if e.event_type == accepted)
 
 
+async def approval_writes(pool: asyncpg.Pool, operation_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The decisions on the operation's row and its approval events, read from the database."""
+    received = await pool.fetchval("SELECT approval_received FROM operations WHERE id = $1", operation_id)
+    events = await pool.fetch(
+        "SELECT event_key FROM operation_events WHERE operation_id = $1 AND event_key LIKE 'approval/%'",
+        operation_id,
+    )
+    return list(received or []), [e["event_key"] for e in events]
+
+
 async def key(pool: asyncpg.Pool, org: Org, role: str, name: str) -> str:
     return (await create_api_key(pool, org.id, name, role))[1]
 
@@ -146,6 +156,9 @@ async def test_under_four_eyes_the_requesting_owner_is_refused_and_another_owner
     own_reject = await decide(api, org, accepted["operationId"], requester, "REJECT")
     assert own_reject.status_code == 403
     assert await update_events(temporal_client, accepted["operationId"]) == 0
+    # The API drafts the decision's record while the Update is in flight: a refused decision
+    # leaves nothing of it in the database.
+    assert await approval_writes(pool, accepted["operationId"]) == ([], [])
     # What each owner may decide: not the requester's own operation.
     mine = (await api.get("/v1/approvals", headers=org.headers(requester))).json()["data"]
     assert [o["operationId"] for o in mine["operations"]] == []
@@ -155,7 +168,11 @@ async def test_under_four_eyes_the_requesting_owner_is_refused_and_another_owner
 
     other = await decide(api, org, accepted["operationId"], org.owner_key)
     assert other.status_code == 200, other.text
+    received, events = await approval_writes(pool, accepted["operationId"])  # at once, with the answer
+    assert [r["decision"] for r in received] == ["APPROVE"] and len(events) == 1, (received, events)
     record = await wait_for_operation(api, org.headers(), accepted["operationId"])
+    received, events = await approval_writes(pool, accepted["operationId"])
+    assert len(received) == 1 and len(events) == 1  # the API's write and the workflow's are one
     assert record["status"] == "SUCCEEDED" and await live(pool, cluster_id) == set()
     refusals = await audit(api, org, 2, action="ACCESS_DENIED")
     assert [e["details"].get("errorCode") for e in refusals].count("APPROVER_IS_REQUESTER") == 2, refusals

@@ -32,7 +32,7 @@ from clusterflow.contracts.operations import (
     OperationStatus,
     WaitForOperations,
 )
-from clusterflow.records import clusters, operations
+from clusterflow.records import clusters, decisions, operations
 from clusterflow.records.db import DbPool
 from clusterflow.records.errors import DatabaseError
 
@@ -88,7 +88,7 @@ class RecordActivities:
     async def record_decision(self, inp: DecisionRecord) -> str | None:
         with permanent_failures_not_retried():
             async with self.pool.acquire() as conn:
-                return await operations.record_decision(
+                return await decisions.record_decision(
                     conn, inp.operation_id, inp.decision, inp.decided_by, inp.comment
                 )
 

@@ -30,8 +30,9 @@ from clusterflow.contracts.operations import (
     OperationType,
 )
 from clusterflow.records import clusters, operations
-from clusterflow.records.db import DbPool
-from clusterflow.records.errors import DatabaseError
+from clusterflow.records.db import DbPool, connection_broken
+from clusterflow.records.decisions import DecisionDraft
+from clusterflow.records.errors import DatabaseError, database_unavailable
 from clusterflow.records.operations import OperationRow
 from clusterflow.records.organizations import Principal
 from clusterflow.settings import Settings
@@ -187,27 +188,38 @@ async def decide(
         plan_hash=plan_hash,
         link_sha256=link.sha256 if link is not None else None,
     )
-    try:
-        result: DecisionResult = await temporal.get_workflow_handle(row.id).execute_update(
-            "decide", decision, result_type=DecisionResult
-        )
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type in _DECISION_ERRORS:
-            raise ApiError(_DECISION_ERRORS[cause.type], cause.type, cause.message) from err
-        raise
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise ApiError(409, "NOT_AWAITING_APPROVAL", "the operation is no longer waiting for a decision") from err
-        raise ApiError(
-            503, "ORCHESTRATOR_UNAVAILABLE", "could not reach the workflow engine; retry", headers={"Retry-After": "5"}
-        ) from err
-    # The workflow has the decision and records it itself (workflows/base.py); writing the same
-    # record here lets the client read its decision as soon as it has our answer. The two writes
-    # are one: the second finds the operation no longer AWAITING_APPROVAL and changes nothing.
-    try:
-        async with pool.acquire() as conn:
-            await operations.record_decision(conn, row.id, action, principal.key_id, comment)
-    except (OSError, DatabaseError) as err:
-        log.warning("decision on %s taken; its record is left to the workflow (%s)", row.id, type(err).__name__)
+    # The decision's record is written while the Update is in flight and committed once the
+    # workflow has accepted it (`records.decisions.DecisionDraft`), so the client reads its
+    # decision as soon as it has our answer, at the cost of one COMMIT after the Update.
+    async with pool.acquire() as conn, DecisionDraft(conn, row.id, action, principal.key_id, comment) as draft:
+        try:
+            result: DecisionResult = await temporal.get_workflow_handle(row.id).execute_update(
+                "decide", decision, result_type=DecisionResult
+            )
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type in _DECISION_ERRORS:
+                raise ApiError(_DECISION_ERRORS[cause.type], cause.type, cause.message) from err
+            raise
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise ApiError(
+                    409, "NOT_AWAITING_APPROVAL", "the operation is no longer waiting for a decision"
+                ) from err
+            raise ApiError(
+                503,
+                "ORCHESTRATOR_UNAVAILABLE",
+                "could not reach the workflow engine; retry",
+                headers={"Retry-After": "5"},
+            ) from err
+        try:
+            await draft.keep(result.status)
+        except Exception as err:
+            if not _record_unavailable(err):
+                raise
+            log.warning("decision on %s taken; its record is left to the workflow (%s)", row.id, type(err).__name__)
     return result
+
+
+def _record_unavailable(err: Exception) -> bool:
+    return isinstance(err, DatabaseError) or database_unavailable(err) or connection_broken(err)

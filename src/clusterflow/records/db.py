@@ -44,7 +44,8 @@ class _PooledConnection(_Connection):
     asyncpg's default release sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`,
     one more round trip per borrow. Pooled connections here never hold session state: advisory
     locks are transaction-scoped, cursors live inside transactions, LISTEN has its own dedicated
-    connection (`records/change_listener.py`) and nothing runs SET. asyncpg still rolls back a transaction
+    connection (`records/change_listener.py`) and nothing runs a session's SET (`SET LOCAL` ends
+    with its transaction). asyncpg still rolls back a transaction
     left open and drops listeners on release.
     """
 

@@ -3,7 +3,7 @@
 Why an outbox, and a workflow per event, rather than notification steps inside the operation
 workflows:
 - The event is written to `notification_outbox` in the same transaction as the status change
-  it announces (`records.operations.begin`, `record_decision`, `finish`), so a notification
+  it announces (`records.operations.begin` and `finish`, `records.decisions`), so a notification
   exists exactly when the change committed: none is lost if a worker dies after the commit, and
   none is sent for a change that rolled back.
 - Topics that have no workflow at all (an agent or a cloud account disconnecting, seen by the
