@@ -127,10 +127,16 @@ class Settings(BaseSettings):
         "(Temporal refuses blobs over 2 MiB): larger answers 413 PAYLOAD_TOO_LARGE before anything is written.",
     )
     exact_total_limit: int = Field(
-        default=10_000,
+        default=1_000,
         ge=1,
         description="Lists count their total exactly up to this many matching rows and estimate it beyond "
-        "(`totalCountExact`, `totalItemsExact` false); positional audit pages (`page`) reach this many rows.",
+        "(`totalCountExact`, `totalItemsExact` false), so a total costs the same however long the history.",
+    )
+    positional_page_window: int = Field(
+        default=10_000,
+        ge=1,
+        description="How deep positional audit pages (`page` x `pageSize`) reach; deeper answers 400 PAGE_TOO_DEEP "
+        "and `pageToken` continues without limit.",
     )
     force_cancel_grace_seconds: float = Field(
         default=30.0, ge=0, description="How long a force cancel lets the graceful cancel run before terminating."

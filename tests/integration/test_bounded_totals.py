@@ -36,7 +36,9 @@ from tests.helpers import deploy_document
 from tests.processes import settings_env, spawn, stop, wait_http
 
 BOUND = 40
-pytestmark = pytest.mark.parametrize("settings", [{"exact_total_limit": BOUND}], indirect=True)
+pytestmark = pytest.mark.parametrize(
+    "settings", [{"exact_total_limit": BOUND, "positional_page_window": BOUND}], indirect=True
+)
 
 BASE = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -75,9 +75,11 @@ LONG_OPERATION_EVENTS = 10_000
 HISTORY_DAYS = 730
 PAGE = 20  # page size of the list measures; "page 1,000" is 20,000 rows deep
 AUDIT_PAGE = 50
-WINDOW = Settings().exact_total_limit
-"""The API's bound on exact totals and positional audit pages (`CLUSTERFLOW_EXACT_TOTAL_LIMIT`,
-passed on to the API process): `audit_window_page` reads the deepest page it allows."""
+WINDOW = Settings().positional_page_window
+"""How deep the API's positional audit pages reach (`CLUSTERFLOW_POSITIONAL_PAGE_WINDOW`, passed
+on to the API process): `audit_window_page` reads the deepest page it allows."""
+BOUND = Settings().exact_total_limit
+"""The API's bound on exact totals (`CLUSTERFLOW_EXACT_TOTAL_LIMIT`), for the EXPLAIN section."""
 GOAL_RATIO = 1.5
 PHASES = ("VALIDATE", "NETWORK", "CONTROL_PLANE", "NODE_GROUPS", "ADDONS", "VERIFY")
 # (event_type, action, resource, status) of the audit row written beside an operation's own one.
@@ -530,37 +532,35 @@ async def explain_all(pool: Any, org: Org, long_operation: str | None) -> dict[s
     token = audit.decode_page_token(await audit_deep_token(pool, org.id, 999 * 50))
     deepest = max(1, WINDOW // 50)
     calls: dict[str, Callable[[Recorder], Any]] = {
-        "operations.list_page (page 1)": lambda r: operations.list_page(
-            r, org.id, limit=PAGE, exact_total_limit=WINDOW
-        ),
+        "operations.list_page (page 1)": lambda r: operations.list_page(r, org.id, limit=PAGE, exact_total_limit=BOUND),
         "operations.list_page (deep token)": lambda r: operations.list_page(
-            r, org.id, limit=PAGE, after_id=op_deep, exact_total_limit=WINDOW
+            r, org.id, limit=PAGE, after_id=op_deep, exact_total_limit=BOUND
         ),
         "operations.list_page (status)": lambda r: operations.list_page(
-            r, org.id, status="FAILED", limit=PAGE, exact_total_limit=WINDOW
+            r, org.id, status="FAILED", limit=PAGE, exact_total_limit=BOUND
         ),
         "operations.list_page (type)": lambda r: operations.list_page(
-            r, org.id, operation_type="CLUSTER_DELETE", limit=PAGE, exact_total_limit=WINDOW
+            r, org.id, operation_type="CLUSTER_DELETE", limit=PAGE, exact_total_limit=BOUND
         ),
         "operations.list_page (cluster)": lambda r: operations.list_page(
-            r, org.id, cluster_id=cluster, limit=PAGE, exact_total_limit=WINDOW
+            r, org.id, cluster_id=cluster, limit=PAGE, exact_total_limit=BOUND
         ),
         "operations.get": lambda r: operations.get(r, org.id, org.operation_ids[len(org.operation_ids) // 3]),
         "operations.events_after (deep cursor)": lambda r: operations.events_after(r, long_id, 9_500, 200),
         "clusters.list_for_org (page 1)": lambda r: clusters.list_for_org(r, org.id, limit=PAGE),
         "clusters.list_for_org (deep token)": lambda r: clusters.list_for_org(r, org.id, limit=PAGE, after_id=cl_deep),
-        "audit.page (page 1)": lambda r: audit.page(r, org.id, audit.AuditFilter(), 1, 50, exact_total_limit=WINDOW),
+        "audit.page (page 1)": lambda r: audit.page(r, org.id, audit.AuditFilter(), 1, 50, exact_total_limit=BOUND),
         "audit.page (action filter)": lambda r: audit.page(
-            r, org.id, audit.AuditFilter(action="DELETE"), 1, 50, exact_total_limit=WINDOW
+            r, org.id, audit.AuditFilter(action="DELETE"), 1, 50, exact_total_limit=BOUND
         ),
         f"audit.page (page {deepest}, the window's deepest)": lambda r: audit.page(
-            r, org.id, audit.AuditFilter(), deepest, 50, exact_total_limit=WINDOW
+            r, org.id, audit.AuditFilter(), deepest, 50, exact_total_limit=BOUND
         ),
         "audit.page (event type filter, the window's deepest)": lambda r: audit.page(
-            r, org.id, audit.AuditFilter(event_type="OPERATION"), deepest, 50, exact_total_limit=WINDOW
+            r, org.id, audit.AuditFilter(event_type="OPERATION"), deepest, 50, exact_total_limit=BOUND
         ),
         "audit.page (deep token)": lambda r: audit.page(
-            r, org.id, audit.AuditFilter(), 1, 50, token, exact_total_limit=WINDOW
+            r, org.id, audit.AuditFilter(), 1, 50, token, exact_total_limit=BOUND
         ),
     }
     plans: dict[str, list[dict[str, Any]]] = {}

@@ -201,7 +201,7 @@ async def page(
     """A page, newest first. With `after` (a decoded page token) a keyset page: its cost does
     not grow with depth, and it is stable while new events arrive. Without it, the reference
     API's page number: positional, it shifts as events arrive; callers keep it within the first
-    `exact_total_limit` rows (`positional_window_allows`). The rows it skips are read from the
+    rows of their window (`positional_window_allows`). The rows it skips are read from the
     index alone (a deferred join: the keys of the page by OFFSET, then the full rows of those
     keys), so a skip costs index entries, not rows. The total is exact up to
     `exact_total_limit` matching events, estimated beyond."""

@@ -2,8 +2,9 @@
 
 Fields keep the reference API's snake_case names. Exports stream from a server-side cursor, so
 an export of any size holds one batch in memory. Positional pages (`page`) stop at
-`CLUSTERFLOW_EXACT_TOTAL_LIMIT` rows deep, as Elasticsearch's `max_result_window`: depth is for
-`pageToken`, whose cost does not grow with it; totals are exact up to the same bound.
+`CLUSTERFLOW_POSITIONAL_PAGE_WINDOW` rows deep, as Elasticsearch's `max_result_window`: depth is
+for `pageToken`, whose cost does not grow with it. Totals are exact up to
+`CLUSTERFLOW_EXACT_TOTAL_LIMIT` matching events and estimated beyond.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Pagination(BaseModel):
     page: int
     pageSize: int
     totalItems: int = Field(
-        description="Events matching the filters: exact up to CLUSTERFLOW_EXACT_TOTAL_LIMIT (10,000 by default), "
+        description="Events matching the filters: exact up to CLUSTERFLOW_EXACT_TOTAL_LIMIT (1,000 by default), "
         "beyond it the database planner's estimate (see `totalItemsExact`)"
     )
     totalItemsExact: bool = Field(
@@ -175,7 +176,7 @@ async def list_events(
         Query(
             ge=1,
             le=100_000,
-            description="Page number (positional). Positional pages reach the first CLUSTERFLOW_EXACT_TOTAL_LIMIT "
+            description="Page number (positional). Positional pages reach the first CLUSTERFLOW_POSITIONAL_PAGE_WINDOW "
             "events (10,000 by default; `page` x `pageSize` at most that, page 1 always): a deeper `page` is 400. "
             "`pageToken` is stable while events arrive and continues to any depth.",
         ),
@@ -200,7 +201,7 @@ async def list_events(
             raise ApiError(
                 400, "INVALID_PAGE_TOKEN", "pageToken was not issued by this API", {"field": "pageToken"}
             ) from err
-    window = settings.exact_total_limit
+    window = settings.positional_page_window
     if after is None and not audit.positional_window_allows(page, pageSize, window):
         raise ApiError(
             400,
@@ -209,7 +210,9 @@ async def list_events(
             "to read further, follow pagination.nextPageToken as pageToken, which continues without limit",
             {"field": "page", "maxRows": window},
         )
-    found = await audit.page(pool, principal.organization_id, where, page, pageSize, after, exact_total_limit=window)
+    found = await audit.page(
+        pool, principal.organization_id, where, page, pageSize, after, exact_total_limit=settings.exact_total_limit
+    )
     total = found.total
     pages = (total.value + pageSize - 1) // pageSize
     result = AuditPage(

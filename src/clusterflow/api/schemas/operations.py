@@ -169,7 +169,7 @@ class Operation(BaseModel):
 class OperationPage(BaseModel):
     operations: list[Operation]
     totalCount: int = Field(
-        description="Operations matching the filters: exact up to CLUSTERFLOW_EXACT_TOTAL_LIMIT (10,000 by "
+        description="Operations matching the filters: exact up to CLUSTERFLOW_EXACT_TOTAL_LIMIT (1,000 by "
         "default), beyond it the database planner's estimate (see `totalCountExact`)"
     )
     totalCountExact: bool = Field(
