@@ -3,8 +3,8 @@
 `BareOperation` runs the same number of activities a deploy runs, each a no-op; `BareApproval`
 waits on an Update exactly like the approval gate, without a record behind it, and once approved
 runs the activities a deploy would. The baseline
-worker runs them in its own process with the same slot settings and event loop (uvloop) as the
-clusterflow worker.
+worker runs them in its own process with the same slot settings, workflow cache size and event
+loop (uvloop) as the clusterflow worker.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class BareApproval:
             raise ValueError("bad action")
 
 
-async def serve(address: str, task_queue: str, slots: int) -> None:
+async def serve(address: str, task_queue: str, slots: int, cached: int) -> None:
     client = await Client.connect(address)
     worker = Worker(
         client,
@@ -70,9 +70,10 @@ async def serve(address: str, task_queue: str, slots: int) -> None:
         activities=[noop],
         max_concurrent_activities=slots,
         max_concurrent_workflow_tasks=slots,
+        max_cached_workflows=cached,
     )
     await worker.run()
 
 
 if __name__ == "__main__":
-    uvloop.run(serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    uvloop.run(serve(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))

@@ -14,8 +14,11 @@ the way. Beside each figure, its baseline from the same run:
    by `wrk` in its own process (else a multi-process client), with the API's Temporal connection
    routed through a byte-counting proxy to show that no request reaches Temporal;
 5. approval: POST /v1/operations/{id}/approval (a Workflow Update) p50/p99 vs a raw Update on a
-   bare workflow waiting the same way and then running a deploy's worth of no-op activities;
-   one at a time (the approval alone) and back to back (with the deploys it starts running);
+   bare workflow waiting the same way and then running a deploy's worth of no-op activities,
+   as many waiting on a worker caching as many workflows; one at a time (the approval alone)
+   and back to back (with the deploys it starts running). Beside them, to say where the
+   difference goes: the same Update sent straight to our workflows, and any request's floor
+   (a cached GET through the same client);
 6. memory: worker RSS growth per operation with N operations waiting for approval.
 
 (3, stream latency, is `bench_stream_latency.py`.) Reports: `.clusterflow/bench/control_plane.*`.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import multiprocessing
 import os
@@ -49,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.perf.bench_stream_latency import machine, percentile, process_cpu_seconds
 
+from clusterflow.contracts.operations import DecideInput, DecisionResult
 from clusterflow.devstack.postgres import EmbeddedPostgres, free_port
 from clusterflow.devstack.temporal import EmbeddedTemporal
 from clusterflow.records.db import create_pool
@@ -549,8 +554,9 @@ async def bench_approval(
         rss_after = rss_kb(worker.pid)
 
         # Random samples: some are still cached by the worker, others must replay first.
-        sample = random.Random(7).sample(list(tokens), min(2 * approvals, len(tokens)))
-        samples = {"one_at_a_time": sample[:approvals], "back_to_back": sample[approvals:]}
+        sample = random.Random(7).sample(list(tokens), min(3 * approvals, len(tokens)))
+        samples = {"one_at_a_time": sample[:approvals], "back_to_back": sample[approvals : 2 * approvals]}
+        direct_sample = sample[2 * approvals :]
         for protocol, chosen in samples.items():
             measured: list[float] = []
             for op in chosen:
@@ -563,24 +569,58 @@ async def bench_approval(
                 if protocol == "one_at_a_time":
                     await wait_status(pool, op, TERMINAL)
             results[protocol] = {"api": stats(measured)}
+        # The same Update sent straight to our workflows (no HTTP, no API): what separates the API's
+        # overhead from the workflow's own cost beside a bare one.
+        direct: list[float] = []
+        for op in direct_sample:
+            decision = DecideInput(
+                token_sha256=hashlib.sha256(tokens[op].encode()).hexdigest(),
+                action=action,
+                actor="bench",
+                actor_role="owner",
+            )
+            started = time.monotonic()
+            await client.get_workflow_handle(op).execute_update("decide", decision, result_type=DecisionResult)
+            direct.append(time.monotonic() - started)
+            await wait_status(pool, op, TERMINAL)
+        if direct:
+            results["one_at_a_time"]["direct_update"] = stats(direct)
+        # The cost of any request through this client and the API's HTTP stack: a GET of one
+        # operation, one at a time, answered from the API's cache (no database, no Temporal).
+        floor: list[float] = []
+        for _ in range(approvals):
+            started = time.monotonic()
+            response = await http.get(f"/v1/operations/{sample[0]}")
+            floor.append(time.monotonic() - started)
+            assert response.status_code == 200, response.text
+        results["one_at_a_time"]["http_floor"] = stats(floor)
         await http.put(f"/v1/organizations/{org_id}/approval-policy", json={"clusterDeploy": False})
     await pool.close()
 
-    for protocol in ("one_at_a_time", "back_to_back"):
-        handles = [
-            await client.start_workflow(
-                "BareApproval", activities, id=f"bare-ap-{run}-{protocol}-{i}", task_queue="bench-baseline"
-            )
-            for i in range(approvals)
-        ]
-        await asyncio.sleep(1.0)
+    # The baseline faces what the API's approvals faced: as many bare workflows waiting, on a
+    # worker caching as many workflows, sampled the same way, so an evicted workflow's replay is
+    # in both figures.
+    bare_ids = [f"bare-ap-{run}-{i}" for i in range(waiting)]
+
+    async def bare(i: int) -> None:
+        await client.start_workflow("BareApproval", activities, id=bare_ids[i], task_queue="bench-baseline")
+
+    await closed_loop(waiting, 20, bare)
+    await asyncio.sleep(2.0)
+    bare_sample = random.Random(8).sample(bare_ids, min(2 * approvals, len(bare_ids)))
+    bare_samples = {"one_at_a_time": bare_sample[:approvals], "back_to_back": bare_sample[approvals:]}
+    for protocol, chosen_ids in bare_samples.items():
         raw: list[float] = []
-        for handle in handles:
+        for workflow_id in chosen_ids:
+            handle = client.get_workflow_handle(workflow_id)
             started = time.monotonic()
             await handle.execute_update("decide", action)
             raw.append(time.monotonic() - started)
             if protocol == "one_at_a_time":
                 await handle.result()
+        if protocol == "one_at_a_time":
+            cached_updates = await _cached_raw_updates(client, run, approvals, activities)
+            results[protocol]["raw_update_cached"] = stats(cached_updates)
         api_s, raw_s = results[protocol]["api"], stats(raw)
         results[protocol] |= {
             "raw_update": raw_s,
@@ -597,6 +637,25 @@ async def bench_approval(
             "beyond that, waiting workflows live only in Temporal's history",
         },
     }
+
+
+async def _cached_raw_updates(client: Client, run: str, count: int, activities: int) -> list[float]:
+    """Raw Updates one at a time on bare workflows just started, so still in the worker's cache:
+    the Update's own cost, without any replay."""
+    handles = [
+        await client.start_workflow(
+            "BareApproval", activities, id=f"bare-cached-{run}-{i}", task_queue="bench-baseline"
+        )
+        for i in range(count)
+    ]
+    await asyncio.sleep(1.0)
+    measured: list[float] = []
+    for handle in handles:
+        started = time.monotonic()
+        await handle.execute_update("decide", "APPROVE")
+        measured.append(time.monotonic() - started)
+        await handle.result()
+    return measured
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -631,7 +690,10 @@ async def run(args: argparse.Namespace, workdir: Path, dsn: str, temporal: str) 
         "approvals": n(args.approvals),
     }
     try:
-        stack.spawn("baseline-worker", ["-m", "tests.perf.baseline", temporal, "bench-baseline", "200"], stack.env())
+        cached = os.environ.get("CLUSTERFLOW_WORKER_MAX_CACHED_WORKFLOWS", "1000")
+        stack.spawn(
+            "baseline-worker", ["-m", "tests.perf.baseline", temporal, "bench-baseline", "200", cached], stack.env()
+        )
         worker = stack.worker()
         _, base = await stack.api("api")
         headers = {"Authorization": f"Bearer {key}"}
@@ -734,6 +796,14 @@ def markdown(r: dict[str, Any]) -> str:
         f"| 5. approve (Workflow Update through the API), {a['approvals']} one at a time: p50 / p99 ms | "
         f"{a1['api']['p50_ms']} / {a1['api']['p99_ms']} | raw execute_update {a1['raw_update']['p50_ms']} / "
         f"{a1['raw_update']['p99_ms']} | {a1['p50_ratio']} | p50 < 15 ms | {ok['approve_p50']} |",
+        f"| 5. the same Update sent straight to our workflows (no HTTP, no API), one at a time | "
+        f"{a1['direct_update']['p50_ms']} / {a1['direct_update']['p99_ms']} | raw execute_update "
+        f"{a1['raw_update']['p50_ms']} / {a1['raw_update']['p99_ms']} | "
+        f"{round(a1['direct_update']['p50_ms'] / a1['raw_update']['p50_ms'], 2)} | | |",
+        f"| 5. raw execute_update on bare workflows just started (all cached), one at a time | "
+        f"{a1['raw_update_cached']['p50_ms']} / {a1['raw_update_cached']['p99_ms']} | | | | |",
+        f"| 5. any request's floor: GET /v1/operations/{{id}} from the API's cache, one at a time | "
+        f"{a1['http_floor']['p50_ms']} / {a1['http_floor']['p99_ms']} | | | | |",
         f"| 5. the same, back to back (each approved deploy runs during the next approval) | "
         f"{a2['api']['p50_ms']} / {a2['api']['p99_ms']} | raw execute_update {a2['raw_update']['p50_ms']} / "
         f"{a2['raw_update']['p99_ms']} | {a2['p50_ratio']} | | |",
