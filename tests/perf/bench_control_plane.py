@@ -52,10 +52,10 @@ from temporalio.client import Client
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.perf.bench_stream_latency import machine, percentile, process_cpu_seconds
+from tests.perf.services import embedded_services
 
 from clusterflow.contracts.operations import DecideInput, DecisionResult
-from clusterflow.devstack.postgres import EmbeddedPostgres, free_port
-from clusterflow.devstack.temporal import EmbeddedTemporal
+from clusterflow.devstack.postgres import free_port
 from clusterflow.records.db import create_pool
 from clusterflow.records.migrate import migrate
 from clusterflow.records.organizations import create_api_key, create_organization
@@ -554,7 +554,10 @@ async def bench_approval(
         rss_after = rss_kb(worker.pid)
 
         # Random samples: some are still cached by the worker, others must replay first.
-        sample = random.Random(7).sample(list(tokens), min(3 * approvals, len(tokens)))
+        # Three disjoint samples (one at a time, back to back, straight to the workflow): with fewer
+        # than 3 x approvals waiting, each takes a third.
+        approvals = max(1, min(approvals, len(tokens) // 3))
+        sample = random.Random(7).sample(list(tokens), 3 * approvals)
         samples = {"one_at_a_time": sample[:approvals], "back_to_back": sample[approvals : 2 * approvals]}
         direct_sample = sample[2 * approvals :]
         for protocol, chosen in samples.items():
@@ -840,20 +843,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / ".clusterflow" / "bench")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    with tempfile.TemporaryDirectory(prefix="cf-bench-") as tmp:
-        workdir = Path(tmp)
-        postgres = EmbeddedPostgres(workdir / "pg", free_port())
-        temporal = EmbeddedTemporal(workdir / "temporal.db", free_port(), None, log_file=workdir / "temporal.log")
-        postgres.start()
-        temporal.start()
+    with embedded_services("cf-bench-") as services:
         try:
-            report = asyncio.run(run(args, workdir, postgres.dsn, temporal.address))
+            report = asyncio.run(run(args, services.workdir, services.dsn, services.temporal))
         finally:
-            temporal.stop()
-            postgres.stop()
             if os.environ.get("BENCH_KEEP_LOGS"):
-                shutil.copytree(workdir, args.out / "logs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("pg*"))
+                shutil.copytree(
+                    services.workdir, args.out / "logs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("pg*")
+                )
     (args.out / "control_plane.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "control_plane.md").write_text(markdown(report))
     print(markdown(report))

@@ -39,7 +39,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -56,9 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.perf.bench_control_plane import Stack, deploy_document, stats
 from tests.perf.bench_stream_latency import machine
+from tests.perf.services import embedded_services
 
-from clusterflow.devstack.postgres import EmbeddedPostgres, free_port
-from clusterflow.devstack.temporal import EmbeddedTemporal
 from clusterflow.records import audit, clusters, operations
 from clusterflow.records.db import create_pool
 from clusterflow.records.migrate import migrate
@@ -831,18 +829,8 @@ def main() -> int:
     args = parser.parse_args()
     args.sizes = sorted(set(args.sizes))
     args.out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    with tempfile.TemporaryDirectory(prefix="cf-growth-") as tmp:
-        workdir = Path(tmp)
-        postgres = EmbeddedPostgres(workdir / "pg", free_port())
-        temporal = EmbeddedTemporal(workdir / "temporal.db", free_port(), None, log_file=workdir / "temporal.log")
-        postgres.start()
-        temporal.start()
-        try:
-            report = asyncio.run(run(args, workdir, postgres.dsn, temporal.address))
-        finally:
-            temporal.stop()
-            postgres.stop()
+    with embedded_services("cf-growth-") as services:
+        report = asyncio.run(run(args, services.workdir, services.dsn, services.temporal))
     report = {
         "benchmark": "growth",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

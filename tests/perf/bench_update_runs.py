@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.perf.bench_control_plane import Stack, deploy_document
 from tests.perf.bench_stream_latency import machine
+from tests.perf.services import embedded_services
 
-from clusterflow.devstack.postgres import EmbeddedPostgres, free_port
-from clusterflow.devstack.temporal import EmbeddedTemporal
 from clusterflow.records.db import create_pool
 from clusterflow.records.migrate import migrate
 from clusterflow.records.organizations import create_api_key, create_organization
@@ -227,18 +225,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / ".clusterflow" / "bench")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    with tempfile.TemporaryDirectory(prefix="cf-bench-runs-") as tmp:
-        workdir = Path(tmp)
-        postgres = EmbeddedPostgres(workdir / "pg", free_port())
-        temporal = EmbeddedTemporal(workdir / "temporal.db", free_port(), None, log_file=workdir / "temporal.log")
-        postgres.start()
-        temporal.start()
-        try:
-            report = asyncio.run(run(args, workdir, postgres.dsn, temporal.address))
-        finally:
-            temporal.stop()
-            postgres.stop()
+    with embedded_services("cf-bench-runs-") as services:
+        report = asyncio.run(run(args, services.workdir, services.dsn, services.temporal))
     (args.out / "update_runs.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "update_runs.md").write_text(markdown(report))
     print(markdown(report))
